@@ -1,0 +1,61 @@
+"""One error tree for the whole package.
+
+Every error fedlearn raises on purpose descends from :class:`FedlearnError`, and each also
+subclasses the builtin it resembles, so ``except ValueError`` keeps working for callers who
+do not know about us. The CLI turns any ``FedlearnError`` into one line and ``exit_code``.
+
+::
+
+    FedlearnError
+    ├── ConfigError(ValueError)          a config, argument or TOML file is wrong
+    ├── ValidationError(ValueError)      a received update breaks the expected spec
+    ├── CodecError(ValueError)           bytes on the wire cannot be decoded
+    ├── TrainerError(RuntimeError)       a node's local training or evaluation failed
+    ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
+    ├── QuorumError(RuntimeError)        too few nodes were available or replied
+    └── DeadlineExceeded(TimeoutError)   a wait ran past its deadline
+"""
+
+from __future__ import annotations
+
+
+class FedlearnError(Exception):
+    """Root of every error fedlearn raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(FedlearnError, ValueError):
+    """A configuration value, argument or file is invalid; the message names it."""
+
+    exit_code = 2
+
+
+class ValidationError(FedlearnError, ValueError):
+    """A received update does not match what the coordinator expects."""
+
+
+class CodecError(FedlearnError, ValueError):
+    """Bytes could not be decoded into parameters or a message."""
+
+
+class TrainerError(FedlearnError, RuntimeError):
+    """A node's trainer failed while fitting or evaluating."""
+
+
+class PrivacyError(FedlearnError, PermissionError):
+    """A node refuses to share something because a privacy guard forbids it."""
+
+    exit_code = 3
+
+
+class QuorumError(FedlearnError, RuntimeError):
+    """Fewer nodes were available or replied than the run requires."""
+
+    exit_code = 4
+
+
+class DeadlineExceeded(FedlearnError, TimeoutError):
+    """A wait ran past its deadline."""
+
+    exit_code = 4

@@ -1,0 +1,60 @@
+"""The pieces a strategy is composed of, as protocols.
+
+Following optax, every piece is a pair of pure-ish functions with explicit state:
+
+* a ``Sampler`` picks the nodes of a round from the available ones;
+* a ``Reducer`` folds client updates (``client params - global params``) into one update. A
+  streaming reducer keeps O(model) memory whatever the number of replies; one that needs every
+  update (median, Krum) says so with ``streaming = False``;
+* a ``ServerTransform`` turns the combined update into the step applied to the global model,
+  with state (moments, step counts) held in a ``ParamSet`` so checkpoints can store it.
+
+Randomness always comes from an explicit ``numpy.random.Generator`` that the engine derives
+from the run seed and round number; nothing falls back to a fixed default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from fedlearn.core.params import ParamSet
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    def sample(self, available: Sequence[str], rng: np.random.Generator) -> list[str]:
+        """The nodes for this round, as a list in a deterministic order."""
+        ...
+
+
+@runtime_checkable
+class Reducer(Protocol):
+    streaming: bool
+
+    def init(self, template: ParamSet) -> Any:
+        """An empty accumulator shaped like ``template``."""
+        ...
+
+    def add(self, acc: Any, update: ParamSet, weight: float) -> Any:
+        """Fold one update in; may reuse ``acc``'s buffers. Called in a deterministic order."""
+        ...
+
+    def result(self, acc: Any) -> ParamSet:
+        """The combined update, in the template's dtypes."""
+        ...
+
+
+@runtime_checkable
+class ServerTransform(Protocol):
+    def init(self, params: ParamSet) -> ParamSet:
+        """Initial state for a model shaped like ``params`` (may be empty)."""
+        ...
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        """Transform ``update`` into the step to add to ``params``; return ``(step, new_state)``."""
+        ...

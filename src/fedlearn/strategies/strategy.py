@@ -1,0 +1,129 @@
+"""A strategy: a frozen composition of sampler, reducer and server transform.
+
+FedAvg, FedAdam or a robust variant differ only in which pieces they hold, so a new combination
+is one line of user code (``Strategy(sampler=..., reducer=trimmed_mean(0.1), transform=adam(...))``)
+rather than a subclass. Client-side parts travel in ``client_config`` (the FedProx ``proximal_mu``)
+or, for SCAFFOLD, as control variates in the task's ``extras``.
+
+Server state is one flat ``ParamSet``: the transform's state under ``transform/`` and SCAFFOLD's
+global control variate under ``scaffold/c/``. The engine checkpoints it as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from fedlearn.core.errors import ConfigError, QuorumError
+from fedlearn.core.messages import Reply, Scalar, freeze_config
+from fedlearn.core.params import ParamSet
+from fedlearn.strategies.base import Reducer, Sampler, ServerTransform
+
+TRANSFORM_PREFIX = "transform/"
+CONTROL_PREFIX = "scaffold/c/"
+CONTROL_DELTA_PREFIX = "scaffold/delta_c/"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundUpdate:
+    """The outcome of aggregating one round's fit replies."""
+
+    params: ParamSet
+    state: ParamSet
+    num_replies: int
+    num_examples: int
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Strategy:
+    """How the coordinator picks nodes and turns their updates into the next global model."""
+
+    name: str
+    sampler: Sampler
+    reducer: Reducer
+    transform: ServerTransform
+    client_config: Mapping[str, Scalar] = field(default_factory=dict)
+    control_variates: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_config", freeze_config(self.client_config))
+        if not self.name:
+            raise ConfigError("strategy name must be non-empty")
+
+    def init_state(self, params: ParamSet) -> ParamSet:
+        state = self.transform.init(params).with_prefix(TRANSFORM_PREFIX)
+        if self.control_variates:
+            state = state.merged(params.zeros_like().with_prefix(CONTROL_PREFIX))
+        return state
+
+    def sample(self, available: Sequence[str], rng: np.random.Generator) -> list[str]:
+        return self.sampler.sample(available, rng)
+
+    def fit_payload(self, state: ParamSet) -> tuple[Mapping[str, Scalar], ParamSet]:
+        """The config and extra arrays every sampled node receives with its fit task."""
+        if not self.control_variates:
+            return self.client_config, ParamSet()
+        config = MappingProxyType({**self.client_config, "scaffold": True})
+        return config, ParamSet({k: v for k, v in state.items() if k.startswith(CONTROL_PREFIX)})
+
+    def aggregate(
+        self,
+        params: ParamSet,
+        state: ParamSet,
+        replies: Iterable[Reply],
+        *,
+        num_nodes: int,
+        rng: np.random.Generator,
+    ) -> RoundUpdate:
+        """Fold validated fit replies, in the order given, into the next model and state.
+
+        ``replies`` may be a generator that waits for nodes; it is consumed once, so only one
+        update is held at a time when the reducer streams. ``num_nodes`` is the total number
+        of nodes known to the run, which SCAFFOLD needs to scale its control variate.
+        """
+        acc = self.reducer.init(params)
+        control_sum: dict[str, np.ndarray] | None = None
+        metric_sums: dict[str, float] = {}
+        count = 0
+        examples = 0
+        for reply in replies:
+            acc = self.reducer.add(acc, reply.params - params, float(reply.num_examples))
+            if self.control_variates:
+                control_sum = _accumulate(control_sum, reply.extras.select(CONTROL_DELTA_PREFIX))
+            for key, value in reply.metrics.items():
+                metric_sums[key] = metric_sums.get(key, 0.0) + value * reply.num_examples
+            count += 1
+            examples += reply.num_examples
+        if count == 0:
+            raise QuorumError("no valid fit replies to aggregate this round")
+        combined = self.reducer.result(acc)
+        step, transform_state = self.transform.update(combined, state.select(TRANSFORM_PREFIX), params, rng)
+        new_state = transform_state.with_prefix(TRANSFORM_PREFIX)
+        if self.control_variates:
+            new_state = new_state.merged(_updated_control(state, control_sum or {}, num_nodes))
+        metrics = {k: v / examples for k, v in metric_sums.items()} if examples else {}
+        return RoundUpdate(
+            params=params + step, state=new_state, num_replies=count, num_examples=examples, metrics=metrics
+        )
+
+
+def _accumulate(total: dict[str, np.ndarray] | None, part: ParamSet) -> dict[str, np.ndarray]:
+    if total is None:
+        return {k: v.astype(np.float64) for k, v in part.items()}
+    for k, v in part.items():
+        total[k] += v
+    return total
+
+
+def _updated_control(state: ParamSet, control_sum: Mapping[str, np.ndarray], num_nodes: int) -> ParamSet:
+    """SCAFFOLD: c <- c + (1/N) * sum over sampled nodes of delta c_i."""
+    control = state.select(CONTROL_PREFIX)
+    if set(control_sum) != set(control):
+        raise QuorumError("SCAFFOLD replies did not carry a control-variate delta for every parameter")
+    return ParamSet(
+        {k: (c + control_sum[k] / max(num_nodes, 1)).astype(c.dtype) for k, c in control.items()}
+    ).with_prefix(CONTROL_PREFIX)

@@ -24,7 +24,7 @@ DEFAULT_MAX_BYTES = 2**31  # 2 GiB; the runtime chunks larger models, see runtim
 
 def encode(params: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
     """Serialise parameters (and optional string metadata) to safetensors bytes."""
-    arrays = {k: np.ascontiguousarray(v) for k, v in params.items()}
+    arrays = {k: np.asarray(v, order="C") for k, v in params.items()}  # keeps 0-d shapes
     for name, array in arrays.items():
         if array.dtype.kind not in "biuf":
             raise CodecError(f"parameter {name!r} has dtype {array.dtype}, which the wire format cannot carry")

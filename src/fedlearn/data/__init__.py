@@ -1,1 +1,37 @@
-"""data"""
+"""Data for simulations: the ``Dataset`` container, partitioners and built-in offline datasets.
+
+A simulated federation starts from one pooled dataset and splits it across virtual nodes the way
+real data is split: evenly (``iid``), by label (``dirichlet``, ``shards``), by volume
+(``quantity_skew``) or by the unit that collected it (``natural``). Every random choice takes an
+explicit seed, so a partition is reproducible from the run config. The built-in datasets need no
+network: scikit-learn's bundled ones and the Synthetic(alpha, beta) generator of FedProx.
+"""
+
+from fedlearn.data.dataset import Dataset, TaskType
+from fedlearn.data.datasets import DATASETS, load_dataset, train_test_split
+from fedlearn.data.partition import (
+    PARTITIONERS,
+    dirichlet,
+    iid,
+    natural,
+    partition,
+    quantity_skew,
+    shards,
+)
+from fedlearn.data.synthetic import make_synthetic
+
+__all__ = [
+    "DATASETS",
+    "PARTITIONERS",
+    "Dataset",
+    "TaskType",
+    "dirichlet",
+    "iid",
+    "load_dataset",
+    "make_synthetic",
+    "natural",
+    "partition",
+    "quantity_skew",
+    "shards",
+    "train_test_split",
+]

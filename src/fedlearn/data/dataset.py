@@ -3,6 +3,10 @@
 A ``Dataset`` is what a node's trainer sees after its data source has been read: a feature
 matrix, optional targets and enough metadata (feature names, number of classes) for the
 coordinator to build a matching model without ever seeing a row.
+
+``groups`` optionally labels each row with the unit it naturally belongs to (a device, a
+hospital, a user). Simulations use it to split a pooled dataset the way it was really
+collected, via :func:`fedlearn.data.natural`; it is metadata about rows, never a feature.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Dataset:
     n_classes: int = 0
     feature_names: tuple[str, ...] = field(default=())
     name: str = ""
+    groups: NDArray[Any] | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim != 2:
@@ -40,6 +45,11 @@ class Dataset:
             )
         if self.task == "classification" and self.y is not None and self.n_classes < 1:
             raise ConfigError(f"dataset {self.name!r}: classification data needs n_classes >= 1")
+        if self.groups is not None and (self.groups.ndim != 1 or len(self.groups) != len(self.x)):
+            raise ConfigError(
+                f"dataset {self.name!r}: groups must be 1-D with one entry per row ({len(self.x)}); "
+                f"got shape {self.groups.shape}"
+            )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -57,4 +67,5 @@ class Dataset:
             n_classes=self.n_classes,
             feature_names=self.feature_names,
             name=self.name,
+            groups=None if self.groups is None else self.groups[indices],
         )

@@ -1,0 +1,31 @@
+"""Pin the public API of ``fedlearn.data`` so changes to it are deliberate."""
+
+from __future__ import annotations
+
+import fedlearn.data
+
+
+def test_data_all_is_pinned() -> None:
+    assert fedlearn.data.__all__ == [
+        "DATASETS",
+        "PARTITIONERS",
+        "Dataset",
+        "TaskType",
+        "dirichlet",
+        "iid",
+        "load_dataset",
+        "make_synthetic",
+        "natural",
+        "partition",
+        "quantity_skew",
+        "shards",
+        "train_test_split",
+    ]
+
+
+def test_data_all_names_resolve() -> None:
+    assert all(hasattr(fedlearn.data, name) for name in fedlearn.data.__all__)
+
+
+def test_partitioners_lists_every_partitioner() -> None:
+    assert fedlearn.data.PARTITIONERS == ("dirichlet", "iid", "natural", "quantity_skew", "shards")

@@ -32,7 +32,10 @@ class Sampler(Protocol):
 
 @runtime_checkable
 class Reducer(Protocol):
-    streaming: bool
+    @property
+    def streaming(self) -> bool:
+        """True when memory stays O(model) however many updates are added."""
+        ...
 
     def init(self, template: ParamSet) -> Any:
         """An empty accumulator shaped like ``template``."""

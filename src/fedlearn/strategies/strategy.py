@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fedlearn.core.errors import ConfigError, QuorumError
+from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
 from fedlearn.core.messages import Reply, Scalar, freeze_config
 from fedlearn.core.params import ParamSet
 from fedlearn.strategies.base import Reducer, Sampler, ServerTransform
@@ -53,6 +53,12 @@ class Strategy:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
         if not self.name:
             raise ConfigError("strategy name must be non-empty")
+        for field_name, protocol in (("sampler", Sampler), ("reducer", Reducer), ("transform", ServerTransform)):
+            piece = getattr(self, field_name)
+            if not isinstance(piece, protocol):
+                raise ConfigError(
+                    f"`{field_name}` must implement the {protocol.__name__} protocol; got {type(piece).__name__}"
+                )
 
     def init_state(self, params: ParamSet) -> ParamSet:
         state = self.transform.init(params).with_prefix(TRANSFORM_PREFIX)
@@ -85,45 +91,88 @@ class Strategy:
         update is held at a time when the reducer streams. ``num_nodes`` is the total number
         of nodes known to the run, which SCAFFOLD needs to scale its control variate.
         """
+        folded = self._fold(params, replies)
+        if self.control_variates and num_nodes < folded.count:
+            raise ConfigError(f"`num_nodes` must be at least the number of replies ({folded.count}); got {num_nodes}")
+        step, transform_state = self.transform.update(folded.update, state.select(TRANSFORM_PREFIX), params, rng)
+        new_state = transform_state.with_prefix(TRANSFORM_PREFIX)
+        if self.control_variates:
+            new_state = new_state.merged(_updated_control(state, folded.control_sum, num_nodes))
+        return RoundUpdate(
+            params=params + step,
+            state=new_state,
+            num_replies=folded.count,
+            num_examples=folded.examples,
+            metrics=folded.metrics,
+        )
+
+    def _fold(self, params: ParamSet, replies: Iterable[Reply]) -> _Folded:
+        """Stream the replies through the reducer.
+
+        A method of its own so that the accumulator and the last reply are freed when it
+        returns, before the transform allocates its step: that keeps a round's peak memory
+        near four model sizes rather than six.
+        """
         acc = self.reducer.init(params)
-        control_sum: dict[str, np.ndarray] | None = None
+        control_sum: dict[str, np.ndarray] = {}
         metric_sums: dict[str, float] = {}
         count = 0
         examples = 0
         for reply in replies:
+            if self.control_variates:  # checked first, so a bad reply never reaches the reducer
+                _add_control_delta(control_sum, reply, params)
             acc = self.reducer.add(acc, reply.params - params, float(reply.num_examples))
-            if self.control_variates:
-                control_sum = _accumulate(control_sum, reply.extras.select(CONTROL_DELTA_PREFIX))
             for key, value in reply.metrics.items():
                 metric_sums[key] = metric_sums.get(key, 0.0) + value * reply.num_examples
             count += 1
             examples += reply.num_examples
         if count == 0:
             raise QuorumError("no valid fit replies to aggregate this round")
-        combined = self.reducer.result(acc)
-        step, transform_state = self.transform.update(combined, state.select(TRANSFORM_PREFIX), params, rng)
-        new_state = transform_state.with_prefix(TRANSFORM_PREFIX)
-        if self.control_variates:
-            new_state = new_state.merged(_updated_control(state, control_sum or {}, num_nodes))
-        metrics = {k: v / examples for k, v in metric_sums.items()} if examples else {}
-        return RoundUpdate(
-            params=params + step, state=new_state, num_replies=count, num_examples=examples, metrics=metrics
+        return _Folded(
+            update=self.reducer.result(acc),
+            control_sum=control_sum,
+            count=count,
+            examples=examples,
+            metrics={k: v / examples for k, v in metric_sums.items()} if examples else {},
         )
 
 
-def _accumulate(total: dict[str, np.ndarray] | None, part: ParamSet) -> dict[str, np.ndarray]:
-    if total is None:
-        return {k: v.astype(np.float64) for k, v in part.items()}
-    for k, v in part.items():
-        total[k] += v
-    return total
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Folded:
+    """What one round's replies reduce to, before the server transform runs."""
+
+    update: ParamSet
+    control_sum: Mapping[str, np.ndarray]
+    count: int
+    examples: int
+    metrics: Mapping[str, float]
+
+
+def _add_control_delta(total: dict[str, np.ndarray], reply: Reply, params: ParamSet) -> None:
+    """Add a SCAFFOLD reply's control-variate delta to the float64 running ``total``."""
+    delta = reply.extras.select(CONTROL_DELTA_PREFIX)
+    if delta.keys() != params.keys():
+        missing = sorted(set(params) - set(delta))
+        extra = sorted(set(delta) - set(params))
+        raise ValidationError(
+            f"SCAFFOLD reply from node {reply.node_id!r} must carry one {CONTROL_DELTA_PREFIX!r} array per "
+            f"parameter: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
+    for name, d in delta.items():
+        if d.shape != params[name].shape:
+            raise ValidationError(
+                f"SCAFFOLD reply from node {reply.node_id!r}: control delta {name!r} has shape {d.shape}; "
+                f"expected {params[name].shape}"
+            )
+        if name in total:
+            np.add(total[name], d, out=total[name])
+        else:
+            total[name] = d.astype(np.float64)
 
 
 def _updated_control(state: ParamSet, control_sum: Mapping[str, np.ndarray], num_nodes: int) -> ParamSet:
     """SCAFFOLD: c <- c + (1/N) * sum over sampled nodes of delta c_i."""
     control = state.select(CONTROL_PREFIX)
-    if set(control_sum) != set(control):
-        raise QuorumError("SCAFFOLD replies did not carry a control-variate delta for every parameter")
-    return ParamSet(
-        {k: (c + control_sum[k] / max(num_nodes, 1)).astype(c.dtype) for k, c in control.items()}
-    ).with_prefix(CONTROL_PREFIX)
+    return ParamSet({k: (c + control_sum[k] / num_nodes).astype(c.dtype) for k, c in control.items()}).with_prefix(
+        CONTROL_PREFIX
+    )

@@ -1,0 +1,137 @@
+"""The TOML run config, validated in full before anything runs.
+
+A config names the data (for simulation), the learner, the strategy, the client settings sent
+with every fit task, and how the engine waits. Every section rejects unknown keys, except the
+option tables that are handed to a builder which checks them itself. Any problem becomes one
+:class:`ConfigError` line naming the file, the key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from fedlearn.core.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _OpenSection(BaseModel):
+    """A section whose extra keys are options for a builder that validates them itself."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RunSection(_Section):
+    name: str = "run"
+    rounds: int = Field(20, ge=1)
+    seed: int = Field(0, ge=0)
+
+
+class DataSection(_Section):
+    dataset: str = "digits"
+    nodes: int = Field(20, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    partition: str = "iid"
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    partition_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSection(_OpenSection):
+    learner: str = "numpy.softmax"
+
+
+class StrategySection(_OpenSection):
+    name: str = "fedavg"
+
+
+class EngineSection(_Section):
+    round_timeout: float = Field(600.0, gt=0)
+    min_replies: int = Field(1, ge=1)
+    min_reply_fraction: float = Field(0.5, ge=0, le=1)
+    min_available_nodes: int = Field(1, ge=1)
+    wait_for_nodes_timeout: float = Field(60.0, ge=0)
+    evaluate_every: int = Field(1, ge=1)
+    evaluate_fraction: float = Field(0.0, ge=0, le=1)
+    max_message_bytes: int = Field(2**31, gt=0)
+
+
+class SimulationSection(_Section):
+    executor: Literal["inprocess", "pool"] = "inprocess"
+    workers: int = Field(2, ge=1)
+
+
+class FaultsSection(_Section):
+    dropout: float = Field(0.0, ge=0, le=1)
+    straggler: float = Field(0.0, ge=0, le=1)
+    delay: float = Field(1.0, ge=0)
+
+
+class RunConfig(_Section):
+    """The whole file. ``client`` is free-form: it is sent to nodes with every fit task."""
+
+    run: RunSection = Field(default_factory=RunSection)
+    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    client: dict[str, Any] = Field(default_factory=dict)
+    strategy: StrategySection = Field(default_factory=StrategySection)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    simulation: SimulationSection = Field(default_factory=SimulationSection)
+    faults: FaultsSection = Field(default_factory=FaultsSection)
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:
+    """Validate a parsed TOML document."""
+    client = data.get("client", {})
+    if isinstance(client, dict):
+        for key, value in client.items():
+            if not isinstance(value, (bool, int, float, str)):
+                raise ConfigError(f"{source}: [client] {key}: must be a bool, int, float or string; got {value!r}")
+    try:
+        return RunConfig.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None
+
+
+def load_config(path: str | Path, **overrides: Any) -> RunConfig:
+    """Read and validate a TOML file; ``overrides`` are ``section.key`` -> value."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".", 1)
+        data.setdefault(section, {})[key] = value
+    return parse_config(data, source=str(path))
+
+
+def _one_line(exc: PydanticValidationError, source: str) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    location = _location(first["loc"])
+    if first["type"] == "extra_forbidden":
+        message = f"{source}: unknown key {location}"
+    else:
+        message = f"{source}: {location}: {first['msg']}; got {first.get('input')!r}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem(s))"
+    return message
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if len(parts) == 1:
+        return f"[{parts[0]}]"
+    return f"[{parts[0]}] {'.'.join(parts[1:])}"

@@ -1,0 +1,242 @@
+"""The round engine: sample, send, gather under a deadline, validate, aggregate, evaluate, checkpoint.
+
+It knows nodes only through a :class:`~fedlearn.engine.fleet.Fleet`, so simulation and deployment
+run this same code. All run state lives in an immutable :class:`RunState` that is handed to a
+checkpoint callback after every round; resuming is calling :meth:`Engine.run` with the last one.
+Randomness is derived from the seed and round number (see ``seeding``), so a resumed run draws
+exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
+from fedlearn.core.messages import EVALUATE, FIT, Reply, Scalar, Task, freeze_config
+from fedlearn.core.params import ParamSet, Spec
+from fedlearn.core.validation import Limits, validate_metrics, validate_num_examples, validate_params
+from fedlearn.engine import seeding
+from fedlearn.engine.fleet import Fleet
+from fedlearn.engine.history import RoundRecord
+from fedlearn.engine.stage import Clock, Gather, quorum_for
+from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, Strategy
+
+CentralEvaluate = Callable[[ParamSet], Mapping[str, float]]
+Checkpoint = Callable[["RunState"], None]
+RoundCallback = Callable[[RoundRecord], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """How rounds run; everything here comes from the run config and is validated up front."""
+
+    rounds: int
+    seed: int
+    round_timeout: float = 600.0
+    min_replies: int = 1
+    min_reply_fraction: float = 0.5
+    min_available_nodes: int = 1
+    wait_for_nodes_timeout: float = 60.0
+    evaluate_every: int = 1
+    evaluate_fraction: float = 0.0
+    client_config: Mapping[str, Scalar] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_config", freeze_config(self.client_config))
+        checks = [
+            ("rounds", self.rounds >= 0, ">= 0"),
+            ("round_timeout", self.round_timeout > 0, "> 0"),
+            ("min_replies", self.min_replies >= 1, ">= 1"),
+            ("min_reply_fraction", 0 <= self.min_reply_fraction <= 1, "in [0, 1]"),
+            ("min_available_nodes", self.min_available_nodes >= 1, ">= 1"),
+            ("wait_for_nodes_timeout", self.wait_for_nodes_timeout >= 0, ">= 0"),
+            ("evaluate_every", self.evaluate_every >= 1, ">= 1"),
+            ("evaluate_fraction", 0 <= self.evaluate_fraction <= 1, "in [0, 1]"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"`{name}` must be {expected}; got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunState:
+    """Everything needed to resume a run: rounds completed, model, strategy state, history."""
+
+    round: int
+    params: ParamSet
+    strategy_state: ParamSet
+    history: tuple[RoundRecord, ...] = ()
+
+
+class Engine:
+    """Drives rounds over a fleet. One instance per run; it holds no state between calls."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        strategy: Strategy,
+        config: EngineConfig,
+        *,
+        central_evaluate: CentralEvaluate | None = None,
+        checkpoint: Checkpoint | None = None,
+        on_round: RoundCallback | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.fleet = fleet
+        self.strategy = strategy
+        self.config = config
+        self._central_evaluate = central_evaluate
+        self._checkpoint = checkpoint
+        self._on_round = on_round
+        self._clock = clock
+        self._sleep = sleep
+
+    def initial_state(self, params: ParamSet) -> RunState:
+        return RunState(round=0, params=params, strategy_state=self.strategy.init_state(params))
+
+    def run(self, state: RunState) -> RunState:
+        """Run rounds until ``config.rounds`` are complete, checkpointing after each."""
+        while state.round < self.config.rounds:
+            state = self.round(state)
+        return state
+
+    def round(self, state: RunState) -> RunState:
+        """Run the next round and return the new state (the input is left untouched)."""
+        started = self._clock()
+        number = state.round + 1
+        seed = self.config.seed
+        available = self.wait_for_nodes(self.config.min_available_nodes)
+        sampled = self.strategy.sample(available, seeding.round_rng(seed, number, seeding.SAMPLE))
+        payload_config, extras = self.strategy.fit_payload(state.strategy_state)
+        base_config = {**self.config.client_config, **payload_config}
+        tasks = {
+            node: Task(
+                kind=FIT,
+                round=number,
+                params=state.params,
+                extras=extras,
+                config={**base_config, "seed": seeding.node_seed(seed, number, node)},
+            )
+            for node in sampled
+        }
+        gather = Gather(
+            self.fleet,
+            tasks,
+            quorum=quorum_for(
+                len(sampled), min_replies=self.config.min_replies, min_fraction=self.config.min_reply_fraction
+            ),
+            timeout=self.config.round_timeout,
+            validate=self._fit_validator(state.params),
+            clock=self._clock,
+            label=f"round {number} fit",
+        )
+        update = self.strategy.aggregate(
+            state.params,
+            state.strategy_state,
+            gather,
+            num_nodes=len(available),
+            rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
+        )
+        federated, eval_bytes = self._evaluate_federated(update.params, number, available)
+        central = dict(self._central_evaluate(update.params)) if self._central_evaluate else {}
+        report = gather.report
+        record = RoundRecord(
+            round=number,
+            sampled=len(sampled),
+            replies=update.num_replies,
+            num_examples=update.num_examples,
+            duration_s=self._clock() - started,
+            bytes_sent=report.bytes_sent + eval_bytes[0],
+            bytes_received=report.bytes_received + eval_bytes[1],
+            fit_metrics=dict(update.metrics),
+            federated_metrics=federated,
+            central_metrics=central,
+            failures=dict(report.failures),
+        )
+        new_state = replace(
+            state,
+            round=number,
+            params=update.params,
+            strategy_state=update.state,
+            history=(*state.history, record),
+        )
+        if self._checkpoint is not None:
+            self._checkpoint(new_state)
+        if self._on_round is not None:
+            self._on_round(record)
+        return new_state
+
+    def wait_for_nodes(self, minimum: int) -> Sequence[str]:
+        """Poll the fleet until ``minimum`` nodes are available, or fail with how many came."""
+        deadline = self._clock() + self.config.wait_for_nodes_timeout
+        while True:
+            available = list(self.fleet.available())
+            if len(available) >= minimum:
+                return available
+            if self._clock() >= deadline:
+                raise QuorumError(
+                    f"needed {minimum} nodes but only {len(available)} were available after waiting "
+                    f"{self.config.wait_for_nodes_timeout:g} s (raise wait_for_nodes_timeout or start more nodes)"
+                )
+            self._sleep(min(0.05, max(0.0, deadline - self._clock())))
+
+    def _fit_validator(self, params: ParamSet) -> Callable[[Reply], None]:
+        spec = params.spec()
+        extras_spec: Spec = (
+            {f"{CONTROL_DELTA_PREFIX}{k}": v for k, v in spec.items()} if self.strategy.control_variates else {}
+        )
+        limits = self.config.limits
+
+        def validate(reply: Reply) -> None:
+            validate_num_examples(reply.num_examples, limits=limits)
+            validate_params(reply.params, spec, limits=limits)
+            validate_params(reply.extras, extras_spec, limits=limits, what="update extras")
+            validate_metrics(reply.metrics)
+
+        return validate
+
+    def _evaluate_federated(
+        self, params: ParamSet, number: int, available: Sequence[str]
+    ) -> tuple[dict[str, float], tuple[int, int]]:
+        """Evaluate on a sample of nodes; a failed evaluation is recorded, never fatal."""
+        cfg = self.config
+        if cfg.evaluate_fraction == 0 or number % cfg.evaluate_every != 0 or not available:
+            return {}, (0, 0)
+        rng = seeding.round_rng(cfg.seed, number, seeding.EVALUATE)
+        count = min(len(available), max(1, math.ceil(cfg.evaluate_fraction * len(available))))
+        chosen = sorted(rng.choice(len(available), size=count, replace=False).tolist())
+        tasks = {
+            available[i]: Task(kind=EVALUATE, round=number, params=params, config=cfg.client_config) for i in chosen
+        }
+        gather = Gather(
+            self.fleet,
+            tasks,
+            quorum=1,
+            timeout=cfg.round_timeout,
+            validate=_validate_evaluation,
+            clock=self._clock,
+            label=f"round {number} evaluate",
+        )
+        sums: dict[str, float] = {}
+        total = 0
+        try:
+            for reply in gather:
+                total += reply.num_examples
+                for key, value in reply.metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value * reply.num_examples
+        except QuorumError:
+            return {}, (gather.report.bytes_sent, gather.report.bytes_received)
+        metrics = {k: v / total for k, v in sums.items()} if total else {}
+        return metrics, (gather.report.bytes_sent, gather.report.bytes_received)
+
+
+def _validate_evaluation(reply: Reply) -> None:
+    validate_num_examples(reply.num_examples)
+    validate_metrics(reply.metrics)
+    if len(reply.params):
+        raise ValidationError("an evaluate reply must not carry parameters")

@@ -1,0 +1,62 @@
+"""Turn a validated :class:`~fedlearn.config.RunConfig` into the objects a simulation runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedlearn.client.learners import build_learner
+from fedlearn.client.trainer import Learner
+from fedlearn.config import RunConfig
+from fedlearn.core.validation import Limits
+from fedlearn.data.dataset import Dataset
+from fedlearn.data.datasets import load_dataset, train_test_split
+from fedlearn.data.partition import partition
+from fedlearn.engine.engine import EngineConfig
+from fedlearn.engine.faults import FaultPlan
+from fedlearn.strategies import build_strategy
+from fedlearn.strategies.strategy import Strategy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationPlan:
+    learner: Learner
+    partitions: list[Dataset]
+    test_data: Dataset
+    strategy: Strategy
+    engine: EngineConfig
+    faults: FaultPlan
+
+
+def engine_config(config: RunConfig) -> EngineConfig:
+    """The engine settings of a run config; shared by simulation and the networked runtime."""
+    e = config.engine
+    return EngineConfig(
+        rounds=config.run.rounds,
+        seed=config.run.seed,
+        round_timeout=e.round_timeout,
+        min_replies=e.min_replies,
+        min_reply_fraction=e.min_reply_fraction,
+        min_available_nodes=e.min_available_nodes,
+        wait_for_nodes_timeout=e.wait_for_nodes_timeout,
+        evaluate_every=e.evaluate_every,
+        evaluate_fraction=e.evaluate_fraction,
+        client_config=config.client,
+        limits=Limits(max_bytes=e.max_message_bytes),
+    )
+
+
+def plan_simulation(config: RunConfig) -> SimulationPlan:
+    """Load and split the data, partition it over nodes, and build learner and strategy."""
+    seed = config.run.seed
+    data = config.data
+    dataset = load_dataset(data.dataset, **data.dataset_options)
+    train, test = train_test_split(dataset, data.test_fraction, seed)
+    parts = partition(data.partition, train, data.nodes, seed, **data.partition_options)
+    return SimulationPlan(
+        learner=build_learner(config.model.learner, train, **config.model.options()),
+        partitions=[train.subset(ix) for ix in parts],
+        test_data=test,
+        strategy=build_strategy(config.strategy.name, **config.strategy.options()),
+        engine=engine_config(config),
+        faults=FaultPlan(seed=seed, **config.faults.model_dump()),
+    )

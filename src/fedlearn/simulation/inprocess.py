@@ -1,0 +1,39 @@
+"""The sequential in-process fleet: the fastest way to run a small federation, and the reference
+every other fleet must reproduce bit for bit."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from fedlearn.core.messages import Reply, Task
+from fedlearn.simulation.nodes import NodeCache, NodeFactory
+
+
+class InProcessFleet:
+    """Runs each task in the calling thread, one per ``receive`` so deadlines are honoured."""
+
+    def __init__(self, node_ids: Sequence[str], factory: NodeFactory) -> None:
+        self._node_ids = list(node_ids)
+        self._nodes = NodeCache(factory)
+        self._queue: deque[tuple[str, Task]] = deque()
+
+    def available(self) -> Sequence[str]:
+        return self._node_ids
+
+    def send(self, node_id: str, task: Task) -> None:
+        self._queue.append((node_id, task))
+
+    def receive(self, timeout: float) -> list[Reply]:
+        if not self._queue:
+            time.sleep(max(0.0, timeout))  # nothing is coming: behave like an idle network
+            return []
+        node_id, task = self._queue.popleft()
+        try:
+            return [self._nodes.get(node_id).handle(task)]
+        except Exception as exc:  # a broken node is a failed reply, never a crashed run
+            return [Reply(node_id=node_id, kind=task.kind, round=task.round, error=f"{type(exc).__name__}: {exc}")]
+
+    def close(self) -> None:
+        self._queue.clear()

@@ -1,0 +1,216 @@
+"""A process-pool fleet: virtual nodes spread over worker processes on one machine.
+
+Node ``i`` always runs in worker ``i mod W``, so a node's state (e.g. SCAFFOLD's control variate)
+stays in one process and results do not depend on ``W``. Workers are forked at construction,
+before any training, and inherit the node factory and its data without pickling. Tasks carry a
+JSON header and a reference to the round's parameters in shared memory (see ``shared``); replies
+come back as a JSON header plus safetensors bytes. A worker that dies turns its pending tasks into
+error replies, so the engine's deadline and quorum logic handle it like any lost node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from fedlearn.core.codec import decode, encode
+from fedlearn.core.errors import ConfigError
+from fedlearn.core.messages import Reply, Task
+from fedlearn.core.params import ParamSet
+from fedlearn.simulation.nodes import NodeCache, NodeFactory
+from fedlearn.simulation.shared import SharedBlock, attach, publish
+
+_PARAMS = "p/"
+_EXTRAS = "x/"
+_STOP = b"{}"
+
+
+@dataclass(slots=True)
+class _Worker:
+    process: Any
+    conn: Connection
+    pending: dict[tuple[str, str, int], str] = field(default_factory=dict)  # task key -> block name
+
+
+class ProcessPoolFleet:
+    """Runs node tasks in ``workers`` forked processes; see the module docstring."""
+
+    def __init__(self, node_ids: Sequence[str], factory: NodeFactory, *, workers: int) -> None:
+        if workers < 1:
+            raise ConfigError(f"`workers` must be >= 1; got {workers}")
+        self._node_ids = list(node_ids)
+        ctx = mp.get_context("fork")
+        self._workers: list[_Worker] = []
+        for _ in range(min(workers, max(1, len(self._node_ids)))):
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=_worker_main, args=(child, factory), daemon=True)
+            process.start()
+            child.close()
+            self._workers.append(_Worker(process=process, conn=parent))
+        self._home = {node: self._workers[i % len(self._workers)] for i, node in enumerate(self._node_ids)}
+        self._blocks: dict[str, SharedBlock] = {}
+        self._current: tuple[ParamSet, ParamSet, SharedBlock] | None = None
+        self._undeliverable: list[Reply] = []
+
+    def available(self) -> Sequence[str]:
+        return [n for n in self._node_ids if self._home[n].process.is_alive()]
+
+    def send(self, node_id: str, task: Task) -> None:
+        worker = self._home[node_id]
+        block = self._block_for(task)
+        header = {
+            "node": node_id,
+            "kind": task.kind,
+            "round": task.round,
+            "run_id": task.run_id,
+            "config": dict(task.config),
+            "block": block.name,
+            "layout": block.layout,
+        }
+        try:
+            worker.conn.send_bytes(json.dumps(header).encode())
+        except OSError:  # the worker is gone: fail the task now rather than at the deadline
+            self._undeliverable.append(
+                Reply(node_id=node_id, kind=task.kind, round=task.round, error="simulation worker is not running")
+            )
+            return
+        block.users += 1
+        worker.pending[(node_id, task.kind, task.round)] = block.name
+
+    def receive(self, timeout: float) -> list[Reply]:
+        if self._undeliverable:
+            failed, self._undeliverable = self._undeliverable, []
+            return failed
+        busy = [w for w in self._workers if w.pending]
+        if not busy:
+            wait([], timeout)
+            return []
+        handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        ready = set(wait(handles, timeout))
+        replies: list[Reply] = []
+        for worker in busy:
+            if worker.conn in ready:  # a reply, or EOF because the worker died
+                try:
+                    replies.append(self._read_reply(worker))
+                except (EOFError, OSError):
+                    replies.extend(self._fail_pending(worker))
+            elif worker.process.sentinel in ready:
+                replies.extend(self._fail_pending(worker))
+        return replies
+
+    def close(self) -> None:
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(_STOP)
+        for worker in self._workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.conn.close()
+        for block in self._blocks.values():
+            block.release()
+        self._blocks.clear()
+        self._current = None
+
+    def __enter__(self) -> ProcessPoolFleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _block_for(self, task: Task) -> SharedBlock:
+        """The shared block holding this task's arrays, publishing them only if they are new."""
+        current = self._current
+        if current is not None and current[0] is task.params and current[1] is task.extras:
+            return current[2]
+        block = publish(task.params.with_prefix(_PARAMS).merged(task.extras.with_prefix(_EXTRAS)))
+        self._blocks[block.name] = block
+        if current is not None:
+            self._drop_if_unused(current[2])
+        self._current = (task.params, task.extras, block)
+        return block
+
+    def _drop_if_unused(self, block: SharedBlock) -> None:
+        current = self._current
+        if block.users == 0 and (current is None or current[2] is not block):
+            self._blocks.pop(block.name, None)
+            block.release()
+
+    def _finish(self, worker: _Worker, key: tuple[str, str, int]) -> None:
+        name = worker.pending.pop(key, None)
+        block = self._blocks.get(name) if name else None
+        if block is not None:
+            block.users -= 1
+            self._drop_if_unused(block)
+
+    def _read_reply(self, worker: _Worker) -> Reply:
+        header = json.loads(worker.conn.recv_bytes())
+        payload = decode(worker.conn.recv_bytes())
+        key = (header["node"], header["kind"], header["round"])
+        self._finish(worker, key)
+        return Reply(
+            node_id=header["node"],
+            kind=header["kind"],
+            round=header["round"],
+            params=payload.select(_PARAMS),
+            extras=payload.select(_EXTRAS),
+            num_examples=header["num_examples"],
+            metrics=header["metrics"],
+            error=header["error"],
+        )
+
+    def _fail_pending(self, worker: _Worker) -> list[Reply]:
+        code = worker.process.exitcode
+        failed = [
+            Reply(node_id=node, kind=kind, round=rnd, error=f"simulation worker exited with code {code}")
+            for node, kind, rnd in worker.pending
+        ]
+        for key in list(worker.pending):
+            self._finish(worker, key)
+        return failed
+
+
+def _worker_main(conn: Connection, factory: NodeFactory) -> None:
+    """Worker loop: answer tasks until told to stop or the parent goes away."""
+    nodes = NodeCache(factory)
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if raw == _STOP:
+            return
+        header = json.loads(raw)
+        reply = _answer(nodes, header)
+        meta = {
+            "node": reply.node_id,
+            "kind": reply.kind,
+            "round": reply.round,
+            "num_examples": reply.num_examples,
+            "metrics": dict(reply.metrics),
+            "error": reply.error,
+        }
+        conn.send_bytes(json.dumps(meta).encode())
+        conn.send_bytes(encode(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS))))
+
+
+def _answer(nodes: NodeCache, header: dict[str, Any]) -> Reply:
+    node_id, kind, rnd = header["node"], header["kind"], header["round"]
+    try:
+        arrays = attach(header["block"], header["layout"])
+        task = Task(
+            kind=kind,
+            round=rnd,
+            run_id=header["run_id"],
+            config=header["config"],
+            params=arrays.select(_PARAMS),
+            extras=arrays.select(_EXTRAS),
+        )
+        return nodes.get(node_id).handle(task)
+    except Exception as exc:  # a node must never take its worker down
+        return Reply(node_id=node_id, kind=kind, round=rnd, error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,117 @@
+"""``simulate``: a federated run of virtual nodes on one machine, through the real engine.
+
+Each partition becomes a node (``node-000``, ``node-001``, ...). The engine, strategy and
+validation are the same objects a deployment uses; only the fleet differs, so a simulation is a
+faithful rehearsal, and the same seed gives bit-identical parameters whichever executor runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from fedlearn.client.node_app import NodeApp
+from fedlearn.client.trainer import Learner
+from fedlearn.core.errors import ConfigError
+from fedlearn.core.params import ParamSet
+from fedlearn.data.dataset import Dataset
+from fedlearn.engine.engine import Checkpoint, Engine, EngineConfig, RoundCallback, RunState
+from fedlearn.engine.faults import FaultPlan, FaultyFleet
+from fedlearn.engine.fleet import Fleet
+from fedlearn.engine.history import RoundRecord
+from fedlearn.simulation.inprocess import InProcessFleet
+from fedlearn.simulation.nodes import NodeFactory
+from fedlearn.simulation.pool import ProcessPoolFleet
+from fedlearn.strategies.strategy import Strategy
+
+Executor = Literal["inprocess", "pool"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationResult:
+    params: ParamSet
+    history: tuple[RoundRecord, ...]
+    state: RunState
+
+
+def node_ids(count: int) -> list[str]:
+    width = max(3, len(str(count - 1)))
+    return [f"node-{i:0{width}d}" for i in range(count)]
+
+
+def make_fleet(ids: Sequence[str], factory: NodeFactory, *, executor: Executor, workers: int) -> Fleet:
+    """Build the fleet for an executor name; the pool forks now, before any training."""
+    if executor == "inprocess":
+        return InProcessFleet(ids, factory)
+    if executor == "pool":
+        return ProcessPoolFleet(ids, factory, workers=workers)
+    raise ConfigError(f"`executor` must be 'inprocess' or 'pool'; got {executor!r}")
+
+
+def learner_nodes(learner: Learner, partitions: Sequence[Dataset]) -> tuple[list[str], NodeFactory]:
+    """Node ids and a factory that binds node ``i`` to a trainer on partition ``i``."""
+    ids = node_ids(len(partitions))
+    index = {node: i for i, node in enumerate(ids)}
+
+    def factory(node_id: str) -> NodeApp:
+        return NodeApp(node_id=node_id, trainer=learner.trainer(partitions[index[node_id]]))
+
+    return ids, factory
+
+
+def central_evaluator(
+    learner: Learner, test_data: Dataset, config: Mapping[str, bool | int | float | str]
+) -> Callable[[ParamSet], dict[str, float]]:
+    """Evaluate the global model on held-out data at the coordinator."""
+    trainer = learner.trainer(test_data)
+
+    def evaluate(params: ParamSet) -> dict[str, float]:
+        result = trainer.evaluate(params, config)
+        return {"loss": float(result.loss), **{k: float(v) for k, v in result.metrics.items()}}
+
+    return evaluate
+
+
+def simulate(
+    learner: Learner,
+    partitions: Sequence[Dataset],
+    strategy: Strategy,
+    config: EngineConfig,
+    *,
+    test_data: Dataset | None = None,
+    executor: Executor = "inprocess",
+    workers: int = 2,
+    faults: FaultPlan | None = None,
+    initial: RunState | ParamSet | None = None,
+    checkpoint: Checkpoint | None = None,
+    on_round: RoundCallback | None = None,
+) -> SimulationResult:
+    """Run ``config.rounds`` rounds of ``strategy`` over one node per partition.
+
+    ``initial`` may be a saved :class:`RunState` (to resume) or starting parameters; by default
+    the learner initialises them from ``config.seed``.
+    """
+    if not partitions:
+        raise ConfigError("`partitions` must hold at least one dataset; got none")
+    ids, factory = learner_nodes(learner, partitions)
+    fleet = make_fleet(ids, factory, executor=executor, workers=workers)
+    if faults is not None and faults.active:
+        fleet = FaultyFleet(fleet, faults)
+    try:
+        engine = Engine(
+            fleet,
+            strategy,
+            config,
+            central_evaluate=central_evaluator(learner, test_data, config.client_config) if test_data else None,
+            checkpoint=checkpoint,
+            on_round=on_round,
+        )
+        if isinstance(initial, RunState):
+            state = initial
+        else:
+            state = engine.initial_state(initial if initial is not None else learner.init_params(config.seed))
+        final = engine.run(state)
+    finally:
+        fleet.close()
+    return SimulationResult(params=final.params, history=final.history, state=final)

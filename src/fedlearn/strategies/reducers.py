@@ -1,0 +1,314 @@
+"""Reducers: many client updates in, one update out.
+
+The means stream: they keep a float64 running sum the size of the model and fold each update in
+as it arrives, so memory stays O(model) however many nodes reply (the design's memory
+invariant). Accumulating in float64 also makes the result independent of reply order to within
+float64 rounding, far below float32 resolution.
+
+The robust reducers (coordinate median, trimmed mean, Krum) need every update at once and say so
+with ``streaming = False``: they hold all updates, O(nodes x model). They work through the model
+in column blocks so their temporaries stay small. They drop replies of weight 0 (a node that
+trained on nothing sent no information) and otherwise ignore weights: an example count is
+self-reported, and a robust statistic must not let a node buy influence by claiming more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from fedlearn.core.errors import QuorumError, ValidationError
+from fedlearn.core.params import ParamSet, Spec
+from fedlearn.strategies._checks import check_int, check_real
+
+_CHUNK = 1 << 16  # values per scratch block: 512 KiB of float64, small enough to stay in cache
+_BLOCK_VALUES = 1 << 20  # values per (nodes x columns) block in the robust reducers
+
+
+def _check_weight(weight: float) -> float:
+    if not math.isfinite(weight) or weight < 0:
+        raise ValidationError(f"update weight must be a finite number >= 0; got {weight!r}")
+    return weight
+
+
+def _check_update(spec: Spec, update: ParamSet) -> None:
+    if update.keys() != spec.keys():
+        missing = sorted(set(spec) - set(update))
+        extra = sorted(set(update) - set(spec))
+        raise ValidationError(f"update names differ from the model: missing {missing[:5]}, unexpected {extra[:5]}")
+    for name, (shape, _) in spec.items():
+        if update[name].shape != shape:
+            raise ValidationError(f"update {name!r} has shape {update[name].shape}; expected {shape}")
+
+
+def _store(out: np.ndarray, values: np.ndarray) -> None:
+    """Write float64 ``values`` into ``out``, rounding first when ``out`` holds integers."""
+    if out.dtype.kind in "iu":
+        np.rint(values, out=values)
+    out[...] = values
+
+
+class _RunningSum:
+    """A float64 sum of weighted updates plus the total weight: the state of a streaming mean."""
+
+    __slots__ = ("count", "scratch", "spec", "sums", "total")
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.sums = {name: np.zeros(math.prod(shape), dtype=np.float64) for name, (shape, _) in spec.items()}
+        self.scratch = np.empty(min(_CHUNK, max((a.size for a in self.sums.values()), default=0)), np.float64)
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, update: ParamSet, weight: float) -> None:
+        _check_update(self.spec, update)
+        self.count += 1
+        if weight == 0:  # adds nothing; skipping it also skips the arithmetic
+            return
+        for name, acc in self.sums.items():
+            flat = update[name].reshape(-1)
+            if weight == 1.0:  # the unweighted case needs no scratch; the ufunc casts as it goes
+                np.add(acc, flat, out=acc)
+                continue
+            for start in range(0, acc.size, _CHUNK):
+                part = acc[start : start + _CHUNK]
+                scratch = self.scratch[: part.size]
+                np.multiply(flat[start : start + _CHUNK], weight, out=scratch, dtype=np.float64)
+                np.add(part, scratch, out=part)
+        self.total += weight
+
+    def mean(self, what: str) -> ParamSet:
+        if self.count == 0:
+            raise QuorumError(f"{what}: no updates to average")
+        if self.total == 0:
+            raise QuorumError(
+                f"{what}: all {self.count} update(s) have weight 0 (num_examples = 0), so there is "
+                "nothing to average; check that the nodes' datasets are not empty"
+            )
+        out: dict[str, np.ndarray] = {}
+        for name, (shape, dtype) in self.spec.items():
+            result = np.empty(shape, dtype=np.dtype(dtype))
+            flat = result.reshape(-1)
+            acc = self.sums[name]
+            for start in range(0, acc.size, _CHUNK):
+                part = acc[start : start + _CHUNK]
+                scratch = self.scratch[: part.size]
+                np.divide(part, self.total, out=scratch)
+                _store(flat[start : start + _CHUNK], scratch)
+            out[name] = result
+        return ParamSet(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightedMean:
+    """The FedAvg average, sum(w * update) / sum(w), with weights = example counts; streams."""
+
+    streaming: ClassVar[bool] = True
+
+    def init(self, template: ParamSet) -> _RunningSum:
+        return _RunningSum(template.spec())
+
+    def add(self, acc: _RunningSum, update: ParamSet, weight: float) -> _RunningSum:
+        acc.add(update, _check_weight(weight))
+        return acc
+
+    def result(self, acc: _RunningSum) -> ParamSet:
+        return acc.mean("weighted_mean")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnweightedMean:
+    """The plain average of the updates, each reply counting once whatever its weight; streams.
+
+    SCAFFOLD's server step is this mean, and it suits nodes whose example counts are not
+    comparable (or not to be trusted).
+    """
+
+    streaming: ClassVar[bool] = True
+
+    def init(self, template: ParamSet) -> _RunningSum:
+        return _RunningSum(template.spec())
+
+    def add(self, acc: _RunningSum, update: ParamSet, weight: float) -> _RunningSum:
+        _check_weight(weight)
+        acc.add(update, 1.0)
+        return acc
+
+    def result(self, acc: _RunningSum) -> ParamSet:
+        return acc.mean("unweighted_mean")
+
+
+class _Pool:
+    """Every update of weight > 0, held as given (they are read-only, so no copies are needed)."""
+
+    __slots__ = ("spec", "updates")
+
+    def __init__(self, template: ParamSet) -> None:
+        self.spec = template.spec()
+        self.updates: list[ParamSet] = []
+
+    def add(self, update: ParamSet, weight: float) -> None:
+        _check_update(self.spec, update)
+        if _check_weight(weight) > 0:
+            self.updates.append(update)
+
+    def blocks(self, name: str) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, stack)`` pairs: float64 ``(updates x columns)`` slices of parameter ``name``."""
+        flats = [u[name].reshape(-1) for u in self.updates]
+        size = flats[0].size
+        step = max(1, _BLOCK_VALUES // len(flats))
+        for start in range(0, size, step):
+            yield start, np.stack([f[start : start + step] for f in flats], dtype=np.float64)
+
+    def columnwise(self, fn: Callable[[np.ndarray], np.ndarray]) -> ParamSet:
+        """Apply ``fn`` (a reduction over axis 0 of a block) to every coordinate of the model."""
+        out: dict[str, np.ndarray] = {}
+        for name, (shape, dtype) in self.spec.items():
+            result = np.empty(shape, dtype=np.dtype(dtype))
+            flat = result.reshape(-1)
+            for start, stack in self.blocks(name):
+                _store(flat[start : start + stack.shape[1]], fn(stack))
+            out[name] = result
+        return ParamSet(out)
+
+    def require(self, needed: int, what: str) -> int:
+        count = len(self.updates)
+        if count < needed:
+            raise QuorumError(f"{what} needs at least {needed} update(s) of weight > 0; got {count}")
+        return count
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinateMedian:
+    """Each coordinate's median across updates (Yin et al. 2018). Holds every update."""
+
+    streaming: ClassVar[bool] = False
+
+    def init(self, template: ParamSet) -> _Pool:
+        return _Pool(template)
+
+    def add(self, acc: _Pool, update: ParamSet, weight: float) -> _Pool:
+        acc.add(update, weight)
+        return acc
+
+    def result(self, acc: _Pool) -> ParamSet:
+        acc.require(1, "coordinate_median")
+        return acc.columnwise(lambda stack: np.median(stack, axis=0))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrimmedMean:
+    """Each coordinate's mean after dropping its ``floor(beta * n)`` largest and smallest values.
+
+    Yin et al. 2018. ``beta < 0.5`` always leaves at least one value. Holds every update.
+    """
+
+    beta: float
+
+    streaming: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", check_real("beta", self.beta, low=0, high=0.5, high_open=True))
+
+    def init(self, template: ParamSet) -> _Pool:
+        return _Pool(template)
+
+    def add(self, acc: _Pool, update: ParamSet, weight: float) -> _Pool:
+        acc.add(update, weight)
+        return acc
+
+    def result(self, acc: _Pool) -> ParamSet:
+        count = acc.require(1, "trimmed_mean")
+        cut = math.floor(self.beta * count)
+        return acc.columnwise(lambda stack: np.sort(stack, axis=0)[cut : count - cut].mean(axis=0))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Krum:
+    """(Multi-)Krum, Blanchard et al. 2017: keep the updates closest to their neighbours.
+
+    Each update is scored by the summed squared distance to its ``n - f - 2`` nearest others; the
+    ``multi`` best-scored updates are averaged (``multi=1`` is Krum itself). The guarantee needs
+    ``n >= 2f + 3`` updates, so fewer is a :class:`QuorumError`, not a silent downgrade. Holds
+    every update and costs O(n^2 x model).
+    """
+
+    num_byzantine: int
+    multi: int = 1
+
+    streaming: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_byzantine", check_int("num_byzantine", self.num_byzantine, low=0))
+        object.__setattr__(self, "multi", check_int("multi", self.multi, low=1))
+
+    def init(self, template: ParamSet) -> _Pool:
+        return _Pool(template)
+
+    def add(self, acc: _Pool, update: ParamSet, weight: float) -> _Pool:
+        acc.add(update, weight)
+        return acc
+
+    def result(self, acc: _Pool) -> ParamSet:
+        f = self.num_byzantine
+        what = f"krum(num_byzantine={f}, multi={self.multi})"
+        count = acc.require(max(2 * f + 3, self.multi + f), what)
+        distances = _squared_distances(acc)
+        neighbours = count - f - 2
+        scores = [float(np.sort(np.delete(row, i))[:neighbours].sum()) for i, row in enumerate(distances)]
+        # Equal scores are broken by content, never by arrival order, so reply order cannot matter.
+        tied = {s for s in scores if scores.count(s) > 1}
+        order = sorted(range(count), key=lambda i: (scores[i], acc.updates[i].digest() if scores[i] in tied else ""))
+        chosen = _RunningSum(acc.spec)
+        for i in order[: self.multi]:
+            chosen.add(acc.updates[i], 1.0)
+        return chosen.mean(what)
+
+
+def _squared_distances(pool: _Pool) -> np.ndarray:
+    """Pairwise squared L2 distances between the pooled updates, accumulated block by block.
+
+    Uses ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b (one matrix product per block) on blocks centred on
+    their column means; centring leaves distances unchanged but removes the cancellation that
+    the identity suffers when updates are large and close together.
+    """
+    count = len(pool.updates)
+    distances = np.zeros((count, count), dtype=np.float64)
+    for name in pool.spec:
+        for _, block in pool.blocks(name):
+            block -= block.mean(axis=0)  # noqa: PLW2901 -- the block is a fresh scratch copy
+            gram = block @ block.T
+            norms = np.diag(gram)
+            distances += norms[:, None] + norms[None, :] - 2 * gram
+    np.maximum(distances, 0, out=distances)
+    np.fill_diagonal(distances, 0)
+    return distances
+
+
+def weighted_mean() -> WeightedMean:
+    """The example-weighted mean (FedAvg). Streaming, O(model) memory."""
+    return WeightedMean()
+
+
+def unweighted_mean() -> UnweightedMean:
+    """The plain mean, ignoring weights. Streaming, O(model) memory."""
+    return UnweightedMean()
+
+
+def coordinate_median() -> CoordinateMedian:
+    """The coordinate-wise median. Not streaming: holds every update."""
+    return CoordinateMedian()
+
+
+def trimmed_mean(beta: float) -> TrimmedMean:
+    """The coordinate-wise ``beta``-trimmed mean, ``beta`` in [0, 0.5). Not streaming."""
+    return TrimmedMean(beta=beta)
+
+
+def krum(num_byzantine: int, multi: int = 1) -> Krum:
+    """Krum (``multi=1``) or Multi-Krum tolerating ``num_byzantine`` bad nodes. Not streaming."""
+    return Krum(num_byzantine=num_byzantine, multi=multi)

@@ -1,0 +1,341 @@
+"""Server transforms: the combined update in, the step added to the global model out.
+
+Each transform is an optax-style ``(init, update)`` pair. Its state is a flat ``ParamSet`` (moment
+``m`` of parameter ``w`` is named ``m/w``), so the engine checkpoints it with the same safetensors
+codec as the model, and continuing from a decoded checkpoint is bit-identical to never stopping.
+Nothing is mutated: every call returns a new step and a new state.
+
+The update a transform receives is the reduced client delta, ``mean(client params) - params``.
+Reddi et al. 2021 ("Adaptive Federated Optimization") call it the pseudo-gradient; its sign is
+such that ``params + step`` moves towards the clients, which is why the adaptive transforms add
+rather than subtract. Arithmetic and moments are float32 for float16/float32 parameters and
+float64 for float64 and integer ones, fixed by each parameter's dtype so that every run computes
+the same bits; each step is cast back to its parameter's dtype (rounded for integers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedlearn.core.errors import ConfigError, ValidationError
+from fedlearn.core.params import ParamSet
+from fedlearn.strategies._checks import check_bool, check_real
+from fedlearn.strategies.base import ServerTransform
+
+# v_new = rule(v, update**2): the only line in which Adam, Yogi and Adagrad differ.
+SecondMoment = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if dtype.kind == "f" and dtype.itemsize <= 4 else np.dtype(np.float64)
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind in "iu":
+        values = np.rint(values)
+    return values.astype(dtype, copy=False)
+
+
+def _zeros(params: ParamSet, fill: float = 0.0) -> ParamSet:
+    return params.map(lambda p: np.full(p.shape, fill, _work_dtype(p.dtype)))
+
+
+def _moments(state: ParamSet, prefix: str, update: ParamSet) -> ParamSet:
+    """The moments named ``prefix + name``, checked to cover exactly the update's names."""
+    moments = state.select(prefix)
+    if moments.keys() != update.keys():
+        missing = sorted(set(update) - set(moments))
+        extra = sorted(set(moments) - set(update))
+        raise ValidationError(
+            f"transform state under {prefix!r} does not match the model: missing {missing[:5]}, "
+            f"unexpected {extra[:5]}; was it created by this transform's init for this model?"
+        )
+    return moments
+
+
+def _check_lr(value: object) -> float:
+    return check_real("learning_rate", value, low=0, low_open=True)
+
+
+def _check_decay(name: str, value: object) -> float:
+    return check_real(name, value, low=0, high=1, high_open=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SGD:
+    """``step = learning_rate * update``; stateless. With learning rate 1 the strategy is FedAvg."""
+
+    learning_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return ParamSet()
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        lr = self.learning_rate
+        if lr == 1.0:  # FedAvg: the step is the update itself, shared safely since ParamSets are immutable
+            return update, state
+        return update.map(lambda u: _cast(np.multiply(u, lr, dtype=_work_dtype(u.dtype)), u.dtype)), state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Momentum:
+    """Server momentum (FedAvgM, Hsu et al. 2019): ``v = beta * v + update``, ``step = lr * v``.
+
+    With ``nesterov`` the step looks one round ahead: ``lr * (beta * v + update)``.
+    """
+
+    learning_rate: float
+    beta: float = 0.9
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
+        object.__setattr__(self, "beta", _check_decay("beta", self.beta))
+        check_bool("nesterov", self.nesterov)
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return _zeros(params).with_prefix("v/")
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        velocity = _moments(state, "v/", update)
+        lr, beta = self.learning_rate, self.beta
+        new_v: dict[str, np.ndarray] = {}
+        step: dict[str, np.ndarray] = {}
+        for name, u in update.items():
+            g = u.astype(velocity[name].dtype)
+            v = beta * velocity[name] + g
+            new_v[name] = v
+            step[name] = _cast(lr * (beta * v + g if self.nesterov else v), u.dtype)
+        return ParamSet(step), ParamSet(new_v).with_prefix("v/")
+
+
+def _adaptive_init(params: ParamSet, tau: float) -> ParamSet:
+    """``m = 0`` and ``v = tau**2``, the paper's start (Algorithm 2 asks for ``v_{-1} >= tau^2``).
+
+    Flower starts ``v`` at 0 instead. The two differ only while the accumulated squared updates
+    are comparable to ``tau**2``; after that ``v`` is dominated by the updates either way.
+    """
+    return _zeros(params).with_prefix("m/").merged(_zeros(params, tau**2).with_prefix("v/"))
+
+
+def _adaptive_update(
+    update: ParamSet, state: ParamSet, *, lr: float, beta1: float, tau: float, rule: SecondMoment
+) -> tuple[ParamSet, ParamSet]:
+    """Algorithm 2 of Reddi et al. 2021, without bias correction as in the paper.
+
+    ``m = beta1 * m + (1 - beta1) * update``; ``v = rule(v, update**2)``;
+    ``step = lr * m / (sqrt(v) + tau)``.
+    """
+    first, second = _moments(state, "m/", update), _moments(state, "v/", update)
+    new_m: dict[str, np.ndarray] = {}
+    new_v: dict[str, np.ndarray] = {}
+    step: dict[str, np.ndarray] = {}
+    for name, u in update.items():
+        g = u.astype(first[name].dtype)
+        m = beta1 * first[name] + (1 - beta1) * g
+        v = rule(second[name], g * g)
+        new_m[name], new_v[name] = m, v
+        step[name] = _cast(lr * m / (np.sqrt(v) + tau), u.dtype)
+    return ParamSet(step), ParamSet(new_m).with_prefix("m/").merged(ParamSet(new_v).with_prefix("v/"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adam:
+    """FedAdam: ``v = beta2 * v + (1 - beta2) * update**2``. ``tau`` is the adaptivity epsilon."""
+
+    learning_rate: float
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
+        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
+        object.__setattr__(self, "beta2", _check_decay("beta2", self.beta2))
+        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return _adaptive_init(params, self.tau)
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        beta2 = self.beta2
+        return _adaptive_update(
+            update,
+            state,
+            lr=self.learning_rate,
+            beta1=self.beta1,
+            tau=self.tau,
+            rule=lambda v, g2: beta2 * v + (1 - beta2) * g2,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Yogi:
+    """FedYogi: ``v = v - (1 - beta2) * update**2 * sign(v - update**2)``.
+
+    When updates shrink, Adam's ``v`` falls by ``(1 - beta2) * v`` per round and the effective
+    learning rate jumps; Yogi's falls by at most ``(1 - beta2) * update**2``, so it rises gently
+    (Zaheer et al. 2018).
+    """
+
+    learning_rate: float
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
+        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
+        object.__setattr__(self, "beta2", _check_decay("beta2", self.beta2))
+        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return _adaptive_init(params, self.tau)
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        beta2 = self.beta2
+        return _adaptive_update(
+            update,
+            state,
+            lr=self.learning_rate,
+            beta1=self.beta1,
+            tau=self.tau,
+            rule=lambda v, g2: v - (1 - beta2) * g2 * np.sign(v - g2),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adagrad:
+    """FedAdagrad: ``v = v + update**2``.
+
+    ``beta1`` defaults to 0 (no momentum: classic Adagrad, as Flower does); the paper's
+    Algorithm 2 allows any ``beta1`` in [0, 1).
+    """
+
+    learning_rate: float
+    tau: float = 1e-3
+    beta1: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
+        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
+        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return _adaptive_init(params, self.tau)
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        return _adaptive_update(
+            update, state, lr=self.learning_rate, beta1=self.beta1, tau=self.tau, rule=lambda v, g2: v + g2
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClipByGlobalNorm:
+    """Scale the update down so its global L2 norm is at most ``max_norm``; stateless.
+
+    A cheap guard against one bad round blowing up the model, and the clipping half of DP-FedAvg.
+    """
+
+    max_norm: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_norm", check_real("max_norm", self.max_norm, low=0, low_open=True))
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return ParamSet()
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        norm = update.l2_norm()
+        if norm <= self.max_norm:
+            return update, state
+        scale = self.max_norm / norm
+        return update.map(lambda u: _cast(np.multiply(u, scale, dtype=_work_dtype(u.dtype)), u.dtype)), state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chain:
+    """Apply ``transforms`` in order, each to the previous one's step.
+
+    Transform ``i`` keeps its state under the prefix ``"{i}/"``, so states of several transforms
+    (even of the same kind) share one flat ``ParamSet`` without clashing.
+    """
+
+    transforms: tuple[ServerTransform, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "transforms", tuple(self.transforms))
+        if not self.transforms:
+            raise ConfigError("`transforms` must hold at least one transform; got none")
+        for i, transform in enumerate(self.transforms):
+            if not isinstance(transform, ServerTransform):
+                raise ConfigError(
+                    f"`transforms[{i}]` must be a server transform (with init and update); "
+                    f"got {type(transform).__name__}"
+                )
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return ParamSet().merged(*(t.init(params).with_prefix(f"{i}/") for i, t in enumerate(self.transforms)))
+
+    def update(
+        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
+    ) -> tuple[ParamSet, ParamSet]:
+        step = update
+        states: list[ParamSet] = []
+        for i, transform in enumerate(self.transforms):
+            step, sub_state = transform.update(step, state.select(f"{i}/"), params, rng)
+            states.append(sub_state.with_prefix(f"{i}/"))
+        return step, ParamSet().merged(*states)
+
+
+def sgd(learning_rate: float = 1.0) -> SGD:
+    """Plain server SGD; ``learning_rate=1`` (the default) makes the strategy FedAvg."""
+    return SGD(learning_rate=learning_rate)
+
+
+def momentum(learning_rate: float, beta: float = 0.9, nesterov: bool = False) -> Momentum:
+    """Server momentum, as in FedAvgM."""
+    return Momentum(learning_rate=learning_rate, beta=beta, nesterov=nesterov)
+
+
+def adam(learning_rate: float, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3) -> Adam:
+    """The FedAdam server optimizer (Reddi et al. 2021)."""
+    return Adam(learning_rate=learning_rate, beta1=beta1, beta2=beta2, tau=tau)
+
+
+def yogi(learning_rate: float, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3) -> Yogi:
+    """The FedYogi server optimizer (Reddi et al. 2021)."""
+    return Yogi(learning_rate=learning_rate, beta1=beta1, beta2=beta2, tau=tau)
+
+
+def adagrad(learning_rate: float, tau: float = 1e-3, beta1: float = 0.0) -> Adagrad:
+    """The FedAdagrad server optimizer (Reddi et al. 2021)."""
+    return Adagrad(learning_rate=learning_rate, tau=tau, beta1=beta1)
+
+
+def clip_by_global_norm(max_norm: float) -> ClipByGlobalNorm:
+    """Clip the update's global L2 norm to ``max_norm``."""
+    return ClipByGlobalNorm(max_norm=max_norm)
+
+
+def chain(*transforms: ServerTransform) -> Chain:
+    """Compose transforms left to right, e.g. ``chain(clip_by_global_norm(1.0), adam(0.01))``."""
+    return Chain(transforms=transforms)

@@ -1,0 +1,53 @@
+"""Streaming means keep memory O(model), whatever the number of replies."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Iterator
+
+import numpy as np
+
+from fedlearn.core.messages import FIT, Reply
+from fedlearn.core.params import ParamSet
+from fedlearn.strategies import fedavg, weighted_mean
+
+SIZE = 1_000_000  # float32 values: a 4 MB model
+
+
+def peak_bytes_while(run) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_weighted_mean_over_many_replies_keeps_memory_within_a_few_model_sizes() -> None:
+    model_bytes = SIZE * 4
+    reducer = weighted_mean()
+
+    def run() -> None:
+        acc = reducer.init(ParamSet({"w": np.zeros(SIZE, dtype=np.float32)}))
+        for i in range(200):  # 200 replies would be 800 MB if they were all held
+            acc = reducer.add(acc, ParamSet({"w": np.full(SIZE, i, dtype=np.float32)}), float(i + 1))
+        reducer.result(acc)
+
+    peak = peak_bytes_while(run)
+
+    assert peak < 4 * model_bytes, f"peak {peak / model_bytes:.1f} model sizes"
+
+
+def test_fedavg_round_over_a_stream_of_replies_holds_one_reply_at_a_time() -> None:
+    model_bytes = SIZE * 4
+    params = ParamSet({"w": np.zeros(SIZE, dtype=np.float32)})
+
+    def replies() -> Iterator[Reply]:
+        for i in range(40):  # 40 replies would be 160 MB if they were all held
+            yield Reply(node_id=f"n{i}", kind=FIT, round=1, params=params.map(lambda a: a + 1), num_examples=i + 1)
+
+    peak = peak_bytes_while(
+        lambda: fedavg().aggregate(params, ParamSet(), replies(), num_nodes=40, rng=np.random.default_rng(0))
+    )
+
+    assert peak < 6 * model_bytes, f"peak {peak / model_bytes:.1f} model sizes"

@@ -39,6 +39,15 @@ class CountingNode:
         return Reply(node_id=self.node_id, kind=task.kind, round=task.round, params=params, num_examples=1)
 
 
+class SlowNode(CountingNode):
+    """Node ``a`` takes long enough that a SIGKILL always lands mid-task."""
+
+    def handle(self, task: Task) -> Reply:
+        if self.node_id == "a":
+            time.sleep(30)
+        return super().handle(task)
+
+
 def _shm_entries() -> set[str]:
     return {name for name in os.listdir("/dev/shm") if name.startswith("psm_")}
 
@@ -86,9 +95,10 @@ def test_pool_worker_killed_mid_run_turns_its_tasks_into_failures(params: ParamS
 
 
 def test_pool_reports_failures_of_a_worker_that_dies_while_busy(params: ParamSet) -> None:
-    with ProcessPoolFleet(["a", "b"], CountingNode, workers=2) as fleet:
+    with ProcessPoolFleet(["a", "b"], SlowNode, workers=2) as fleet:
         worker = fleet._home["a"].process
         fleet.send("a", Task(kind="fit", round=1, params=params))
+        time.sleep(0.2)
         os.kill(worker.pid, signal.SIGKILL)
         fleet.send("b", Task(kind="fit", round=1, params=params))
         replies = {r.node_id: r for r in _receive_all(fleet, 2)}

@@ -1,1 +1,49 @@
-"""client"""
+"""What runs on a node: the Trainer protocol, its adapters and the app that answers tasks.
+
+A ``Learner`` says what is learned (initial parameters, and a ``Trainer`` for any node's data);
+a ``Trainer`` fits and evaluates on one node's rows; ``NodeApp`` turns tasks into replies for the
+simulator and the networked agent alike. Adapters: plain NumPy functions (``NumpyLearner``,
+``softmax_regression``, ``linear_regression``), scikit-learn (``SGDLearner``, ``MLPLearner``) and
+PyTorch (``TorchLearner``, ``torch_mlp``). scikit-learn and torch are imported only when one of
+their learners is used, so importing this package stays cheap and torch stays optional.
+"""
+
+from fedlearn.client.learners import BUILTIN_LEARNERS, DatasetMeta, builtin_learner
+from fedlearn.client.local_sgd import LocalConfig, LossAndGrad
+from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.client.numpy_trainer import (
+    MetricsFn,
+    NumpyLearner,
+    NumpyTrainer,
+    linear_regression,
+    softmax_regression,
+)
+from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner, SklearnTrainer
+from fedlearn.client.torch_trainer import TorchLearner, TorchTrainer, torch_mlp
+from fedlearn.client.trainer import EvalResult, FitResult, Learner, NodeState, Trainer
+
+__all__ = [
+    "BUILTIN_LEARNERS",
+    "DatasetMeta",
+    "EvalResult",
+    "FitResult",
+    "Handler",
+    "Learner",
+    "LocalConfig",
+    "LossAndGrad",
+    "MLPLearner",
+    "MetricsFn",
+    "NodeApp",
+    "NodeState",
+    "NumpyLearner",
+    "NumpyTrainer",
+    "SGDLearner",
+    "SklearnTrainer",
+    "TorchLearner",
+    "TorchTrainer",
+    "Trainer",
+    "builtin_learner",
+    "linear_regression",
+    "softmax_regression",
+    "torch_mlp",
+]

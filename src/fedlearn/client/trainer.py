@@ -12,6 +12,9 @@ Fit config keys every built-in trainer understands (all optional):
 derives one per node and round so local shuffling is reproducible), ``proximal_mu`` (float,
 FedProx; 0 disables it) and ``scaffold`` (bool; the global control variate then arrives in
 ``extras`` under ``scaffold/c/<name>`` and the reply returns ``scaffold/delta_c/<name>``).
+
+A task's ``extras`` reach ``Trainer.fit`` as the keyword argument ``extras``. ``NodeApp`` passes
+it only when the task carries some, so a trainer that has no use for extras may leave it out.
 """
 
 from __future__ import annotations
@@ -47,8 +50,11 @@ class EvalResult:
 class Trainer(Protocol):
     """Local training and evaluation on one node's data."""
 
-    def fit(self, params: ParamSet, config: Config, state: NodeState) -> FitResult:
-        """Start from ``params``, train locally, return the new parameters."""
+    def fit(self, params: ParamSet, config: Config, state: NodeState, extras: ParamSet | None = None) -> FitResult:
+        """Start from ``params``, train locally, return the new parameters.
+
+        ``extras`` holds the task's extra arrays (e.g. SCAFFOLD's global control variate).
+        """
         ...
 
     def evaluate(self, params: ParamSet, config: Config) -> EvalResult:

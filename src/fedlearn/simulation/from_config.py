@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
-from fedlearn.client.learners import build_learner
+from fedlearn.client.learners import builtin_learner
 from fedlearn.client.trainer import Learner
 from fedlearn.config import RunConfig
+from fedlearn.core.errors import ConfigError
 from fedlearn.core.validation import Limits
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.datasets import load_dataset, train_test_split
@@ -43,6 +46,25 @@ def engine_config(config: RunConfig) -> EngineConfig:
         client_config=config.client,
         limits=Limits(max_bytes=e.max_message_bytes),
     )
+
+
+def build_learner(name: str, data: Dataset, **options: Any) -> Learner:
+    """A built-in learner by name, or a user's ``package.module:function`` returning a Learner.
+
+    A user function is called as ``function(data, **options)``, where ``data`` carries
+    ``n_features``, ``n_classes`` and ``task`` (no rows are needed to build a model).
+    """
+    if ":" not in name:
+        return builtin_learner(name, data, **options)
+    module_name, _, attribute = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"[model] learner {name!r} cannot be loaded: {exc}") from exc
+    learner = factory(data, **options)
+    if not isinstance(learner, Learner):
+        raise ConfigError(f"[model] learner {name!r} returned {type(learner).__name__}, which is not a Learner")
+    return learner
 
 
 def plan_simulation(config: RunConfig) -> SimulationPlan:

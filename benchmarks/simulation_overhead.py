@@ -1,0 +1,153 @@
+"""Simulation overhead against a plain NumPy loop doing the same arithmetic.
+
+Softmax regression, 5 local SGD steps of 32 samples per node, FedAvg over every node, for
+(a) 100 nodes x ~1M float32 parameters and (b) 10 nodes x 100 parameters. Each measurement runs
+in a fresh interpreter, so its peak RSS and its time from process start to the first round are
+its own. Run from the repository root:
+
+    .venv/bin/python benchmarks/simulation_overhead.py            # both cases, 5 repeats
+    .venv/bin/python benchmarks/simulation_overhead.py --case b --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+CASES = {
+    # name: (nodes, n_features, n_classes, rounds)
+    "a": (100, 1000, 1000, 3),
+    "b": (10, 9, 10, 300),
+}
+MODES = ("plain", "inprocess", "pool")
+STEPS, BATCH, LR, SEED = 5, 32, 0.1, 0
+
+
+def _node_data(nodes: int, n_features: int, n_classes: int) -> list[tuple[Any, Any]]:
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    rows = STEPS * BATCH
+    return [
+        (rng.standard_normal((rows, n_features), dtype=np.float32), rng.integers(0, n_classes, rows))
+        for _ in range(nodes)
+    ]
+
+
+def run_plain(case: str) -> tuple[float, list[float]]:
+    """The baseline: the same gradient function and FedAvg arithmetic, with no framework around it."""
+    import numpy as np
+
+    from fedlearn.client.numpy_trainer import softmax_loss_and_grad, softmax_regression
+
+    nodes, n_features, n_classes, rounds = CASES[case]
+    data = _node_data(nodes, n_features, n_classes)
+    global_params = softmax_regression(n_features, n_classes).init_params(SEED).to_dict(writable=True)
+    ends = []
+    first_start = time.time()
+    for _ in range(rounds):
+        acc = {k: np.zeros(v.shape, np.float64) for k, v in global_params.items()}
+        total = 0
+        for x, y in data:
+            w = {k: v.copy() for k, v in global_params.items()}
+            for step in range(STEPS):
+                idx = slice(step * BATCH, (step + 1) * BATCH)
+                _, grads = softmax_loss_and_grad(w, x[idx], y[idx])
+                for k in w:
+                    w[k] -= np.float32(LR) * grads[k]
+            for k, value in w.items():
+                acc[k] += len(x) * value
+            total += len(x)
+        global_params = {k: (acc[k] / total).astype(np.float32) for k in acc}
+        ends.append(time.time())
+    return first_start, ends
+
+
+def run_fedlearn(case: str, executor: str) -> tuple[float, list[float]]:
+    from fedlearn.client.numpy_trainer import softmax_regression
+    from fedlearn.data.dataset import Dataset
+    from fedlearn.engine import EngineConfig, RoundRecord
+    from fedlearn.simulation.run import simulate
+    from fedlearn.strategies import fedavg
+
+    nodes, n_features, n_classes, rounds = CASES[case]
+    partitions = [Dataset(x=x, y=y, n_classes=n_classes) for x, y in _node_data(nodes, n_features, n_classes)]
+    ends: list[float] = []
+    starts: list[float] = []
+
+    def on_round(record: RoundRecord) -> None:
+        ends.append(time.time())
+        starts.append(ends[-1] - record.duration_s)
+
+    simulate(
+        softmax_regression(n_features, n_classes, learning_rate=LR),
+        partitions,
+        fedavg(),
+        EngineConfig(
+            rounds=rounds,
+            seed=SEED,
+            client_config={"local_steps": STEPS, "batch_size": BATCH, "learning_rate": LR},
+        ),
+        executor=executor,  # type: ignore[arg-type]
+        workers=2,
+        on_round=on_round,
+    )
+    return starts[0], ends
+
+
+def child(case: str, mode: str, spawned_at: float) -> None:
+    first_round_start, ends = run_plain(case) if mode == "plain" else run_fedlearn(case, mode)
+    rounds = [b - a for a, b in itertools.pairwise(ends)]  # round 1 is warm-up and not counted
+    print(
+        json.dumps(
+            {
+                "round_s": statistics.median(rounds),
+                "startup_s": first_round_start - spawned_at,
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def measure(case: str, mode: str) -> dict[str, float]:
+    spawned = time.time()
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", case, mode, repr(spawned)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], float(args.child[2]))
+        return
+    cases = list(CASES) if args.case == "all" else [args.case]
+    print("| case | mode | round (median) | ratio to plain | peak RSS | worker peak RSS | start to first round |")
+    print("|---|---|---|---|---|---|---|")
+    for case in cases:
+        runs = {mode: [measure(case, mode) for _ in range(args.repeats)] for mode in MODES}
+        med = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
+        for mode in MODES:
+            m = med[mode]
+            worker = f"{m['child_rss_mb']:.0f} MB" if mode == "pool" else "-"
+            print(
+                f"| {case} | {mode} | {m['round_s'] * 1000:.2f} ms | {m['round_s'] / med['plain']['round_s']:.2f}x "
+                f"| {m['rss_mb']:.0f} MB | {worker} | {m['startup_s']:.2f} s |"
+            )
+
+
+if __name__ == "__main__":
+    main()

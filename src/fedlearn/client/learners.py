@@ -1,0 +1,69 @@
+"""Built-in learners by name, for the config layer.
+
+A run config says ``learner = "sklearn.mlp"`` plus options; :func:`builtin_learner` turns that
+and the dataset's description (features, classes, task) into a ``Learner``. The description is
+all it reads, so the coordinator can call it with metadata alone and never needs rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from fedlearn.client.numpy_trainer import linear_regression, softmax_regression
+from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner
+from fedlearn.client.torch_trainer import torch_mlp
+from fedlearn.client.trainer import Learner
+from fedlearn.core.errors import ConfigError
+from fedlearn.data.dataset import TaskType
+
+
+class DatasetMeta(Protocol):
+    """What a learner needs to know about the data; a ``Dataset`` is one."""
+
+    @property
+    def n_features(self) -> int: ...
+
+    @property
+    def n_classes(self) -> int: ...
+
+    @property
+    def task(self) -> TaskType: ...
+
+
+# name -> (constructor, task it requires or None for either, what it fills in from the metadata)
+_BUILTINS: dict[str, tuple[Callable[..., Learner], TaskType | None, tuple[str, ...]]] = {
+    "numpy.softmax": (softmax_regression, "classification", ("n_features", "n_classes")),
+    "numpy.linear": (linear_regression, "regression", ("n_features",)),
+    "sklearn.sgd": (SGDLearner, None, ("n_features", "n_classes", "task")),
+    "sklearn.mlp": (MLPLearner, "classification", ("n_features", "n_classes")),
+    "torch.mlp": (torch_mlp, "classification", ("n_features", "n_classes")),
+}
+
+BUILTIN_LEARNERS: tuple[str, ...] = tuple(sorted(_BUILTINS))
+"""Names :func:`builtin_learner` accepts."""
+
+
+def builtin_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:
+    """The built-in learner ``name`` shaped for ``data``, with constructor ``options``.
+
+    Unknown names, options the learner does not take and data of the wrong task raise
+    ``ConfigError`` naming what is accepted.
+    """
+    if name not in _BUILTINS:
+        raise ConfigError(f"unknown learner {name!r}; built-in learners are {list(BUILTIN_LEARNERS)}")
+    constructor, task, from_meta = _BUILTINS[name]
+    if task is not None and data.task != task:
+        raise ConfigError(f"learner {name!r} needs {task} data; got {data.task} data")
+    if name.startswith("torch.") and importlib.util.find_spec("torch") is None:
+        raise ConfigError(f"learner {name!r} needs PyTorch; install the extra: pip install 'fedlearn[torch]'")
+    accepted = sorted(set(inspect.signature(constructor).parameters) - set(from_meta))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"learner {name!r} does not take option(s) {unknown}; it takes {accepted}")
+    try:
+        return constructor(**{key: getattr(data, key) for key in from_meta}, **options)
+    except TypeError as exc:  # an option of the wrong type, e.g. a string learning rate
+        raise ConfigError(f"learner {name!r}: invalid option value: {exc}") from exc

@@ -1,0 +1,112 @@
+"""The node side of every task, shared by the simulator and the networked node agent.
+
+``NodeApp.handle`` turns one ``Task`` into one ``Reply``: ``fit`` and ``evaluate`` go to the
+node's ``Trainer``; other kinds (analytics summaries, secure-aggregation stages) go to handlers
+registered at construction. A node must outlive bad tasks, so any exception becomes a reply with
+``error`` set to one line naming the exception and its cause, and the traceback goes to the node's
+log at INFO level.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from fedlearn.client.trainer import NodeState, Trainer
+from fedlearn.core.errors import ConfigError
+from fedlearn.core.messages import EVALUATE, FIT, Reply, Task
+from fedlearn.core.validation import validate_metrics, validate_num_examples, validate_params
+
+logger = logging.getLogger(__name__)
+
+
+class Handler(Protocol):
+    """Answers one task kind; it receives the app for the node id, trainer and state."""
+
+    def __call__(self, task: Task, node: NodeApp, /) -> Reply: ...
+
+
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeApp:
+    """One node: its id, its trainer, the state it keeps between rounds and extra task handlers."""
+
+    node_id: str
+    trainer: Trainer
+    state: NodeState = field(default_factory=dict)
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.node_id:
+            raise ConfigError("`node_id` must be a non-empty string")
+        shadowed = sorted({FIT, EVALUATE} & set(self.handlers))
+        if shadowed:
+            raise ConfigError(f"`handlers` must not replace the built-in task kinds; got handlers for {shadowed}")
+        object.__setattr__(self, "handlers", MappingProxyType(dict(self.handlers)))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Every task kind this node answers."""
+        return (FIT, EVALUATE, *sorted(self.handlers))
+
+    def handle(self, task: Task) -> Reply:
+        """Answer ``task``; never raises for anything the task or the trainer does wrong."""
+        try:
+            if task.kind == FIT:
+                return self._fit(task)
+            if task.kind == EVALUATE:
+                return self._evaluate(task)
+            handler = self.handlers.get(task.kind)
+            if handler is None:
+                return self._error(task, f"unknown task kind {task.kind!r}; this node handles {list(self.kinds)}")
+            reply = handler(task, self)
+            if not isinstance(reply, Reply):
+                return self._error(task, f"handler for {task.kind!r} returned {type(reply).__name__}, not a Reply")
+            return reply
+        except Exception as exc:  # the node must survive any task; the reason travels back
+            # INFO, not ERROR: a failed task is an expected outcome and the reason travels back;
+            # operators who want the traceback turn on INFO logging for this module.
+            logger.info("node %s: %s task of round %d failed", self.node_id, task.kind, task.round, exc_info=True)
+            return self._error(task, _one_line(exc))
+
+    def _fit(self, task: Task) -> Reply:
+        if task.extras:
+            result = self.trainer.fit(task.params, task.config, self.state, extras=task.extras)
+        else:  # trainers written without an ``extras`` parameter keep working
+            result = self.trainer.fit(task.params, task.config, self.state)
+        # Catch a broken trainer here, with a local message, rather than as a rejection upstream.
+        validate_params(result.params, task.params.spec(), what="trained parameters")
+        return Reply(
+            node_id=self.node_id,
+            kind=task.kind,
+            round=task.round,
+            params=result.params,
+            num_examples=validate_num_examples(result.num_examples),
+            metrics=validate_metrics(result.metrics),
+            extras=result.extras,
+        )
+
+    def _evaluate(self, task: Task) -> Reply:
+        result = self.trainer.evaluate(task.params, task.config)
+        return Reply(
+            node_id=self.node_id,
+            kind=task.kind,
+            round=task.round,
+            num_examples=validate_num_examples(result.num_examples),
+            metrics=validate_metrics({**result.metrics, "loss": result.loss}),
+        )
+
+    def _error(self, task: Task, reason: str) -> Reply:
+        return Reply(node_id=self.node_id, kind=task.kind, round=task.round, error=reason)
+
+
+def _one_line(exc: Exception) -> str:
+    """``ExcType: first line of the message``, bounded so a reply stays small."""
+    message = str(exc).strip()
+    reason = f"{type(exc).__name__}: {message.splitlines()[0] if message else '(no message)'}"
+    return reason if len(reason) <= _MAX_ERROR_CHARS else reason[: _MAX_ERROR_CHARS - 3] + "..."

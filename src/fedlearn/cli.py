@@ -80,8 +80,10 @@ def version() -> None:
 
 def _mount_subcommands() -> None:
     from fedlearn.analytics.cli import app as analytics_app
+    from fedlearn.runtime.certs_cli import app as certs_app
 
     app.add_typer(analytics_app, name="analytics", help="Exact federated statistics and models.")
+    app.add_typer(certs_app, name="certs", help="A CA and TLS certificates for a deployment.")
 
 
 def main() -> None:
@@ -92,7 +94,8 @@ def main() -> None:
     except FedlearnError as exc:
         if os.environ.get("FEDLEARN_DEBUG"):
             raise
-        console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        typer.secho("error: ", fg="red", err=True, nl=False)
+        typer.echo(str(exc), err=True)  # one unwrapped line, whatever the terminal width
         sys.exit(exc.exit_code)
     except typer.Abort:
         console.print("aborted")

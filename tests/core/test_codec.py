@@ -78,3 +78,17 @@ def test_oversized_message_is_refused_before_parsing() -> None:
 def test_object_arrays_cannot_be_encoded() -> None:
     with pytest.raises(CodecError, match="dtype object"):
         encode({"w": np.array([object()])})
+
+
+def test_encoding_is_byte_identical_across_processes() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, sys; from fedlearn.core.codec import encode; "
+        "sys.stdout.buffer.write(encode({'b': np.arange(3.0), 'a': np.ones(2, np.float32)}, "
+        "metadata={'z': '1', 'a': '2', 'm': '3', 'q': '4'}))"
+    )
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, check=True).stdout for _ in range(4)}
+
+    assert len(outputs) == 1

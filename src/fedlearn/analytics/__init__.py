@@ -1,1 +1,77 @@
-"""analytics"""
+"""Exact federated analytics: the model all the data would give, without pooling the data.
+
+Each node summarises its rows in one pass into additive sufficient statistics (count, means,
+centred co-moments, extrema, per-class moments, fixed-bin histograms); the coordinator merges the
+summaries and solves models from the merge. Merging is exact, so the models equal scikit-learn's
+fitted on the pooled data, to floating-point precision. Nodes can add or remove rows later
+without a rescan of their moments, and models refit in milliseconds.
+
+* Summaries: :class:`Moments`, :class:`ClassMoments`, :class:`Histogram`, :class:`Summary`
+  (a :class:`SummarySpec` says what to summarise); :func:`summarize` runs on a node.
+* Estimators (scikit-learn compatible; ``fit_summary`` or ``fit``):
+  :class:`FederatedLinearRegression`, :class:`FederatedRidge`, :class:`FederatedPCA`,
+  :class:`FederatedGaussianNB`, :class:`FederatedLinearDiscriminantAnalysis`,
+  :class:`FederatedQuadraticDiscriminantAnalysis`, :class:`FederatedCovariance` and
+  :class:`FederatedLogisticRegression` (federated Newton rounds); :func:`describe`.
+* Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated; node side
+  :func:`analytics_handlers`; file-backed :class:`JobDir` behind ``fedlearn analytics``.
+"""
+
+from fedlearn.analytics.bayes import FederatedGaussianNB
+from fedlearn.analytics.classes import ClassMoments
+from fedlearn.analytics.covariance import Description, FederatedCovariance, correlation, describe
+from fedlearn.analytics.discriminant import (
+    FederatedLinearDiscriminantAnalysis,
+    FederatedQuadraticDiscriminantAnalysis,
+)
+from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
+from fedlearn.analytics.histogram import Histogram, HistogramSpec
+from fedlearn.analytics.job import AnalyticsJob, JobReport, MemberReport
+from fedlearn.analytics.jobdir import JobDir
+from fedlearn.analytics.linear import FederatedLinearRegression, FederatedRidge
+from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats, logistic_stats
+from fedlearn.analytics.moments import Moments, merge_all
+from fedlearn.analytics.pca import FederatedPCA
+from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
+from fedlearn.analytics.summarize import accumulate, check_shareable, scan_extrema, summarize
+from fedlearn.analytics.summary import Summary, SummarySpec
+
+__all__ = [
+    "LOGISTIC_STEP",
+    "SCHEMA",
+    "SUMMARIZE",
+    "AnalyticsJob",
+    "ArrayTable",
+    "ClassMoments",
+    "ConcatTable",
+    "CsvTable",
+    "Description",
+    "FederatedCovariance",
+    "FederatedGaussianNB",
+    "FederatedLinearDiscriminantAnalysis",
+    "FederatedLinearRegression",
+    "FederatedLogisticRegression",
+    "FederatedPCA",
+    "FederatedQuadraticDiscriminantAnalysis",
+    "FederatedRidge",
+    "Histogram",
+    "HistogramSpec",
+    "JobDir",
+    "JobReport",
+    "MemberReport",
+    "Moments",
+    "NewtonStats",
+    "Summary",
+    "SummarySpec",
+    "Table",
+    "accumulate",
+    "analytics_handlers",
+    "check_shareable",
+    "correlation",
+    "describe",
+    "logistic_stats",
+    "merge_all",
+    "scan_extrema",
+    "summarize",
+    "table_from_dataset",
+]

@@ -20,6 +20,7 @@ from fedlearn.core.errors import CodecError
 from fedlearn.core.params import ParamSet
 
 DEFAULT_MAX_BYTES = 2**31  # 2 GiB; the runtime chunks larger models, see runtime/
+_META_KEY = "fedlearn"  # all metadata as one sorted JSON string: see encode()
 
 
 def encode(params: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
@@ -28,8 +29,12 @@ def encode(params: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None 
     for name, array in arrays.items():
         if array.dtype.kind not in "biuf":
             raise CodecError(f"parameter {name!r} has dtype {array.dtype}, which the wire format cannot carry")
+    # safetensors writes its metadata map in hash order, so two keys can come out in either
+    # order. One key holding sorted JSON makes equal inputs give equal bytes, which content
+    # addressing and reproducible artifacts rely on.
+    packed = {_META_KEY: json.dumps(dict(metadata), sort_keys=True)} if metadata else None
     try:
-        return _st_save(arrays, metadata=dict(metadata) if metadata else None)
+        return _st_save(arrays, metadata=packed)
     except Exception as exc:  # safetensors raises its own untyped errors
         raise CodecError(f"cannot encode parameters: {exc}") from exc
 
@@ -68,6 +73,11 @@ def read_metadata(data: bytes) -> dict[str, str]:
     if not isinstance(header, dict):
         raise CodecError("message header must be a JSON object")
     meta = header.get("__metadata__", {})
+    if _META_KEY in meta and isinstance(meta, dict) and isinstance(meta[_META_KEY], str):
+        try:
+            meta = json.loads(meta[_META_KEY])
+        except json.JSONDecodeError as exc:
+            raise CodecError(f"message metadata is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise CodecError("message metadata must map strings to strings")
     return dict(meta)

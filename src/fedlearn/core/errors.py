@@ -13,6 +13,7 @@ do not know about us. The CLI turns any ``FedlearnError`` into one line and ``ex
     ├── TrainerError(RuntimeError)       a node's local training or evaluation failed
     ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
     ├── QuorumError(RuntimeError)        too few nodes were available or replied
+    ├── StoreError(RuntimeError)         the state store is unreachable, corrupt or refuses an operation
     └── DeadlineExceeded(TimeoutError)   a wait ran past its deadline
 """
 
@@ -59,3 +60,9 @@ class DeadlineExceeded(FedlearnError, TimeoutError):
     """A wait ran past its deadline."""
 
     exit_code = 4
+
+
+class StoreError(FedlearnError, RuntimeError):
+    """The state store cannot be reached, holds corrupt data, or refuses an operation."""
+
+    exit_code = 5

@@ -1,0 +1,133 @@
+"""What every summary-solved estimator shares: two ways to fit, one way to solve.
+
+``fit_summary(summary)`` solves from a (federated) summary; ``fit(X, y)`` summarises local arrays
+and then does exactly the same, which is what lets scikit-learn's ``check_estimator`` and plain
+scikit-learn workflows exercise the very code that runs in a federation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import linalg
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from fedlearn.analytics.summarize import accumulate
+from fedlearn.analytics.summary import Summary, SummarySpec
+from fedlearn.core.errors import ConfigError
+
+
+class SummaryEstimator(BaseEstimator):
+    """Base for estimators solved from a :class:`~fedlearn.analytics.Summary`.
+
+    Subclasses set ``_target`` to ``None`` (features only), ``"value"`` (a regression target)
+    or ``"class"`` (per-class moments), and implement ``_solve``.
+    """
+
+    _target: ClassVar[str | None] = None
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> Any:
+        """Summarise local arrays in one pass, then solve as :meth:`fit_summary` does."""
+        if self._target is None:
+            x = np.asarray(validate_data(self, X, dtype=np.float64))
+            spec = SummarySpec(columns=tuple(f"x{i}" for i in range(x.shape[1])))
+            return self._fit(accumulate(x, spec), labels=None)
+        x, target = validate_data(self, X, y, dtype=np.float64, y_numeric=self._target == "value")
+        x = np.asarray(x)
+        labels = None
+        if self._target == "class":
+            check_classification_targets(target)
+            labels, target = np.unique(target, return_inverse=True)
+        spec = SummarySpec(
+            columns=tuple(f"x{i}" for i in range(x.shape[1])), target="y", by_class=self._target == "class"
+        )
+        return self._fit(accumulate(np.column_stack([x, target]), spec), labels=labels)
+
+    def fit_summary(self, summary: Summary) -> Any:
+        """Solve from a summary, e.g. the merged summary of a federation; returns ``self``."""
+        if not isinstance(summary, Summary):
+            raise ConfigError(f"`summary` must be a Summary; got {type(summary).__name__}")
+        name = type(self).__name__
+        if self._target == "value" and summary.spec.target is None:
+            raise ConfigError(f"{name} needs a summary with a `target` column; this one has none")
+        if self._target == "class" and summary.by_class is None:
+            raise ConfigError(f"{name} needs per-class statistics; summarise with `by_class=True`")
+        self.n_features_in_ = summary.spec.n_features
+        return self._fit(summary, labels=None)
+
+    def _fit(self, summary: Summary, labels: NDArray[Any] | None) -> Any:
+        if summary.count == 0:
+            raise ConfigError(f"{type(self).__name__} cannot be fitted on a summary of 0 rows")
+        self._solve(summary)
+        if self._target == "class":
+            codes = summary.by_class.classes if summary.by_class is not None else np.zeros(0, np.int64)
+            self.classes_ = codes if labels is None else labels[codes]
+        self.n_samples_seen_ = summary.count
+        return self
+
+    def _solve(self, summary: Summary) -> None:
+        raise NotImplementedError
+
+    def _validated(self, X: ArrayLike) -> NDArray[np.float64]:
+        check_is_fitted(self)
+        return np.asarray(validate_data(self, X, dtype=np.float64, reset=False))
+
+
+class ProbabilisticClassifierMixin:
+    """``predict``/``predict_proba``/``predict_log_proba`` from per-class log scores.
+
+    Subclasses implement ``_joint_log_likelihood(X) -> (n, K)``: the unnormalised log posterior.
+    """
+
+    classes_: NDArray[Any]
+
+    def _joint_log_likelihood(self, X: ArrayLike) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
+        scores = self._joint_log_likelihood(X)  # checks fitted-ness before classes_ is touched
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.float64]:
+        jll = self._joint_log_likelihood(X)
+        return jll - logsumexp(jll, axis=1, keepdims=True)
+
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
+        return np.exp(self.predict_log_proba(X))
+
+
+def solve_psd(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Solve ``a x = b`` for symmetric positive semi-definite ``a``.
+
+    Cholesky when ``a`` is positive definite. When it is singular (collinear columns), the
+    minimum-norm least-squares solution, which for normal equations is also the minimum-norm
+    solution of the original least-squares problem, the one ``numpy.linalg.lstsq`` gives.
+    """
+    try:
+        return np.asarray(linalg.cho_solve(linalg.cho_factor(a), b))
+    except linalg.LinAlgError:
+        return np.asarray(linalg.lstsq(a, b)[0])
+
+
+def check_number(name: str, value: object, *, low: float = 0.0, inclusive: bool = True) -> float:
+    """A real number ``>= low`` (or ``> low``); the message names the parameter."""
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or (value < low if inclusive else value <= low):  # type: ignore[operator]
+        bound = f">= {low}" if inclusive else f"> {low}"
+        raise ConfigError(f"`{name}` must be a finite number {bound}; got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_priors(priors: ArrayLike | None, counts: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Class priors: the given ones (renormalised), or the class frequencies."""
+    if priors is None:
+        return counts / counts.sum()
+    p = np.asarray(priors, dtype=np.float64)
+    if p.shape != counts.shape or (p < 0).any() or p.sum() <= 0:
+        raise ConfigError(f"`priors` must be {len(counts)} non-negative numbers, one per class; got {priors!r}")
+    return p / p.sum()

@@ -1,0 +1,133 @@
+"""Node-side task handlers for analytics, to plug into ``NodeApp(handlers=...)``.
+
+Every handler names the dataset it reads in the task config (``dataset``), reads it in chunks
+and replies with a flat parameter set; nothing but summaries, schema codes and Newton sums
+leaves the node. Task kinds and their config:
+
+``analytics.schema``
+    ``columns``: JSON list. Replies ``types``: one code per requested column, an index into
+    :data:`~fedlearn.analytics.sources.TYPES` (0 = missing). Other columns stay private.
+``analytics.summarize``
+    ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters. With ``remaining``
+    (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
+    keeps and replies their counts and extrema under ``extrema/``.
+``analytics.logistic_step``
+    ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``.
+    Replies :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
+
+Each reply that summarises rows passes the node's privacy guard first (``min_rows``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fedlearn.analytics.logistic import logistic_stats
+from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
+from fedlearn.analytics.summarize import check_counts, chunks_of, scan_extrema, summarize
+from fedlearn.analytics.summary import SummarySpec
+from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.core.errors import ConfigError, PrivacyError
+from fedlearn.core.messages import Reply, Task
+from fedlearn.core.params import ParamSet
+from fedlearn.data.dataset import Dataset
+
+SCHEMA = "analytics.schema"
+SUMMARIZE = "analytics.summarize"
+LOGISTIC_STEP = "analytics.logistic_step"
+
+
+def config_str(task: Task, key: str) -> str:
+    value = task.config.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"task {task.kind!r} needs config {key!r} as a non-empty string; got {value!r}")
+    return value
+
+
+def config_list(task: Task, key: str) -> list[Any]:
+    try:
+        value = json.loads(config_str(task, key))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"task config {key!r} must be a JSON list: {exc}") from exc
+    if not isinstance(value, list):
+        raise ConfigError(f"task config {key!r} must be a JSON list; got {type(value).__name__}")
+    return value
+
+
+def analytics_handlers(
+    datasets: Mapping[str, Dataset | Table | Mapping[str, Any]],
+    *,
+    min_rows: int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> dict[str, Handler]:
+    """Handlers answering analytics tasks from the node's named ``datasets``.
+
+    ``datasets`` is read at each task, so a node that registers new data later is seen. A
+    ``Dataset``'s targets answer to the column name ``y``; wrap it with
+    :func:`~fedlearn.analytics.sources.table_from_dataset` to choose another. ``min_rows`` is
+    this node's privacy threshold (default: number of features + 5).
+    """
+
+    def table(task: Task, key: str = "dataset") -> Table:
+        name = config_str(task, key)
+        if name not in datasets:
+            raise ConfigError(f"this node has no dataset {name!r}; it has {sorted(datasets)}")
+        return as_table(datasets[name])
+
+    def schema(task: Task, app: NodeApp) -> Reply:
+        columns = [str(c) for c in config_list(task, "columns")]
+        known = table(task).schema()
+        codes = np.array([TYPES.index(known.get(c, "missing")) for c in columns], dtype=np.int8)
+        return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=ParamSet({"types": codes}))
+
+    def summarise(task: Task, app: NodeApp) -> Reply:
+        spec = SummarySpec.from_json(config_str(task, "spec"))
+        summary = summarize(table(task), spec, min_rows=min_rows, chunk_rows=chunk_rows)
+        params = summary.to_params()
+        if "remaining" in task.config:
+            extrema = scan_extrema(table(task, "remaining"), spec, chunk_rows=chunk_rows)
+            class_counts = None
+            if spec.by_class:
+                class_counts = dict(
+                    zip(extrema["by_class/classes"].tolist(), extrema["by_class/count"].tolist(), strict=True)
+                )
+            check_counts(
+                spec,
+                int(extrema["count"]),
+                class_counts,
+                min_rows=min_rows,
+                allow_empty=True,
+                what="the rows left after the removal",
+            )
+            params = params.merged(extrema.with_prefix("extrema/"))
+        return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
+
+    def logistic_step(task: Task, app: NodeApp) -> Reply:
+        spec = SummarySpec.from_json(config_str(task, "spec"))
+        classes = np.array(config_list(task, "classes"), dtype=np.int64)
+        fit_intercept = task.config.get("fit_intercept", True)
+        if not isinstance(fit_intercept, bool):
+            raise ConfigError(f"task config 'fit_intercept' must be a bool; got {fit_intercept!r}")
+        if "theta" not in task.params:
+            raise ConfigError("task params must carry the coefficients 'theta'")
+        stats = logistic_stats(
+            chunks_of(table(task), spec, chunk_rows=chunk_rows),
+            np.asarray(task.params["theta"], dtype=np.float64),
+            classes,
+            fit_intercept=fit_intercept,
+        )
+        threshold = spec.n_features + 5 if min_rows is None else min_rows
+        if stats.count < threshold:
+            raise PrivacyError(
+                f"refusing to share Newton statistics of {stats.count} rows: the privacy threshold is {threshold}; "
+                "the node's operator can change it with `min_rows`"
+            )
+        return Reply(
+            node_id=app.node_id, kind=task.kind, round=task.round, params=stats.to_params(), num_examples=stats.count
+        )
+
+    return {SCHEMA: schema, SUMMARIZE: summarise, LOGISTIC_STEP: logistic_step}

@@ -1,0 +1,102 @@
+"""Histograms with fixed bins: counts add, so they merge and subtract exactly.
+
+The bins are agreed before any node counts (from a job's declared range, or from the global
+min and max of a first pass), because counts over different bins cannot be added. Values below
+the first edge or above the last are counted in an underflow and an overflow bin, so a summary
+always accounts for every row. Bins are half-open ``[a, b)`` except the last, ``[a, b]``, as in
+:func:`numpy.histogram`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fedlearn.core.errors import ConfigError, ValidationError
+from fedlearn.core.params import ParamSet
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistogramSpec:
+    """Equal-width bins over ``[low, high]`` for one column."""
+
+    column: str
+    low: float
+    high: float
+    bins: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or not self.low < self.high:
+            raise ConfigError(
+                f"histogram of {self.column!r}: range must be finite with low < high; got [{self.low}, {self.high}]"
+            )
+        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
+            raise ConfigError(f"histogram of {self.column!r}: `bins` must be a positive integer; got {self.bins!r}")
+
+    def edges(self) -> NDArray[np.float64]:
+        return np.linspace(self.low, self.high, self.bins + 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Histogram:
+    """Bin ``edges`` and ``counts``: ``counts[0]`` underflow, ``counts[-1]`` overflow."""
+
+    edges: NDArray[np.float64]
+    counts: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        edges = np.array(self.edges, dtype=np.float64)
+        counts = np.array(self.counts, dtype=np.int64)
+        if edges.ndim != 1 or len(edges) < 2 or (np.diff(edges) <= 0).any():
+            raise ValidationError("histogram edges must be a 1-D increasing array of at least 2 values")
+        if counts.shape != (len(edges) + 1,):
+            raise ValidationError(f"histogram counts must have shape {(len(edges) + 1,)}; got {counts.shape}")
+        if (counts < 0).any():
+            raise ValidationError("histogram counts must be >= 0")
+        for name, array in (("edges", edges), ("counts", counts)):
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+
+    @classmethod
+    def empty(cls, spec: HistogramSpec) -> Histogram:
+        return cls(edges=spec.edges(), counts=np.zeros(spec.bins + 2, np.int64))
+
+    @classmethod
+    def of(cls, values: ArrayLike, spec: HistogramSpec) -> Histogram:
+        edges = spec.edges()
+        v = np.asarray(values, dtype=np.float64).ravel()
+        slot = np.searchsorted(edges, v, side="right")  # 0: below, 1..bins: in a bin, bins+1: above
+        slot[v == edges[-1]] = spec.bins  # the last bin is closed on the right
+        return cls(edges=edges, counts=np.bincount(slot, minlength=spec.bins + 2))
+
+    @property
+    def in_range(self) -> NDArray[np.int64]:
+        """Counts of the regular bins, comparable with :func:`numpy.histogram`."""
+        return self.counts[1:-1]
+
+    def merge(self, other: Histogram) -> Histogram:
+        self._check_same_bins(other)
+        return Histogram(edges=self.edges, counts=self.counts + other.counts)
+
+    def subtract(self, other: Histogram) -> Histogram:
+        self._check_same_bins(other)
+        left = self.counts - other.counts
+        if (left < 0).any():
+            raise ConfigError("cannot remove more rows from a histogram bin than it holds")
+        return Histogram(edges=self.edges, counts=left)
+
+    def _check_same_bins(self, other: Histogram) -> None:
+        if not np.array_equal(self.edges, other.edges):
+            raise ConfigError("histograms with different bin edges cannot be combined; agree on the bins first")
+
+    def to_params(self) -> ParamSet:
+        return ParamSet({"edges": self.edges, "counts": self.counts})
+
+    @classmethod
+    def from_params(cls, params: ParamSet) -> Histogram:
+        if {"edges", "counts"} - set(params):
+            raise ValidationError("a histogram needs 'edges' and 'counts'")
+        return cls(edges=params["edges"], counts=params["counts"])

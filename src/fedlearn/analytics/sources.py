@@ -1,0 +1,230 @@
+"""Where a node's rows come from: named columns, read in bounded chunks.
+
+A ``Table`` answers two questions: which columns it has and of what type (the schema, which
+is all a schema check ever shares), and the values of some columns, chunk by chunk, as float64.
+Reading in chunks is what keeps summarising at constant memory whatever the row count.
+
+Two tables are built in: :class:`ArrayTable` over in-memory columns (and ``Dataset``), and
+:class:`CsvTable`, which streams a CSV file without loading it. They are deliberately small;
+SQL and Parquet sources belong to :mod:`fedlearn.data` and only need these two methods.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fedlearn.core.errors import ConfigError
+from fedlearn.data.dataset import Dataset
+
+DEFAULT_CHUNK_ROWS = 65_536
+TYPES = ("missing", "int", "float", "bool", "str")
+"""Column types a schema may report; a schema reply carries the index into this tuple."""
+
+
+@runtime_checkable
+class Table(Protocol):
+    def schema(self) -> Mapping[str, str]:
+        """Column name -> one of :data:`TYPES` (never ``"missing"``)."""
+        ...
+
+    def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
+        """The named columns, in that order, as float64 arrays of at most ``chunk_rows`` rows."""
+        ...
+
+
+def dtype_type(dtype: np.dtype[Any]) -> str:
+    return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(dtype.kind, "str")
+
+
+def _check_columns(schema: Mapping[str, str], columns: Sequence[str], where: str) -> None:
+    for name in columns:
+        kind = schema.get(name)
+        if kind is None:
+            raise ConfigError(f"{where} has no column {name!r}; its columns are {sorted(schema)}")
+        if kind == "str":
+            raise ConfigError(f"{where}: column {name!r} is text; only numeric columns can be summarised")
+
+
+class ArrayTable:
+    """Columns held in memory, each a 1-D array of the same length."""
+
+    def __init__(self, columns: Mapping[str, ArrayLike], *, name: str = "array table") -> None:
+        arrays: dict[str, NDArray[Any]] = {}
+        for key, value in columns.items():
+            array = np.array(value)  # a private copy: the table must not change under the caller's edits
+            if array.ndim != 1:
+                raise ConfigError(f"{name}: column {key!r} must be 1-D; got shape {array.shape}")
+            array.flags.writeable = False
+            arrays[str(key)] = array
+        lengths = {len(a) for a in arrays.values()}
+        if len(lengths) > 1:
+            raise ConfigError(f"{name}: columns must have equal lengths; got {sorted(lengths)}")
+        self._columns = arrays
+        self._name = name
+
+    def __len__(self) -> int:
+        return len(next(iter(self._columns.values()))) if self._columns else 0
+
+    def __repr__(self) -> str:
+        return f"ArrayTable({self._name!r}, {len(self)} rows, columns={list(self._columns)})"
+
+    def schema(self) -> Mapping[str, str]:
+        return {k: dtype_type(v.dtype) for k, v in self._columns.items()}
+
+    def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
+        _check_columns(self.schema(), columns, self._name)
+        for start in range(0, len(self), chunk_rows):
+            yield np.column_stack([self._columns[c][start : start + chunk_rows] for c in columns]).astype(np.float64)
+
+    def appended(self, other: ArrayTable) -> ArrayTable:
+        """This table with ``other``'s rows added at the end (simulating a node's new rows)."""
+        if set(other._columns) != set(self._columns):
+            raise ConfigError(f"{self._name}: appended rows must have columns {list(self._columns)}")
+        return ArrayTable(
+            {k: np.concatenate([v, other._columns[k]]) for k, v in self._columns.items()}, name=self._name
+        )
+
+    def without(self, other: ArrayTable) -> ArrayTable:
+        """This table with one matching row removed per row of ``other`` (simulating deletion)."""
+        names = list(self._columns)
+        if set(other._columns) != set(names):
+            raise ConfigError(f"{self._name}: removed rows must have columns {names}")
+        to_remove = Counter(zip(*(other._columns[k].tolist() for k in names), strict=True))
+        wanted = sum(to_remove.values())
+        keep = np.ones(len(self), dtype=bool)
+        for i, row in enumerate(zip(*(self._columns[k].tolist() for k in names), strict=True)):
+            if to_remove[row] > 0:
+                to_remove[row] -= 1
+                keep[i] = False
+        if int((~keep).sum()) != wanted:
+            raise ConfigError(f"{self._name}: {wanted - int((~keep).sum())} of the rows to remove are not in the table")
+        return ArrayTable({k: v[keep] for k, v in self._columns.items()}, name=self._name)
+
+
+def table_from_dataset(dataset: Dataset, *, target: str = "y") -> ArrayTable:
+    """A ``Dataset`` as named columns: its feature names (``x0``, ``x1``, … when it has none)
+    and ``y`` under the name ``target``."""
+    names = dataset.feature_names or tuple(f"x{i}" for i in range(dataset.n_features))
+    columns: dict[str, NDArray[Any]] = {n: dataset.x[:, i] for i, n in enumerate(names)}
+    if dataset.y is not None:
+        if target in columns:
+            raise ConfigError(f"dataset {dataset.name!r}: target name {target!r} clashes with a feature name")
+        columns[target] = np.asarray(dataset.y)
+    return ArrayTable(columns, name=f"dataset {dataset.name!r}" if dataset.name else "dataset")
+
+
+class CsvTable:
+    """A CSV file with a header row, streamed chunk by chunk and never loaded whole.
+
+    Column types come from the first ``sample_rows`` rows: ``int`` when every value parses as
+    an integer, ``float`` when every value parses as a number, ``str`` otherwise. A value that
+    is not a number further down is reported with its line when the column is read.
+    """
+
+    def __init__(self, path: str | Path, *, delimiter: str = ",", sample_rows: int = 1000) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"CSV file {str(self.path)!r} does not exist")
+        self._delimiter = delimiter
+        self._sample_rows = sample_rows
+
+    def __repr__(self) -> str:
+        return f"CsvTable({str(self.path)!r})"
+
+    def _rows(self) -> Iterator[list[str]]:
+        with self.path.open(newline="") as handle:
+            yield from csv.reader(handle, delimiter=self._delimiter)
+
+    def header(self) -> list[str]:
+        first = next(self._rows(), None)
+        if not first:
+            raise ConfigError(f"CSV file {str(self.path)!r} is empty; it needs a header row")
+        return [h.strip() for h in first]
+
+    def schema(self) -> Mapping[str, str]:
+        header = self.header()
+        kinds = ["int"] * len(header)
+        for row in itertools.islice(self._rows(), 1, self._sample_rows + 1):
+            for i, value in enumerate(row[: len(header)]):
+                kinds[i] = _widen(kinds[i], value.strip())
+        return dict(zip(header, kinds, strict=True))
+
+    def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
+        header = self.header()
+        _check_columns(dict.fromkeys(header, "float"), columns, f"CSV file {str(self.path)!r}")
+        index = [header.index(c) for c in columns]
+        rows = self._rows()
+        next(rows)
+        buffer = np.empty((chunk_rows, len(columns)))
+        filled = 0
+        for line, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ConfigError(f"{self.path}:{line}: {len(row)} fields but the header has {len(header)}")
+            for j, i in enumerate(index):
+                try:
+                    buffer[filled, j] = float(row[i])
+                except ValueError:
+                    raise ConfigError(
+                        f"{self.path}:{line}: column {columns[j]!r} holds {row[i]!r}, not a number"
+                    ) from None
+            filled += 1
+            if filled == chunk_rows:
+                yield buffer.copy()
+                filled = 0
+        if filled:
+            yield buffer[:filled].copy()
+
+
+class ConcatTable:
+    """Several tables with the same columns read one after another, e.g. a node's CSV batches."""
+
+    def __init__(self, tables: Sequence[Table]) -> None:
+        if not tables:
+            raise ConfigError("ConcatTable needs at least one table")
+        self._tables = tuple(tables)
+
+    def schema(self) -> Mapping[str, str]:
+        return self._tables[0].schema()
+
+    def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
+        for table in self._tables:
+            yield from table.chunks(columns, chunk_rows)
+
+
+def _widen(kind: str, value: str) -> str:
+    if kind == "str" or value == "":
+        return kind
+    if kind == "int":
+        try:
+            int(value)
+            return "int"
+        except ValueError:
+            pass
+    try:
+        float(value)
+        return "float"
+    except ValueError:
+        return "str"
+
+
+def as_table(data: object, *, target: str = "y") -> Table:
+    """Accept what users naturally have: a ``Table``, a ``Dataset`` or a mapping of columns."""
+    if isinstance(data, Dataset):
+        return table_from_dataset(data, target=target)
+    if isinstance(data, Table):
+        return data
+    if isinstance(data, Mapping):
+        return ArrayTable(data)
+    raise ConfigError(
+        f"data must be a Dataset, a Table or a mapping of column name to array; got {type(data).__name__}"
+    )

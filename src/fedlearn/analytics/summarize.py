@@ -1,0 +1,167 @@
+"""The node side: summarise local rows in one pass, and refuse when too few rows would be shared.
+
+Rows are read chunk by chunk; each chunk becomes a small summary that is merged into a running
+one and then dropped, so memory is O(chunk + columns²) whatever the row count.
+
+The privacy guard: a summary of very few rows is almost the rows themselves (the mean of one
+row *is* that row). A node therefore refuses to share a summary, or a per-class part of one,
+that covers fewer than ``min_rows`` rows, by default the number of features plus 5. The same
+rule covers a batch added or removed incrementally, because the difference between two
+summaries is itself a summary of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fedlearn.analytics.classes import ClassMoments, class_codes
+from fedlearn.analytics.histogram import Histogram
+from fedlearn.analytics.moments import Moments
+from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table, as_table
+from fedlearn.analytics.summary import Summary, SummarySpec
+from fedlearn.core.errors import ConfigError, PrivacyError
+from fedlearn.core.params import ParamSet
+from fedlearn.data.dataset import Dataset
+
+Data = Table | Dataset | Mapping[str, ArrayLike] | Iterable[ArrayLike]
+"""A table-like source, or chunks whose columns are already in ``spec.all_columns`` order."""
+
+
+def default_min_rows(spec: SummarySpec) -> int:
+    """The default privacy threshold: the number of features plus 5."""
+    return spec.n_features + 5
+
+
+def chunks_of(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[Any]]:
+    """The rows of ``data`` as 2-D float chunks with columns in ``spec.all_columns`` order."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ConfigError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}")
+    if isinstance(data, np.ndarray):
+        yield _checked(data, spec)
+        return
+    if isinstance(data, (Table, Dataset, Mapping)):
+        table = as_table(data, target=spec.target or "y")
+        for chunk in table.chunks(spec.all_columns, chunk_rows):
+            yield _checked(chunk, spec)
+        return
+    for block in data:
+        yield _checked(block, spec)
+
+
+def _checked(chunk: ArrayLike, spec: SummarySpec) -> NDArray[np.float64]:
+    x = np.asarray(chunk, dtype=np.float64)
+    width = len(spec.all_columns)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ConfigError(f"each chunk must be 2-D with {width} columns {list(spec.all_columns)}; got shape {x.shape}")
+    if not np.isfinite(x).all():
+        bad = spec.all_columns[int(np.argwhere(~np.isfinite(x))[0, 1])]
+        raise ConfigError(f"column {bad!r} holds NaN or infinite values; clean or impute them before summarising")
+    return x
+
+
+def summarize_chunk(x: NDArray[np.float64], spec: SummarySpec) -> Summary:
+    """The summary of one in-memory chunk (columns in ``spec.all_columns`` order)."""
+    d = spec.n_features
+    index = {name: i for i, name in enumerate(spec.all_columns)}
+    return Summary(
+        spec=spec,
+        moments=Moments.of(x),
+        by_class=ClassMoments.of(x[:, :d], class_codes(x[:, d], name=str(spec.target))) if spec.by_class else None,
+        histograms=tuple(Histogram.of(x[:, index[h.column]], h) for h in spec.histograms),
+    )
+
+
+def accumulate(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Summary:
+    """One pass over ``data`` in chunks, without the privacy guard (for data that stays local)."""
+    summary = Summary.empty(spec)
+    for chunk in chunks_of(data, spec, chunk_rows=chunk_rows):
+        summary = summary.merge(summarize_chunk(chunk, spec))
+    return summary
+
+
+def check_counts(
+    spec: SummarySpec,
+    count: int,
+    class_counts: Mapping[int, int] | None = None,
+    *,
+    min_rows: int | None = None,
+    allow_empty: bool = False,
+    what: str = "a summary",
+) -> None:
+    """Raise :class:`PrivacyError` unless ``count`` rows (and each class's rows) reach the threshold.
+
+    ``allow_empty`` accepts zero rows: a node whose rows were all removed reveals nothing.
+    """
+    threshold = default_min_rows(spec) if min_rows is None else min_rows
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+        raise ConfigError(f"`min_rows` must be a non-negative integer; got {min_rows!r}")
+    how = "the node's operator can change it with `min_rows` (0 turns the guard off)"
+    if count < threshold and not (allow_empty and count == 0):
+        raise PrivacyError(
+            f"refusing to share {what} of {count} rows: the privacy threshold is {threshold} rows "
+            f"(number of features + 5 unless set); {how}"
+        )
+    for label, rows in (class_counts or {}).items():
+        if 0 < rows < threshold:
+            raise PrivacyError(
+                f"refusing to share per-class statistics of {what}: class {label} has {rows} rows, below the "
+                f"privacy threshold of {threshold}; {how}"
+            )
+
+
+def check_shareable(summary: Summary, *, min_rows: int | None = None, what: str = "a summary") -> None:
+    """Raise :class:`PrivacyError` unless every part of ``summary`` covers at least ``min_rows`` rows."""
+    by_class = summary.by_class
+    class_counts = (
+        None if by_class is None else {int(k): int(c) for k, c in zip(by_class.classes, by_class.counts, strict=True)}
+    )
+    check_counts(summary.spec, summary.count, class_counts, min_rows=min_rows, what=what)
+
+
+def summarize(
+    data: Data, spec: SummarySpec, *, min_rows: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Summary:
+    """Summarise a node's rows in one pass for sharing; see the module docstring for the guard."""
+    summary = accumulate(data, spec, chunk_rows=chunk_rows)
+    check_shareable(summary, min_rows=min_rows)
+    return summary
+
+
+def scan_extrema(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParamSet:
+    """Row counts, column minima and maxima (overall, and per class) in one light pass.
+
+    This is the only rescan incremental removal needs: moments are subtracted exactly, but an
+    extreme held by a removed row can only be recovered from the rows that remain (see
+    :meth:`~fedlearn.analytics.moments.Moments.subtract`). It costs O(rows × columns), against
+    O(rows × columns²) for summarising again.
+    """
+    width, d = len(spec.all_columns), spec.n_features
+    count, lo, hi = 0, np.full(width, np.inf), np.full(width, -np.inf)
+    per_class: dict[int, tuple[int, NDArray[Any], NDArray[Any]]] = {}
+    for x in chunks_of(data, spec, chunk_rows=chunk_rows):
+        if not len(x):
+            continue
+        count += len(x)
+        lo, hi = np.minimum(lo, x.min(axis=0)), np.maximum(hi, x.max(axis=0))
+        if spec.by_class:
+            codes = class_codes(x[:, d], name=str(spec.target))
+            for label in np.unique(codes).tolist():
+                rows = x[codes == label, :d]
+                n, old_lo, old_hi = per_class.get(label, (0, np.full(d, np.inf), np.full(d, -np.inf)))
+                per_class[label] = (
+                    n + len(rows),
+                    np.minimum(old_lo, rows.min(axis=0)),
+                    np.maximum(old_hi, rows.max(axis=0)),
+                )
+    out: dict[str, ArrayLike] = {"count": np.int64(count), "min": lo, "max": hi}
+    if spec.by_class:
+        labels = sorted(per_class)
+        out["by_class/classes"] = np.array(labels, dtype=np.int64)
+        out["by_class/count"] = np.array([per_class[k][0] for k in labels], dtype=np.int64)
+        out["by_class/min"] = np.array([per_class[k][1] for k in labels]).reshape(len(labels), d)
+        out["by_class/max"] = np.array([per_class[k][2] for k in labels]).reshape(len(labels), d)
+    return ParamSet(out)

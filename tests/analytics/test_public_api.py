@@ -1,0 +1,50 @@
+"""The public API of ``fedlearn.analytics`` is pinned: changing it is a deliberate act."""
+
+from __future__ import annotations
+
+from fedlearn import analytics
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(analytics.__all__) == sorted(
+        [
+            "LOGISTIC_STEP",
+            "SCHEMA",
+            "SUMMARIZE",
+            "AnalyticsJob",
+            "ArrayTable",
+            "ClassMoments",
+            "ConcatTable",
+            "CsvTable",
+            "Description",
+            "FederatedCovariance",
+            "FederatedGaussianNB",
+            "FederatedLinearDiscriminantAnalysis",
+            "FederatedLinearRegression",
+            "FederatedLogisticRegression",
+            "FederatedPCA",
+            "FederatedQuadraticDiscriminantAnalysis",
+            "FederatedRidge",
+            "Histogram",
+            "HistogramSpec",
+            "JobDir",
+            "JobReport",
+            "MemberReport",
+            "Moments",
+            "NewtonStats",
+            "Summary",
+            "SummarySpec",
+            "Table",
+            "accumulate",
+            "analytics_handlers",
+            "check_shareable",
+            "correlation",
+            "describe",
+            "logistic_stats",
+            "merge_all",
+            "scan_extrema",
+            "summarize",
+            "table_from_dataset",
+        ]
+    )
+    assert all(hasattr(analytics, name) for name in analytics.__all__)

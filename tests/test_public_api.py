@@ -1,0 +1,40 @@
+"""The public names are a promise: changing them must be a deliberate edit of this file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import fedlearn
+import fedlearn.engine
+import fedlearn.simulation
+
+
+def test_top_level_api_is_pinned() -> None:
+    assert sorted(fedlearn.__all__) == [
+        "ConfigError", "Engine", "EngineConfig", "FaultPlan", "FedlearnError", "ParamSet", "Reply", "RunState",
+        "Strategy", "Task", "__version__", "build_strategy", "decode", "encode", "simulate",
+    ]  # fmt: skip
+
+
+def test_engine_api_is_pinned() -> None:
+    assert sorted(fedlearn.engine.__all__) == [
+        "Engine", "EngineConfig", "FaultPlan", "FaultyFleet", "Fleet", "Gather", "RoundRecord", "RunState",
+        "StageReport", "history_from_json", "history_to_csv", "history_to_json", "quorum_for", "run_stage",
+    ]  # fmt: skip
+
+
+def test_simulation_api_is_pinned() -> None:
+    assert sorted(fedlearn.simulation.__all__) == [
+        "InProcessFleet", "NodeFactory", "ProcessPoolFleet", "SimulationPlan", "SimulationResult", "TaskHandler",
+        "build_learner", "engine_config", "make_fleet", "node_ids", "plan_simulation", "simulate",
+    ]  # fmt: skip
+
+
+def test_import_stays_light() -> None:
+    heavy = "('sklearn', 'torch', 'matplotlib', 'ray')"
+    code = f"import sys, fedlearn; print(sorted(m for m in {heavy} if m in sys.modules))"
+
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    assert loaded.strip() == "[]"

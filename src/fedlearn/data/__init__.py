@@ -1,4 +1,4 @@
-"""Data for simulations: the ``Dataset`` container, partitioners and built-in offline datasets.
+"""Data: the ``Dataset`` container, CSV/SQL sources, partitioners and built-in offline datasets.
 
 A simulated federation starts from one pooled dataset and splits it across virtual nodes the way
 real data is split: evenly (``iid``), by label (``dirichlet``, ``shards``), by volume
@@ -18,6 +18,7 @@ from fedlearn.data.partition import (
     quantity_skew,
     shards,
 )
+from fedlearn.data.sources import load_csv, load_sql
 from fedlearn.data.synthetic import make_synthetic
 
 __all__ = [
@@ -27,7 +28,9 @@ __all__ = [
     "TaskType",
     "dirichlet",
     "iid",
+    "load_csv",
     "load_dataset",
+    "load_sql",
     "make_synthetic",
     "natural",
     "partition",

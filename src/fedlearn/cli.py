@@ -90,7 +90,7 @@ def main() -> None:
     """Console entry point: run the app, turning our errors into one line and an exit code."""
     _mount_subcommands()
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)  # returns the code of a typer.Exit instead of exiting
     except FedlearnError as exc:
         if os.environ.get("FEDLEARN_DEBUG"):
             raise
@@ -108,3 +108,4 @@ def main() -> None:
         if callable(show):
             show()
         sys.exit(code)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -111,3 +111,15 @@ def test_scaffold_extras_reach_the_trainer_and_state_persists_between_tasks() ->
     assert node.state[CLIENT_CONTROL_KEY].bitwise_equal(first.extras.select(CONTROL_DELTA_PREFIX))
     second = node.handle(task)
     assert not second.params.bitwise_equal(first.params)  # c_i from round one now corrects the gradient
+
+
+def test_node_without_trainer_refuses_fit_and_names_what_it_handles() -> None:
+    def summarize(task: Task, node: NodeApp) -> Reply:
+        return Reply(node_id=node.node_id, kind=task.kind, round=task.round)
+
+    app = NodeApp(node_id="n", handlers={"analytics.summarize": summarize})
+
+    reply = app.handle(Task(kind="fit", round=1, params=ParamSet()))
+
+    assert reply.error == "unknown task kind 'fit'; this node handles ['analytics.summarize']"
+    assert app.handle(Task(kind="analytics.summarize", round=1)).ok

@@ -30,9 +30,8 @@ from fedlearn.analytics.moments import merge_all
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, ArrayTable, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.client.node_app import NodeApp
-from fedlearn.client.trainer import EvalResult, FitResult, NodeState
-from fedlearn.core.errors import ConfigError, FedlearnError, PrivacyError, QuorumError, TrainerError
-from fedlearn.core.messages import Config, Reply, Task
+from fedlearn.core.errors import ConfigError, FedlearnError, PrivacyError, QuorumError
+from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.stage import Gather
@@ -90,16 +89,6 @@ def schema_problems(columns: Sequence[str], types: Mapping[str, Mapping[str, str
             where = "; ".join(f"{n}: {t}" for n, t in seen.items() if t in kinds)
             problems.append(f"column {column!r} has different types across nodes ({where})")
     return tuple(problems)
-
-
-class _AnalyticsOnly:
-    """The trainer of a simulated analytics node: it answers analytics tasks only."""
-
-    def fit(self, params: ParamSet, config: Config, state: NodeState, extras: ParamSet | None = None) -> FitResult:
-        raise TrainerError("this simulated node only answers analytics tasks")
-
-    def evaluate(self, params: ParamSet, config: Config) -> EvalResult:
-        raise TrainerError("this simulated node only answers analytics tasks")
 
 
 class AnalyticsJob:
@@ -356,7 +345,6 @@ class AnalyticsJob:
     def _simulated_node(self, node_id: str) -> NodeApp:
         return NodeApp(
             node_id=node_id,
-            trainer=_AnalyticsOnly(),
             handlers=analytics_handlers(
                 self._simulated[node_id], min_rows=self._min_rows[node_id], chunk_rows=self._chunk_rows
             ),

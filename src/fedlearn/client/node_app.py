@@ -34,10 +34,13 @@ _MAX_ERROR_CHARS = 500
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeApp:
-    """One node: its id, its trainer, the state it keeps between rounds and extra task handlers."""
+    """One node: its id, its trainer, the state it keeps between rounds and extra task handlers.
+
+    ``trainer`` may be ``None`` for a node that only answers other kinds, such as analytics.
+    """
 
     node_id: str
-    trainer: Trainer
+    trainer: Trainer | None = None
     state: NodeState = field(default_factory=dict)
     handlers: Mapping[str, Handler] = field(default_factory=dict)
 
@@ -52,15 +55,14 @@ class NodeApp:
     @property
     def kinds(self) -> tuple[str, ...]:
         """Every task kind this node answers."""
-        return (FIT, EVALUATE, *sorted(self.handlers))
+        built_in = (FIT, EVALUATE) if self.trainer is not None else ()
+        return (*built_in, *sorted(self.handlers))
 
     def handle(self, task: Task) -> Reply:
         """Answer ``task``; never raises for anything the task or the trainer does wrong."""
         try:
-            if task.kind == FIT:
-                return self._fit(task)
-            if task.kind == EVALUATE:
-                return self._evaluate(task)
+            if task.kind in (FIT, EVALUATE) and self.trainer is not None:
+                return self._fit(task, self.trainer) if task.kind == FIT else self._evaluate(task, self.trainer)
             handler = self.handlers.get(task.kind)
             if handler is None:
                 return self._error(task, f"unknown task kind {task.kind!r}; this node handles {list(self.kinds)}")
@@ -74,11 +76,11 @@ class NodeApp:
             logger.info("node %s: %s task of round %d failed", self.node_id, task.kind, task.round, exc_info=True)
             return self._error(task, _one_line(exc))
 
-    def _fit(self, task: Task) -> Reply:
+    def _fit(self, task: Task, trainer: Trainer) -> Reply:
         if task.extras:
-            result = self.trainer.fit(task.params, task.config, self.state, extras=task.extras)
+            result = trainer.fit(task.params, task.config, self.state, extras=task.extras)
         else:  # trainers written without an ``extras`` parameter keep working
-            result = self.trainer.fit(task.params, task.config, self.state)
+            result = trainer.fit(task.params, task.config, self.state)
         # Catch a broken trainer here, with a local message, rather than as a rejection upstream.
         validate_params(result.params, task.params.spec(), what="trained parameters")
         return Reply(
@@ -91,8 +93,8 @@ class NodeApp:
             extras=result.extras,
         )
 
-    def _evaluate(self, task: Task) -> Reply:
-        result = self.trainer.evaluate(task.params, task.config)
+    def _evaluate(self, task: Task, trainer: Trainer) -> Reply:
+        result = trainer.evaluate(task.params, task.config)
         return Reply(
             node_id=self.node_id,
             kind=task.kind,

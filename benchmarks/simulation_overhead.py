@@ -52,18 +52,22 @@ def run_plain(case: str) -> tuple[float, list[float]]:
     global_params = softmax_regression(n_features, n_classes).init_params(SEED).to_dict(writable=True)
     ends = []
     first_start = time.time()
+    lr = np.float32(LR)
     for _ in range(rounds):
         acc = {k: np.zeros(v.shape, np.float64) for k, v in global_params.items()}
         total = 0
         for x, y in data:
             w = {k: v.copy() for k, v in global_params.items()}
+            scratch = {k: np.empty_like(v) for k, v in w.items()}
             for step in range(STEPS):
                 idx = slice(step * BATCH, (step + 1) * BATCH)
                 _, grads = softmax_loss_and_grad(w, x[idx], y[idx])
-                for k in w:
-                    w[k] -= np.float32(LR) * grads[k]
+                for k, g in grads.items():  # in place, as a careful hand-written loop would be
+                    np.multiply(g, lr, out=scratch[k])
+                    w[k] -= scratch[k]
             for k, value in w.items():
-                acc[k] += len(x) * value
+                np.multiply(value, len(x), out=scratch[k])
+                acc[k] += scratch[k]
             total += len(x)
         global_params = {k: (acc[k] / total).astype(np.float32) for k in acc}
         ends.append(time.time())

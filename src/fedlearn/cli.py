@@ -56,6 +56,7 @@ def simulate(
             test_data=plan.test_data,
             executor=cfg.simulation.executor,
             workers=cfg.simulation.workers,
+            blas_threads=cfg.simulation.blas_threads,
             faults=plan.faults,
             on_round=progress.update,
         )

@@ -47,7 +47,15 @@ class DataSection(_Section):
 
 
 class ModelSection(_OpenSection):
+    """The learner, its options, and the data shape a coordinator needs when it has no data.
+
+    In a simulation the shape comes from the dataset and, if given here, must agree with it.
+    """
+
     learner: str = "numpy.softmax"
+    n_features: int | None = Field(None, ge=1)
+    n_classes: int = Field(0, ge=0)
+    task: Literal["classification", "regression"] = "classification"
 
 
 class StrategySection(_OpenSection):
@@ -68,6 +76,7 @@ class EngineSection(_Section):
 class SimulationSection(_Section):
     executor: Literal["inprocess", "pool"] = "inprocess"
     workers: int = Field(2, ge=1)
+    blas_threads: int | None = Field(1, ge=1)
 
 
 class FaultsSection(_Section):

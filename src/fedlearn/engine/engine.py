@@ -44,6 +44,7 @@ class EngineConfig:
     evaluate_fraction: float = 0.0
     client_config: Mapping[str, Scalar] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    run_id: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
@@ -118,6 +119,7 @@ class Engine:
             node: Task(
                 kind=FIT,
                 round=number,
+                run_id=self.config.run_id,
                 params=state.params,
                 extras=extras,
                 config={**base_config, "seed": seeding.node_seed(seed, number, node)},
@@ -211,7 +213,8 @@ class Engine:
         count = min(len(available), max(1, math.ceil(cfg.evaluate_fraction * len(available))))
         chosen = sorted(rng.choice(len(available), size=count, replace=False).tolist())
         tasks = {
-            available[i]: Task(kind=EVALUATE, round=number, params=params, config=cfg.client_config) for i in chosen
+            available[i]: Task(kind=EVALUATE, round=number, run_id=cfg.run_id, params=params, config=cfg.client_config)
+            for i in chosen
         }
         gather = Gather(
             self.fleet,

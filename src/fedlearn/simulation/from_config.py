@@ -72,6 +72,7 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
     seed = config.run.seed
     data = config.data
     dataset = load_dataset(data.dataset, **data.dataset_options)
+    _check_declared_shape(config, dataset)
     train, test = train_test_split(dataset, data.test_fraction, seed)
     parts = partition(data.partition, train, data.nodes, seed, **data.partition_options)
     return SimulationPlan(
@@ -82,3 +83,16 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
         engine=engine_config(config),
         faults=FaultPlan(seed=seed, **config.faults.model_dump()),
     )
+
+
+def _check_declared_shape(config: RunConfig, dataset: Dataset) -> None:
+    """A [model] shape written for deployment must match the data a simulation actually loads."""
+    model = config.model
+    if model.n_features is not None and model.n_features != dataset.n_features:
+        raise ConfigError(
+            f"[model] n_features is {model.n_features} but dataset {dataset.name!r} has {dataset.n_features} features"
+        )
+    if model.n_classes and model.n_classes != dataset.n_classes:
+        raise ConfigError(
+            f"[model] n_classes is {model.n_classes} but dataset {dataset.name!r} has {dataset.n_classes} classes"
+        )

@@ -9,14 +9,16 @@ from collections.abc import Sequence
 
 from fedlearn.core.messages import Reply, Task
 from fedlearn.simulation.nodes import NodeCache, NodeFactory
+from fedlearn.simulation.threads import BlasThreads
 
 
 class InProcessFleet:
     """Runs each task in the calling thread, one per ``receive`` so deadlines are honoured."""
 
-    def __init__(self, node_ids: Sequence[str], factory: NodeFactory) -> None:
+    def __init__(self, node_ids: Sequence[str], factory: NodeFactory, *, blas_threads: int | None = 1) -> None:
         self._node_ids = list(node_ids)
         self._nodes = NodeCache(factory)
+        self._threads = BlasThreads(blas_threads)
         self._queue: deque[tuple[str, Task]] = deque()
 
     def available(self) -> Sequence[str]:
@@ -31,7 +33,9 @@ class InProcessFleet:
             return []
         node_id, task = self._queue.popleft()
         try:
-            return [self._nodes.get(node_id).handle(task)]
+            node = self._nodes.get(node_id)
+            with self._threads():
+                return [node.handle(task)]
         except Exception as exc:  # a broken node is a failed reply, never a crashed run
             return [Reply(node_id=node_id, kind=task.kind, round=task.round, error=f"{type(exc).__name__}: {exc}")]
 

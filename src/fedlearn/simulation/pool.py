@@ -24,6 +24,7 @@ from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.simulation.nodes import NodeCache, NodeFactory
 from fedlearn.simulation.shared import SharedBlock, attach, publish
+from fedlearn.simulation.threads import BlasThreads
 
 _PARAMS = "p/"
 _EXTRAS = "x/"
@@ -40,15 +41,18 @@ class _Worker:
 class ProcessPoolFleet:
     """Runs node tasks in ``workers`` forked processes; see the module docstring."""
 
-    def __init__(self, node_ids: Sequence[str], factory: NodeFactory, *, workers: int) -> None:
+    def __init__(
+        self, node_ids: Sequence[str], factory: NodeFactory, *, workers: int, blas_threads: int | None = 1
+    ) -> None:
         if workers < 1:
             raise ConfigError(f"`workers` must be >= 1; got {workers}")
+        threads = BlasThreads(blas_threads)
         self._node_ids = list(node_ids)
         ctx = mp.get_context("fork")
         self._workers: list[_Worker] = []
         for _ in range(min(workers, max(1, len(self._node_ids)))):
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker_main, args=(child, factory), daemon=True)
+            process = ctx.Process(target=_worker_main, args=(child, factory, threads), daemon=True)
             process.start()
             child.close()
             self._workers.append(_Worker(process=process, conn=parent))
@@ -175,7 +179,7 @@ class ProcessPoolFleet:
         return failed
 
 
-def _worker_main(conn: Connection, factory: NodeFactory) -> None:
+def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -> None:
     """Worker loop: answer tasks until told to stop or the parent goes away."""
     nodes = NodeCache(factory)
     while True:
@@ -186,7 +190,7 @@ def _worker_main(conn: Connection, factory: NodeFactory) -> None:
         if raw == _STOP:
             return
         header = json.loads(raw)
-        reply = _answer(nodes, header)
+        reply = _answer(nodes, header, threads)
         meta = {
             "node": reply.node_id,
             "kind": reply.kind,
@@ -199,7 +203,7 @@ def _worker_main(conn: Connection, factory: NodeFactory) -> None:
         conn.send_bytes(encode(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS))))
 
 
-def _answer(nodes: NodeCache, header: dict[str, Any]) -> Reply:
+def _answer(nodes: NodeCache, header: dict[str, Any], threads: BlasThreads) -> Reply:
     node_id, kind, rnd = header["node"], header["kind"], header["round"]
     try:
         arrays = attach(header["block"], header["layout"])
@@ -211,6 +215,8 @@ def _answer(nodes: NodeCache, header: dict[str, Any]) -> Reply:
             params=arrays.select(_PARAMS),
             extras=arrays.select(_EXTRAS),
         )
-        return nodes.get(node_id).handle(task)
+        node = nodes.get(node_id)
+        with threads():
+            return node.handle(task)
     except Exception as exc:  # a node must never take its worker down
         return Reply(node_id=node_id, kind=kind, round=rnd, error=f"{type(exc).__name__}: {exc}")

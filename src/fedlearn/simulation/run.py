@@ -40,12 +40,14 @@ def node_ids(count: int) -> list[str]:
     return [f"node-{i:0{width}d}" for i in range(count)]
 
 
-def make_fleet(ids: Sequence[str], factory: NodeFactory, *, executor: Executor, workers: int) -> Fleet:
+def make_fleet(
+    ids: Sequence[str], factory: NodeFactory, *, executor: Executor, workers: int, blas_threads: int | None = 1
+) -> Fleet:
     """Build the fleet for an executor name; the pool forks now, before any training."""
     if executor == "inprocess":
-        return InProcessFleet(ids, factory)
+        return InProcessFleet(ids, factory, blas_threads=blas_threads)
     if executor == "pool":
-        return ProcessPoolFleet(ids, factory, workers=workers)
+        return ProcessPoolFleet(ids, factory, workers=workers, blas_threads=blas_threads)
     raise ConfigError(f"`executor` must be 'inprocess' or 'pool'; got {executor!r}")
 
 
@@ -82,6 +84,7 @@ def simulate(
     test_data: Dataset | None = None,
     executor: Executor = "inprocess",
     workers: int = 2,
+    blas_threads: int | None = 1,
     faults: FaultPlan | None = None,
     initial: RunState | ParamSet | None = None,
     checkpoint: Checkpoint | None = None,
@@ -90,12 +93,13 @@ def simulate(
     """Run ``config.rounds`` rounds of ``strategy`` over one node per partition.
 
     ``initial`` may be a saved :class:`RunState` (to resume) or starting parameters; by default
-    the learner initialises them from ``config.seed``.
+    the learner initialises them from ``config.seed``. Nodes compute with ``blas_threads`` BLAS
+    threads (see ``threads``) so that the result does not depend on the executor or the machine.
     """
     if not partitions:
         raise ConfigError("`partitions` must hold at least one dataset; got none")
     ids, factory = learner_nodes(learner, partitions)
-    fleet = make_fleet(ids, factory, executor=executor, workers=workers)
+    fleet = make_fleet(ids, factory, executor=executor, workers=workers, blas_threads=blas_threads)
     if faults is not None and faults.active:
         fleet = FaultyFleet(fleet, faults)
     try:

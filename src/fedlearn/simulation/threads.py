@@ -1,0 +1,38 @@
+"""Pin the BLAS thread count while simulated nodes compute.
+
+OpenBLAS splits a matrix product differently for different thread counts, and the sums come out
+in a different order, so the same node with the same seed gives different low bits on a 2-thread
+run than on a 1-thread run. Every simulated node therefore computes with the same fixed count
+(default 1), in process or in a pool worker. Results then depend neither on the executor, nor on
+the worker count, nor on the machine's core count, and a pool of W workers uses W cores without
+oversubscribing them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from fedlearn.core.errors import ConfigError
+
+
+class BlasThreads:
+    """A reusable context manager; ``None`` leaves the libraries' own settings alone."""
+
+    def __init__(self, count: int | None) -> None:
+        if count is not None and count < 1:
+            raise ConfigError(f"`blas_threads` must be >= 1 (or unset to leave BLAS alone); got {count}")
+        self._count = count
+        self._controller: object | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self._count is None:
+            yield
+            return
+        if self._controller is None:  # built on first use, after the node has loaded its libraries
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+        with self._controller.limit(limits=self._count, user_api="blas"):  # type: ignore[attr-defined]
+            yield

@@ -1,0 +1,94 @@
+"""Schema versions: create a fresh store, migrate an older one, refuse a newer one.
+
+The ``meta`` table holds ``schema_version``. ``MIGRATIONS[n]`` turns version ``n`` into ``n + 1``;
+each step is frozen history written in plain DDL, never in terms of today's table objects, because
+those will change again. All steps and the version bump run in one transaction (both backends have
+transactional DDL), so a crash mid-migration leaves the old version intact.
+
+Two processes may open a new store at the same moment (the coordinator and ``fedlearn nodes add``).
+Creation and migration therefore run under a lock: SQLite's write lock (``BEGIN IMMEDIATE``) or a
+PostgreSQL transaction-scoped advisory lock. The winner creates; the other re-reads and finds it done.
+
+Version history:
+
+- 0: the first prototype. Nodes had no presence columns and runs could not be asked to stop; a run
+  was stopped by killing the coordinator.
+- 1: ``nodes.last_seen`` and ``nodes.online`` for presence, ``runs.stop_requested`` for a clean stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fedlearn.core.errors import StoreError
+from fedlearn.runtime.store.connection import Database
+from fedlearn.runtime.store.schema import SCHEMA_VERSION, meta, metadata
+
+Migration = Callable[[Connection], None]
+
+_VERSION_KEY = "schema_version"
+_ADVISORY_LOCK_KEY = 0x666C5F73746F7265  # "fl_store": any constant works, it only has to be shared
+
+
+def _v0_to_v1(conn: Connection) -> None:
+    """Add node presence and the stop flag; existing rows start offline and not stopping."""
+    postgres = conn.dialect.name == "postgresql"
+    timestamp = "TIMESTAMP WITH TIME ZONE" if postgres else "DATETIME"
+    false = "false" if postgres else "0"
+    conn.exec_driver_sql(f"ALTER TABLE nodes ADD COLUMN last_seen {timestamp}")
+    conn.exec_driver_sql(f"ALTER TABLE nodes ADD COLUMN online BOOLEAN DEFAULT {false} NOT NULL")
+    conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN stop_requested BOOLEAN DEFAULT {false} NOT NULL")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1,)
+
+
+def ensure_schema(db: Database) -> None:
+    """Bring the store to ``SCHEMA_VERSION``: create it if empty, migrate it if older, refuse it if newer.
+
+    The common case, an up-to-date store, costs one read transaction and takes no lock.
+    """
+    with db.read() as conn:
+        found = _read_version(conn, db)
+    if found == SCHEMA_VERSION:
+        return
+    with db.write() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_LOCK_KEY)))
+        found = _read_version(conn, db)
+        if found is None:
+            metadata.create_all(conn)
+            conn.execute(sa.insert(meta).values(key=_VERSION_KEY, value=str(SCHEMA_VERSION)))
+            return
+        for step in MIGRATIONS[found:SCHEMA_VERSION]:
+            step(conn)
+        conn.execute(sa.update(meta).where(meta.c.key == _VERSION_KEY).values(value=str(SCHEMA_VERSION)))
+
+
+def _read_version(conn: Connection, db: Database) -> int | None:
+    """The stored schema version, or None for a database with none of our tables."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(meta.name):
+        ours = sorted(name for name in metadata.tables if inspector.has_table(name))
+        if ours:
+            raise StoreError(
+                f"the database at {db.display} has tables {ours} but no {meta.name!r} table, so it is not a "
+                "fedlearn store or is damaged; point the store at an empty database"
+            )
+        return None
+    value = conn.scalar(sa.select(meta.c.value).where(meta.c.key == _VERSION_KEY))
+    if value is None or not value.isdigit():
+        raise StoreError(
+            f"the store at {db.display} has no valid schema_version in its {meta.name!r} table (found {value!r}); "
+            "it is damaged: restore it from a backup"
+        )
+    version = int(value)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"store schema is version {version} but this fedlearn supports up to {SCHEMA_VERSION}; "
+            f"upgrade fedlearn (store: {db.display})"
+        )
+    return version

@@ -1,0 +1,109 @@
+"""Registered nodes: tokens issued once and kept only as hashes, revocation, and presence."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fedlearn.core.errors import StoreError
+from fedlearn.runtime.store.records import NodeRecord
+from fedlearn.runtime.store.schema import nodes, utcnow
+from fedlearn.runtime.tokens import hash_token, is_valid_node_name, new_token, token_matches, validate_node_name
+
+# Compared against when the name is unknown or revoked, so a refusal costs the same time as a check.
+_NO_MATCH = hash_token("fedlearn: no such node")
+
+
+def add_node(conn: Connection, name: str) -> str:
+    """Register ``name`` (or re-register a revoked one) and return its token, the only time it is seen."""
+    name = validate_node_name(name)
+    row = conn.execute(sa.select(nodes.c.revoked_at).where(nodes.c.name == name).with_for_update()).first()
+    if row is not None and row.revoked_at is None:
+        raise StoreError(
+            f"node {name!r} is already registered; to issue it a new token run `fedlearn nodes rotate {name}`, "
+            f"or revoke it first with `fedlearn nodes revoke {name}`"
+        )
+    token = new_token()
+    values = {
+        "token_sha256": hash_token(token),
+        "created_at": utcnow(),
+        "revoked_at": None,
+        "last_seen": None,
+        "online": False,
+    }
+    if row is None:
+        conn.execute(sa.insert(nodes).values(name=name, **values))
+    else:
+        conn.execute(sa.update(nodes).where(nodes.c.name == name).values(**values))
+    return token
+
+
+def rotate_token(conn: Connection, name: str) -> str:
+    """Replace an active node's token; the old one stops working when this commits."""
+    name = validate_node_name(name)
+    token = new_token()
+    _update_active(conn, name, token_sha256=hash_token(token))
+    return token
+
+
+def revoke_node(conn: Connection, name: str) -> None:
+    """Refuse the node from now on; revoking twice is harmless. The row stays, shown as revoked."""
+    name = validate_node_name(name)
+    active = sa.update(nodes).where(nodes.c.name == name, nodes.c.revoked_at.is_(None))
+    result = conn.execute(active.values(revoked_at=utcnow(), online=False))
+    if result.rowcount == 0 and not _exists(conn, name):
+        raise StoreError(f"node {name!r} is not registered; `fedlearn nodes list` shows the registered nodes")
+
+
+def mark_node(conn: Connection, name: str, *, online: bool) -> None:
+    """Record that the node was just heard from (``online=True``) or has gone away."""
+    _update_active(conn, validate_node_name(name), last_seen=utcnow(), online=online)
+
+
+def mark_all_nodes_offline(conn: Connection) -> int:
+    """Set every node offline and return how many were online.
+
+    A coordinator killed without warning leaves its nodes marked online; it calls this on start,
+    before any node can reconnect.
+    """
+    return conn.execute(sa.update(nodes).where(nodes.c.online.is_(True)).values(online=False)).rowcount
+
+
+def _update_active(conn: Connection, name: str, **values: object) -> None:
+    result = conn.execute(sa.update(nodes).where(nodes.c.name == name, nodes.c.revoked_at.is_(None)).values(**values))
+    if result.rowcount == 0:
+        state = "is revoked" if _exists(conn, name) else "is not registered"
+        raise StoreError(f"node {name!r} {state}; register it with `fedlearn nodes add {name}`")
+
+
+def _exists(conn: Connection, name: str) -> bool:
+    return conn.execute(sa.select(nodes.c.name).where(nodes.c.name == name)).first() is not None
+
+
+def authenticate(conn: Connection, name: str, token: str) -> bool:
+    """Whether ``token`` is the current token of the active node ``name``.
+
+    Unknown, revoked and malformed names all take the same path as a wrong token, and the
+    comparison is constant-time, so a caller learns nothing from the answer but yes or no.
+    """
+    row = None
+    if is_valid_node_name(name):
+        row = conn.execute(
+            sa.select(nodes.c.token_sha256).where(nodes.c.name == name, nodes.c.revoked_at.is_(None))
+        ).first()
+    matches = token_matches(token if isinstance(token, str) else "", row.token_sha256 if row else _NO_MATCH)
+    return matches and row is not None
+
+
+def list_nodes(conn: Connection) -> list[NodeRecord]:
+    rows = conn.execute(sa.select(nodes).order_by(nodes.c.name))
+    return [
+        NodeRecord(
+            name=row.name,
+            created_at=row.created_at,
+            revoked=row.revoked_at is not None,
+            last_seen=row.last_seen,
+            status="online" if row.online and row.revoked_at is None else "offline",
+        )
+        for row in rows
+    ]

@@ -1,0 +1,173 @@
+"""Runs, their checkpoints and their round history.
+
+A checkpoint is the latest :class:`RunState` of a run: two blobs (parameters and strategy state,
+as safetensors bytes), the round number, and the history rows up to that round. The caller writes
+all of it in one transaction, so a crash at any instant leaves the previous checkpoint or the new
+one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from fedlearn.core.codec import decode
+from fedlearn.core.errors import ConfigError, StoreError
+from fedlearn.engine.engine import RunState
+from fedlearn.engine.history import RoundRecord
+from fedlearn.runtime.store import blobs
+from fedlearn.runtime.store.records import RUN_STATUSES, RunRecord, RunStatus
+from fedlearn.runtime.store.schema import checkpoints, history, runs, utcnow
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def create_run(conn: Connection, name: str, config_toml: str, *, seed: int, rounds: int) -> str:
+    """Record a new pending run and return its id (32 hex characters)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 200:
+        raise ConfigError(f"run name must be 1-200 characters; got {name!r}")
+    if not isinstance(rounds, int) or rounds < 0:
+        raise ConfigError(f"`rounds` must be an int >= 0; got {rounds!r}")
+    if not isinstance(seed, int) or not _INT64[0] <= seed <= _INT64[1]:
+        raise ConfigError(f"`seed` must be an int that fits in 64 signed bits; got {seed!r}")
+    run_id = uuid.uuid4().hex
+    now = utcnow()
+    conn.execute(
+        sa.insert(runs).values(
+            id=run_id,
+            name=name,
+            status="pending",
+            message="",
+            seed=seed,
+            rounds_total=rounds,
+            rounds_done=0,
+            config_toml=config_toml,
+            stop_requested=False,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return run_id
+
+
+def get_run(conn: Connection, run_id: str, *, lock: bool = False) -> RunRecord:
+    query = sa.select(runs).where(runs.c.id == run_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    if row is None:
+        raise StoreError(f"no run with id {run_id!r} in this store; check the id against the list of runs")
+    return _run_record(row)
+
+
+def list_runs(conn: Connection, *, status: RunStatus | None = None) -> list[RunRecord]:
+    """All runs, oldest first, optionally only those with ``status``."""
+    query = sa.select(runs).order_by(runs.c.created_at, runs.c.id)
+    if status is not None:
+        query = query.where(runs.c.status == _check_status(status))
+    return [_run_record(row) for row in conn.execute(query)]
+
+
+def set_run_status(conn: Connection, run_id: str, status: RunStatus, message: str = "") -> None:
+    _update_run(conn, run_id, status=_check_status(status), message=message)
+
+
+def request_stop(conn: Connection, run_id: str) -> None:
+    """Ask the coordinator to stop the run after its current round; it polls :func:`stop_requested`."""
+    _update_run(conn, run_id, stop_requested=True)
+
+
+def _check_status(status: str) -> str:
+    if status not in RUN_STATUSES:
+        raise ConfigError(f"run status must be one of {', '.join(RUN_STATUSES)}; got {status!r}")
+    return status
+
+
+def _update_run(conn: Connection, run_id: str, **values: Any) -> None:
+    result = conn.execute(sa.update(runs).where(runs.c.id == run_id).values(updated_at=utcnow(), **values))
+    if result.rowcount == 0:
+        get_run(conn, run_id)  # raises the "no run" error
+
+
+def _run_record(row: Row[Any]) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        name=row.name,
+        status=row.status,
+        message=row.message,
+        seed=row.seed,
+        rounds_total=row.rounds_total,
+        rounds_done=row.rounds_done,
+        stop_requested=bool(row.stop_requested),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        config_toml=row.config_toml,
+    )
+
+
+def save_checkpoint(
+    conn: Connection,
+    run_id: str,
+    *,
+    round_number: int,
+    round_history: Sequence[RoundRecord],
+    params_blob: bytes,
+    state_blob: bytes,
+    chunk_size: int,
+) -> None:
+    """Write a run's new checkpoint: blobs, checkpoint row, new history rows and ``rounds_done``.
+
+    History is append-only: records already stored are kept, rows past ``round_number`` (left by a
+    state that was rewound) are dropped.
+    """
+    get_run(conn, run_id, lock=True)  # one checkpoint writer per run at a time, and a clear error
+    now = utcnow()
+    values = {
+        "round": round_number,
+        "params_digest": blobs.put_blob(conn, params_blob, chunk_size=chunk_size),
+        "state_digest": blobs.put_blob(conn, state_blob, chunk_size=chunk_size),
+        "saved_at": now,
+    }
+    updated = conn.execute(sa.update(checkpoints).where(checkpoints.c.run_id == run_id).values(**values))
+    if updated.rowcount == 0:
+        conn.execute(sa.insert(checkpoints).values(run_id=run_id, **values))
+    conn.execute(sa.delete(history).where(history.c.run_id == run_id, history.c.round > round_number))
+    stored = set(conn.scalars(sa.select(history.c.round).where(history.c.run_id == run_id)))
+    new_rows = [
+        {"run_id": run_id, "round": record.round, "record": json.dumps(record.to_json())}
+        for record in round_history
+        if record.round not in stored and record.round <= round_number
+    ]
+    if new_rows:
+        conn.execute(sa.insert(history), new_rows)
+    conn.execute(sa.update(runs).where(runs.c.id == run_id).values(rounds_done=round_number, updated_at=now))
+
+
+def load_checkpoint(conn: Connection, run_id: str) -> RunState | None:
+    """The run's latest checkpoint with both blobs verified, or None if it has none yet."""
+    get_run(conn, run_id)
+    row = conn.execute(sa.select(checkpoints).where(checkpoints.c.run_id == run_id)).first()
+    if row is None:
+        return None
+    params_blob = blobs.read_blob(conn, row.params_digest)
+    state_blob = blobs.read_blob(conn, row.state_digest)
+    return RunState(
+        round=row.round,
+        params=decode(params_blob, max_bytes=len(params_blob)),
+        strategy_state=decode(state_blob, max_bytes=len(state_blob)),
+        history=tuple(_history(conn, run_id)),
+    )
+
+
+def round_history(conn: Connection, run_id: str) -> list[RoundRecord]:
+    """The recorded rounds of the run's latest checkpoint, in order."""
+    get_run(conn, run_id)
+    return _history(conn, run_id)
+
+
+def _history(conn: Connection, run_id: str) -> list[RoundRecord]:
+    query = sa.select(history.c.record).where(history.c.run_id == run_id).order_by(history.c.round)
+    return [RoundRecord.from_json(json.loads(text)) for text in conn.scalars(query)]

@@ -1,0 +1,118 @@
+"""The tables of schema version ``SCHEMA_VERSION``, as SQLAlchemy Core metadata.
+
+These definitions create a fresh store. An older store reaches the same shape through the steps in
+``migrations``; a test checks that both paths give identical columns, so change the two together.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both backends (SQLite would hand back naive ones)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"timestamps stored must be timezone-aware; got {value!r}")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("last_seen", UTCDateTime),  # added in version 1
+    sa.Column("online", sa.Boolean, nullable=False, server_default=sa.false()),  # added in version 1
+)
+
+# ``digest`` is NULL only inside the transaction that is still streaming the blob's chunks.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), unique=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+blob_chunks = sa.Table(
+    "blob_chunks",
+    metadata,
+    sa.Column("blob_id", sa.Integer, sa.ForeignKey("blobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("rounds_total", sa.Integer, nullable=False),
+    sa.Column("rounds_done", sa.Integer, nullable=False),
+    sa.Column("config_toml", sa.Text, nullable=False),
+    sa.Column("stop_requested", sa.Boolean, nullable=False, server_default=sa.false()),  # added in version 1
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per run: its latest checkpoint. Blobs are referenced by digest, the content address.
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("params_digest", sa.String(64), sa.ForeignKey("blobs.digest"), nullable=False),
+    sa.Column("state_digest", sa.String(64), sa.ForeignKey("blobs.digest"), nullable=False),
+    sa.Column("saved_at", UTCDateTime, nullable=False),
+)
+
+history = sa.Table(
+    "history",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("round", sa.Integer, primary_key=True),
+    sa.Column("record", sa.Text, nullable=False),  # RoundRecord.to_json() as JSON text
+)

@@ -1,0 +1,186 @@
+"""The :class:`Store` facade: one object the coordinator, the CLI and the HTTP API share.
+
+Each method is one transaction: reads see one snapshot, writes commit entirely or not at all. The
+work itself lives in ``nodes``, ``blobs`` and ``runs`` as functions of a connection, so a method
+that must combine several pieces atomically (a checkpoint writes blobs, rows and a counter) just
+calls them inside one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import TracebackType
+
+from fedlearn.core.codec import encode
+from fedlearn.engine.engine import RunState
+from fedlearn.engine.history import RoundRecord
+from fedlearn.runtime.store import blobs, nodes, runs
+from fedlearn.runtime.store.connection import Database, parse_store_url
+from fedlearn.runtime.store.migrations import ensure_schema
+from fedlearn.runtime.store.records import NodeRecord, RunRecord, RunStatus
+
+
+class Store:
+    """Durable coordinator state in SQLite or PostgreSQL; see the package docstring for the rules.
+
+    Opening connects, then creates, migrates or refuses the schema, so a bad URL, a dead server or
+    a store from a newer fedlearn fails here with one clear :class:`StoreError`. Safe to share
+    between threads; each process opens its own.
+    """
+
+    def __init__(self, url: str, *, chunk_size: int = blobs.DEFAULT_CHUNK_SIZE) -> None:
+        self._chunk_size = blobs.check_chunk_size(chunk_size)
+        self._db = Database(parse_store_url(url))
+        try:
+            ensure_schema(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        """Where the store lives, with any password hidden: safe to print."""
+        return self._db.display
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def close(self) -> None:
+        """Release pooled connections. The store must not be used afterwards."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # Nodes
+
+    def add_node(self, name: str) -> str:
+        """Register a node and return its token. Only a hash is kept: show the token now or lose it."""
+        with self._db.write() as conn:
+            return nodes.add_node(conn, name)
+
+    def rotate_token(self, name: str) -> str:
+        """Issue an active node a new token; the old one is refused from the commit on."""
+        with self._db.write() as conn:
+            return nodes.rotate_token(conn, name)
+
+    def revoke_node(self, name: str) -> None:
+        with self._db.write() as conn:
+            nodes.revoke_node(conn, name)
+
+    def list_nodes(self) -> list[NodeRecord]:
+        with self._db.read() as conn:
+            return nodes.list_nodes(conn)
+
+    def authenticate(self, name: str, token: str) -> bool:
+        """False for an unknown, revoked or malformed name and for a wrong token; constant-time."""
+        with self._db.read() as conn:
+            return nodes.authenticate(conn, name, token)
+
+    def mark_node(self, name: str, online: bool) -> None:
+        """Record presence: ``last_seen`` becomes now and the status online or offline."""
+        with self._db.write() as conn:
+            nodes.mark_node(conn, name, online=online)
+
+    def mark_all_nodes_offline(self) -> int:
+        """Forget presence left behind by a coordinator that died; returns how many were online."""
+        with self._db.write() as conn:
+            return nodes.mark_all_nodes_offline(conn)
+
+    # Blobs
+
+    def put_blob(self, data: blobs.BlobData) -> str:
+        """Store bytes, or an iterable of byte chunks, and return the sha256 hex digest; idempotent."""
+        with self._db.write() as conn:
+            return blobs.put_blob(conn, data, chunk_size=self._chunk_size)
+
+    def get_blob(self, digest: str) -> bytes:
+        """The whole blob, sha256-verified. For blobs too big to hold twice, use :meth:`iter_blob`."""
+        with self._db.read() as conn:
+            return blobs.read_blob(conn, digest)
+
+    def iter_blob(self, digest: str) -> Iterator[bytes]:
+        """Stream the blob chunk by chunk; corruption raises after the last chunk, so consume it all."""
+        with self._db.read() as conn:
+            yield from blobs.iter_blob(conn, digest)
+
+    def has_blob(self, digest: str) -> bool:
+        with self._db.read() as conn:
+            return blobs.has_blob(conn, digest)
+
+    def delete_unreferenced_blobs(self) -> int:
+        """Delete blobs no checkpoint (or other row) refers to; returns how many were deleted."""
+        with self._db.write() as conn:
+            return blobs.delete_unreferenced_blobs(conn)
+
+    # Runs
+
+    def create_run(self, name: str, config_toml: str, *, seed: int, rounds: int) -> str:
+        """Record a new pending run and return its id (uuid4 hex)."""
+        with self._db.write() as conn:
+            return runs.create_run(conn, name, config_toml, seed=seed, rounds=rounds)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._db.read() as conn:
+            return runs.get_run(conn, run_id)
+
+    def list_runs(self, *, status: RunStatus | None = None) -> list[RunRecord]:
+        """All runs, oldest first, optionally only those with ``status``."""
+        with self._db.read() as conn:
+            return runs.list_runs(conn, status=status)
+
+    def set_run_status(self, run_id: str, status: RunStatus, message: str = "") -> None:
+        with self._db.write() as conn:
+            runs.set_run_status(conn, run_id, status, message)
+
+    def request_stop(self, run_id: str) -> None:
+        """Ask the coordinator to stop the run after its current round."""
+        with self._db.write() as conn:
+            runs.request_stop(conn, run_id)
+
+    def stop_requested(self, run_id: str) -> bool:
+        return self.get_run(run_id).stop_requested
+
+    def runs_to_resume(self) -> list[RunRecord]:
+        """Runs left ``running``: a coordinator that starts resumes each from its checkpoint."""
+        return self.list_runs(status="running")
+
+    # Checkpoints
+
+    def save_checkpoint(self, run_id: str, state: RunState) -> None:
+        """Make ``state`` the run's checkpoint atomically: after a crash, this one or the previous.
+
+        Encoding happens before the transaction opens, so the write lock is held only for writing.
+        """
+        params_blob = encode(state.params)
+        state_blob = encode(state.strategy_state)
+        with self._db.write() as conn:
+            runs.save_checkpoint(
+                conn,
+                run_id,
+                round_number=state.round,
+                round_history=state.history,
+                params_blob=params_blob,
+                state_blob=state_blob,
+                chunk_size=self._chunk_size,
+            )
+
+    def load_checkpoint(self, run_id: str) -> RunState | None:
+        """The last checkpoint, digests verified, or None if the run has not finished a round."""
+        with self._db.read() as conn:
+            return runs.load_checkpoint(conn, run_id)
+
+    def round_history(self, run_id: str) -> list[RoundRecord]:
+        with self._db.read() as conn:
+            return runs.round_history(conn, run_id)
+
+
+def open_store(url: str | os.PathLike[str], *, chunk_size: int = blobs.DEFAULT_CHUNK_SIZE) -> Store:
+    """Open the store at ``url``: ``sqlite:///PATH``, a plain path (SQLite) or ``postgresql://...``."""
+    return Store(os.fspath(url), chunk_size=chunk_size)

@@ -1,0 +1,166 @@
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+
+from fedlearn.core.errors import ConfigError, StoreError
+
+
+def test_add_node_returns_a_token_that_authenticates(store):
+    token = store.add_node("site-a")
+
+    assert store.authenticate("site-a", token)
+
+
+def test_add_node_stores_only_the_token_hash(store, sql):
+    token = store.add_node("site-a")
+
+    rows = sql("SELECT * FROM nodes")
+
+    assert len(rows) == 1
+    assert rows[0].token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    assert all(token not in str(value) for value in rows[0])
+
+
+def test_add_node_issues_a_different_token_per_node(store):
+    assert store.add_node("a") != store.add_node("b")
+
+
+def test_add_node_twice_is_refused_suggesting_rotate_or_revoke(store):
+    store.add_node("site-a")
+
+    with pytest.raises(StoreError, match=r"already registered.*rotate.*revoke"):
+        store.add_node("site-a")
+
+
+def test_authenticate_refuses_unknown_node(store):
+    token = store.add_node("site-a")
+
+    assert not store.authenticate("site-b", token)
+
+
+def test_authenticate_refuses_wrong_token(store):
+    store.add_node("site-a")
+
+    assert not store.authenticate("site-a", "not-the-token")
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65])
+def test_authenticate_refuses_malformed_name_without_raising(store, name):
+    assert not store.authenticate(name, "token")
+
+
+def test_revoked_node_is_refused_and_listed_as_revoked(store):
+    token = store.add_node("site-a")
+    store.mark_node("site-a", online=True)
+
+    store.revoke_node("site-a")
+
+    assert not store.authenticate("site-a", token)
+    [node] = store.list_nodes()
+    assert node.revoked
+    assert node.status == "offline"
+
+
+def test_revoke_node_twice_is_harmless(store):
+    store.add_node("site-a")
+    store.revoke_node("site-a")
+
+    store.revoke_node("site-a")
+
+    assert store.list_nodes()[0].revoked
+
+
+def test_revoke_unknown_node_is_refused(store):
+    with pytest.raises(StoreError, match="'ghost' is not registered"):
+        store.revoke_node("ghost")
+
+
+def test_add_node_after_revoke_issues_a_new_token_and_refuses_the_old(store):
+    old = store.add_node("site-a")
+    store.revoke_node("site-a")
+
+    new = store.add_node("site-a")
+
+    assert store.authenticate("site-a", new)
+    assert not store.authenticate("site-a", old)
+    assert not store.list_nodes()[0].revoked
+
+
+def test_rotate_token_replaces_the_old_token(store):
+    old = store.add_node("site-a")
+
+    new = store.rotate_token("site-a")
+
+    assert store.authenticate("site-a", new)
+    assert not store.authenticate("site-a", old)
+
+
+def test_rotate_token_of_revoked_node_is_refused(store):
+    store.add_node("site-a")
+    store.revoke_node("site-a")
+
+    with pytest.raises(StoreError, match="'site-a' is revoked; register it with `fedlearn nodes add site-a`"):
+        store.rotate_token("site-a")
+
+
+def test_mark_node_sets_status_and_last_seen(store):
+    store.add_node("site-a")
+    before = datetime.now(UTC)
+
+    store.mark_node("site-a", online=True)
+
+    [node] = store.list_nodes()
+    assert node.status == "online"
+    assert node.last_seen is not None
+    assert node.last_seen >= before.replace(microsecond=0)
+    assert node.last_seen.tzinfo is not None
+
+
+def test_mark_node_offline_keeps_last_seen(store):
+    store.add_node("site-a")
+    store.mark_node("site-a", online=True)
+
+    store.mark_node("site-a", online=False)
+
+    [node] = store.list_nodes()
+    assert node.status == "offline"
+    assert node.last_seen is not None
+
+
+def test_mark_node_of_unknown_node_is_refused(store):
+    with pytest.raises(StoreError, match="not registered"):
+        store.mark_node("ghost", online=True)
+
+
+def test_mark_all_nodes_offline_clears_presence_left_by_a_dead_coordinator(store):
+    for name in ("a", "b", "c"):
+        store.add_node(name)
+    store.mark_node("a", online=True)
+    store.mark_node("b", online=True)
+
+    count = store.mark_all_nodes_offline()
+
+    assert count == 2
+    assert {node.status for node in store.list_nodes()} == {"offline"}
+
+
+def test_list_nodes_is_sorted_by_name(store):
+    for name in ("b", "c", "a"):
+        store.add_node(name)
+
+    assert [node.name for node in store.list_nodes()] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("name", ["", "has space", "slash/name", "x" * 65, "naïve"])
+def test_add_node_refuses_bad_names_with_the_rule(store, name):
+    with pytest.raises(ConfigError, match="node name must be 1-64 characters"):
+        store.add_node(name)
+
+
+@pytest.mark.parametrize("operation", ["rotate_token", "revoke_node", "mark_node"])
+def test_other_node_operations_refuse_bad_names(store, operation):
+    args = (True,) if operation == "mark_node" else ()
+
+    with pytest.raises(ConfigError, match="node name must be 1-64 characters"):
+        getattr(store, operation)("bad name", *args)

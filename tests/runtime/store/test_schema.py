@@ -1,0 +1,148 @@
+"""Schema versions: creation, migration from version 0, refusal of newer or foreign databases."""
+
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
+
+import pytest
+import sqlalchemy as sa
+
+from fedlearn.core.errors import StoreError
+from fedlearn.runtime.store import SCHEMA_VERSION, open_store
+from fedlearn.runtime.store import migrations as migrations_module
+from fedlearn.runtime.store.connection import parse_store_url
+from fedlearn.runtime.store.migrations import MIGRATIONS
+from fedlearn.runtime.store.schema import metadata
+
+_T = "2024-05-01 12:00:00"
+
+
+def _make_version_0(url, sql):
+    """A store as fedlearn's first prototype left it, holding one node and one run.
+
+    Version 0 had no node presence (``nodes.last_seen``, ``nodes.online``) and no stop flag
+    (``runs.stop_requested``). Built by creating today's schema and removing what version 1 added.
+    """
+    open_store(url).close()
+    sql("ALTER TABLE nodes DROP COLUMN last_seen")
+    sql("ALTER TABLE nodes DROP COLUMN online")
+    sql("ALTER TABLE runs DROP COLUMN stop_requested")
+    sql("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    sql("INSERT INTO nodes (name, token_sha256, created_at) VALUES ('old-node', :h, :t)", h="0" * 64, t=_T)
+    sql(
+        "INSERT INTO runs (id, name, status, message, seed, rounds_total, rounds_done, config_toml, "
+        "created_at, updated_at) VALUES ('r0', 'old-run', 'running', '', 7, 10, 4, '', :t, :t)",
+        t=_T,
+    )
+
+
+def _version(sql) -> str:
+    return sql("SELECT value FROM meta WHERE key = 'schema_version'")[0].value
+
+
+def _columns(url):
+    engine = sa.create_engine(parse_store_url(url))
+    try:
+        inspector = sa.inspect(engine)
+        return {
+            table: sorted(
+                (c["name"], str(c["type"]), c["nullable"], str(c["default"])) for c in inspector.get_columns(table)
+            )
+            for table in metadata.tables
+        }
+    finally:
+        engine.dispose()
+
+
+def test_migrations_cover_every_version():
+    assert len(MIGRATIONS) == SCHEMA_VERSION == 1
+
+
+def test_new_store_records_the_current_schema_version(store, sql):
+    assert _version(sql) == str(SCHEMA_VERSION)
+
+
+def test_store_from_version_0_is_migrated_keeping_its_rows(store_url, sql):
+    _make_version_0(store_url, sql)
+
+    with open_store(store_url) as store:
+        [node] = store.list_nodes()
+        [run] = store.list_runs()
+
+    assert _version(sql) == "1"
+    assert (node.name, node.status, node.last_seen, node.revoked) == ("old-node", "offline", None, False)
+    assert (run.name, run.rounds_done, run.stop_requested) == ("old-run", 4, False)
+
+
+def test_migrated_store_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
+    _make_version_0(store_url, sql)
+    open_store(store_url).close()
+    fresh = new_store_url()
+    open_store(fresh).close()
+
+    assert _columns(store_url) == _columns(fresh)
+
+
+def test_failed_migration_leaves_the_old_version_intact(store_url, sql, monkeypatch):
+    _make_version_0(store_url, sql)
+
+    def half_then_crash(conn):
+        MIGRATIONS[0](conn)
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", (half_then_crash,))
+    with pytest.raises(RuntimeError, match="power cut"):
+        open_store(store_url)
+
+    assert _version(sql) == "0"
+    assert "online" not in {name for name, *_ in _columns(store_url)["nodes"]}
+
+
+def test_store_with_a_newer_schema_is_refused(store_url, sql):
+    open_store(store_url).close()
+    sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+
+    with pytest.raises(StoreError) as caught:
+        open_store(store_url)
+
+    assert str(caught.value).startswith(
+        "store schema is version 3 but this fedlearn supports up to 1; upgrade fedlearn (store: "
+    )
+
+
+def test_store_without_a_schema_version_is_refused_as_damaged(store_url, sql):
+    open_store(store_url).close()
+    sql("DELETE FROM meta")
+
+    with pytest.raises(StoreError, match=r"has no valid schema_version.*damaged"):
+        open_store(store_url)
+
+
+def test_database_with_our_table_names_but_no_meta_is_refused(store_url, sql):
+    sql("CREATE TABLE runs (id INTEGER PRIMARY KEY)")
+
+    with pytest.raises(StoreError, match=r"has tables \['runs'\] but no 'meta' table"):
+        open_store(store_url)
+
+
+def test_concurrent_opens_of_a_new_store_create_the_schema_once(store_url, sql):
+    barrier = Barrier(4)
+
+    def open_one(index: int) -> str:
+        barrier.wait()
+        with open_store(store_url) as store:
+            return store.add_node(f"node-{index}")
+
+    with ThreadPoolExecutor(4) as pool:
+        tokens = list(pool.map(open_one, range(4)))
+
+    assert len(set(tokens)) == 4
+    assert sql("SELECT count(*) AS n FROM meta")[0].n == 1
+
+
+def test_reopening_an_up_to_date_store_changes_nothing(store_url, sql):
+    with open_store(store_url) as store:
+        token = store.add_node("a")
+
+    with open_store(store_url) as store:
+        assert store.authenticate("a", token)
+    assert _version(sql) == str(SCHEMA_VERSION)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fedlearn.client.learners import builtin_learner
 from fedlearn.client.trainer import Learner
-from fedlearn.config import RunConfig
+from fedlearn.config import DataSection, RunConfig
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.validation import Limits
 from fedlearn.data.dataset import Dataset
@@ -67,21 +67,29 @@ def build_learner(name: str, data: Dataset, **options: Any) -> Learner:
     return learner
 
 
-def plan_simulation(config: RunConfig) -> SimulationPlan:
-    """Load and split the data, partition it over nodes, and build learner and strategy."""
-    seed = config.run.seed
-    data = config.data
+def split_data(data: DataSection, seed: int) -> tuple[list[Dataset], Dataset]:
+    """Load a built-in dataset, hold out the test split and partition the rest over nodes.
+
+    A deployed node configured with the same section and seed takes its own part from here, so
+    it trains on exactly the rows its simulated twin would.
+    """
     dataset = load_dataset(data.dataset, **data.dataset_options)
-    _check_declared_shape(config, dataset)
     train, test = train_test_split(dataset, data.test_fraction, seed)
     parts = partition(data.partition, train, data.nodes, seed, **data.partition_options)
+    return [train.subset(ix) for ix in parts], test
+
+
+def plan_simulation(config: RunConfig) -> SimulationPlan:
+    """Load and split the data, partition it over nodes, and build learner and strategy."""
+    partitions, test = split_data(config.data, config.run.seed)
+    _check_declared_shape(config, test)
     return SimulationPlan(
-        learner=build_learner(config.model.learner, train, **config.model.options()),
-        partitions=[train.subset(ix) for ix in parts],
+        learner=build_learner(config.model.learner, test, **config.model.options()),
+        partitions=partitions,
         test_data=test,
         strategy=build_strategy(config.strategy.name, **config.strategy.options()),
         engine=engine_config(config),
-        faults=FaultPlan(seed=seed, **config.faults.model_dump()),
+        faults=FaultPlan(seed=config.run.seed, **config.faults.model_dump()),
     )
 
 

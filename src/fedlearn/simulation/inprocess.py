@@ -7,9 +7,9 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from fedlearn.client.threads import BlasThreads
 from fedlearn.core.messages import Reply, Task
 from fedlearn.simulation.nodes import NodeCache, NodeFactory
-from fedlearn.simulation.threads import BlasThreads
 
 
 class InProcessFleet:

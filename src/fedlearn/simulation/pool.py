@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from fedlearn.client.threads import BlasThreads
 from fedlearn.core.codec import decode, encode
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.simulation.nodes import NodeCache, NodeFactory
 from fedlearn.simulation.shared import SharedBlock, attach, publish
-from fedlearn.simulation.threads import BlasThreads
 
 _PARAMS = "p/"
 _EXTRAS = "x/"

@@ -1,10 +1,11 @@
-"""Pin the BLAS thread count while simulated nodes compute.
+"""Pin the BLAS thread count while a node computes, in simulation and in deployment alike.
 
 OpenBLAS splits a matrix product differently for different thread counts, and the sums come out
 in a different order, so the same node with the same seed gives different low bits on a 2-thread
-run than on a 1-thread run. Every simulated node therefore computes with the same fixed count
-(default 1), in process or in a pool worker. Results then depend neither on the executor, nor on
-the worker count, nor on the machine's core count, and a pool of W workers uses W cores without
+run than on a 1-thread run. Every node therefore computes with the same fixed count (default 1):
+in process, in a pool worker or in a deployed node agent. Results then depend neither on the
+executor, the worker count nor the machine's core count, which is what makes a simulation and a
+deployment with the same seed agree bit for bit; and a pool of W workers uses W cores without
 oversubscribing them.
 """
 

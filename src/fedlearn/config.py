@@ -108,7 +108,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except PydanticValidationError as exc:
-        raise ConfigError(_one_line(exc, source)) from None
+        raise ConfigError(one_line_error(exc, source)) from None
 
 
 def load_config(path: str | Path, **overrides: Any) -> RunConfig:
@@ -126,7 +126,8 @@ def load_config(path: str | Path, **overrides: Any) -> RunConfig:
     return parse_config(data, source=str(path))
 
 
-def _one_line(exc: PydanticValidationError, source: str) -> str:
+def one_line_error(exc: PydanticValidationError, source: str) -> str:
+    """One line for a config validation failure: the first problem and how many more there are."""
     errors = exc.errors()
     first = errors[0]
     location = _location(first["loc"])

@@ -14,6 +14,7 @@ do not know about us. The CLI turns any ``FedlearnError`` into one line and ``ex
     ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
     ├── QuorumError(RuntimeError)        too few nodes were available or replied
     ├── StoreError(RuntimeError)         the state store is unreachable, corrupt or refuses an operation
+    ├── NotFoundError(LookupError)       a named run, node or blob does not exist
     └── DeadlineExceeded(TimeoutError)   a wait ran past its deadline
 """
 
@@ -66,3 +67,9 @@ class StoreError(FedlearnError, RuntimeError):
     """The state store cannot be reached, holds corrupt data, or refuses an operation."""
 
     exit_code = 5
+
+
+class NotFoundError(FedlearnError, LookupError):
+    """A run, node or other named thing does not exist; the message says how to find valid names."""
+
+    exit_code = 6

@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from fedlearn.client.learners import builtin_learner
+from fedlearn.client.learners import DatasetMeta, builtin_learner
 from fedlearn.client.trainer import Learner
 from fedlearn.config import DataSection, RunConfig
 from fedlearn.core.errors import ConfigError
@@ -48,7 +48,7 @@ def engine_config(config: RunConfig) -> EngineConfig:
     )
 
 
-def build_learner(name: str, data: Dataset, **options: Any) -> Learner:
+def build_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:
     """A built-in learner by name, or a user's ``package.module:function`` returning a Learner.
 
     A user function is called as ``function(data, **options)``, where ``data`` carries

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fedlearn.core.errors import ConfigError, StoreError
+from fedlearn.core.errors import ConfigError, NotFoundError, StoreError
 
 
 def test_add_node_returns_a_token_that_authenticates(store):
@@ -72,7 +72,7 @@ def test_revoke_node_twice_is_harmless(store):
 
 
 def test_revoke_unknown_node_is_refused(store):
-    with pytest.raises(StoreError, match="'ghost' is not registered"):
+    with pytest.raises(NotFoundError, match="'ghost' is not registered"):
         store.revoke_node("ghost")
 
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from fedlearn.core.errors import ConfigError, StoreError
+from fedlearn.core.errors import ConfigError, NotFoundError, StoreError
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
@@ -75,7 +75,7 @@ def test_create_run_refuses_bad_arguments(store, name, seed, rounds, message):
 
 
 def test_get_run_of_unknown_id_is_refused(store):
-    with pytest.raises(StoreError, match="no run with id 'nope'"):
+    with pytest.raises(NotFoundError, match="no run with id 'nope'"):
         store.get_run("nope")
 
 
@@ -97,7 +97,7 @@ def test_set_run_status_refuses_unknown_status(store):
 
 
 def test_set_run_status_of_unknown_run_is_refused(store):
-    with pytest.raises(StoreError, match="no run with id"):
+    with pytest.raises(NotFoundError, match="no run with id"):
         store.set_run_status("nope", "running")
 
 
@@ -170,7 +170,7 @@ def test_save_checkpoint_of_a_rewound_state_drops_later_history(store):
 
 
 def test_save_checkpoint_for_unknown_run_is_refused_and_writes_nothing(store, sql):
-    with pytest.raises(StoreError, match="no run with id 'nope'"):
+    with pytest.raises(NotFoundError, match="no run with id 'nope'"):
         store.save_checkpoint("nope", _state(1))
 
     assert sql("SELECT count(*) AS n FROM blobs")[0].n == 0
@@ -191,5 +191,5 @@ def test_load_checkpoint_detects_a_corrupt_parameter_blob(store, sql):
 
 
 def test_round_history_of_unknown_run_is_refused(store):
-    with pytest.raises(StoreError, match="no run with id"):
+    with pytest.raises(NotFoundError, match="no run with id"):
         store.round_history("nope")

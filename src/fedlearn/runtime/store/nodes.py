@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from fedlearn.core.errors import StoreError
+from fedlearn.core.errors import NotFoundError, StoreError
 from fedlearn.runtime.store.records import NodeRecord
 from fedlearn.runtime.store.schema import nodes, utcnow
 from fedlearn.runtime.tokens import hash_token, is_valid_node_name, new_token, token_matches, validate_node_name
@@ -52,7 +52,7 @@ def revoke_node(conn: Connection, name: str) -> None:
     active = sa.update(nodes).where(nodes.c.name == name, nodes.c.revoked_at.is_(None))
     result = conn.execute(active.values(revoked_at=utcnow(), online=False))
     if result.rowcount == 0 and not _exists(conn, name):
-        raise StoreError(f"node {name!r} is not registered; `fedlearn nodes list` shows the registered nodes")
+        raise NotFoundError(f"node {name!r} is not registered; `fedlearn nodes list` shows the registered nodes")
 
 
 def mark_node(conn: Connection, name: str, *, online: bool) -> None:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from fedlearn.core.codec import decode
-from fedlearn.core.errors import ConfigError, StoreError
+from fedlearn.core.errors import ConfigError, NotFoundError
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
 from fedlearn.runtime.store import blobs
@@ -59,7 +59,7 @@ def get_run(conn: Connection, run_id: str, *, lock: bool = False) -> RunRecord:
     query = sa.select(runs).where(runs.c.id == run_id)
     row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
-        raise StoreError(f"no run with id {run_id!r} in this store; check the id against the list of runs")
+        raise NotFoundError(f"no run with id {run_id!r} in this store; `fedlearn runs list` shows the runs")
     return _run_record(row)
 
 

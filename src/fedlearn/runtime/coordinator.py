@@ -1,0 +1,151 @@
+"""The coordinator service: runs submitted runs over a fleet, one at a time, durably.
+
+Runs live in the store. A submitted run is validated at once (a bad config is refused at submit
+time, not when its turn comes), then queued. The worker thread takes runs in order, resumes any
+that a previous coordinator left ``running`` from their last checkpoint, and checkpoints after
+every round, so a coordinator killed at any instant resumes where it stopped. Nothing here knows
+about HTTP: the API in ``fedlearn.web`` calls these methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import tomllib
+from collections.abc import Collection
+
+from fedlearn.config import RunConfig, parse_config
+from fedlearn.core.errors import ConfigError, FedlearnError
+from fedlearn.core.params import ParamSet
+from fedlearn.engine.engine import Engine, RunState
+from fedlearn.engine.fleet import Fleet
+from fedlearn.engine.history import RoundRecord
+from fedlearn.runtime.deployment import plan_deployment
+from fedlearn.runtime.store import RunRecord, Store
+
+logger = logging.getLogger(__name__)
+
+
+class RunStopped(FedlearnError):
+    """Raised between rounds when an operator asked a run to stop."""
+
+
+class Coordinator:
+    """Owns the run queue; ``start`` it, then ``submit`` runs from any thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        fleet: Fleet,
+        *,
+        poll_interval: float = 0.5,
+        allowed_learners: Collection[str] = (),
+    ) -> None:
+        self.store = store
+        self.fleet = fleet
+        self._poll_interval = poll_interval
+        self._allowed_learners = frozenset(allowed_learners)
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current_run: str | None = None
+
+    # -- operator actions -------------------------------------------------------------------
+
+    def submit(self, config_toml: str) -> RunRecord:
+        """Validate and queue a run; a bad config raises ``ConfigError`` and stores nothing."""
+        config = self._parse(config_toml)
+        plan_deployment(config, run_id="validation", allowed_learners=self._allowed_learners)
+        run_id = self.store.create_run(config.run.name, config_toml, seed=config.run.seed, rounds=config.run.rounds)
+        self._wake.set()
+        return self.store.get_run(run_id)
+
+    def stop(self, run_id: str) -> RunRecord:
+        """Ask a run to stop after its current round; a queued run stops at once."""
+        run = self.store.get_run(run_id)
+        if run.status == "pending":
+            self.store.set_run_status(run_id, "stopped", "stopped before it started")
+        elif run.status == "running":
+            self.store.request_stop(run_id)
+        return self.store.get_run(run_id)
+
+    def final_params(self, run_id: str) -> ParamSet | None:
+        state = self.store.load_checkpoint(run_id)
+        return None if state is None else state.params
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store.mark_all_nodes_offline()  # a killed predecessor left them marked online
+        self._thread = threading.Thread(target=self._loop, name="fedlearn-coordinator", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            run = self._next_run()
+            if run is None:
+                self._wake.wait(self._poll_interval)
+                self._wake.clear()
+                continue
+            self._execute(run)
+
+    def _next_run(self) -> RunRecord | None:
+        resumable = self.store.runs_to_resume()
+        if resumable:
+            return resumable[0]
+        pending = sorted(self.store.list_runs(status="pending"), key=lambda r: r.created_at)
+        return pending[0] if pending else None
+
+    def _execute(self, run: RunRecord) -> None:
+        self.current_run = run.id
+        try:
+            config = self._parse(run.config_toml)
+            plan = plan_deployment(config, run_id=run.id, allowed_learners=self._allowed_learners)
+            state = self.store.load_checkpoint(run.id)
+            self.store.set_run_status(run.id, "running", "resumed" if state else "")
+            engine = Engine(
+                self.fleet,
+                plan.strategy,
+                plan.engine,
+                checkpoint=lambda s: self.store.save_checkpoint(run.id, s),
+                on_round=lambda record: self._between_rounds(run.id, record),
+            )
+            start = state if state is not None else engine.initial_state(plan.learner.init_params(config.run.seed))
+            final: RunState = engine.run(start)
+            self.store.set_run_status(run.id, "completed", f"{final.round} rounds")
+        except _ShuttingDown:
+            pass  # left ``running`` with its last checkpoint: the next coordinator resumes it
+        except RunStopped:
+            self.store.set_run_status(run.id, "stopped", "stopped by an operator")
+        except FedlearnError as exc:
+            self.store.set_run_status(run.id, "failed", str(exc))
+        except Exception as exc:  # keep serving other runs; the reason is recorded for the operator
+            logger.exception("run %s failed unexpectedly", run.id)
+            self.store.set_run_status(run.id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self.current_run = None
+
+    def _between_rounds(self, run_id: str, record: RoundRecord) -> None:
+        logger.info("run %s: round %d done (%d replies)", run_id, record.round, record.replies)
+        if self._closing.is_set() or self.store.stop_requested(run_id):
+            if self._closing.is_set():
+                raise _ShuttingDown
+            raise RunStopped(f"run {run_id} stopped after round {record.round}")
+
+    @staticmethod
+    def _parse(config_toml: str) -> RunConfig:
+        try:
+            data = tomllib.loads(config_toml)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"run config is not valid TOML: {exc}") from None
+        return parse_config(data, source="run config")
+
+
+class _ShuttingDown(Exception):
+    """Leaves a run ``running`` (checkpointed) so the next coordinator resumes it."""

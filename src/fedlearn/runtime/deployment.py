@@ -1,0 +1,58 @@
+"""Turn a run config into what a coordinator runs, without any data at hand.
+
+A coordinator never sees rows, so the model's shape comes from ``[model]`` (``n_features``,
+``n_classes``, ``task``), not from a dataset. A run config arrives over the HTTP API, so it may
+name only built-in learners, or entry points the operator allowed when starting the
+coordinator: a config must never make the coordinator import and run code of the sender's choosing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+
+from fedlearn.client.trainer import Learner
+from fedlearn.config import RunConfig
+from fedlearn.core.errors import ConfigError
+from fedlearn.data.dataset import TaskType
+from fedlearn.engine.engine import EngineConfig
+from fedlearn.simulation.from_config import build_learner, engine_config
+from fedlearn.strategies import build_strategy
+from fedlearn.strategies.strategy import Strategy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelShape:
+    """The data description a learner needs, declared instead of read from data."""
+
+    n_features: int
+    n_classes: int
+    task: TaskType
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeploymentPlan:
+    learner: Learner
+    strategy: Strategy
+    engine: EngineConfig
+
+
+def plan_deployment(config: RunConfig, *, run_id: str, allowed_learners: Collection[str] = ()) -> DeploymentPlan:
+    """Validate a run config for a coordinator and build its learner, strategy and engine settings."""
+    model = config.model
+    if ":" in model.learner and model.learner not in allowed_learners:
+        raise ConfigError(
+            f"[model] learner {model.learner!r} is not a built-in learner; the coordinator operator must allow it "
+            "with --allow-learner"
+        )
+    if model.n_features is None:
+        raise ConfigError(
+            "[model] n_features is required for a deployed run: the coordinator never sees the data, "
+            "so the model's shape must be declared (also n_classes for classification)"
+        )
+    shape = ModelShape(n_features=model.n_features, n_classes=model.n_classes, task=model.task)
+    return DeploymentPlan(
+        learner=build_learner(model.learner, shape, **model.options()),
+        strategy=build_strategy(config.strategy.name, **config.strategy.options()),
+        engine=replace(engine_config(config), run_id=run_id),
+    )

@@ -1,0 +1,157 @@
+"""A node's own config (NODE.toml): the datasets it holds and the learner that trains on them.
+
+Data sources are declared here, on the node, and never in a run config: the coordinator only
+ever refers to a dataset by name. Sources are a built-in dataset partitioned exactly as
+``fedlearn simulate`` would (for rehearsals and parity checks), a CSV file, or an SQL query that
+runs inside the data's own database.
+
+::
+
+    [node]
+    dataset = "visits"                 # the dataset fit/evaluate train on
+    learner = "sklearn.sgd"            # built-in name, or "package.module:function"
+    learner_options = { alpha = 1e-4 }
+    blas_threads = 1                   # fixed, so results match a simulation bit for bit
+
+    [datasets.visits]
+    source = "sql"
+    url = "postgresql://reader@db.internal/clinic"
+    query = "SELECT age, bmi, bp, outcome FROM visits WHERE consent"
+    target = "outcome"
+    task = "classification"
+    n_classes = 2
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from fedlearn.config import DataSection, one_line_error
+from fedlearn.core.errors import ConfigError
+from fedlearn.data.dataset import Dataset
+from fedlearn.data.sources import load_csv, load_sql
+from fedlearn.simulation.from_config import split_data
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuiltinSource(_Section):
+    """Part ``index`` of a built-in dataset split over ``nodes`` as ``simulate`` splits it."""
+
+    source: Literal["builtin"]
+    name: str
+    nodes: int = Field(ge=1)
+    index: int = Field(ge=0)
+    seed: int = Field(0, ge=0)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    partition: str = "iid"
+    partition_options: dict[str, Any] = Field(default_factory=dict)
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+
+    def load(self) -> Dataset:
+        if self.index >= self.nodes:
+            raise ConfigError(f"`index` must be < `nodes` ({self.nodes}); got {self.index}")
+        section = DataSection(
+            dataset=self.name,
+            nodes=self.nodes,
+            test_fraction=self.test_fraction,
+            partition=self.partition,
+            partition_options=self.partition_options,
+            dataset_options=self.dataset_options,
+        )
+        parts, _ = split_data(section, self.seed)
+        return parts[self.index]
+
+
+class _TabularSource(_Section):
+    target: str | None = None
+    features: list[str] | None = None
+    task: Literal["classification", "regression"] = "classification"
+    n_classes: int = Field(0, ge=0)
+
+
+class CsvSource(_TabularSource):
+    source: Literal["csv"]
+    path: Path
+
+    def load(self) -> Dataset:
+        return load_csv(
+            self.path, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes
+        )
+
+
+class SqlSource(_TabularSource):
+    source: Literal["sql"]
+    url: str
+    query: str
+
+    def load(self) -> Dataset:
+        return load_sql(
+            self.url, self.query, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes
+        )
+
+
+Source = Annotated[BuiltinSource | CsvSource | SqlSource, Field(discriminator="source")]
+
+
+class NodeSection(_Section):
+    dataset: str | None = None
+    learner: str | None = None
+    learner_options: dict[str, Any] = Field(default_factory=dict)
+    blas_threads: int | None = Field(1, ge=1)
+    min_rows: int | None = Field(None, ge=1)
+
+
+class NodeConfig(_Section):
+    node: NodeSection = Field(default_factory=NodeSection)
+    datasets: dict[str, Source] = Field(default_factory=dict)
+
+    def training_dataset(self) -> str | None:
+        """The dataset fit/evaluate use: the named one, or the only one there is."""
+        if self.node.dataset is not None:
+            if self.node.dataset not in self.datasets:
+                raise ConfigError(
+                    f"[node] dataset {self.node.dataset!r} is not declared; declared: {sorted(self.datasets)}"
+                )
+            return self.node.dataset
+        if self.node.learner is None:
+            return None
+        if len(self.datasets) != 1:
+            raise ConfigError(f"[node] dataset must name one of {sorted(self.datasets)} to train on")
+        return next(iter(self.datasets))
+
+    def load_datasets(self) -> Mapping[str, Dataset]:
+        """Read every declared dataset; runs once when the node starts."""
+        loaded = {}
+        for name, source in self.datasets.items():
+            try:
+                loaded[name] = source.load()
+            except ConfigError as exc:
+                raise ConfigError(f"dataset {name!r}: {exc}") from None
+        return loaded
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such node config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        config = NodeConfig.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ConfigError(one_line_error(exc, str(path))) from None
+    if not config.datasets:
+        raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
+    config.training_dataset()  # fail now, not at the first task
+    return config

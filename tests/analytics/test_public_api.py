@@ -48,3 +48,9 @@ def test_public_api_is_pinned() -> None:
         ]
     )
     assert all(hasattr(analytics, name) for name in analytics.__all__)
+
+
+def test_every_public_name_resolves_lazily() -> None:
+    from fedlearn import analytics
+
+    assert all(getattr(analytics, name) is not None for name in analytics.__all__)

@@ -17,24 +17,64 @@ without a rescan of their moments, and models refit in milliseconds.
   :func:`analytics_handlers`; file-backed :class:`JobDir` behind ``fedlearn analytics``.
 """
 
-from fedlearn.analytics.bayes import FederatedGaussianNB
-from fedlearn.analytics.classes import ClassMoments
-from fedlearn.analytics.covariance import Description, FederatedCovariance, correlation, describe
-from fedlearn.analytics.discriminant import (
-    FederatedLinearDiscriminantAnalysis,
-    FederatedQuadraticDiscriminantAnalysis,
-)
-from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
-from fedlearn.analytics.histogram import Histogram, HistogramSpec
-from fedlearn.analytics.job import AnalyticsJob, JobReport, MemberReport
-from fedlearn.analytics.jobdir import JobDir
-from fedlearn.analytics.linear import FederatedLinearRegression, FederatedRidge
-from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats, logistic_stats
-from fedlearn.analytics.moments import Moments, merge_all
-from fedlearn.analytics.pca import FederatedPCA
-from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
-from fedlearn.analytics.summarize import accumulate, check_shareable, scan_extrema, summarize
-from fedlearn.analytics.summary import Summary, SummarySpec
+from importlib import import_module
+from typing import Any
+
+# Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
+# its commands) does not pay for scikit-learn until an estimator is actually needed.
+_LOCATIONS = {
+    "AnalyticsJob": "fedlearn.analytics.job",
+    "ArrayTable": "fedlearn.analytics.sources",
+    "ClassMoments": "fedlearn.analytics.classes",
+    "ConcatTable": "fedlearn.analytics.sources",
+    "CsvTable": "fedlearn.analytics.sources",
+    "Description": "fedlearn.analytics.covariance",
+    "FederatedCovariance": "fedlearn.analytics.covariance",
+    "FederatedGaussianNB": "fedlearn.analytics.bayes",
+    "FederatedLinearDiscriminantAnalysis": "fedlearn.analytics.discriminant",
+    "FederatedLinearRegression": "fedlearn.analytics.linear",
+    "FederatedLogisticRegression": "fedlearn.analytics.logistic",
+    "FederatedPCA": "fedlearn.analytics.pca",
+    "FederatedQuadraticDiscriminantAnalysis": "fedlearn.analytics.discriminant",
+    "FederatedRidge": "fedlearn.analytics.linear",
+    "Histogram": "fedlearn.analytics.histogram",
+    "HistogramSpec": "fedlearn.analytics.histogram",
+    "JobDir": "fedlearn.analytics.jobdir",
+    "JobReport": "fedlearn.analytics.job",
+    "LOGISTIC_STEP": "fedlearn.analytics.handlers",
+    "MemberReport": "fedlearn.analytics.job",
+    "Moments": "fedlearn.analytics.moments",
+    "NewtonStats": "fedlearn.analytics.logistic",
+    "SCHEMA": "fedlearn.analytics.handlers",
+    "SUMMARIZE": "fedlearn.analytics.handlers",
+    "Summary": "fedlearn.analytics.summary",
+    "SummarySpec": "fedlearn.analytics.summary",
+    "Table": "fedlearn.analytics.sources",
+    "accumulate": "fedlearn.analytics.summarize",
+    "analytics_handlers": "fedlearn.analytics.handlers",
+    "check_shareable": "fedlearn.analytics.summarize",
+    "correlation": "fedlearn.analytics.covariance",
+    "describe": "fedlearn.analytics.covariance",
+    "logistic_stats": "fedlearn.analytics.logistic",
+    "merge_all": "fedlearn.analytics.moments",
+    "scan_extrema": "fedlearn.analytics.summarize",
+    "summarize": "fedlearn.analytics.summarize",
+    "table_from_dataset": "fedlearn.analytics.sources",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedlearn.analytics' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "LOGISTIC_STEP",

@@ -1,0 +1,38 @@
+"""Build the task handler a deployed node runs from its config and loaded datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.client.threads import BlasThreads
+from fedlearn.core.messages import Reply, Task
+from fedlearn.data.dataset import Dataset
+from fedlearn.runtime.node_config import NodeConfig
+from fedlearn.simulation.from_config import build_learner
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedNode:
+    """A node whose numeric work runs with a fixed BLAS thread count, as in simulation."""
+
+    app: NodeApp
+    threads: BlasThreads
+
+    def handle(self, task: Task) -> Reply:
+        with self.threads():
+            return self.app.handle(task)
+
+
+def build_node(
+    name: str, config: NodeConfig, datasets: Mapping[str, Dataset], *, handlers: Mapping[str, Handler] | None = None
+) -> PinnedNode:
+    """The node's trainer (if it trains) on its training dataset, plus extra task handlers."""
+    trainer = None
+    training = config.training_dataset()
+    if training is not None and config.node.learner is not None:
+        data = datasets[training]
+        trainer = build_learner(config.node.learner, data, **config.node.learner_options).trainer(data)
+    app = NodeApp(node_id=name, trainer=trainer, handlers=dict(handlers or {}))
+    return PinnedNode(app=app, threads=BlasThreads(config.node.blas_threads))

@@ -1,0 +1,320 @@
+"""The coordinator's side of the gRPC link: a :class:`~fedlearn.engine.fleet.Fleet` whose nodes dial in.
+
+Nodes connect outward and hold one ``Session`` stream each; only task headers travel on it. The
+parameters travel by ``Download``, in chunks, from a store that encodes each parameter version
+once (see ``transport.blobs``), and replies come back by ``Upload``, also in chunks. Blobs are
+named by the sha256 of their safetensors bytes, so the node can verify what it fetched before
+decoding it and skip what it already holds.
+
+Failure is reported, never waited out. A session ends when its stream breaks (a killed node's
+socket closes at once), when no heartbeat arrives within ``heartbeat_timeout``, or when it is
+replaced; its open tasks then become error replies at once, so the engine can close the round
+with the remaining nodes. A reply for a task that is no longer open is dropped.
+
+A node name holds at most one session. A new session *replaces* the old one rather than being
+refused: a node that restarts after a crash must get back in at once, without waiting for the
+coordinator to notice that its old connection is dead. The replaced agent is told so
+(``ALREADY_EXISTS``) and stops, because two live agents sharing a name is a configuration error.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+
+from fedlearn.core.errors import CodecError, ConfigError
+from fedlearn.core.messages import Reply, Task
+from fedlearn.runtime.proto import fleet_pb2 as pb
+from fedlearn.runtime.tls import ServerTLS
+from fedlearn.runtime.transport import limits
+from fedlearn.runtime.transport.blobs import BlobStore
+from fedlearn.runtime.transport.envelope import task_header
+from fedlearn.runtime.transport.service import FleetService, SessionRecord
+from fedlearn.runtime.transport.stream import Blob
+
+logger = logging.getLogger(__name__)
+
+_MAX_OPEN_TASKS_PER_NODE = 8  # a stuck node must not pin old parameter versions forever
+
+
+class Authenticate(Protocol):
+    """True when ``token`` is the current token of node ``node``; the store provides it."""
+
+    def __call__(self, node: str, token: str, /) -> bool: ...
+
+
+class NodeStatusCallback(Protocol):
+    """Told when a node comes online or goes offline, e.g. to persist it."""
+
+    def __call__(self, node: str, online: bool, /) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStats:
+    """What crossed the link so far: for dashboards, and to check that caching works."""
+
+    blobs_encoded: int
+    downloads: int
+    bytes_downloaded: int
+    uploads: int
+    bytes_uploaded: int
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenTask:
+    node: str
+    session: SessionRecord
+    kind: str
+    round: int
+    digests: tuple[str, str]
+
+
+@dataclass(slots=True)
+class _Counters:
+    downloads: int = 0
+    bytes_downloaded: int = 0
+    uploads: int = 0
+    bytes_uploaded: int = 0
+
+
+@dataclass(slots=True)
+class _State:
+    sessions: dict[str, SessionRecord] = field(default_factory=dict)
+    tasks: dict[str, _OpenTask] = field(default_factory=dict)  # insertion order is sending order
+    counters: _Counters = field(default_factory=_Counters)
+    closed: bool = False
+
+
+class GrpcFleet:
+    """Nodes connected over gRPC, as a ``Fleet``; serve it with :func:`serve`."""
+
+    def __init__(
+        self,
+        *,
+        authenticate: Authenticate,
+        max_message_bytes: int = limits.DEFAULT_MAX_MESSAGE_BYTES,
+        chunk_bytes: int = limits.DEFAULT_CHUNK_BYTES,
+        heartbeat_interval: float = 2.0,
+        heartbeat_timeout: float = 6.0,
+        max_nodes: int = 256,
+        on_node_status: NodeStatusCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        limits.check_sizes(max_message_bytes=max_message_bytes, chunk_bytes=chunk_bytes)
+        limits.check_timeout("heartbeat_interval", heartbeat_interval)
+        limits.check_timeout("heartbeat_timeout", heartbeat_timeout)
+        if heartbeat_timeout <= heartbeat_interval:
+            raise ConfigError(
+                f"`heartbeat_timeout` must exceed `heartbeat_interval` ({heartbeat_interval}); got {heartbeat_timeout}"
+            )
+        if max_nodes < 1:
+            raise ConfigError(f"`max_nodes` must be >= 1; got {max_nodes}")
+        self.authenticate = authenticate
+        self.max_message_bytes = max_message_bytes
+        self.chunk_bytes = chunk_bytes
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_nodes = max_nodes
+        self.clock = clock
+        self._on_node_status = on_node_status
+        self._lock = threading.Lock()
+        self._state = _State()
+        self._blobs = BlobStore()
+        self._replies: queue.Queue[Reply] = queue.Queue()
+
+    # -- the Fleet protocol ---------------------------------------------------------------------
+
+    def available(self) -> Sequence[str]:
+        with self._lock:
+            return sorted(self._state.sessions)
+
+    def send(self, node_id: str, task: Task) -> None:
+        with self._lock:
+            session = self._state.sessions.get(node_id)
+        if session is None:
+            self._replies.put(_failed(node_id, task.kind, task.round, f"node {node_id} is not connected"))
+            return
+        try:
+            params = self._blobs.acquire(task.params)
+            try:
+                extras = self._blobs.acquire(task.extras)
+            except CodecError:
+                self._blobs.release(params.digest)
+                raise
+        except CodecError as exc:
+            self._replies.put(_failed(node_id, task.kind, task.round, f"cannot encode the task: {exc}"))
+            return
+        task_id = uuid.uuid4().hex
+        open_task = _OpenTask(node_id, session, task.kind, task.round, (params.digest, extras.digest))
+        with self._lock:
+            gone = session.ended
+            if not gone:
+                self._state.tasks[task_id] = open_task
+                mine = [t for t, o in self._state.tasks.items() if o.session is session]
+                overflow = mine[: max(0, len(mine) - _MAX_OPEN_TASKS_PER_NODE)]
+        if gone:
+            self._release(open_task)
+            self._replies.put(_failed(node_id, task.kind, task.round, f"node {node_id} disconnected"))
+            return
+        for old in overflow:
+            self._fail(old, f"superseded: node {node_id} has more than {_MAX_OPEN_TASKS_PER_NODE} open tasks")
+        session.outbox.put(pb.CoordinatorMessage(task=task_header(task_id, task, params=params, extras=extras)))
+
+    def receive(self, timeout: float) -> list[Reply]:
+        try:
+            replies = [self._replies.get(timeout=max(0.0, timeout))]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                replies.append(self._replies.get_nowait())
+            except queue.Empty:
+                return replies
+
+    def close(self) -> None:
+        """End every session (nodes will reconnect to whoever serves next) and refuse new ones."""
+        with self._lock:
+            self._state.closed = True
+            sessions = list(self._state.sessions.values())
+        for session in sessions:
+            self.end_session(session, "the coordinator is shutting down", grpc.StatusCode.UNAVAILABLE)
+
+    # -- operations for the coordinator ---------------------------------------------------------
+
+    def disconnect(self, node_id: str, reason: str) -> None:
+        """End a node's session, e.g. after its token was revoked; it will have to authenticate again."""
+        with self._lock:
+            session = self._state.sessions.get(node_id)
+        if session is not None:
+            self.end_session(session, reason, grpc.StatusCode.UNAVAILABLE)
+
+    @property
+    def stats(self) -> TransferStats:
+        with self._lock:
+            c = self._state.counters
+            return TransferStats(self._blobs.encoded, c.downloads, c.bytes_downloaded, c.uploads, c.bytes_uploaded)
+
+    # -- used by the service ---------------------------------------------------------------------
+
+    def open_session(self, session: SessionRecord) -> tuple[grpc.StatusCode, str] | None:
+        """Register a session, replacing any older one of the same node; a refusal says why."""
+        with self._lock:
+            if self._state.closed:
+                return grpc.StatusCode.UNAVAILABLE, "the coordinator is shutting down"
+            if session.ended:  # the connection closed before the session could open
+                return grpc.StatusCode.CANCELLED, "the connection closed"
+            old = self._state.sessions.get(session.node)
+            if old is None and len(self._state.sessions) >= self.max_nodes:
+                return grpc.StatusCode.RESOURCE_EXHAUSTED, f"the coordinator is full (max_nodes={self.max_nodes})"
+            self._state.sessions[session.node] = session
+        if old is not None:
+            reason = f"node {session.node} connected again from another session"
+            self.end_session(old, reason, grpc.StatusCode.ALREADY_EXISTS)
+        else:
+            self._notify(session.node, online=True)
+        return None
+
+    def end_session(self, session: SessionRecord, reason: str, code: grpc.StatusCode) -> None:
+        """End ``session`` once; its open tasks become error replies and the node goes offline."""
+        with self._lock:
+            if session.ended:
+                return
+            session.ended = True
+            session.status = (code, reason)
+            current = self._state.sessions.get(session.node) is session
+            if current:
+                del self._state.sessions[session.node]
+            orphans = [t for t, o in self._state.tasks.items() if o.session is session]
+        session.outbox.put(None)
+        message = f"node {session.node} disconnected before replying: {reason}"
+        for task_id in orphans:
+            self._fail(task_id, message)
+        if current:
+            logger.info("node %s is offline: %s", session.node, reason)
+            self._notify(session.node, online=False)
+
+    def open_task(self, task_id: str, node: str) -> tuple[str, int] | None:
+        """Kind and round of an open task of ``node``, or None when it is unknown or not theirs."""
+        with self._lock:
+            task = self._state.tasks.get(task_id)
+            return (task.kind, task.round) if task is not None and task.node == node else None
+
+    def settle(self, task_id: str, reply: Reply) -> bool:
+        """Close an open task with ``reply``; False when it was already closed (the reply is dropped)."""
+        with self._lock:
+            task = self._state.tasks.pop(task_id, None)
+        if task is None:
+            return False
+        self._release(task)
+        self._replies.put(reply)
+        return True
+
+    def _fail(self, task_id: str, reason: str) -> None:
+        with self._lock:
+            task = self._state.tasks.get(task_id)
+        if task is not None:
+            self.settle(task_id, _failed(task.node, task.kind, task.round, reason))
+
+    def blob_for(self, node: str, digest: str) -> Blob | None:
+        """A blob that one of ``node``'s open tasks refers to; other nodes' blobs stay private."""
+        with self._lock:
+            wanted = any(o.node == node and digest in o.digests for o in self._state.tasks.values())
+        return self._blobs.get(digest) if wanted and digest else None
+
+    def count_transfer(self, *, download: bool, nbytes: int) -> None:
+        with self._lock:
+            c = self._state.counters
+            if download:
+                c.downloads += 1
+                c.bytes_downloaded += nbytes
+            else:
+                c.uploads += 1
+                c.bytes_uploaded += nbytes
+
+    def _release(self, task: _OpenTask) -> None:
+        for digest in task.digests:
+            self._blobs.release(digest)
+
+    def _notify(self, node: str, *, online: bool) -> None:
+        if self._on_node_status is None:
+            return
+        try:
+            self._on_node_status(node, online)
+        except Exception:  # a failing status hook must not take the link down
+            logger.exception("on_node_status(%r, %r) failed", node, online)
+
+
+def _failed(node: str, kind: str, round: int, reason: str) -> Reply:
+    return Reply(node_id=node, kind=kind, round=round, error=reason)
+
+
+def serve(
+    fleet: GrpcFleet, address: str, tls: ServerTLS | None = None, *, max_transfers: int = 32
+) -> tuple[grpc.Server, int]:
+    """Start a gRPC server for ``fleet`` on ``address`` (port 0 picks a free port); returns it and its port.
+
+    Each connected node holds one worker thread for its session, so the pool has ``max_nodes``
+    threads for sessions plus ``max_transfers`` for concurrent downloads and uploads. Port reuse
+    is off, so a second coordinator on the same port fails instead of silently sharing it.
+    """
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=fleet.max_nodes + max_transfers, thread_name_prefix="fedlearn-grpc"),
+        options=[*limits.grpc_options(), ("grpc.so_reuseport", 0)],
+    )
+    FleetService(fleet).register(server)
+    try:
+        port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address}: the port is taken or the address is not local") from exc
+    server.start()
+    logger.info("coordinator listening on %s (%s)", address, "TLS" if tls else "no TLS")
+    return server, port

@@ -1,0 +1,47 @@
+"""Size and timing rules shared by both ends of the gRPC link.
+
+Two sizes matter and they are kept apart on purpose. A *message* is one logical blob, a task's
+parameters or a node's reply, and ``max_message_bytes`` bounds it on each side; the bound is
+checked against the announced size before a single byte is buffered. A *frame* is one gRPC
+message carrying a chunk of a blob or a small header. Frames stay at most a few MiB whatever the
+model size, so gRPC's own message limit (and its 2 GB ceiling) never comes into play.
+"""
+
+from __future__ import annotations
+
+from fedlearn.core.errors import ConfigError
+
+DEFAULT_CHUNK_BYTES = 1 << 20
+"""1 MiB: large enough to amortise per-message overhead, small enough to interleave sessions."""
+
+MAX_CHUNK_BYTES = 4 << 20
+
+HEADER_ALLOWANCE = 1 << 20
+"""Room in a frame beside the chunk: task config and reply metrics travel as JSON headers."""
+
+MAX_FRAME_BYTES = MAX_CHUNK_BYTES + HEADER_ALLOWANCE
+
+DEFAULT_MAX_MESSAGE_BYTES = 2**33
+"""8 GiB, the engine's default reply limit (``Limits.max_bytes``)."""
+
+
+def check_sizes(*, max_message_bytes: int, chunk_bytes: int) -> None:
+    """Refuse sizes that could not work, naming the parameter."""
+    if max_message_bytes <= 0:
+        raise ConfigError(f"`max_message_bytes` must be positive; got {max_message_bytes}")
+    if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ConfigError(f"`chunk_bytes` must be in (0, {MAX_CHUNK_BYTES}]; got {chunk_bytes}")
+
+
+def check_timeout(name: str, value: float) -> None:
+    """Every wait has a deadline, so a deadline must be a positive number of seconds."""
+    if not value > 0:
+        raise ConfigError(f"`{name}` must be a positive number of seconds; got {value}")
+
+
+def grpc_options() -> list[tuple[str, int]]:
+    """Channel and server options: frames above ``MAX_FRAME_BYTES`` are refused by gRPC itself."""
+    return [
+        ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
+        ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+    ]

@@ -1,0 +1,258 @@
+"""The coordinator's RPC handlers: authentication, sessions, downloads and uploads.
+
+Handlers only translate between the wire and a :class:`Hub` (the ``GrpcFleet``), which owns
+sessions and open tasks. Each call is authenticated first from its metadata; a refusal is
+``UNAUTHENTICATED`` with a message that says what to do. Everything a peer sends is hostile until
+checked: a bad upload becomes an error reply for its task (the engine records the reason) and an
+error status for the caller, and never an exception that escapes into the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import NoReturn, Protocol
+
+import grpc
+
+from fedlearn.core.errors import CodecError
+from fedlearn.core.messages import Reply
+from fedlearn.runtime.proto import fleet_pb2 as pb
+from fedlearn.runtime.proto import fleet_pb2_grpc as pb_grpc
+from fedlearn.runtime.transport.chunks import Assembler
+from fedlearn.runtime.transport.envelope import NODE_KEY, PROTOCOL_VERSION, TOKEN_KEY, check_ref, decode_reply
+from fedlearn.runtime.transport.stream import Blob
+
+logger = logging.getLogger(__name__)
+
+_PING = pb.CoordinatorMessage(ping=pb.Ping())
+_MAX_NAME_CHARS = 128
+
+
+@dataclass(eq=False, slots=True)
+class SessionRecord:
+    """One node's live session; ``outbox`` feeds its stream and ``None`` in it ends the stream."""
+
+    node: str
+    last_seen: float
+    outbox: queue.SimpleQueue[pb.CoordinatorMessage | None] = field(default_factory=queue.SimpleQueue)
+    hello: threading.Event = field(default_factory=threading.Event)
+    protocol: int = 0
+    ended: bool = False
+    status: tuple[grpc.StatusCode, str] = (grpc.StatusCode.OK, "")
+
+
+class Hub(Protocol):
+    """What the handlers need from the fleet."""
+
+    @property
+    def authenticate(self) -> Callable[[str, str], bool]: ...
+    @property
+    def max_message_bytes(self) -> int: ...
+    @property
+    def chunk_bytes(self) -> int: ...
+    @property
+    def heartbeat_interval(self) -> float: ...
+    @property
+    def heartbeat_timeout(self) -> float: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def open_session(self, session: SessionRecord) -> tuple[grpc.StatusCode, str] | None: ...
+    def end_session(self, session: SessionRecord, reason: str, code: grpc.StatusCode) -> None: ...
+    def open_task(self, task_id: str, node: str) -> tuple[str, int] | None: ...
+    def settle(self, task_id: str, reply: Reply) -> bool: ...
+    def blob_for(self, node: str, digest: str) -> Blob | None: ...
+    def count_transfer(self, *, download: bool, nbytes: int) -> None: ...
+
+
+class FleetService(pb_grpc.FleetServicer):
+    """The ``Fleet`` gRPC service over a :class:`Hub`; see the module docstring."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def register(self, server: grpc.Server) -> None:
+        pb_grpc.add_FleetServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+
+    # -- Session ---------------------------------------------------------------------------------
+
+    def Session(  # noqa: N802 - gRPC method names are CamelCase
+        self, request_iterator: Iterator[pb.NodeMessage], context: grpc.ServicerContext
+    ) -> Iterator[pb.CoordinatorMessage]:
+        node = self._authenticate(context)
+        hub = self._hub
+        session = SessionRecord(node=node, last_seen=hub.clock())
+        context.add_callback(lambda: hub.end_session(session, "the connection closed", grpc.StatusCode.CANCELLED))
+        reader = threading.Thread(
+            target=self._read, args=(session, request_iterator), name=f"fedlearn-session-{node}", daemon=True
+        )
+        reader.start()
+        return self._talk(session, context)
+
+    def _read(self, session: SessionRecord, requests: Iterator[pb.NodeMessage]) -> None:
+        """Note every message's arrival (the heartbeat) until the node's side of the stream ends."""
+        reason, code = "the node closed its session", grpc.StatusCode.OK
+        try:
+            for message in requests:
+                session.last_seen = self._hub.clock()
+                if not session.hello.is_set():
+                    session.protocol = message.hello.protocol if message.HasField("hello") else 0
+                    session.hello.set()
+        except Exception as exc:  # grpc.RpcError when the connection drops; nothing here may escape
+            reason, code = f"the connection was lost ({type(exc).__name__})", grpc.StatusCode.CANCELLED
+        finally:
+            session.hello.set()
+            self._hub.end_session(session, reason, code)
+
+    def _talk(self, session: SessionRecord, context: grpc.ServicerContext) -> Iterator[pb.CoordinatorMessage]:
+        hub = self._hub
+        if not session.hello.wait(hub.heartbeat_timeout) or session.ended:
+            hub.end_session(session, "no Hello", grpc.StatusCode.DEADLINE_EXCEEDED)
+            _finish(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {hub.heartbeat_timeout:g} s")
+            return
+        if session.protocol != PROTOCOL_VERSION:
+            hub.end_session(session, "protocol mismatch", grpc.StatusCode.FAILED_PRECONDITION)
+            _finish(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {session.node} speaks protocol {session.protocol} but this coordinator speaks "
+                f"{PROTOCOL_VERSION}; run the same fedlearn version on both",
+            )
+            return
+        refusal = hub.open_session(session)
+        if refusal is not None:
+            _finish(context, *refusal)
+            return
+        logger.info("node %s is online", session.node)
+        yield pb.CoordinatorMessage(
+            welcome=pb.Welcome(
+                heartbeat_interval=hub.heartbeat_interval,
+                heartbeat_timeout=hub.heartbeat_timeout,
+                max_message_bytes=hub.max_message_bytes,
+            )
+        )
+        while True:
+            silent = hub.clock() - session.last_seen
+            if silent > hub.heartbeat_timeout:
+                hub.end_session(session, f"no heartbeat for {silent:.1f} s", grpc.StatusCode.DEADLINE_EXCEEDED)
+            waiting_since = hub.clock()
+            try:
+                message = session.outbox.get(timeout=hub.heartbeat_interval)
+            except queue.Empty:
+                message = _PING
+                # Time this thread could not run (the GIL held by a big decode, say) is the
+                # coordinator's silence, not the node's: the heartbeats are queued, unread.
+                overrun = hub.clock() - waiting_since - hub.heartbeat_interval
+                if overrun > 0:
+                    session.last_seen += overrun
+            if message is None:
+                _finish(context, *session.status)
+                return
+            yield message
+
+    # -- Download --------------------------------------------------------------------------------
+
+    def Download(self, request: pb.BlobRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:  # noqa: N802
+        node = self._authenticate(context)
+        blob = self._hub.blob_for(node, request.digest)
+        if blob is None:
+            _abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"blob {request.digest[:16]!r} is not open for node {node}: its task has ended or was never sent",
+            )
+        self._hub.count_transfer(download=True, nbytes=blob.size)
+        return (pb.Chunk(data=chunk) for chunk in blob.chunks(self._hub.chunk_bytes))
+
+    # -- Upload ----------------------------------------------------------------------------------
+
+    def Upload(  # noqa: N802
+        self, request_iterator: Iterator[pb.UploadMessage], context: grpc.ServicerContext
+    ) -> pb.UploadAck:
+        node = self._authenticate(context)
+        hub = self._hub
+        try:
+            first = next(request_iterator, None)
+        except grpc.RpcError:
+            return pb.UploadAck(accepted=False, detail="the upload broke off")
+        if first is None or first.WhichOneof("body") != "header":
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "an upload must start with a reply header")
+        header = first.header
+        task = hub.open_task(header.task_id, node)
+        if task is None:
+            return pb.UploadAck(accepted=False, detail=f"task {header.task_id[:40]!r} is not open for node {node}")
+        kind, round = task
+
+        def fail(code: grpc.StatusCode, reason: str) -> NoReturn:
+            hub.settle(header.task_id, Reply(node_id=node, kind=kind, round=round, error=reason))
+            _abort(context, code, reason)
+
+        size = header.payload.size
+        if size > hub.max_message_bytes:
+            fail(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"node {node}'s reply is {size} bytes; the coordinator accepts at most {hub.max_message_bytes} "
+                "(raise max_message_bytes)",
+            )
+        try:
+            check_ref(header.payload, what="reply payload")
+            assembler = Assembler(
+                size=size, digest=header.payload.digest, max_bytes=hub.max_message_bytes, what="reply"
+            )
+            for message in request_iterator:
+                if message.WhichOneof("body") != "chunk":
+                    raise CodecError("an upload carries one header, then only chunks")
+                assembler.add(message.chunk)
+            payload = assembler.finish()
+            reply = decode_reply(header, payload, node_id=node, kind=kind, round=round, max_bytes=hub.max_message_bytes)
+        except CodecError as exc:
+            fail(grpc.StatusCode.INVALID_ARGUMENT, f"node {node} sent an unreadable reply: {exc}")
+        except grpc.RpcError:  # the node went away mid-upload; nobody is left to tell
+            hub.settle(header.task_id, Reply(node_id=node, kind=kind, round=round, error="the upload broke off"))
+            return pb.UploadAck(accepted=False, detail="the upload broke off")
+        hub.count_transfer(download=False, nbytes=size)
+        if not hub.settle(header.task_id, reply):
+            return pb.UploadAck(accepted=False, detail=f"task {header.task_id!r} ended while its reply was uploading")
+        return pb.UploadAck(accepted=True)
+
+    # -- authentication --------------------------------------------------------------------------
+
+    def _authenticate(self, context: grpc.ServicerContext) -> str:
+        """The caller's node name once its token checks out; otherwise the call ends here."""
+        metadata = dict(context.invocation_metadata())
+        node, token = metadata.get(NODE_KEY), metadata.get(TOKEN_KEY)
+        if not isinstance(node, str) or not isinstance(token, str) or not node or not token:
+            _abort(
+                context, grpc.StatusCode.UNAUTHENTICATED, f"every call must carry {NODE_KEY} and {TOKEN_KEY} metadata"
+            )
+        if len(node) > _MAX_NAME_CHARS:
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED, f"node names are at most {_MAX_NAME_CHARS} characters")
+        try:
+            allowed = self._hub.authenticate(node, token)
+        except Exception:  # the store is down: say so rather than call the node an impostor
+            logger.exception("checking the token of node %r failed", node)
+            _abort(context, grpc.StatusCode.UNAVAILABLE, "the coordinator cannot check tokens right now; retry later")
+        if not allowed:
+            _abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"node {node!r} is unknown or its token was revoked; ask the operator for a new token",
+            )
+        return node
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    """End the call with an error status; ``context.abort`` always raises, which this tells the type checker."""
+    context.abort(code, details)
+    raise AssertionError("grpc's abort returned")  # pragma: no cover
+
+
+def _finish(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:
+    """End a streaming call with a status (abort would raise inside the response generator)."""
+    if code is not grpc.StatusCode.OK:
+        context.set_code(code)
+        context.set_details(details)

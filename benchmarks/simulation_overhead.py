@@ -1,5 +1,9 @@
 """Simulation overhead against a plain NumPy loop doing the same arithmetic.
 
+Simulated nodes compute with one BLAS thread (so results do not depend on the executor or the
+machine), so the plain loop is measured twice: as written (BLAS picks its thread count) and with
+one BLAS thread, which isolates the framework's own overhead.
+
 Softmax regression, 5 local SGD steps of 32 samples per node, FedAvg over every node, for
 (a) 100 nodes x ~1M float32 parameters and (b) 10 nodes x 100 parameters. Each measurement runs
 in a fresh interpreter, so its peak RSS and its time from process start to the first round are
@@ -26,7 +30,7 @@ CASES = {
     "a": (100, 1000, 1000, 3),
     "b": (10, 9, 10, 300),
 }
-MODES = ("plain", "inprocess", "pool")
+MODES = ("plain", "plain-1thread", "inprocess", "pool")
 STEPS, BATCH, LR, SEED = 5, 32, 0.1, 0
 
 
@@ -107,7 +111,13 @@ def run_fedlearn(case: str, executor: str) -> tuple[float, list[float]]:
 
 
 def child(case: str, mode: str, spawned_at: float) -> None:
-    first_round_start, ends = run_plain(case) if mode == "plain" else run_fedlearn(case, mode)
+    if mode == "plain-1thread":  # the same loop with the one BLAS thread simulated nodes compute with
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"):
+            first_round_start, ends = run_plain(case)
+    else:
+        first_round_start, ends = run_plain(case) if mode == "plain" else run_fedlearn(case, mode)
     rounds = [b - a for a, b in itertools.pairwise(ends)]  # round 1 is warm-up and not counted
     print(
         json.dumps(

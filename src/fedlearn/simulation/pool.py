@@ -4,8 +4,9 @@ Node ``i`` always runs in worker ``i mod W``, so a node's state (e.g. SCAFFOLD's
 stays in one process and results do not depend on ``W``. Workers are forked at construction,
 before any training, and inherit the node factory and its data without pickling. Tasks carry a
 JSON header and a reference to the round's parameters in shared memory (see ``shared``); replies
-come back as a JSON header plus safetensors bytes. A worker that dies turns its pending tasks into
-error replies, so the engine's deadline and quorum logic handle it like any lost node.
+come back the same way, a JSON header naming a shared block the parent maps without copying. A
+worker that dies turns its pending tasks into error replies, so the engine's deadline and quorum
+logic handle it like any lost node.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from fedlearn.client.threads import BlasThreads
-from fedlearn.core.codec import decode, encode
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.simulation.nodes import NodeCache, NodeFactory
-from fedlearn.simulation.shared import SharedBlock, attach, publish
+from fedlearn.simulation.shared import SharedBlock, attach, hand_over, publish
 
 _PARAMS = "p/"
 _EXTRAS = "x/"
@@ -154,7 +154,7 @@ class ProcessPoolFleet:
 
     def _read_reply(self, worker: _Worker) -> Reply:
         header = json.loads(worker.conn.recv_bytes())
-        payload = decode(worker.conn.recv_bytes())
+        payload = attach(header["block"], header["layout"], take=True)
         key = (header["node"], header["kind"], header["round"])
         self._finish(worker, key)
         return Reply(
@@ -191,6 +191,7 @@ def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -
             return
         header = json.loads(raw)
         reply = _answer(nodes, header, threads)
+        name, layout = hand_over(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS)))
         meta = {
             "node": reply.node_id,
             "kind": reply.kind,
@@ -198,9 +199,10 @@ def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -
             "num_examples": reply.num_examples,
             "metrics": dict(reply.metrics),
             "error": reply.error,
+            "block": name,
+            "layout": layout,
         }
         conn.send_bytes(json.dumps(meta).encode())
-        conn.send_bytes(encode(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS))))
 
 
 def _answer(nodes: NodeCache, header: dict[str, Any], threads: BlasThreads) -> Reply:

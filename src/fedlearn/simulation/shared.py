@@ -1,10 +1,11 @@
-"""Publish a parameter set once into shared memory and map it read-only in other processes.
+"""Publish a parameter set into shared memory and map it read-only in another process.
 
 The pool sends the same global model to many nodes each round. Writing it once into a POSIX
 shared-memory block and mapping that block read-only in the workers replaces one pickled copy per
-node with one copy per round. Only a small JSON layout (name, dtype, shape, offset) crosses the
-pipe; workers build NumPy views onto the mapping, which the kernel keeps alive until the last
-view is gone.
+node with one copy per round. Replies travel the same way in the other direction: the worker
+writes its trained parameters once, and the parent maps them without copying. Only a small JSON
+layout (name, dtype, shape, offset) crosses the pipe. NumPy views onto a mapping keep it alive,
+so a block's name can be unlinked as soon as it is mapped: the memory goes away with the last view.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -60,14 +62,32 @@ def publish(params: ParamSet) -> SharedBlock:
     return SharedBlock(memory=memory, layout=layout)
 
 
-def attach(name: str, layout: Layout) -> ParamSet:
-    """Map a published block read-only and view it as a ``ParamSet`` (no copy)."""
-    fd = os.open(os.path.join(_SHM_DIR, name), os.O_RDONLY)
+def hand_over(params: ParamSet) -> tuple[str, Layout]:
+    """Publish ``params`` for another process that will :func:`attach` it with ``take=True``.
+
+    This process lets go of the block entirely, so its resource tracker will not unlink it at exit.
+    """
+    block = publish(params)
+    resource_tracker.unregister(block.memory._name, "shared_memory")  # type: ignore[attr-defined]
+    block.memory.close()
+    return block.name, block.layout
+
+
+def attach(name: str, layout: Layout, *, take: bool = False) -> ParamSet:
+    """Map a published block read-only and view it as a ``ParamSet`` (no copy).
+
+    With ``take=True`` the block's name is unlinked once it is mapped, for blocks handed over
+    with :func:`hand_over`: nobody else will open it, and the memory lives as long as the views.
+    """
+    path = os.path.join(_SHM_DIR, name)
+    fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
         mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
+        if take:
+            os.unlink(path)
     arrays: dict[str, Any] = {}
     for key, dtype, shape, offset in layout:
         dt = np.dtype(dtype)

@@ -209,3 +209,20 @@ def test_input_state_is_not_mutated_by_a_round(params: ParamSet) -> None:
 def test_engine_config_rejects_bad_values_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=f"`{field}`"):
         EngineConfig(**{"rounds": 1, "seed": 0, field: value})
+
+
+def test_out_of_order_replies_beyond_the_buffer_spill_to_disk_and_give_the_same_model(params: ParamSet) -> None:
+    rng = np.random.default_rng(3)
+    offsets = {f"n{i}": np.float32(rng.normal()) for i in range(6)}
+
+    def answer(node: str, task: Task) -> Reply:
+        return Reply(node_id=node, kind=task.kind, round=task.round,
+                     params=task.params.map(lambda a: a + offsets[node]), num_examples=2)  # fmt: skip
+
+    results = []
+    for budget in (10**9, 0):  # everything in memory, then everything out of order on disk
+        engine = Engine(ScriptedFleet(list(offsets), answer, reverse=True), fedavg(),
+                        EngineConfig(rounds=2, seed=0, reorder_buffer_bytes=budget))  # fmt: skip
+        results.append(engine.run(engine.initial_state(params)).params)
+
+    assert results[0].bitwise_equal(results[1])

@@ -21,7 +21,7 @@ from fedlearn.core.validation import Limits, validate_metrics, validate_num_exam
 from fedlearn.engine import seeding
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
-from fedlearn.engine.stage import Clock, Gather, quorum_for
+from fedlearn.engine.stage import DEFAULT_BUFFER_BYTES, Clock, Gather, quorum_for
 from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, Strategy
 
 CentralEvaluate = Callable[[ParamSet], Mapping[str, float]]
@@ -45,6 +45,7 @@ class EngineConfig:
     client_config: Mapping[str, Scalar] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     run_id: str = ""
+    reorder_buffer_bytes: int = DEFAULT_BUFFER_BYTES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
@@ -57,6 +58,7 @@ class EngineConfig:
             ("wait_for_nodes_timeout", self.wait_for_nodes_timeout >= 0, ">= 0"),
             ("evaluate_every", self.evaluate_every >= 1, ">= 1"),
             ("evaluate_fraction", 0 <= self.evaluate_fraction <= 1, "in [0, 1]"),
+            ("reorder_buffer_bytes", self.reorder_buffer_bytes >= 0, ">= 0"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -136,6 +138,7 @@ class Engine:
             validate=self._fit_validator(state.params),
             clock=self._clock,
             label=f"round {number} fit",
+            buffer_bytes=self.config.reorder_buffer_bytes,
         )
         update = self.strategy.aggregate(
             state.params,

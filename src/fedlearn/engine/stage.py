@@ -2,24 +2,33 @@
 
 Replies are yielded in the order the tasks were given, not the order they arrive, so the same
 seed aggregates the same floats in the same order whatever the transport or worker count.
-Replies that arrive early wait in a small reorder buffer; a node that misses the deadline is
-skipped and everything buffered behind it is released. Every reply is validated before it is
-yielded, and each rejection is recorded with its reason instead of stopping the stage.
+Replies that arrive early wait in a reorder buffer; a node that misses the deadline is skipped
+and everything buffered behind it is released. The buffer holds at most ``buffer_bytes`` of
+parameters in memory and spills the rest to a temporary file, read back at its turn, so a round
+over many nodes with a large model needs memory for a few models, not one per node. Every reply
+is validated before it is buffered, and each rejection is recorded with its reason instead of
+stopping the stage.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from fedlearn.core.codec import decode, encode
 from fedlearn.core.errors import FedlearnError, QuorumError
 from fedlearn.core.messages import Reply, Task
+from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
 
 Clock = Callable[[], float]
 Validator = Callable[[Reply], None]
+DEFAULT_BUFFER_BYTES = 2**30
+_PARAMS, _EXTRAS = "p/", "x/"
 
 
 @dataclass(slots=True)
@@ -32,6 +41,48 @@ class StageReport:
     bytes_sent: int = 0
     bytes_received: int = 0
     timed_out: bool = False
+    spilled: int = 0
+
+
+class _ReorderBuffer:
+    """Early replies by node, in memory up to a byte budget and in a temporary file beyond it."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._held: dict[str, Reply] = {}
+        self._spilled: dict[str, tuple[Reply, Path]] = {}  # the reply without arrays, and where they are
+        self._in_memory = 0
+        self._spill_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def __contains__(self, node_id: str) -> bool:
+        return node_id in self._held or node_id in self._spilled
+
+    def put(self, reply: Reply) -> bool:
+        """Hold ``reply``; True when it had to go to disk."""
+        if self._in_memory + reply.nbytes <= self._budget:
+            self._held[reply.node_id] = reply
+            self._in_memory += reply.nbytes
+            return False
+        if self._spill_dir is None:
+            self._spill_dir = tempfile.TemporaryDirectory(prefix="fedlearn-replies-")
+        path = Path(self._spill_dir.name) / f"{len(self._spilled)}.safetensors"
+        path.write_bytes(encode(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS))))
+        self._spilled[reply.node_id] = (replace(reply, params=ParamSet(), extras=ParamSet()), path)
+        return True
+
+    def pop(self, node_id: str) -> Reply:
+        if node_id in self._held:
+            reply = self._held.pop(node_id)
+            self._in_memory -= reply.nbytes
+            return reply
+        reply, path = self._spilled.pop(node_id)
+        payload = decode(path.read_bytes())
+        path.unlink()
+        return replace(reply, params=payload.select(_PARAMS), extras=payload.select(_EXTRAS))
+
+    def close(self) -> None:
+        if self._spill_dir is not None:
+            self._spill_dir.cleanup()
 
 
 class Gather:
@@ -52,8 +103,10 @@ class Gather:
         validate: Validator | None = None,
         clock: Clock = time.monotonic,
         label: str = "stage",
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> None:
         self._fleet = fleet
+        self._buffer_bytes = buffer_bytes
         self._tasks = dict(tasks)
         self._quorum = quorum
         self._timeout = timeout
@@ -70,30 +123,33 @@ class Gather:
             self.report.sent.append(node_id)
             self.report.bytes_sent += task.params.nbytes + task.extras.nbytes
         deadline = self._clock() + self._timeout
-        buffered: dict[str, Reply] = {}
+        buffered = _ReorderBuffer(self._buffer_bytes)
         settled: set[str] = set()
         position = 0
-        while position < len(order):
-            node_id = order[position]
-            if node_id in buffered:
-                position += 1
-                reply = buffered.pop(node_id)
-                self.report.accepted.append(node_id)
-                yield reply
-                continue
-            if node_id in settled:
-                position += 1
-                continue
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                self._expire(order[position:], settled, buffered)
-                continue
-            for reply in self._fleet.receive(timeout=remaining):
-                self._admit(reply, buffered, settled)
+        try:
+            while position < len(order):
+                node_id = order[position]
+                if node_id in buffered:
+                    position += 1
+                    reply = buffered.pop(node_id)
+                    self.report.accepted.append(node_id)
+                    yield reply
+                    continue
+                if node_id in settled:
+                    position += 1
+                    continue
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    self._expire(order[position:], settled, buffered)
+                    continue
+                for reply in self._fleet.receive(timeout=remaining):
+                    self._admit(reply, buffered, settled)
+        finally:
+            buffered.close()
         if len(self.report.accepted) < self._quorum:
             raise QuorumError(self._quorum_message())
 
-    def _admit(self, reply: Reply, buffered: dict[str, Reply], settled: set[str]) -> None:
+    def _admit(self, reply: Reply, buffered: _ReorderBuffer, settled: set[str]) -> None:
         task = self._tasks.get(reply.node_id)
         if task is None or reply.node_id in settled or reply.node_id in buffered:
             return  # a late or duplicate reply from an earlier stage: ignore it
@@ -110,9 +166,9 @@ class Gather:
             except FedlearnError as exc:
                 self.report.failures[reply.node_id] = f"rejected: {exc}"
                 return
-        buffered[reply.node_id] = reply
+        self.report.spilled += buffered.put(reply)
 
-    def _expire(self, pending: list[str], settled: set[str], buffered: dict[str, Reply]) -> None:
+    def _expire(self, pending: list[str], settled: set[str], buffered: _ReorderBuffer) -> None:
         self.report.timed_out = True
         for node_id in pending:
             if node_id not in settled and node_id not in buffered:

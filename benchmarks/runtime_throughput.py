@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # the in-process run imports benchmarks.runtime_learner, as the nodes do
     runs = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:

@@ -71,6 +71,7 @@ class EngineSection(_Section):
     evaluate_every: int = Field(1, ge=1)
     evaluate_fraction: float = Field(0.0, ge=0, le=1)
     max_message_bytes: int = Field(2**31, gt=0)
+    reorder_buffer_bytes: int = Field(2**30, ge=0)
 
 
 class SimulationSection(_Section):

@@ -7,9 +7,13 @@ task it fetches the blobs it does not already hold (the last two are kept, by di
 unchanged global parameters are not downloaded again), verifies them, runs the handler and
 uploads the reply in chunks.
 
-When the link drops, or the coordinator stays silent past its heartbeat timeout, the agent dials
-again after an exponential, capped, jittered delay, and carries on with whichever coordinator
-answers, so a coordinator restart costs a node nothing. Being refused is different: an unknown or
+When the link drops (the stream breaks, or a transport keepalive ping to the coordinator goes
+unanswered for ``keepalive`` seconds), the agent dials again after an exponential, capped,
+jittered delay and carries on with whichever coordinator answers, so a coordinator restart costs
+a node nothing. Liveness is the transport's job on purpose: its pings are answered inside gRPC's
+C core, so neither side looks dead while the other is busy holding the GIL (decoding a large
+model does). The heartbeats this agent sends let the coordinator drop a node that is idle yet
+silent, e.g. one whose Python is hung. Being refused is different: an unknown or
 revoked token, a name taken over by another agent, or a protocol mismatch raises
 :class:`ConfigError` with a message that says what to do, instead of retrying forever.
 """
@@ -68,34 +72,34 @@ class _Link:
 
     channel: grpc.Channel
     stub: pb_grpc.FleetStub
-    interval: float
-    silence_limit: float
+    connect_timeout: float
     max_reply_bytes: int
-    last_rx: float = field(default_factory=time.monotonic)
+    interval: float = 0.0
+    welcomed: bool = False
     call: grpc.Future | None = None
     closed: threading.Event = field(default_factory=threading.Event)
     timed_out: bool = False
 
     def requests(self, stop: threading.Event) -> Iterator[pb.NodeMessage]:
-        """Hello, then a heartbeat every interval, until the link closes or the coordinator goes quiet."""
+        """Hello, then a heartbeat every interval, until the link closes; no Welcome in time ends it."""
         yield pb.NodeMessage(hello=pb.Hello(protocol=PROTOCOL_VERSION))
-        last_tx = time.monotonic()
+        started = last_tx = time.monotonic()
         while not self.closed.is_set() and not stop.wait(_TICK):
             now = time.monotonic()
-            if now - self.last_rx > self.silence_limit:
+            if not self.welcomed and now - started > self.connect_timeout:
                 self.timed_out = True
                 break
-            if now - last_tx >= self.interval:
+            if self.welcomed and now - last_tx >= self.interval:
                 last_tx = now
                 yield _HEARTBEAT
         self.cancel()
 
     def welcome(self, welcome: pb.Welcome) -> bool:
-        """Adopt the coordinator's timing and size rules; False if they make no sense."""
-        interval, timeout = welcome.heartbeat_interval, welcome.heartbeat_timeout
-        if not (0 < interval < timeout < math.inf and welcome.max_message_bytes > 0):
+        """Adopt the coordinator's heartbeat interval and reply size limit; False if they make no sense."""
+        if not (0 < welcome.heartbeat_interval < math.inf and welcome.max_message_bytes > 0):
             return False
-        self.interval, self.silence_limit, self.max_reply_bytes = interval, timeout, welcome.max_message_bytes
+        self.interval, self.max_reply_bytes = welcome.heartbeat_interval, welcome.max_message_bytes
+        self.welcomed = True
         return True
 
     def cancel(self) -> None:
@@ -126,6 +130,7 @@ class NodeAgent:
         chunk_bytes: int = limits.DEFAULT_CHUNK_BYTES,
         connect_timeout: float = 10.0,
         transfer_timeout: float = 600.0,
+        keepalive: float = 10.0,
         backoff: Backoff = DEFAULT_BACKOFF,
         give_up_after: float | None = None,
         rng: random.Random | None = None,
@@ -136,6 +141,7 @@ class NodeAgent:
         limits.check_sizes(max_message_bytes=max_message_bytes, chunk_bytes=chunk_bytes)
         limits.check_timeout("connect_timeout", connect_timeout)
         limits.check_timeout("transfer_timeout", transfer_timeout)
+        limits.check_timeout("keepalive", keepalive)
         if give_up_after is not None:
             limits.check_timeout("give_up_after", give_up_after)
         self.name = name
@@ -147,6 +153,7 @@ class NodeAgent:
         self._chunk_bytes = chunk_bytes
         self._connect_timeout = connect_timeout
         self._transfer_timeout = transfer_timeout
+        self._keepalive = keepalive
         self._backoff = backoff
         self._give_up_after = give_up_after
         self._rng = rng if rng is not None else random.Random()  # OS-seeded: jitter must differ between nodes
@@ -188,7 +195,7 @@ class NodeAgent:
             worker.join(timeout=1.0)  # a handler stuck in training cannot be interrupted; it is a daemon
 
     def _connect(self) -> _Link:
-        options: list[tuple[str, str | int]] = [*limits.grpc_options()]
+        options: list[tuple[str, str | int]] = [*limits.client_options(keepalive=self._keepalive)]
         if self._tls is not None:
             options += self._tls.channel_options()
             channel = grpc.secure_channel(self._coordinator, self._tls.credentials(), options)
@@ -197,35 +204,31 @@ class NodeAgent:
         return _Link(
             channel=channel,
             stub=pb_grpc.FleetStub(channel),  # type: ignore[no-untyped-call]
-            interval=self._connect_timeout,
-            silence_limit=self._connect_timeout,
+            connect_timeout=self._connect_timeout,
             max_reply_bytes=self._max_message_bytes,
         )
 
     def _session(self, link: _Link, work: _Work, stop: threading.Event) -> tuple[bool, str]:
         """Run one session to its end; returns whether it got going and why it ended."""
-        welcomed = False
         try:
             call = link.stub.Session(link.requests(stop), metadata=self._metadata)
             link.call = call
             for message in call:
-                link.last_rx = time.monotonic()
                 body = message.WhichOneof("body")
                 if body == "welcome":
                     if not link.welcome(message.welcome):
-                        return welcomed, "the coordinator's Welcome has impossible timing or size rules"
-                    welcomed = True
+                        return False, "the coordinator's Welcome has impossible timing or size rules"
                     logger.info("node %s: connected to %s", self.name, self._coordinator)
-                elif body == "task" and welcomed:
+                elif body == "task" and link.welcomed:
                     work.put((link, message.task))
         except grpc.RpcError as exc:
             if stop.is_set():
-                return welcomed, "stopped"
+                return link.welcomed, "stopped"
             if link.timed_out:
-                return welcomed, f"no word from the coordinator for {link.silence_limit:g} s"
+                return False, f"no Welcome from the coordinator within {link.connect_timeout:g} s"
             self._raise_if_refused(exc)
-            return welcomed, _describe(exc)
-        return welcomed, "the coordinator ended the session"
+            return link.welcomed, _describe(exc)
+        return link.welcomed, "the coordinator ended the session"
 
     def _raise_if_refused(self, exc: grpc.RpcError) -> None:
         code = exc.code()

@@ -248,6 +248,11 @@ class GrpcFleet:
             task = self._state.tasks.get(task_id)
             return (task.kind, task.round) if task is not None and task.node == node else None
 
+    def busy(self, session: SessionRecord) -> bool:
+        """Whether tasks sent on ``session`` are still open."""
+        with self._lock:
+            return any(o.session is session for o in self._state.tasks.values())
+
     def settle(self, task_id: str, reply: Reply) -> bool:
         """Close an open task with ``reply``; False when it was already closed (the reply is dropped)."""
         with self._lock:
@@ -304,11 +309,15 @@ def serve(
 
     Each connected node holds one worker thread for its session, so the pool has ``max_nodes``
     threads for sessions plus ``max_transfers`` for concurrent downloads and uploads. Port reuse
-    is off, so a second coordinator on the same port fails instead of silently sharing it.
+    is off, so a second coordinator on the same port fails instead of silently sharing it. The
+    transport pings every node each ``heartbeat_interval`` and drops it when a ping goes
+    unanswered for ``heartbeat_timeout`` (see ``limits.server_options``).
     """
     server = grpc.server(
         ThreadPoolExecutor(max_workers=fleet.max_nodes + max_transfers, thread_name_prefix="fedlearn-grpc"),
-        options=[*limits.grpc_options(), ("grpc.so_reuseport", 0)],
+        options=limits.server_options(
+            keepalive_interval=fleet.heartbeat_interval, keepalive_timeout=fleet.heartbeat_timeout
+        ),
     )
     FleetService(fleet).register(server)
     try:

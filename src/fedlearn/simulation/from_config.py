@@ -45,6 +45,7 @@ def engine_config(config: RunConfig) -> EngineConfig:
         evaluate_fraction=e.evaluate_fraction,
         client_config=config.client,
         limits=Limits(max_bytes=e.max_message_bytes),
+        reorder_buffer_bytes=e.reorder_buffer_bytes,
     )
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -14,11 +15,12 @@ from typing import IO
 import numpy as np
 import pytest
 
+from fedlearn.core.messages import Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine import Engine, EngineConfig
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.strategies import fedavg
-from tests.runtime.transport.conftest import TOKENS, Coordinator, wait_until
+from tests.runtime.transport.conftest import TOKENS, Coordinator, receive_all, wait_until
 from tests.runtime.transport.node_main import build_app
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,13 +36,13 @@ def spawn_node(tmp_path: Path) -> Iterator[SpawnNode]:
     logs: list[IO[str]] = []
 
     def spawn(
-        coordinator: Coordinator, name: str, *, token: str | None = None, delay: float = 0.0
+        coordinator: Coordinator, name: str, *, token: str | None = None, delay: float = 0.0, hog: float = 0.0
     ) -> subprocess.Popen[str]:
         offset, examples = NODES[name]
         command = [
             sys.executable, "-m", "tests.runtime.transport.node_main",
             "--coordinator", coordinator.address, "--name", name, "--token", token or TOKENS[name],
-            "--offset", str(offset), "--examples", str(examples), "--delay", str(delay),
+            "--offset", str(offset), "--examples", str(examples), "--delay", str(delay), "--hog", str(hog),
         ]  # fmt: skip
         log = (tmp_path / f"{name}.log").open("w")
         logs.append(log)
@@ -92,6 +94,42 @@ def test_node_killed_mid_task_turns_into_error_reply_and_goes_offline(
     assert record.duration_s < 10  # far less than node a's 60 s task or the 60 s round timeout
     assert coordinator.fleet.available() == ["b", "c"]
     assert ("a", False) in coordinator.statuses
+
+
+def test_frozen_node_with_an_open_task_is_dropped_by_the_transport_keepalive(
+    start_coordinator: StartCoordinator, spawn_node: SpawnNode, params: ParamSet
+) -> None:
+    coordinator = start_coordinator()
+    frozen = spawn_node(coordinator, "a", delay=30.0)
+    wait_until(lambda: coordinator.fleet.available() == ["a"], timeout=20)
+    coordinator.fleet.send("a", Task(kind="fit", round=1, params=params))
+    wait_until(lambda: coordinator.fleet.stats.downloads == 1)
+
+    os.kill(frozen.pid, signal.SIGSTOP)  # alive, socket open, but answers nothing, not even pings
+    try:
+        started = time.monotonic()
+        [reply] = receive_all(coordinator.fleet, 1, timeout=10)
+        noticed_after = time.monotonic() - started
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+
+    assert reply.error is not None and reply.error.startswith("node a disconnected before replying")
+    assert noticed_after < 3.0
+    assert coordinator.fleet.available() == []
+
+
+def test_node_holding_the_gil_past_the_heartbeat_timeout_is_kept_and_replies(
+    start_coordinator: StartCoordinator, spawn_node: SpawnNode, params: ParamSet
+) -> None:
+    coordinator = start_coordinator()
+    spawn_node(coordinator, "a", hog=2.0)  # more than three times the 0.6 s heartbeat timeout
+    wait_until(lambda: coordinator.fleet.available() == ["a"], timeout=20)
+
+    coordinator.fleet.send("a", Task(kind="fit", round=1, params=params))
+    [reply] = receive_all(coordinator.fleet, 1, timeout=15)
+
+    assert reply.ok, reply.error
+    assert coordinator.statuses == [("a", True)]
 
 
 def test_node_process_with_a_bad_token_exits_with_a_clear_message(

@@ -26,14 +26,12 @@ class Heartbeat(_message.Message):
     def __init__(self) -> None: ...
 
 class CoordinatorMessage(_message.Message):
-    __slots__ = ("welcome", "task", "ping")
+    __slots__ = ("welcome", "task")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
-    PING_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     task: TaskHeader
-    ping: Ping
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., task: _Optional[_Union[TaskHeader, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., task: _Optional[_Union[TaskHeader, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("heartbeat_interval", "heartbeat_timeout", "max_message_bytes")
@@ -44,10 +42,6 @@ class Welcome(_message.Message):
     heartbeat_timeout: float
     max_message_bytes: int
     def __init__(self, heartbeat_interval: _Optional[float] = ..., heartbeat_timeout: _Optional[float] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
-
-class Ping(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
 
 class BlobRef(_message.Message):
     __slots__ = ("digest", "size")

@@ -59,7 +59,7 @@ class FleetServicer:
     """
 
     def Session(self, request_iterator, context):
-        """The node's control stream: Hello, then heartbeats, up; Welcome, task headers and pings down.
+        """The node's control stream: Hello, then heartbeats, up; Welcome, then task headers, down.
         It lives as long as the node is connected; when it breaks, the node's open tasks fail.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -39,9 +39,43 @@ def check_timeout(name: str, value: float) -> None:
         raise ConfigError(f"`{name}` must be a positive number of seconds; got {value}")
 
 
-def grpc_options() -> list[tuple[str, int]]:
-    """Channel and server options: frames above ``MAX_FRAME_BYTES`` are refused by gRPC itself."""
+def server_options(*, keepalive_interval: float, keepalive_timeout: float) -> list[tuple[str, int]]:
+    """Frame limits, no silent port sharing, and transport keepalive towards the nodes.
+
+    Keepalive pings are HTTP/2 PINGs answered inside gRPC's C core without Python, so a node busy
+    holding the GIL still answers them, while a frozen, dead or unreachable one does not and its
+    connection is closed. Nodes ping too (see :func:`client_options`); that is allowed at any rate.
+    """
+    return [
+        *_frame_options(),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", _ms(keepalive_interval)),
+        ("grpc.keepalive_timeout_ms", _ms(keepalive_timeout)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 0),
+        ("grpc.http2.max_ping_strikes", 0),
+    ]
+
+
+def client_options(*, keepalive: float) -> list[tuple[str, int]]:
+    """Frame limits and transport keepalive towards the coordinator, so a node notices it is gone."""
+    return [
+        *_frame_options(),
+        ("grpc.keepalive_time_ms", _ms(keepalive)),
+        ("grpc.keepalive_timeout_ms", _ms(keepalive)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def _frame_options() -> list[tuple[str, int]]:
+    """Frames above ``MAX_FRAME_BYTES`` are refused by gRPC itself."""
     return [
         ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
         ("grpc.max_send_message_length", MAX_FRAME_BYTES),
     ]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

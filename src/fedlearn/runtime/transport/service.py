@@ -28,7 +28,6 @@ from fedlearn.runtime.transport.stream import Blob
 
 logger = logging.getLogger(__name__)
 
-_PING = pb.CoordinatorMessage(ping=pb.Ping())
 _MAX_NAME_CHARS = 128
 
 
@@ -64,6 +63,7 @@ class Hub(Protocol):
     def open_session(self, session: SessionRecord) -> tuple[grpc.StatusCode, str] | None: ...
     def end_session(self, session: SessionRecord, reason: str, code: grpc.StatusCode) -> None: ...
     def open_task(self, task_id: str, node: str) -> tuple[str, int] | None: ...
+    def busy(self, session: SessionRecord) -> bool: ...
     def settle(self, task_id: str, reply: Reply) -> bool: ...
     def blob_for(self, node: str, digest: str) -> Blob | None: ...
     def count_transfer(self, *, download: bool, nbytes: int) -> None: ...
@@ -136,23 +136,31 @@ class FleetService(pb_grpc.FleetServicer):
             )
         )
         while True:
-            silent = hub.clock() - session.last_seen
-            if silent > hub.heartbeat_timeout:
-                hub.end_session(session, f"no heartbeat for {silent:.1f} s", grpc.StatusCode.DEADLINE_EXCEEDED)
             waiting_since = hub.clock()
             try:
                 message = session.outbox.get(timeout=hub.heartbeat_interval)
             except queue.Empty:
-                message = _PING
-                # Time this thread could not run (the GIL held by a big decode, say) is the
-                # coordinator's silence, not the node's: the heartbeats are queued, unread.
-                overrun = hub.clock() - waiting_since - hub.heartbeat_interval
-                if overrun > 0:
-                    session.last_seen += overrun
+                self._check_heartbeat(session, overrun=hub.clock() - waiting_since - hub.heartbeat_interval)
+                continue
             if message is None:
                 _finish(context, *session.status)
                 return
             yield message
+
+    def _check_heartbeat(self, session: SessionRecord, *, overrun: float) -> None:
+        """End the session of an idle node that has been silent past the heartbeat timeout.
+
+        Two kinds of silence are not the node's fault. While it holds open tasks a node may be
+        too busy to heartbeat (decoding a large model holds the GIL for seconds); whether it is
+        alive is then the transport's keepalive's call, which needs no Python. And time this
+        thread itself could not run (``overrun``: the coordinator's GIL was busy) is not counted.
+        """
+        hub = self._hub
+        if overrun > 0:
+            session.last_seen += overrun
+        silent = hub.clock() - session.last_seen
+        if silent > hub.heartbeat_timeout and not hub.busy(session):
+            hub.end_session(session, f"no heartbeat for {silent:.1f} s", grpc.StatusCode.DEADLINE_EXCEEDED)
 
     # -- Download --------------------------------------------------------------------------------
 

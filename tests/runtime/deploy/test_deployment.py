@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 
 import httpx
@@ -10,7 +13,8 @@ import pytest
 from fedlearn.config import parse_config
 from fedlearn.core.codec import decode
 from fedlearn.simulation import plan_simulation, simulate
-from tests.runtime.deploy.conftest import ADMIN, SIMULATION_DATA, Deployment, node_toml, run_toml
+from tests.runtime.deploy.conftest import ADMIN, ROOT, SIMULATION_DATA, Deployment, node_toml, run_toml
+from tests.runtime.deploy.hostile_node import MODES
 
 pytestmark = pytest.mark.slow
 NODES = ["node-000", "node-001", "node-002"]
@@ -141,3 +145,35 @@ def test_code_entry_point_learner_is_refused_unless_allowed(deployment: Deployme
     )
 
     assert response.status_code == 422 and "--allow-learner" in response.json()["detail"]
+
+
+def test_malformed_updates_from_hostile_node_processes_are_rejected_and_change_nothing(
+    deployment: Deployment,
+) -> None:
+    honest = ["node-000", "node-001"]
+    hostile = {f"evil-{mode}": mode for mode in MODES}
+    deployment.register(*honest, *hostile)
+    deployment.start_coordinator()
+    for i, name in enumerate(honest):
+        deployment.start_node(name, node_toml(i, 2))
+    for name, mode in hostile.items():
+        deployment.nodes[name] = subprocess.Popen(
+            [sys.executable, "-m", "tests.runtime.deploy.hostile_node", "--coordinator",
+             f"127.0.0.1:{deployment.grpc_port}", "--name", name, "--mode", mode],
+            cwd=ROOT, env={**os.environ, "FEDLEARN_NODE_TOKEN": deployment.tokens[name]},
+        )  # fmt: skip
+    deployment.wait_for_nodes(2 + len(hostile))
+    config = run_toml(rounds=2, nodes=8, extra="min_reply_fraction = 0.2").replace("min_reply_fraction = 0.6\n", "")
+
+    run = deployment.wait_for_run(deployment.submit(config))
+
+    assert run["status"] == "completed", run["message"]
+    failures = run["history"][0]["failures"]
+    expected = {"shape": "shape", "dtype": "dtype", "nan": "NaN", "inf": "Inf", "unknown": "unknown",
+                "examples": "num_examples"}  # fmt: skip
+    for name, mode in hostile.items():
+        assert expected[mode] in failures[name], failures[name]
+    honest_only = config.replace("min_available_nodes = 8", "min_available_nodes = 2")
+    plan = plan_simulation(parse_config(tomllib.loads(honest_only + SIMULATION_DATA.replace("nodes = 3", "nodes = 2"))))
+    simulated = simulate(plan.learner, plan.partitions, plan.strategy, plan.engine).params
+    assert _model(deployment, run["id"]).bitwise_equal(simulated)

@@ -20,7 +20,7 @@ def test_top_level_api_is_pinned() -> None:
 def test_engine_api_is_pinned() -> None:
     assert sorted(fedlearn.engine.__all__) == [
         "Engine", "EngineConfig", "FaultPlan", "FaultyFleet", "Fleet", "Gather", "RoundRecord", "RunState",
-        "StageReport", "history_from_json", "history_to_csv", "history_to_json", "quorum_for", "run_stage",
+        "StageReport", "history_from_json", "history_to_csv", "history_to_json", "quorum_for",
     ]  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from fedlearn.engine.engine import Engine, EngineConfig, RunState
 from fedlearn.engine.faults import FaultPlan, FaultyFleet
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord, history_from_json, history_to_csv, history_to_json
-from fedlearn.engine.stage import Gather, StageReport, quorum_for, run_stage
+from fedlearn.engine.stage import Gather, StageReport, quorum_for
 
 __all__ = [
     "Engine",
@@ -21,5 +21,4 @@ __all__ = [
     "history_to_csv",
     "history_to_json",
     "quorum_for",
-    "run_stage",
 ]

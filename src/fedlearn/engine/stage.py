@@ -191,15 +191,3 @@ def quorum_for(num_sampled: int, *, min_replies: int, min_fraction: float) -> in
     """The number of valid replies a stage needs: the stricter of a count and a fraction."""
     return min(num_sampled, max(min_replies, math.ceil(min_fraction * num_sampled)))
 
-
-def run_stage(
-    fleet: Fleet,
-    tasks: Mapping[str, Task],
-    *,
-    quorum: int,
-    timeout: float,
-    validate: Validator | None = None,
-    clock: Clock = time.monotonic,
-) -> Iterator[Reply]:
-    """Functional shorthand for ``iter(Gather(...))`` when the report is not needed."""
-    return iter(Gather(fleet, tasks, quorum=quorum, timeout=timeout, validate=validate, clock=clock))

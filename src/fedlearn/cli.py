@@ -81,10 +81,11 @@ def version() -> None:
 
 def _mount_subcommands() -> None:
     from fedlearn.analytics.cli import app as analytics_app
-    from fedlearn.cli_deploy import register
+    from fedlearn.cli_deploy import register, register_analytics
     from fedlearn.runtime.certs_cli import app as certs_app
 
     register(app)
+    register_analytics(analytics_app)
     app.add_typer(analytics_app, name="analytics", help="Exact federated statistics and models.")
     app.add_typer(certs_app, name="certs", help="A CA and TLS certificates for a deployment.")
 

@@ -1,4 +1,4 @@
-"""The deployment commands: ``coordinator``, ``node``, ``run``, ``runs``, ``nodes`` and ``token``.
+"""The deployment commands: ``coordinator``, ``node``, ``run``, ``runs``, ``nodes``, ``token``, ``analytics remote``.
 
 ``coordinator`` and ``node`` are long-running processes that stop cleanly on SIGINT/SIGTERM;
 the rest are short operator commands. Settings that are secrets or differ per host can come
@@ -40,6 +40,11 @@ def register(app: typer.Typer) -> None:
     app.command()(token)
     app.add_typer(nodes_app, name="nodes")
     app.add_typer(runs_app, name="runs")
+
+
+def register_analytics(analytics: typer.Typer) -> None:
+    """Add ``remote`` to ``fedlearn analytics``; it is defined here because it needs the HTTP client."""
+    analytics.command("remote")(analytics_remote)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -288,3 +293,47 @@ def runs_stop(run_id: str, api: ApiOption = DEFAULT_API, admin_token: AdminToken
     with CoordinatorClient(api, admin_token=admin_token) as client:
         current = client.stop(run_id)
     typer.echo(f"run {current['id']}: {current['status']}" + (" (stop requested)" if current["stop_requested"] else ""))
+
+
+def analytics_remote(
+    columns: Annotated[str, typer.Option(help="Feature columns, comma-separated.")],
+    member: Annotated[
+        list[str], typer.Option(help="NODE=DATASET: a connected node and the dataset it should summarise; repeat.")
+    ],
+    model: Annotated[str, typer.Option(help="linear, ridge, pca, gnb, lda, qda, logistic, covariance or describe.")],
+    target: Annotated[str | None, typer.Option(help="Target column, if any.")] = None,
+    task: Annotated[str, typer.Option(help="'regression', or 'classification' for per-class statistics.")] = (
+        "regression"
+    ),
+    alpha: Annotated[float, typer.Option(help="Ridge penalty.")] = 1.0,
+    intercept: Annotated[bool, typer.Option(help="Fit an intercept (linear, ridge, logistic).")] = True,
+    n_components: Annotated[int | None, typer.Option(help="PCA components to keep.")] = None,
+    c: Annotated[float, typer.Option("--C", help="Logistic inverse regularisation strength.")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Seconds each node has to answer each task.")] = 60.0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a training run to free the nodes.")] = 10.0,
+    out: Annotated[Path | None, typer.Option(help="Write the fitted arrays to this safetensors file.")] = None,
+    api: ApiOption = DEFAULT_API,
+    admin_token: AdminToken = "",
+) -> None:
+    """Fit a model on datasets of a coordinator's nodes: exact, and nodes share summaries, never rows."""
+    from fedlearn.analytics.cli import print_result, save_arrays
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.web.client import CoordinatorClient
+
+    members: dict[str, str] = {}
+    for text in member:
+        node_name, _, dataset = (part.strip() for part in text.partition("="))
+        if not node_name or not dataset:
+            raise ConfigError(f"`--member` must look like NODE=DATASET; got {text!r}")
+        if node_name in members:
+            raise ConfigError(f"`--member` names node {node_name!r} twice; give each node one dataset")
+        members[node_name] = dataset
+    feature_columns = [c.strip() for c in columns.split(",") if c.strip()]
+    options = {"alpha": alpha, "fit_intercept": intercept, "n_components": n_components, "C": c}
+    with CoordinatorClient(api, admin_token=admin_token) as client:
+        result = client.analytics(columns=feature_columns, members=members, model=model, target=target, task=task,
+                                  options=options, timeout=timeout, wait=wait)  # fmt: skip
+    arrays = print_result(result)
+    if out is not None:
+        save_arrays(out, model, arrays, [*feature_columns, *([target] if target else [])])
+        typer.echo(f"wrote {out}")

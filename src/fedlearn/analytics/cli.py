@@ -8,20 +8,28 @@
     fedlearn analytics join JOB --node clinic-a --remove withdrawn.csv # subtracts
     fedlearn analytics inspect JOB
     fedlearn analytics fit JOB --model ridge --alpha 0.5 --out model.safetensors
+    fedlearn analytics remote --coordinator URL --columns age,bmi --target y \
+        --member clinic-a=visits --member clinic-b=visits --model linear
 
 The job directory holds summaries only (see :mod:`fedlearn.analytics.jobdir`). Every model but
 ``logistic`` is solved from them; ``logistic`` needs a Newton round per iteration, so it
 re-reads each node's CSVs in place from the node-local paths recorded at join time, which works
 where those paths are visible (a simulation on one machine), and never copies a row.
+
+``remote`` asks a deployed coordinator to run the same workflow over its connected nodes. It
+lives with the deployment commands (it needs the HTTP client, which sits below this package)
+and prints its answer with the helpers here.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import numpy as np
@@ -30,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from fedlearn.analytics.catalog import CLASSIFIERS, MODELS, build_estimator, description_arrays, learned_arrays
 from fedlearn.core.errors import ConfigError, FedlearnError
 
 app = typer.Typer(
@@ -38,9 +47,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-MODELS = ("linear", "ridge", "pca", "gnb", "lda", "qda", "logistic", "covariance", "describe")
-CLASSIFIERS = ("gnb", "lda", "qda", "logistic")
 
 
 @contextmanager
@@ -134,48 +140,39 @@ def inspect(job: Annotated[Path, typer.Argument(help="The job directory.")]) -> 
         jobdir = JobDir(job)
         records = jobdir.records()
         columns = jobdir.spec.all_columns
-        out = Console()
-        table = RichTable(title=f"analytics job {job}")
-        for heading in ("node", "rows", "batches", "column types"):
-            table.add_column(heading)
-        for r in records:
-            kinds = ", ".join(f"{c}:{r.types.get(c, 'missing')}" for c in columns)
-            table.add_row(r.name, str(r.summary.count), str(len(r.sources)), kinds)
-        out.print(table)
         problems = schema_problems(columns, {r.name: r.types for r in records})
-        total = sum(r.summary.count for r in records)
-        typer.echo(f"{len(records)} nodes, {total} rows; columns: {', '.join(columns)}")
-        if problems:
-            typer.echo("schema: DISAGREES")
-            for p in problems:
-                typer.echo(f"  - {p}")
-        else:
-            typer.echo("schema: agrees" if records else "schema: no nodes yet")
+        print_members(
+            Console(),
+            f"analytics job {job}",
+            columns,
+            [(r.name, r.summary.count, f"{len(r.sources)} batches", r.types) for r in records],
+            problems,
+        )
 
 
-def _estimator(model: str, *, alpha: float, intercept: bool, n_components: int | None, c: float) -> Any:
-    from fedlearn.analytics import (
-        FederatedCovariance,
-        FederatedGaussianNB,
-        FederatedLinearDiscriminantAnalysis,
-        FederatedLinearRegression,
-        FederatedLogisticRegression,
-        FederatedPCA,
-        FederatedQuadraticDiscriminantAnalysis,
-        FederatedRidge,
-    )
-
-    builders = {
-        "linear": lambda: FederatedLinearRegression(fit_intercept=intercept),
-        "ridge": lambda: FederatedRidge(alpha, fit_intercept=intercept),
-        "pca": lambda: FederatedPCA(n_components),
-        "gnb": FederatedGaussianNB,
-        "lda": FederatedLinearDiscriminantAnalysis,
-        "qda": FederatedQuadraticDiscriminantAnalysis,
-        "logistic": lambda: FederatedLogisticRegression(C=c, fit_intercept=intercept),
-        "covariance": FederatedCovariance,
-    }
-    return builders[model]()
+def print_members(
+    out: Console,
+    title: str,
+    columns: Sequence[str],
+    members: Sequence[tuple[str, int, str, Mapping[str, str]]],
+    problems: Sequence[str],
+) -> None:
+    """Members as (node, rows, where, column types), their total, and whether their schemas agree."""
+    table = RichTable(title=title)
+    for heading in ("node", "rows", "data", "column types"):
+        table.add_column(heading)
+    for name, rows, where, types in members:
+        kinds = ", ".join(f"{c}:{types.get(c, 'missing')}" for c in columns)
+        table.add_row(name, str(rows), where, kinds)
+    out.print(table)
+    total = sum(rows for _, rows, _, _ in members)
+    typer.echo(f"{len(members)} nodes, {total} rows; columns: {', '.join(columns)}")
+    if problems:
+        typer.echo("schema: DISAGREES")
+        for p in problems:
+            typer.echo(f"  - {p}")
+    else:
+        typer.echo("schema: agrees" if members else "schema: no nodes yet")
 
 
 @app.command()
@@ -206,18 +203,20 @@ def fit(
         summary = merge_all([r.summary for r in records])
         out_console = Console(width=max(100, Console().width))
         if model == "describe":
-            result: Any = describe(summary)
-            _print_description(out_console, result)
+            rows = describe(summary).rows()
+            print_description(out_console, summary.count, rows)
             _print_histograms(out_console, summary)
+            arrays = description_arrays(rows)
         else:
-            estimator = _estimator(model, alpha=alpha, intercept=intercept, n_components=n_components, c=c)
+            estimator = build_estimator(model, alpha=alpha, intercept=intercept, n_components=n_components, c=c)
             result = (
                 _fit_logistic(jobdir, records, estimator) if model == "logistic" else estimator.fit_summary(summary)
             )
-            _print_model(out_console, model, result, jobdir.spec)
+            print_model(out_console, model, result, jobdir.spec.columns, jobdir.spec.target)
+            arrays = learned_arrays(result)
         typer.echo(f"fitted {model} on {summary.count} rows from {len(records)} nodes")
         if out is not None:
-            _save(out, model, result, jobdir.spec.all_columns)
+            save_arrays(out, model, arrays, jobdir.spec.all_columns)
             typer.echo(f"wrote {out}")
 
 
@@ -253,12 +252,13 @@ def _matrix(title: str, rows: Sequence[str], columns: Sequence[str], values: Any
     return table
 
 
-def _print_model(out: Console, model: str, est: Any, spec: Any) -> None:
-    features = list(spec.columns)
+def print_model(out: Console, model: str, est: Any, features: Sequence[str], target: str | None) -> None:
+    """The fitted model's main arrays as tables; ``est`` needs only the learned attributes."""
+    features = list(features)
     if model in ("linear", "ridge"):
         out.print(
             _matrix(
-                f"{model} regression of {spec.target}",
+                f"{model} regression of {target}",
                 ["coef"],
                 [*features, "intercept"],
                 [[*est.coef_, est.intercept_]],
@@ -300,14 +300,19 @@ def _print_model(out: Console, model: str, est: Any, spec: Any) -> None:
         out.print(_matrix("correlation", features, features, est.correlation_))
 
 
-def _print_description(out: Console, description: Any) -> None:
-    table = RichTable(title=f"{description.count} rows")
+def print_description(out: Console, count: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """A ``describe`` table; a statistic that is None or NaN shows as unknown."""
+    table = RichTable(title=f"{count} rows")
     for heading in ("column", "mean", "std", "min", "max", "sum"):
         table.add_column(heading, justify="left" if heading == "column" else "right")
-    for row in description.rows():
-        cells = ["unknown" if np.isnan(row[k]) else f"{row[k]:.6g}" for k in ("mean", "std", "min", "max", "sum")]
+    for row in rows:
+        cells = [_number(row[k]) for k in ("mean", "std", "min", "max", "sum")]
         table.add_row(str(row["column"]), *cells)
     out.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "unknown" if value is None or math.isnan(value) else f"{value:.6g}"
 
 
 def _print_histograms(out: Console, summary: Any) -> None:
@@ -322,20 +327,31 @@ def _print_histograms(out: Console, summary: Any) -> None:
         out.print(table)
 
 
-def _save(path: Path, model: str, result: Any, columns: Sequence[str]) -> None:
-    """Every learned array (attributes ending in ``_``) as safetensors; no pickle, ever."""
+def save_arrays(path: Path, model: str, arrays: Mapping[str, Any], columns: Sequence[str]) -> None:
+    """The fitted arrays as safetensors, with the model name and columns as metadata; no pickle, ever."""
     from fedlearn.core.codec import encode
 
-    arrays: dict[str, Any] = {}
-    if model == "describe":
-        rows = result.rows()
-        arrays = {k: np.array([r[k] for r in rows]) for k in ("count", "mean", "std", "min", "max", "sum")}
-    else:
-        for name, value in vars(result).items():
-            if not name.endswith("_") or name.startswith("_") or value is None:
-                continue
-            array = np.stack(value) if isinstance(value, list) else np.asarray(value)
-            if array.dtype.kind in "biuf":
-                arrays[name] = array
     metadata = {"model": model, "columns": json.dumps(list(columns))}
-    path.write_bytes(encode(arrays, metadata))
+    path.write_bytes(encode(dict(arrays), metadata))
+
+
+def print_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Print a coordinator's analytics answer (see ``fedlearn.analytics.remote``); return its arrays."""
+    out = Console(width=max(100, Console().width))
+    members = [(m["node"], m["rows"], f"dataset {m['dataset']}", m["types"]) for m in result["members"]]
+    columns = [*result["columns"], *([result["target"]] if result["target"] else [])]
+    print_members(out, "members", columns, members, result["problems"])
+    if result["model"] == "describe":
+        print_description(out, result["rows"], result["description"])
+        arrays = description_arrays(result["description"])
+    else:
+        arrays = {k: _array(v) for k, v in result["attributes"].items()}
+        print_model(out, result["model"], SimpleNamespace(**arrays), result["columns"], result["target"])
+    typer.echo(f"fitted {result['model']} on {result['rows']} rows from {len(members)} nodes")
+    return arrays
+
+
+def _array(value: Any) -> Any:
+    """A learned attribute back from JSON, where None stood for a non-finite float."""
+    array = np.asarray(value)
+    return array.astype(np.float64) if array.dtype == object else array

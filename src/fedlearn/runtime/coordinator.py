@@ -5,6 +5,10 @@ time, not when its turn comes), then queued. The worker thread takes runs in ord
 that a previous coordinator left ``running`` from their last checkpoint, and checkpoints after
 every round, so a coordinator killed at any instant resumes where it stopped. Nothing here knows
 about HTTP: the API in ``fedlearn.web`` calls these methods.
+
+Other work that sends tasks to the nodes (analytics) goes through :meth:`Coordinator.fleet_access`,
+which the run worker honours between rounds: see :mod:`fedlearn.runtime.lease` for why only one
+user may gather replies at a time.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 
 from fedlearn.config import RunConfig, parse_config
 from fedlearn.core.errors import ConfigError, FedlearnError
@@ -21,6 +26,7 @@ from fedlearn.engine.engine import Engine, RunState
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
 from fedlearn.runtime.deployment import plan_deployment
+from fedlearn.runtime.lease import FleetLease
 from fedlearn.runtime.store import RunRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,7 @@ class Coordinator:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lease = FleetLease()
         self.current_run: str | None = None
 
     # -- operator actions -------------------------------------------------------------------
@@ -72,6 +79,17 @@ class Coordinator:
     def final_params(self, run_id: str) -> ParamSet | None:
         state = self.store.load_checkpoint(run_id)
         return None if state is None else state.params
+
+    @contextmanager
+    def fleet_access(self, *, wait: float, purpose: str) -> Iterator[Fleet]:
+        """The fleet, for the ``with`` block only, with no run gathering from it meanwhile.
+
+        A running run lends the nodes out at its next round boundary. If they are not free within
+        ``wait`` seconds this raises :class:`~fedlearn.runtime.lease.FleetBusy` naming the run;
+        ``purpose`` (e.g. "an analytics request") is how others waiting are told who holds them.
+        """
+        with self._lease.borrow(purpose, wait):
+            yield self.fleet
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -105,6 +123,7 @@ class Coordinator:
     def _execute(self, run: RunRecord) -> None:
         self.current_run = run.id
         try:
+            self._take_fleet(run.id)
             config = self._parse(run.config_toml)
             plan = plan_deployment(config, run_id=run.id, allowed_learners=self._allowed_learners)
             state = self.store.load_checkpoint(run.id)
@@ -129,7 +148,14 @@ class Coordinator:
             logger.exception("run %s failed unexpectedly", run.id)
             self.store.set_run_status(run.id, "failed", f"internal error: {type(exc).__name__}: {exc}")
         finally:
+            self._lease.release(_holder(run.id))
             self.current_run = None
+
+    def _take_fleet(self, run_id: str) -> None:
+        """Wait for the fleet (someone may have borrowed it); give up only when shutting down."""
+        while not self._lease.hold(_holder(run_id), self._poll_interval):
+            if self._closing.is_set():
+                raise _ShuttingDown
 
     def _between_rounds(self, run_id: str, record: RoundRecord) -> None:
         logger.info("run %s: round %d done (%d replies)", run_id, record.round, record.replies)
@@ -137,6 +163,10 @@ class Coordinator:
             if self._closing.is_set():
                 raise _ShuttingDown
             raise RunStopped(f"run {run_id} stopped after round {record.round}")
+        if self._lease.contended:  # the engine is between rounds, not gathering: safe to lend the nodes
+            logger.info("run %s: lending the nodes out after round %d", run_id, record.round)
+            self._lease.release(_holder(run_id))
+            self._take_fleet(run_id)
 
     @staticmethod
     def _parse(config_toml: str) -> RunConfig:
@@ -145,6 +175,10 @@ class Coordinator:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"run config is not valid TOML: {exc}") from None
         return parse_config(data, source="run config")
+
+
+def _holder(run_id: str) -> str:
+    return f"training run {run_id}"
 
 
 class _ShuttingDown(Exception):

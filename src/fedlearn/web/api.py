@@ -1,8 +1,10 @@
-"""The coordinator's HTTP JSON API: submit and follow runs, see nodes, download models.
+"""The coordinator's HTTP JSON API: submit and follow runs, see nodes, download models, run analytics.
 
 Every route except ``/api/health`` needs ``Authorization: Bearer <admin token>``. The token is
-compared in constant time. Errors carry the same one-line messages as the CLI: a bad run config
-is a 422 that names the key, and an unknown run is a 404.
+compared in constant time. Errors carry the same one-line messages as the CLI, in ``detail``: a
+bad request or run config is a 422 that names the field or key, an unknown run a 404, a node's
+privacy refusal a 403 with the node's reason, nodes busy with a training run a 409, and a node
+that is not connected or does not answer a 503.
 """
 
 from __future__ import annotations
@@ -11,16 +13,28 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_request
 from fedlearn.core.codec import encode
-from fedlearn.core.errors import ConfigError, NotFoundError
+from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError, PrivacyError, QuorumError
 from fedlearn.runtime.coordinator import Coordinator
+from fedlearn.runtime.lease import FleetBusy
 from fedlearn.runtime.store import NodeRecord, RunRecord
 
 _bearer = HTTPBearer(auto_error=False)
+# Our errors as HTTP statuses; anything else of ours is a 500 that still says what went wrong.
+_STATUS: dict[type[FedlearnError], int] = {
+    ConfigError: 422,
+    PrivacyError: 403,
+    NotFoundError: 404,
+    FleetBusy: 409,
+    QuorumError: 503,
+    FedlearnError: 500,
+}
 
 
 class RunRequest(BaseModel):
@@ -51,6 +65,23 @@ def node_json(node: NodeRecord, connected: set[str]) -> dict[str, Any]:
     }
 
 
+def validation_message(exc: RequestValidationError) -> str:
+    """The first problem with a request body in one line, naming the field, like a config error."""
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"] if p != "body")
+    text = first["msg"].removeprefix("Value error, ")
+    if not field:  # a check across fields, whose message names them itself
+        message = text
+    elif first["type"] == "extra_forbidden":
+        message = f"unknown field `{field}`"
+    elif first["type"] == "missing":
+        message = f"`{field}` is required"
+    else:
+        message = f"`{field}`: {text}; got {first['input']!r}"
+    return message + (f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else "")
+
+
 def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
     """The API bound to one coordinator; ``admin_token`` guards every route but health."""
     if len(admin_token) < 16:
@@ -70,13 +101,16 @@ def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
 
     admin = [Depends(require_admin)]
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+    async def ours(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in _STATUS.items() if isinstance(exc, kind))
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
 
-    @app.exception_handler(ConfigError)
-    async def bad_config(request: Request, exc: ConfigError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    for kind in _STATUS:
+        app.add_exception_handler(kind, ours)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": validation_message(exc)})
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -113,5 +147,12 @@ def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
             raise NotFoundError(f"run {run_id} has no completed round yet, so it has no model")
         metadata = {"run": run.name, "run_id": run.id, "round": str(run.rounds_done), "seed": str(run.seed)}
         return Response(content=encode(params, metadata=metadata), media_type="application/octet-stream")
+
+    @app.post("/api/analytics", dependencies=admin)
+    def analytics(request: AnalyticsRequest) -> dict[str, Any]:
+        """Exact federated analytics over the members' datasets, between training rounds."""
+        check_connected(request.members, coordinator.fleet.available())
+        with coordinator.fleet_access(wait=request.wait, purpose="an analytics request") as fleet:
+            return run_request(request, fleet)
 
     return app

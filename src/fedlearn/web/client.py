@@ -1,16 +1,20 @@
-"""A small HTTP client for the coordinator API, used by ``fedlearn run`` and ``fedlearn runs``.
+"""A small HTTP client for the coordinator API, used by ``fedlearn run``, ``runs`` and ``analytics remote``.
 
 Transport failures and refusals become one-line errors that say what to check, never a
-traceback: an unreachable coordinator, a wrong admin token, a bad config, an unknown run.
+traceback: an unreachable coordinator, a wrong admin token, a bad config, an unknown run. Each
+refusal is raised as the error the coordinator raised (a node's privacy refusal as a
+``PrivacyError``, busy nodes as ``FleetBusy``), so the CLI exits with that error's code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError
+from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError, PrivacyError, QuorumError
+from fedlearn.runtime.lease import FleetBusy
 
 
 class CoordinatorUnavailable(FedlearnError, ConnectionError):
@@ -56,6 +60,39 @@ class CoordinatorClient:
         response = self._request("GET", f"/api/runs/{run_id}/model")
         return response.content
 
+    def analytics(
+        self,
+        *,
+        columns: Sequence[str],
+        members: Mapping[str, str],
+        model: str,
+        target: str | None = None,
+        task: str = "regression",
+        options: Mapping[str, Any] | None = None,
+        timeout: float = 60.0,
+        wait: float = 10.0,
+    ) -> dict[str, Any]:
+        """Fit ``model`` on the union of ``members`` (node name -> dataset name); see ``POST /api/analytics``.
+
+        ``timeout`` bounds each node's answer to each task and ``wait`` the wait for a training
+        run to free the nodes; this call waits as long as the coordinator may need for both.
+        """
+        body = {
+            "columns": list(columns),
+            "target": target,
+            "task": task,
+            "members": dict(members),
+            "model": model,
+            "options": dict(options or {}),
+            "timeout": timeout,
+            "wait": wait,
+        }
+        newton_steps = int((options or {}).get("max_iter", 100)) if model == "logistic" else 0  # the API's default
+        stages = len(members) + 1 + newton_steps
+        base = self._http.timeout.read
+        deadline = None if base is None else wait + timeout * stages + base
+        return self._call("POST", "/api/analytics", json=body, timeout=deadline)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
 
@@ -71,11 +108,19 @@ class CoordinatorClient:
         detail = _detail(response)
         if response.status_code == 401:
             raise ConfigError(f"the coordinator refused the admin token: {detail}")
-        if response.status_code == 404:
-            raise NotFoundError(detail)
-        if response.status_code == 422:
-            raise ConfigError(detail)
+        if response.status_code in _ERRORS and response.headers.get("content-type") == "application/json":
+            raise _ERRORS[response.status_code](detail)
         raise CoordinatorUnavailable(f"the coordinator at {self.url} answered {response.status_code}: {detail}")
+
+
+# The coordinator's refusals (see ``fedlearn.web.api``), raised here as the errors they were there.
+_ERRORS: dict[int, type[FedlearnError]] = {
+    403: PrivacyError,
+    404: NotFoundError,
+    409: FleetBusy,
+    422: ConfigError,
+    503: QuorumError,
+}
 
 
 def _detail(response: httpx.Response) -> str:

@@ -1,0 +1,281 @@
+"""Exact federated analytics through a deployed coordinator: real node processes on loopback.
+
+Each node holds its part of a built-in dataset, split exactly as its NODE.toml says. The tests
+rebuild the pooled rows from those same NODE.toml files and check that the models fitted over
+the network equal scikit-learn's on the pooled rows, and that refusals come back as clear errors.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LinearRegression
+from sklearn.naive_bayes import GaussianNB
+
+from fedlearn.core.codec import decode, decode_with_metadata
+from fedlearn.core.errors import PrivacyError
+from fedlearn.runtime.node_config import load_node_config
+from tests.analytics.conftest import assert_close
+from tests.runtime.deploy.conftest import ADMIN, ROOT, Deployment, node_toml, run_toml
+from tests.runtime.deploy.test_deployment import SLOW, _simulated
+
+pytestmark = pytest.mark.slow
+NODES = ["node-000", "node-001", "node-002"]
+STRICT = "node-strict"
+DIABETES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def datasets_toml(index: int) -> str:
+    return "".join(
+        f"""
+[datasets.{name}]
+source = "builtin"
+name = "{name}"
+nodes = 3
+index = {index}
+seed = 7
+"""
+        for name in ("diabetes", "iris")
+    )
+
+
+def _pooled(deployment: Deployment, dataset: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The rows the three nodes hold, read from their own NODE.toml files exactly as they read them."""
+    parts = [load_node_config(deployment.tmp / f"{n}.toml").load_datasets()[dataset] for n in NODES]
+    x = np.concatenate([p.x for p in parts]).astype(np.float64)
+    y = np.concatenate([p.y for p in parts])
+    return x, y, [len(p) for p in parts]
+
+
+def _members(dataset: str, *nodes: str) -> dict[str, str]:
+    return dict.fromkeys(nodes or NODES, dataset)
+
+
+def _post(deployment: Deployment, body: dict[str, Any], headers: dict[str, str] = AUTH) -> httpx.Response:
+    return httpx.post(f"{deployment.api}/api/analytics", json=body, headers=headers, timeout=120)
+
+
+def _cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from fedlearn.cli import main; main()", "analytics", "remote",
+         "--coordinator", deployment.api, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "FEDLEARN_ADMIN_TOKEN": ADMIN, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """Three nodes holding diabetes and iris, and a fourth whose privacy threshold refuses them."""
+    tmp = tmp_path_factory.mktemp("analytics")
+    deployed = Deployment(tmp=tmp, store_url=f"sqlite:///{tmp / 'coordinator.db'}")
+    try:
+        deployed.register(*NODES, STRICT)
+        deployed.start_coordinator()
+        for i, name in enumerate(NODES):
+            deployed.start_node(name, "[node]\n" + datasets_toml(i))
+        deployed.start_node(STRICT, "[node]\nmin_rows = 1000\n" + datasets_toml(0))
+        deployed.wait_for_nodes(4)
+        yield deployed
+    finally:
+        deployed.close()
+
+
+def test_linear_regression_over_the_nodes_equals_sklearn_on_their_pooled_rows(federation: Deployment) -> None:
+    x, y, _ = _pooled(federation, "diabetes")
+
+    with federation.client() as client:
+        result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="linear")
+
+    reference = LinearRegression().fit(x, y)
+    assert_close(result["attributes"]["coef_"], reference.coef_)
+    assert_close(result["attributes"]["intercept_"], reference.intercept_)
+
+
+def test_gaussian_nb_over_the_nodes_equals_sklearn_on_their_pooled_rows(federation: Deployment) -> None:
+    x, y, _ = _pooled(federation, "iris")
+
+    with federation.client() as client:
+        result = client.analytics(
+            columns=IRIS, target="y", task="classification", members=_members("iris"), model="gnb"
+        )
+
+    reference = GaussianNB().fit(x, y)
+    np.testing.assert_array_equal(result["attributes"]["classes_"], reference.classes_)
+    for name in ("theta_", "var_", "class_prior_"):
+        assert_close(result["attributes"][name], getattr(reference, name))
+
+
+def test_answer_reports_each_members_rows_and_agreeing_column_types(federation: Deployment) -> None:
+    _, _, rows = _pooled(federation, "diabetes")
+
+    with federation.client() as client:
+        result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="describe")
+
+    assert [(m["node"], m["rows"]) for m in result["members"]] == list(zip(NODES, rows, strict=True))
+    assert result["rows"] == sum(rows) and result["problems"] == []
+    assert {t for m in result["members"] for t in m["types"].values()} == {"float"}
+
+
+def test_describe_over_the_nodes_equals_the_pooled_column_statistics(federation: Deployment) -> None:
+    x, y, _ = _pooled(federation, "diabetes")
+    pooled = np.column_stack([x, y])
+
+    with federation.client() as client:
+        result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="describe")
+
+    table = {k: [row[k] for row in result["description"]] for k in ("mean", "std", "min", "max")}
+    assert [row["column"] for row in result["description"]] == [*DIABETES, "y"]
+    assert_close(table["mean"], pooled.mean(axis=0))
+    assert_close(table["std"], pooled.std(axis=0, ddof=1))
+    assert_close(table["min"], pooled.min(axis=0))
+    assert_close(table["max"], pooled.max(axis=0))
+
+
+def test_cli_fits_lda_over_the_nodes_equal_to_sklearn_and_saves_it(federation: Deployment, tmp_path: Path) -> None:
+    x, y, _ = _pooled(federation, "iris")
+    out = tmp_path / "lda.safetensors"
+
+    done = _cli(federation, "--columns", ",".join(IRIS), "--target", "y", "--task", "classification",
+                *(f"--member={n}=iris" for n in NODES), "--model", "lda", "--out", str(out))  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "lda coefficients by class" in done.stdout and f"fitted lda on {len(x)} rows from 3 nodes" in done.stdout
+    arrays, metadata = decode_with_metadata(out.read_bytes())
+    reference = LinearDiscriminantAnalysis().fit(x, y)
+    assert_close(arrays["coef_"], reference.coef_)
+    assert_close(arrays["intercept_"], reference.intercept_)
+    assert metadata["model"] == "lda"
+
+
+def test_a_node_below_its_privacy_threshold_is_refused_with_its_reason(federation: Deployment) -> None:
+    with federation.client() as client, pytest.raises(PrivacyError) as refused:
+        client.analytics(columns=DIABETES, target="y", members=_members("diabetes", NODES[0], STRICT), model="linear")
+
+    assert f"node {STRICT!r}: refusing to share" in str(refused.value)
+    assert "the privacy threshold is 1000 rows" in str(refused.value)
+
+
+def test_cli_reports_a_refusal_in_one_line_with_the_privacy_exit_code(federation: Deployment) -> None:
+    done = _cli(federation, "--columns", ",".join(DIABETES), "--target", "y", f"--member={STRICT}=diabetes",
+                "--model", "linear")  # fmt: skip
+
+    assert done.returncode == PrivacyError.exit_code
+    assert "privacy threshold is 1000 rows" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_over_http_a_privacy_refusal_is_a_403(federation: Deployment) -> None:
+    body = {"columns": DIABETES, "target": "y", "members": {STRICT: "diabetes"}, "model": "describe"}
+
+    response = _post(federation, body)
+
+    assert response.status_code == 403 and "privacy threshold" in response.json()["detail"]
+
+
+def test_a_node_that_is_not_connected_is_named_before_anything_is_sent(federation: Deployment) -> None:
+    body = {"columns": DIABETES, "target": "y", "members": {NODES[0]: "diabetes", "node-999": "diabetes"},
+            "model": "linear"}  # fmt: skip
+
+    response = _post(federation, body)
+
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("node 'node-999' is not connected to the coordinator; connected: ")
+
+
+def test_an_unknown_dataset_is_refused_naming_the_node_and_its_datasets(federation: Deployment) -> None:
+    body = {"columns": DIABETES, "target": "y", "members": {NODES[1]: "visits"}, "model": "linear"}
+
+    response = _post(federation, body)
+
+    assert response.status_code == 422
+    expected = "node 'node-001': this node has no dataset 'visits'; it has ['diabetes', 'iris']"
+    assert response.json()["detail"] == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"model": "gnb"}, "`model` 'gnb' needs `task` = 'classification'; got 'regression'"),
+        ({"colour": "red"}, "unknown field `colour`"),
+        ({"options": {"alpha": -1}}, "`options.alpha`: Input should be greater than or equal to 0; got -1"),
+        ({"members": {}}, "`members`: Dictionary should have at least 1 item after validation, not 0; got {}"),
+        ({"target": None}, "`model` 'linear' needs a `target` column"),
+    ],
+)
+def test_a_bad_request_is_a_422_naming_the_field(federation: Deployment, change: dict[str, Any], detail: str) -> None:
+    body = {"columns": DIABETES, "target": "y", "members": _members("diabetes"), "model": "linear", **change}
+
+    response = _post(federation, body)
+
+    assert response.status_code == 422 and response.json()["detail"] == detail
+
+
+def test_analytics_needs_the_admin_token(federation: Deployment) -> None:
+    body = {"columns": DIABETES, "target": "y", "members": _members("diabetes"), "model": "linear"}
+
+    response = _post(federation, body, headers={})
+
+    assert response.status_code == 401
+
+
+# -- analytics while a training run holds the nodes ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """Three nodes that train slowly (1.5 s per fit) on digits and also hold diabetes."""
+    tmp = tmp_path_factory.mktemp("training")
+    deployed = Deployment(tmp=tmp, store_url=f"sqlite:///{tmp / 'coordinator.db'}")
+    try:
+        deployed.register(*NODES)
+        deployed.start_coordinator()
+        for i, name in enumerate(NODES):
+            config = node_toml(i, 3, learner=SLOW, options="{ delay = 1.5 }")
+            deployed.start_node(name, config.replace("[node]\n", '[node]\ndataset = "digits"\n') + datasets_toml(i))
+        deployed.wait_for_nodes(3)
+        yield deployed
+    finally:
+        deployed.close()
+
+
+def test_analytics_during_a_round_that_outlasts_its_wait_is_busy_naming_the_run(training: Deployment) -> None:
+    run_id = training.submit(run_toml(rounds=3))
+    training.wait_for_run(run_id, rounds=1)
+    time.sleep(0.3)  # well inside round 2 now, whose fits take 1.5 s
+    body = {"columns": DIABETES, "target": "y", "members": _members("diabetes"), "model": "linear", "wait": 0.2}
+
+    response = _post(training, body)
+
+    assert response.status_code == 409
+    assert f"the nodes are busy: training run {run_id} did not free them within 0.2 s" in response.json()["detail"]
+    assert training.wait_for_run(run_id)["status"] == "completed"
+
+
+def test_analytics_during_a_run_is_answered_between_rounds_and_disturbs_neither(training: Deployment) -> None:
+    x, y, _ = _pooled(training, "diabetes")
+    config = run_toml(rounds=4)
+    run_id = training.submit(config)
+    training.wait_for_run(run_id, rounds=1)
+
+    with training.client() as client:
+        result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="linear", wait=30)
+    during = training.run(run_id)
+    run = training.wait_for_run(run_id)
+
+    assert during["status"] == "running" and during["rounds_done"] < 4
+    assert_close(result["attributes"]["coef_"], LinearRegression().fit(x, y).coef_)
+    assert run["status"] == "completed", run["message"]
+    with training.client() as client:
+        assert decode(client.model(run_id)).bitwise_equal(_simulated(config))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
@@ -123,6 +124,7 @@ class AnalyticsJob:
         self._simulated: dict[str, dict[str, Table]] = {}
         self._min_rows: dict[str, int | None] = {}
         self._rounds = itertools.count(1)
+        self._run_id = f"analytics-{uuid.uuid4().hex}"  # a late reply to another job never matches
         self._batches = itertools.count(1)
 
     # membership --------------------------------------------------------------------------
@@ -323,7 +325,11 @@ class AnalyticsJob:
         round_ = next(self._rounds)
         tasks = {
             node: Task(
-                kind=kind, round=round_, params=params or ParamSet(), config={"spec": self.spec.to_json(), **config}
+                kind=kind,
+                round=round_,
+                run_id=self._run_id,
+                params=params or ParamSet(),
+                config={"spec": self.spec.to_json(), **config},
             )
             for node, config in configs.items()
         }

@@ -51,11 +51,16 @@ class Task:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
-    """What a node sends back for one task. ``error`` set means the node failed it."""
+    """What a node sends back for one task. ``error`` set means the node failed it.
+
+    ``run_id`` is stamped by the fleet from the task it answers, never taken from the node, so a
+    late reply from an earlier run or job cannot pass for one of the current stage.
+    """
 
     node_id: str
     kind: str
     round: int
+    run_id: str = ""
     params: ParamSet = field(default_factory=ParamSet)
     num_examples: int = 0
     metrics: Mapping[str, float] = field(default_factory=dict)

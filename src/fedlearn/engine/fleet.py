@@ -26,8 +26,9 @@ class Fleet(Protocol):
     def receive(self, timeout: float) -> list[Reply]:
         """Replies that have arrived, waiting at most ``timeout`` seconds for the first one.
 
-        A node known to be gone may be reported at once as a ``Reply`` with ``error`` set,
-        so the engine need not wait for the deadline.
+        Each reply carries the ``run_id`` of the task it answers, set by the fleet itself. A
+        node known to be gone may be reported at once as a ``Reply`` with ``error`` set, so the
+        engine need not wait for the deadline.
         """
         ...
 

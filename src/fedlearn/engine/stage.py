@@ -153,8 +153,8 @@ class Gather:
         task = self._tasks.get(reply.node_id)
         if task is None or reply.node_id in settled or reply.node_id in buffered:
             return  # a late or duplicate reply from an earlier stage: ignore it
-        if reply.round != task.round or reply.kind != task.kind:
-            return
+        if (reply.round, reply.kind, reply.run_id) != (task.round, task.kind, task.run_id):
+            return  # an answer to another stage, round or run that happens to share the node
         self.report.bytes_received += reply.nbytes
         settled.add(reply.node_id)
         if reply.error is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 from fedlearn.client.threads import BlasThreads
 from fedlearn.core.messages import Reply, Task
@@ -35,9 +36,10 @@ class InProcessFleet:
         try:
             node = self._nodes.get(node_id)
             with self._threads():
-                return [node.handle(task)]
+                reply = node.handle(task)
         except Exception as exc:  # a broken node is a failed reply, never a crashed run
-            return [Reply(node_id=node_id, kind=task.kind, round=task.round, error=f"{type(exc).__name__}: {exc}")]
+            reply = Reply(node_id=node_id, kind=task.kind, round=task.round, error=f"{type(exc).__name__}: {exc}")
+        return [replace(reply, run_id=task.run_id)]
 
     def close(self) -> None:
         self._queue.clear()

@@ -35,7 +35,7 @@ _STOP = b"{}"
 class _Worker:
     process: Any
     conn: Connection
-    pending: dict[tuple[str, str, int], str] = field(default_factory=dict)  # task key -> block name
+    pending: dict[tuple[str, str, int], tuple[str, str]] = field(default_factory=dict)  # key -> (block, run id)
 
 
 class ProcessPoolFleet:
@@ -80,11 +80,17 @@ class ProcessPoolFleet:
             worker.conn.send_bytes(json.dumps(header).encode())
         except OSError:  # the worker is gone: fail the task now rather than at the deadline
             self._undeliverable.append(
-                Reply(node_id=node_id, kind=task.kind, round=task.round, error="simulation worker is not running")
+                Reply(
+                    node_id=node_id,
+                    kind=task.kind,
+                    round=task.round,
+                    run_id=task.run_id,
+                    error="simulation worker is not running",
+                )
             )
             return
         block.users += 1
-        worker.pending[(node_id, task.kind, task.round)] = block.name
+        worker.pending[(node_id, task.kind, task.round)] = (block.name, task.run_id)
 
     def receive(self, timeout: float) -> list[Reply]:
         if self._undeliverable:
@@ -145,22 +151,25 @@ class ProcessPoolFleet:
             self._blocks.pop(block.name, None)
             block.release()
 
-    def _finish(self, worker: _Worker, key: tuple[str, str, int]) -> None:
-        name = worker.pending.pop(key, None)
-        block = self._blocks.get(name) if name else None
+    def _finish(self, worker: _Worker, key: tuple[str, str, int]) -> str:
+        """Settle a pending task; returns the run id it was sent with."""
+        name, run_id = worker.pending.pop(key, ("", ""))
+        block = self._blocks.get(name)
         if block is not None:
             block.users -= 1
             self._drop_if_unused(block)
+        return run_id
 
     def _read_reply(self, worker: _Worker) -> Reply:
         header = json.loads(worker.conn.recv_bytes())
         payload = attach(header["block"], header["layout"], take=True)
         key = (header["node"], header["kind"], header["round"])
-        self._finish(worker, key)
+        run_id = self._finish(worker, key)
         return Reply(
             node_id=header["node"],
             kind=header["kind"],
             round=header["round"],
+            run_id=run_id,
             params=payload.select(_PARAMS),
             extras=payload.select(_EXTRAS),
             num_examples=header["num_examples"],
@@ -171,8 +180,8 @@ class ProcessPoolFleet:
     def _fail_pending(self, worker: _Worker) -> list[Reply]:
         code = worker.process.exitcode
         failed = [
-            Reply(node_id=node, kind=kind, round=rnd, error=f"simulation worker exited with code {code}")
-            for node, kind, rnd in worker.pending
+            Reply(node_id=node, kind=kind, round=rnd, run_id=run_id, error=f"simulation worker exited with code {code}")
+            for (node, kind, rnd), (_, run_id) in worker.pending.items()
         ]
         for key in list(worker.pending):
             self._finish(worker, key)

@@ -184,7 +184,7 @@ class NodeAgent:
                 if self._give_up_after is not None and waited >= self._give_up_after:
                     raise DeadlineExceeded(
                         f"node {self.name} has had no session with the coordinator at {self._coordinator} for "
-                        f"{waited:.0f} s ({reason}); check the address, the TLS settings and that it is running"
+                        f"{waited:.1f} s ({reason}); check the address, the TLS settings and that it is running"
                     )
                 delay = self._backoff.delay(attempt, self._rng)
                 attempt += 1

@@ -7,9 +7,11 @@ named by the sha256 of their safetensors bytes, so the node can verify what it f
 decoding it and skip what it already holds.
 
 Failure is reported, never waited out. A session ends when its stream breaks (a killed node's
-socket closes at once), when no heartbeat arrives within ``heartbeat_timeout``, or when it is
-replaced; its open tasks then become error replies at once, so the engine can close the round
-with the remaining nodes. A reply for a task that is no longer open is dropped.
+socket closes at once), when the transport's keepalive ping goes unanswered for
+``heartbeat_timeout`` (a frozen or unreachable node), when an idle node sends no heartbeat for
+that long (a hung one), or when it is replaced. Its open tasks then become error replies at once,
+so the engine can close the round with the remaining nodes. A reply for a task that is no longer
+open is dropped.
 
 A node name holds at most one session. A new session *replaces* the old one rather than being
 refused: a node that restarts after a crash must get back in at once, without waiting for the
@@ -26,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import grpc
@@ -75,6 +77,7 @@ class _OpenTask:
     session: SessionRecord
     kind: str
     round: int
+    run_id: str
     digests: tuple[str, str]
 
 
@@ -89,7 +92,7 @@ class _Counters:
 @dataclass(slots=True)
 class _State:
     sessions: dict[str, SessionRecord] = field(default_factory=dict)
-    tasks: dict[str, _OpenTask] = field(default_factory=dict)  # insertion order is sending order
+    tasks: dict[str, _OpenTask] = field(default_factory=dict)
     counters: _Counters = field(default_factory=_Counters)
     closed: bool = False
 
@@ -139,9 +142,9 @@ class GrpcFleet:
 
     def send(self, node_id: str, task: Task) -> None:
         with self._lock:
-            session = self._state.sessions.get(node_id)
-        if session is None:
-            self._replies.put(_failed(node_id, task.kind, task.round, f"node {node_id} is not connected"))
+            connected = node_id in self._state.sessions
+        if not connected:
+            self._replies.put(_failed(node_id, task, f"node {node_id} is not connected"))
             return
         try:
             params = self._blobs.acquire(task.params)
@@ -151,19 +154,22 @@ class GrpcFleet:
                 self._blobs.release(params.digest)
                 raise
         except CodecError as exc:
-            self._replies.put(_failed(node_id, task.kind, task.round, f"cannot encode the task: {exc}"))
+            self._replies.put(_failed(node_id, task, f"cannot encode the task: {exc}"))
             return
         task_id = uuid.uuid4().hex
-        open_task = _OpenTask(node_id, session, task.kind, task.round, (params.digest, extras.digest))
-        with self._lock:
-            gone = session.ended
-            if not gone:
+        with self._lock:  # the node may have reconnected, or gone, while the blobs were prepared
+            session = self._state.sessions.get(node_id)
+            if session is not None:
+                open_task = _OpenTask(
+                    node_id, session, task.kind, task.round, task.run_id, (params.digest, extras.digest)
+                )
                 self._state.tasks[task_id] = open_task
-                mine = [t for t, o in self._state.tasks.items() if o.session is session]
-                overflow = mine[: max(0, len(mine) - _MAX_OPEN_TASKS_PER_NODE)]
-        if gone:
-            self._release(open_task)
-            self._replies.put(_failed(node_id, task.kind, task.round, f"node {node_id} disconnected"))
+                session.tasks[task_id] = None
+                overflow = list(session.tasks)[: max(0, len(session.tasks) - _MAX_OPEN_TASKS_PER_NODE)]
+        if session is None:
+            self._blobs.release(params.digest)
+            self._blobs.release(extras.digest)
+            self._replies.put(_failed(node_id, task, f"node {node_id} disconnected"))
             return
         for old in overflow:
             self._fail(old, f"superseded: node {node_id} has more than {_MAX_OPEN_TASKS_PER_NODE} open tasks")
@@ -233,7 +239,7 @@ class GrpcFleet:
             current = self._state.sessions.get(session.node) is session
             if current:
                 del self._state.sessions[session.node]
-            orphans = [t for t, o in self._state.tasks.items() if o.session is session]
+            orphans = list(session.tasks)
         session.outbox.put(None)
         message = f"node {session.node} disconnected before replying: {reason}"
         for task_id in orphans:
@@ -251,29 +257,33 @@ class GrpcFleet:
     def busy(self, session: SessionRecord) -> bool:
         """Whether tasks sent on ``session`` are still open."""
         with self._lock:
-            return any(o.session is session for o in self._state.tasks.values())
+            return bool(session.tasks)
 
     def settle(self, task_id: str, reply: Reply) -> bool:
         """Close an open task with ``reply``; False when it was already closed (the reply is dropped)."""
         with self._lock:
             task = self._state.tasks.pop(task_id, None)
+            if task is not None:
+                task.session.tasks.pop(task_id, None)
         if task is None:
             return False
         self._release(task)
-        self._replies.put(reply)
+        self._replies.put(replace(reply, run_id=task.run_id))  # from the task we sent, never from the node
         return True
 
     def _fail(self, task_id: str, reason: str) -> None:
         with self._lock:
             task = self._state.tasks.get(task_id)
         if task is not None:
-            self.settle(task_id, _failed(task.node, task.kind, task.round, reason))
+            self.settle(task_id, Reply(node_id=task.node, kind=task.kind, round=task.round, error=reason))
 
     def blob_for(self, node: str, digest: str) -> Blob | None:
         """A blob that one of ``node``'s open tasks refers to; other nodes' blobs stay private."""
         with self._lock:
-            wanted = any(o.node == node and digest in o.digests for o in self._state.tasks.values())
-        return self._blobs.get(digest) if wanted and digest else None
+            session = self._state.sessions.get(node)
+            tasks = [self._state.tasks[t] for t in session.tasks] if session is not None else []
+        wanted = digest != "" and any(digest in task.digests for task in tasks)
+        return self._blobs.get(digest) if wanted else None
 
     def count_transfer(self, *, download: bool, nbytes: int) -> None:
         with self._lock:
@@ -298,8 +308,8 @@ class GrpcFleet:
             logger.exception("on_node_status(%r, %r) failed", node, online)
 
 
-def _failed(node: str, kind: str, round: int, reason: str) -> Reply:
-    return Reply(node_id=node, kind=kind, round=round, error=reason)
+def _failed(node: str, task: Task, reason: str) -> Reply:
+    return Reply(node_id=node, kind=task.kind, round=task.round, run_id=task.run_id, error=reason)
 
 
 def serve(

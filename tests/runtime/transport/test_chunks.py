@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedlearn.core.errors import CodecError
 from fedlearn.runtime.transport.chunks import Assembler, iter_chunks
+
+FUZZ = settings(max_examples=300, deadline=None)
 
 
 def _sha256(data: bytes) -> str:
@@ -23,6 +25,7 @@ def _assemble(chunks: list[bytes], *, size: int, digest: str, max_bytes: int = 1
     return bytes(assembler.finish())
 
 
+@FUZZ
 @given(parts=st.lists(st.binary(max_size=900), max_size=8), chunk_bytes=st.integers(1, 700))
 def test_chunks_are_full_sized_and_reassemble_to_the_original(parts: list[bytes], chunk_bytes: int) -> None:
     data = b"".join(parts)
@@ -33,6 +36,7 @@ def test_chunks_are_full_sized_and_reassemble_to_the_original(parts: list[bytes]
     assert _assemble(chunks, size=len(data), digest=_sha256(data)) == data
 
 
+@FUZZ
 @given(chunks=st.lists(st.binary(max_size=300), max_size=20), size=st.integers(0, 3000), digest=st.text(max_size=70))
 def test_assembler_fed_arbitrary_chunks_returns_them_or_raises_codec_error(
     chunks: list[bytes], size: int, digest: str

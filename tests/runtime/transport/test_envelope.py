@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -30,6 +30,7 @@ from fedlearn.runtime.transport.envelope import (
 from fedlearn.runtime.transport.stream import Blob, stream_encode
 
 PARAMS = ParamSet({"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.array(3, np.int64)})
+FUZZ = settings(max_examples=300, deadline=None)
 
 
 def _version(i: int) -> ParamSet:
@@ -57,9 +58,10 @@ def test_task_survives_its_header_with_config_and_both_blobs() -> None:
 _DTYPES = st.sampled_from(["<f8", "<f4", "<f2", "<i8", "<i4", "<i2", "i1", "<u8", "<u4", "<u2", "u1", "?"])
 
 
+@FUZZ
 @given(
     arrays=st.dictionaries(
-        st.text(min_size=1, max_size=12),
+        st.text(min_size=1, max_size=12).filter(lambda name: name != "__metadata__"),
         _DTYPES.flatmap(lambda dtype: hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0))),
         min_size=1,
         max_size=6,
@@ -76,6 +78,11 @@ def test_streamed_blob_is_safetensors_that_the_codec_decodes_bit_for_bit(
 
     assert (len(data), hashlib.sha256(data).hexdigest()) == (blob.size, blob.digest)
     assert decode(data).bitwise_equal(params)
+
+
+def test_the_safetensors_metadata_name_cannot_be_a_parameter() -> None:
+    with pytest.raises(CodecError, match="reserved"):
+        stream_encode(ParamSet({"__metadata__": np.ones(1)}))
 
 
 def test_reply_survives_the_wire_bit_for_bit() -> None:
@@ -114,6 +121,7 @@ def test_bad_digest_reference_is_refused() -> None:
         check_ref(pb.BlobRef(digest="../../etc/passwd", size=3), what="blob")
 
 
+@FUZZ
 @given(data=st.binary(max_size=2000))
 def test_payload_decoder_fed_random_bytes_only_raises_codec_error(data: bytes) -> None:
     try:
@@ -123,6 +131,7 @@ def test_payload_decoder_fed_random_bytes_only_raises_codec_error(data: bytes) -
     assert isinstance(params, ParamSet) and isinstance(extras, ParamSet)
 
 
+@FUZZ
 @given(
     metrics=st.text(max_size=200) | st.just('{"loss": NaN, "x": [1]}'),
     error=st.none() | st.text(max_size=2000),
@@ -142,6 +151,7 @@ def test_reply_decoder_fed_arbitrary_headers_only_raises_codec_error(
     assert len(reply.error or "") <= 1000
 
 
+@FUZZ
 @given(raw=st.binary(max_size=400))
 def test_header_parsing_fed_random_bytes_only_raises_codec_error(raw: bytes) -> None:
     """Whatever protobuf makes of random bytes, turning it into a task fails cleanly or not at all."""

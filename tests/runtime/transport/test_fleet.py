@@ -14,6 +14,7 @@ import pytest
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
+from fedlearn.runtime.grpc_fleet import GrpcFleet
 from fedlearn.runtime.proto import fleet_pb2 as pb
 from fedlearn.runtime.transport.stream import stream_encode
 from tests.runtime.transport.conftest import (
@@ -252,6 +253,23 @@ def test_send_to_a_node_that_is_not_connected_fails_at_once(
 
     [reply] = coordinator.fleet.receive(timeout=1)
     assert reply.error == "node a is not connected"
+
+
+def test_a_node_with_too_many_open_tasks_has_its_oldest_superseded(
+    start_coordinator: StartCoordinator, params: ParamSet
+) -> None:
+    coordinator = start_coordinator()
+    with _raw_session(coordinator):
+        for round in range(1, 10):
+            coordinator.fleet.send("raw", _task(params, round))
+        [reply] = receive_all(coordinator.fleet, 1)
+
+    assert reply.round == 1 and reply.error is not None and reply.error.startswith("superseded")
+
+
+def test_impossible_heartbeat_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="`heartbeat_timeout` must exceed `heartbeat_interval`"):
+        GrpcFleet(authenticate=lambda node, token: True, heartbeat_interval=2.0, heartbeat_timeout=1.0)
 
 
 def test_heartbeat_timeout_marks_a_silent_idle_node_offline(start_coordinator: StartCoordinator) -> None:

@@ -53,6 +53,7 @@ def server_options(*, keepalive_interval: float, keepalive_timeout: float) -> li
         ("grpc.keepalive_timeout_ms", _ms(keepalive_timeout)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.ping_timeout_ms", _ms(keepalive_timeout)),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 0),
         ("grpc.http2.max_ping_strikes", 0),
     ]
@@ -66,6 +67,7 @@ def client_options(*, keepalive: float) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", _ms(keepalive)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.ping_timeout_ms", _ms(keepalive)),
     ]
 
 

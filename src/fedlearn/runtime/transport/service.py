@@ -40,6 +40,7 @@ class SessionRecord:
     outbox: queue.SimpleQueue[pb.CoordinatorMessage | None] = field(default_factory=queue.SimpleQueue)
     hello: threading.Event = field(default_factory=threading.Event)
     protocol: int = 0
+    tasks: dict[str, None] = field(default_factory=dict)  # open task ids in sending order; the hub's lock guards it
     ended: bool = False
     status: tuple[grpc.StatusCode, str] = (grpc.StatusCode.OK, "")
 
@@ -220,8 +221,9 @@ class FleetService(pb_grpc.FleetServicer):
         except CodecError as exc:
             fail(grpc.StatusCode.INVALID_ARGUMENT, f"node {node} sent an unreadable reply: {exc}")
         except grpc.RpcError:  # the node went away mid-upload; nobody is left to tell
-            hub.settle(header.task_id, Reply(node_id=node, kind=kind, round=round, error="the upload broke off"))
-            return pb.UploadAck(accepted=False, detail="the upload broke off")
+            broke = f"node {node}'s upload broke off"
+            hub.settle(header.task_id, Reply(node_id=node, kind=kind, round=round, error=broke))
+            return pb.UploadAck(accepted=False, detail=broke)
         hub.count_transfer(download=False, nbytes=size)
         if not hub.settle(header.task_id, reply):
             return pb.UploadAck(accepted=False, detail=f"task {header.task_id!r} ended while its reply was uploading")

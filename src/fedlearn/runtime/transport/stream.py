@@ -29,6 +29,7 @@ _DTYPES = {
     "u8": "U64", "u4": "U32", "u2": "U16", "u1": "U8",
     "b1": "BOOL",
 }  # fmt: skip
+_METADATA = "__metadata__"
 _ALIGN = 8  # the header is padded so every buffer starts aligned, as safetensors itself does
 
 
@@ -55,6 +56,8 @@ def stream_encode(params: ParamSet) -> Blob:
     """The safetensors blob of ``params`` (names sorted, widest dtypes first), without copying them."""
     if not params:
         return EMPTY_BLOB
+    if _METADATA in params:
+        raise CodecError(f"parameter name {_METADATA!r} is reserved by the safetensors format")
     arrays = {name: _little_endian_contiguous(name, params[name]) for name in params}
     order = sorted(arrays, key=lambda name: (-arrays[name].dtype.itemsize, name))
     header: dict[str, object] = {}

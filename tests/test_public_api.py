@@ -38,3 +38,12 @@ def test_import_stays_light() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
     assert loaded.strip() == "[]"
+
+
+def test_runtime_api_is_pinned() -> None:
+    import fedlearn.runtime
+
+    assert sorted(fedlearn.runtime.__all__) == [
+        "ClientTLS", "Coordinator", "GrpcFleet", "NodeAgent", "ServerTLS", "TransferStats", "load_client_tls",
+        "load_server_tls", "serve",
+    ]  # fmt: skip

@@ -105,8 +105,8 @@ def coordinator(
                                       log_level="warning")).run()  # fmt: skip
     finally:
         service.close()
+        fleet.close()  # sessions end with "coordinator shutting down"; nodes reconnect to the next one
         server.stop(grace=2).wait()
-        fleet.close()
         state.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 
@@ -24,6 +25,7 @@ from fedlearn.runtime.transport.envelope import (
     decode_payload,
     decode_reply,
     encode_reply,
+    parse,
     task_from_header,
     task_header,
 )
@@ -154,16 +156,20 @@ def test_reply_decoder_fed_arbitrary_headers_only_raises_codec_error(
 @FUZZ
 @given(raw=st.binary(max_size=400))
 def test_header_parsing_fed_random_bytes_only_raises_codec_error(raw: bytes) -> None:
-    """Whatever protobuf makes of random bytes, turning it into a task fails cleanly or not at all."""
     try:
-        header = pb.TaskHeader.FromString(raw)
-    except Exception:  # protobuf's DecodeError: gRPC turns it into a refused call before our code runs
-        return
-    try:
+        header = parse(pb.TaskHeader, raw)
         check_ref(header.params, what="params")
         task_from_header(header, params=ParamSet(), extras=ParamSet())
     except CodecError:
         return
+
+
+@FUZZ
+@given(raw=st.binary(max_size=400))
+def test_request_parsing_fed_random_bytes_only_raises_codec_error(raw: bytes) -> None:
+    for message_type in (pb.NodeMessage, pb.BlobRequest, pb.UploadMessage):
+        with contextlib.suppress(CodecError):
+            parse(message_type, raw)
 
 
 def test_blob_store_encodes_a_version_once_and_drops_it_when_unused_and_not_recent() -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
+
+from google.protobuf.message import DecodeError, Message
 
 from fedlearn.core.codec import decode
 from fedlearn.core.errors import CodecError, ConfigError, ValidationError
@@ -23,12 +25,28 @@ from fedlearn.runtime.proto import fleet_pb2 as pb
 from fedlearn.runtime.transport.stream import EMPTY_BLOB, Blob, stream_encode
 
 PROTOCOL_VERSION = 1
+SERVICE = pb.DESCRIPTOR.services_by_name["Fleet"].full_name
 NODE_KEY = "x-fedlearn-node"
 TOKEN_KEY = "x-fedlearn-token"
 PARAMS_PREFIX = "p/"
 EXTRAS_PREFIX = "x/"
 MAX_ERROR_CHARS = 1000
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+M = TypeVar("M", bound=Message)
+
+
+def parse(message_type: type[M], data: bytes) -> M:
+    """A protobuf message from a peer's bytes; anything unparsable is a :class:`CodecError`.
+
+    The coordinator parses requests itself rather than letting gRPC do it, so a garbage frame
+    ends up here as an ordinary refusal instead of in gRPC's own error path.
+    """
+    message: M = message_type()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise CodecError(f"unreadable {message_type.DESCRIPTOR.name}: {exc}") from exc
+    return message
 
 
 def check_ref(ref: pb.BlobRef, *, what: str) -> None:

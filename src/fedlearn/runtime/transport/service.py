@@ -4,7 +4,10 @@ Handlers only translate between the wire and a :class:`Hub` (the ``GrpcFleet``),
 sessions and open tasks. Each call is authenticated first from its metadata; a refusal is
 ``UNAUTHENTICATED`` with a message that says what to do. Everything a peer sends is hostile until
 checked: a bad upload becomes an error reply for its task (the engine records the reason) and an
-error status for the caller, and never an exception that escapes into the server.
+error status for the caller, and never an exception that escapes into the server. Requests reach
+the handlers as raw bytes and are parsed here, so an unparsable frame is an ordinary
+``INVALID_ARGUMENT``; left to gRPC's own deserialisation failure path, a garbage frame on a
+stream could leave the call unfinished and hang the server's shutdown.
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ import grpc
 from fedlearn.core.errors import CodecError
 from fedlearn.core.messages import Reply
 from fedlearn.runtime.proto import fleet_pb2 as pb
-from fedlearn.runtime.proto import fleet_pb2_grpc as pb_grpc
 from fedlearn.runtime.transport.chunks import Assembler
-from fedlearn.runtime.transport.envelope import NODE_KEY, PROTOCOL_VERSION, TOKEN_KEY, check_ref, decode_reply
+from fedlearn.runtime.transport.envelope import (
+    NODE_KEY,
+    PROTOCOL_VERSION,
+    SERVICE,
+    TOKEN_KEY,
+    check_ref,
+    decode_reply,
+    parse,
+)
 from fedlearn.runtime.transport.stream import Blob
 
 logger = logging.getLogger(__name__)
@@ -70,19 +80,31 @@ class Hub(Protocol):
     def count_transfer(self, *, download: bool, nbytes: int) -> None: ...
 
 
-class FleetService(pb_grpc.FleetServicer):
+class FleetService:
     """The ``Fleet`` gRPC service over a :class:`Hub`; see the module docstring."""
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
     def register(self, server: grpc.Server) -> None:
-        pb_grpc.add_FleetServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+        """Serve the three methods; requests arrive as raw bytes and are parsed by ``envelope.parse``."""
+        handlers = {
+            "Session": grpc.stream_stream_rpc_method_handler(
+                self.session, response_serializer=pb.CoordinatorMessage.SerializeToString
+            ),
+            "Download": grpc.unary_stream_rpc_method_handler(
+                self.download, response_serializer=pb.Chunk.SerializeToString
+            ),
+            "Upload": grpc.stream_unary_rpc_method_handler(
+                self.upload, response_serializer=pb.UploadAck.SerializeToString
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
     # -- Session ---------------------------------------------------------------------------------
 
-    def Session(  # noqa: N802 - gRPC method names are CamelCase
-        self, request_iterator: Iterator[pb.NodeMessage], context: grpc.ServicerContext
+    def session(
+        self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[pb.CoordinatorMessage]:
         node = self._authenticate(context)
         hub = self._hub
@@ -94,15 +116,18 @@ class FleetService(pb_grpc.FleetServicer):
         reader.start()
         return self._talk(session, context)
 
-    def _read(self, session: SessionRecord, requests: Iterator[pb.NodeMessage]) -> None:
+    def _read(self, session: SessionRecord, requests: Iterator[bytes]) -> None:
         """Note every message's arrival (the heartbeat) until the node's side of the stream ends."""
         reason, code = "the node closed its session", grpc.StatusCode.OK
         try:
-            for message in requests:
+            for raw in requests:
+                message = parse(pb.NodeMessage, raw)
                 session.last_seen = self._hub.clock()
                 if not session.hello.is_set():
                     session.protocol = message.hello.protocol if message.HasField("hello") else 0
                     session.hello.set()
+        except CodecError as exc:
+            reason, code = f"node {session.node} sent {exc}", grpc.StatusCode.INVALID_ARGUMENT
         except Exception as exc:  # grpc.RpcError when the connection drops; nothing here may escape
             reason, code = f"the connection was lost ({type(exc).__name__})", grpc.StatusCode.CANCELLED
         finally:
@@ -111,7 +136,11 @@ class FleetService(pb_grpc.FleetServicer):
 
     def _talk(self, session: SessionRecord, context: grpc.ServicerContext) -> Iterator[pb.CoordinatorMessage]:
         hub = self._hub
-        if not session.hello.wait(hub.heartbeat_timeout) or session.ended:
+        hello = session.hello.wait(hub.heartbeat_timeout)
+        if session.ended:
+            _finish(context, *session.status)
+            return
+        if not hello:
             hub.end_session(session, "no Hello", grpc.StatusCode.DEADLINE_EXCEEDED)
             _finish(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {hub.heartbeat_timeout:g} s")
             return
@@ -165,8 +194,12 @@ class FleetService(pb_grpc.FleetServicer):
 
     # -- Download --------------------------------------------------------------------------------
 
-    def Download(self, request: pb.BlobRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:  # noqa: N802
+    def download(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
         node = self._authenticate(context)
+        try:
+            request = parse(pb.BlobRequest, raw)
+        except CodecError as exc:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         blob = self._hub.blob_for(node, request.digest)
         if blob is None:
             _abort(
@@ -179,13 +212,14 @@ class FleetService(pb_grpc.FleetServicer):
 
     # -- Upload ----------------------------------------------------------------------------------
 
-    def Upload(  # noqa: N802
-        self, request_iterator: Iterator[pb.UploadMessage], context: grpc.ServicerContext
-    ) -> pb.UploadAck:
+    def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> pb.UploadAck:
         node = self._authenticate(context)
         hub = self._hub
+        messages = (parse(pb.UploadMessage, raw) for raw in request_iterator)
         try:
-            first = next(request_iterator, None)
+            first = next(messages, None)
+        except CodecError as exc:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except grpc.RpcError:
             return pb.UploadAck(accepted=False, detail="the upload broke off")
         if first is None or first.WhichOneof("body") != "header":
@@ -212,7 +246,7 @@ class FleetService(pb_grpc.FleetServicer):
             assembler = Assembler(
                 size=size, digest=header.payload.digest, max_bytes=hub.max_message_bytes, what="reply"
             )
-            for message in request_iterator:
+            for message in messages:
                 if message.WhichOneof("body") != "chunk":
                     raise CodecError("an upload carries one header, then only chunks")
                 assembler.add(message.chunk)

@@ -112,6 +112,7 @@ def run_fedlearn(case: str, executor: str) -> tuple[float, list[float]]:
 
 def child(case: str, mode: str, spawned_at: float) -> None:
     if mode == "plain-1thread":  # the same loop with the one BLAS thread simulated nodes compute with
+        import numpy  # noqa: F401 - BLAS must be loaded before it can be limited
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, user_api="blas"):

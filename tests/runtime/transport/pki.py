@@ -1,15 +1,12 @@
-"""A throwaway certificate authority for TLS tests: a CA, a server certificate and a client one."""
+"""A throwaway certificate authority for TLS tests, made with fedlearn's own ``certs`` tooling."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from fedlearn.runtime.certs import init_ca, issue
 
 
 @dataclass(frozen=True)
@@ -22,67 +19,15 @@ class Pki:
 
 
 def make_pki() -> Pki:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedlearn test CA")])
-    ca = (
-        _builder(ca_name, ca_name, ca_key)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_usage(cert_sign=True), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    server_cert, server_key = _leaf(ca, ca_key, "localhost", ExtendedKeyUsageOID.SERVER_AUTH)
-    client_cert, client_key = _leaf(ca, ca_key, "node-a", ExtendedKeyUsageOID.CLIENT_AUTH)
-    return Pki(
-        ca=_pem(ca), server_cert=server_cert, server_key=server_key, client_cert=client_cert, client_key=client_key
-    )
-
-
-def _leaf(
-    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str, usage: x509.ObjectIdentifier
-) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    alt = x509.SubjectAlternativeName([x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    cert = (
-        _builder(subject, ca.subject, key)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(alt, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return _pem(cert), key_pem
-
-
-def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-    )
-
-
-def _usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "pki"
+        ca = init_ca(directory, common_name="fedlearn test CA")
+        server = issue(directory, "coordinator", kind="server", hosts=["localhost", "127.0.0.1"])
+        client = issue(directory, "a", kind="client")
+        return Pki(
+            ca=ca.cert.read_bytes(),
+            server_cert=server.cert.read_bytes(),
+            server_key=server.key.read_bytes(),
+            client_cert=client.cert.read_bytes(),
+            client_key=client.key.read_bytes(),
+        )

@@ -32,5 +32,5 @@ def test_replies_beyond_the_memory_budget_are_spilled_and_restored_exactly() -> 
     kept, _ = _gather(10**9)
     restored, gather = _gather(2 * MODEL.nbytes)
 
-    assert gather.report.spilled == 3
+    assert gather.report.spilled == 3  # the first early reply stays in memory, whatever the budget
     assert all(a.params.bitwise_equal(b.params) for a, b in zip(kept, restored, strict=True))

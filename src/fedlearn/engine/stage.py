@@ -58,8 +58,8 @@ class _ReorderBuffer:
         return node_id in self._held or node_id in self._spilled
 
     def put(self, reply: Reply) -> bool:
-        """Hold ``reply``; True when it had to go to disk."""
-        if self._in_memory + reply.nbytes <= self._budget:
+        """Hold ``reply``; True when it had to go to disk. One reply always fits, however large."""
+        if not self._held or self._in_memory + reply.nbytes <= self._budget:
             self._held[reply.node_id] = reply
             self._in_memory += reply.nbytes
             return False
@@ -76,7 +76,8 @@ class _ReorderBuffer:
             self._in_memory -= reply.nbytes
             return reply
         reply, path = self._spilled.pop(node_id)
-        payload = decode(path.read_bytes())
+        data = path.read_bytes()
+        payload = decode(data, max_bytes=len(data))  # our own file: the wire's size limit does not apply
         path.unlink()
         return replace(reply, params=payload.select(_PARAMS), extras=payload.select(_EXTRAS))
 

@@ -150,44 +150,10 @@ def _adaptive_update(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Adam:
-    """FedAdam: ``v = beta2 * v + (1 - beta2) * update**2``. ``tau`` is the adaptivity epsilon."""
+class _SecondMomentOptimizer:
+    """What Adam and Yogi share: momentum on the update, a second moment ``v``, and ``tau``.
 
-    learning_rate: float
-    beta1: float = 0.9
-    beta2: float = 0.99
-    tau: float = 1e-3
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
-        object.__setattr__(self, "beta2", _check_decay("beta2", self.beta2))
-        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
-
-    def init(self, params: ParamSet) -> ParamSet:
-        return _adaptive_init(params, self.tau)
-
-    def update(
-        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
-    ) -> tuple[ParamSet, ParamSet]:
-        beta2 = self.beta2
-        return _adaptive_update(
-            update,
-            state,
-            lr=self.learning_rate,
-            beta1=self.beta1,
-            tau=self.tau,
-            rule=lambda v, g2: beta2 * v + (1 - beta2) * g2,
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Yogi:
-    """FedYogi: ``v = v - (1 - beta2) * update**2 * sign(v - update**2)``.
-
-    When updates shrink, Adam's ``v`` falls by ``(1 - beta2) * v`` per round and the effective
-    learning rate jumps; Yogi's falls by at most ``(1 - beta2) * update**2``, so it rises gently
-    (Zaheer et al. 2018).
+    Subclasses differ only in how ``v`` follows the squared update (:meth:`_next_v`).
     """
 
     learning_rate: float
@@ -207,15 +173,33 @@ class Yogi:
     def update(
         self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
     ) -> tuple[ParamSet, ParamSet]:
-        beta2 = self.beta2
         return _adaptive_update(
-            update,
-            state,
-            lr=self.learning_rate,
-            beta1=self.beta1,
-            tau=self.tau,
-            rule=lambda v, g2: v - (1 - beta2) * g2 * np.sign(v - g2),
+            update, state, lr=self.learning_rate, beta1=self.beta1, tau=self.tau, rule=self._next_v
         )
+
+    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adam(_SecondMomentOptimizer):
+    """FedAdam: ``v = beta2 * v + (1 - beta2) * update**2``. ``tau`` is the adaptivity epsilon."""
+
+    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
+        return self.beta2 * v + (1 - self.beta2) * g2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Yogi(_SecondMomentOptimizer):
+    """FedYogi: ``v = v - (1 - beta2) * update**2 * sign(v - update**2)``.
+
+    When updates shrink, Adam's ``v`` falls by ``(1 - beta2) * v`` per round and the effective
+    learning rate jumps; Yogi's falls by at most ``(1 - beta2) * update**2``, so it rises gently
+    (Zaheer et al. 2018).
+    """
+
+    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
+        return v - (1 - self.beta2) * g2 * np.sign(v - g2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -75,14 +75,15 @@ transforms = pytest.mark.parametrize("transform", list(TRANSFORMS.values()), ids
 strategy_names = pytest.mark.parametrize("name", sorted(STRATEGIES))
 
 
-def reduce(reducer: Reducer, template: ParamSet, updates: list[tuple[ParamSet, float]]) -> ParamSet:
+def reduce(reducer: Reducer, template: ParamSet, models: list[tuple[ParamSet, float]]) -> ParamSet:
+    """The combined update of weighted client ``models`` relative to ``template``."""
     acc = reducer.init(template)
-    for update, weight in updates:
-        acc = reducer.add(acc, update, weight)
+    for model, weight in models:
+        acc = reducer.add(acc, model, weight)
     return reducer.result(acc)
 
 
-def weighted_updates(template: ParamSet, count: int, seed: int) -> list[tuple[ParamSet, float]]:
+def weighted_models(template: ParamSet, count: int, seed: int) -> list[tuple[ParamSet, float]]:
     return [(random_model(seed + i, dtypes=_dtypes(template)), float(i + 1)) for i in range(count)]
 
 
@@ -103,7 +104,7 @@ def assert_same_values(actual: ParamSet, expected: ParamSet, *, rtol: float) -> 
 @reducer_cases()
 def test_reducer_result_does_not_depend_on_reply_order(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float64", "float64"])
-    updates = weighted_updates(template, 7, seed=1)
+    updates = weighted_models(template, 7, seed=1)
     shuffled = [updates[i] for i in np.random.default_rng(2).permutation(len(updates))]
 
     in_order = reduce(case.reducer, template, updates)
@@ -115,7 +116,7 @@ def test_reducer_result_does_not_depend_on_reply_order(case: ReducerCase) -> Non
 @reducer_cases(lambda case: case.ignores_zero_weight)
 def test_reducer_zero_weight_reply_changes_nothing(case: ReducerCase) -> None:
     template = random_model(0)
-    updates = weighted_updates(template, 6, seed=1)
+    updates = weighted_models(template, 6, seed=1)
     outlier = template.map(lambda a: np.full_like(a, 1e6))
 
     without = reduce(case.reducer, template, updates)
@@ -125,31 +126,31 @@ def test_reducer_zero_weight_reply_changes_nothing(case: ReducerCase) -> None:
 
 
 @reducer_cases(lambda case: case.min_replies == 1)
-def test_reducer_single_reply_gives_that_update(case: ReducerCase) -> None:
+def test_reducer_single_reply_gives_its_difference_from_the_template(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float32", "float16", "int64"])
-    update = random_model(1, dtypes=["float32", "float16", "int64"])
+    model = random_model(1, dtypes=["float32", "float16", "int64"])
 
-    result = reduce(case.reducer, template, [(update, 3.0)])
+    result = reduce(case.reducer, template, [(model, 3.0)])
 
-    assert result.bitwise_equal(update)
+    assert result.bitwise_equal(model - template)
 
 
 @reducer_cases()
-def test_reducer_identical_replies_give_that_update(case: ReducerCase) -> None:
+def test_reducer_identical_replies_give_their_difference_from_the_template(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float32", "float16", "int64"])
-    update = random_model(1, dtypes=["float32", "float16", "int64"])
+    model = random_model(1, dtypes=["float32", "float16", "int64"])
 
-    result = reduce(case.reducer, template, [(update, float(w)) for w in range(1, case.min_replies + 4)])
+    result = reduce(case.reducer, template, [(model, float(w)) for w in range(1, case.min_replies + 4)])
 
-    assert result.bitwise_equal(update)
+    assert result.bitwise_equal(model - template)
 
 
 @reducer_cases()
 def test_reducer_same_inputs_give_bit_identical_results(case: ReducerCase) -> None:
     template = random_model(0)
 
-    first = reduce(case.reducer, template, weighted_updates(template, 6, seed=1))
-    second = reduce(case.reducer, template, weighted_updates(template, 6, seed=1))
+    first = reduce(case.reducer, template, weighted_models(template, 6, seed=1))
+    second = reduce(case.reducer, template, weighted_models(template, 6, seed=1))
 
     assert first.bitwise_equal(second)
 
@@ -158,7 +159,7 @@ def test_reducer_same_inputs_give_bit_identical_results(case: ReducerCase) -> No
 def test_reducer_result_keeps_each_dtype(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float16", "float32", "float64", "int32"])
 
-    result = reduce(case.reducer, template, weighted_updates(template, 6, seed=1))
+    result = reduce(case.reducer, template, weighted_models(template, 6, seed=1))
 
     assert result.spec() == template.spec()
 

@@ -26,16 +26,17 @@ def peak_bytes_while(run) -> int:
 def test_weighted_mean_over_many_replies_keeps_memory_within_a_few_model_sizes() -> None:
     model_bytes = SIZE * 4
     reducer = weighted_mean()
+    global_model = ParamSet({"w": np.zeros(SIZE, dtype=np.float32)})  # held by the engine anyway
 
     def run() -> None:
-        acc = reducer.init(ParamSet({"w": np.zeros(SIZE, dtype=np.float32)}))
+        acc = reducer.init(global_model)
         for i in range(200):  # 200 replies would be 800 MB if they were all held
             acc = reducer.add(acc, ParamSet({"w": np.full(SIZE, i, dtype=np.float32)}), float(i + 1))
         reducer.result(acc)
 
     peak = peak_bytes_while(run)
 
-    assert peak < 4 * model_bytes, f"peak {peak / model_bytes:.1f} model sizes"
+    assert peak < 3.5 * model_bytes, f"peak {peak / model_bytes:.1f} model sizes"  # float64 sum + one reply
 
 
 def test_fedavg_round_over_a_stream_of_replies_holds_one_reply_at_a_time() -> None:
@@ -50,4 +51,5 @@ def test_fedavg_round_over_a_stream_of_replies_holds_one_reply_at_a_time() -> No
         lambda: fedavg().aggregate(params, ParamSet(), replies(), num_nodes=40, rng=np.random.default_rng(0))
     )
 
-    assert peak < 6 * model_bytes, f"peak {peak / model_bytes:.1f} model sizes"
+    # float64 sum + one reply + the result: neither a second reply nor a (reply - params) temporary
+    assert peak < 4 * model_bytes, f"peak {peak / model_bytes:.1f} model sizes"

@@ -132,9 +132,8 @@ class Gather:
                 node_id = order[position]
                 if node_id in buffered:
                     position += 1
-                    reply = buffered.pop(node_id)
                     self.report.accepted.append(node_id)
-                    yield reply
+                    yield buffered.pop(node_id)
                     continue
                 if node_id in settled:
                     position += 1
@@ -143,12 +142,20 @@ class Gather:
                 if remaining <= 0:
                     self._expire(order[position:], settled, buffered)
                     continue
-                for reply in self._fleet.receive(timeout=remaining):
-                    self._admit(reply, buffered, settled)
+                self._receive(remaining, buffered, settled)
         finally:
             buffered.close()
         if len(self.report.accepted) < self._quorum:
             raise QuorumError(self._quorum_message())
+
+    def _receive(self, timeout: float, buffered: _ReorderBuffer, settled: set[str]) -> None:
+        """Admit what the fleet delivers within ``timeout``.
+
+        A method of its own so that no frame of the suspended iterator keeps a reply alive: a
+        reply the engine has folded must be freed before the next node's work allocates.
+        """
+        for reply in self._fleet.receive(timeout=timeout):
+            self._admit(reply, buffered, settled)
 
     def _admit(self, reply: Reply, buffered: _ReorderBuffer, settled: set[str]) -> None:
         task = self._tasks.get(reply.node_id)

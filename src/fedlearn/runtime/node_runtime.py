@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fedlearn.client.allocator import retain_freed_memory
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.client.threads import BlasThreads
 from fedlearn.core.messages import Reply, Task
@@ -29,6 +30,7 @@ def build_node(
     name: str, config: NodeConfig, datasets: Mapping[str, Dataset], *, handlers: Mapping[str, Handler] | None = None
 ) -> PinnedNode:
     """The node's trainer (if it trains) on its training dataset, plus extra task handlers."""
+    retain_freed_memory()
     trainer = None
     training = config.training_dataset()
     if training is not None and config.node.learner is not None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from fedlearn.client.allocator import retain_freed_memory
 from fedlearn.client.node_app import NodeApp
 from fedlearn.client.trainer import Learner
 from fedlearn.core.errors import ConfigError
@@ -43,7 +44,11 @@ def node_ids(count: int) -> list[str]:
 def make_fleet(
     ids: Sequence[str], factory: NodeFactory, *, executor: Executor, workers: int, blas_threads: int | None = 1
 ) -> Fleet:
-    """Build the fleet for an executor name; the pool forks now, before any training."""
+    """Build the fleet for an executor name; the pool forks now, before any training.
+
+    The allocator is tuned first (see ``allocator``), so forked workers inherit the setting.
+    """
+    retain_freed_memory()
     if executor == "inprocess":
         return InProcessFleet(ids, factory, blas_threads=blas_threads)
     if executor == "pool":

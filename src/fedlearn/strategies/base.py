@@ -3,9 +3,10 @@
 Following optax, every piece is a pair of pure-ish functions with explicit state:
 
 * a ``Sampler`` picks the nodes of a round from the available ones;
-* a ``Reducer`` folds client updates (``client params - global params``) into one update. A
-  streaming reducer keeps O(model) memory whatever the number of replies; one that needs every
-  update (median, Krum) says so with ``streaming = False``;
+* a ``Reducer`` folds client models into one update (relative to the global model it was
+  initialised with), so it can subtract the global model inside its own pass instead of every
+  reply costing a model-sized difference. A streaming reducer keeps O(model) memory whatever the
+  number of replies; one that needs every update (median, Krum) says so with ``streaming = False``;
 * a ``ServerTransform`` turns the combined update into the step applied to the global model,
   with state (moments, step counts) held in a ``ParamSet`` so checkpoints can store it.
 
@@ -38,15 +39,16 @@ class Reducer(Protocol):
         ...
 
     def init(self, template: ParamSet) -> Any:
-        """An empty accumulator shaped like ``template``."""
+        """An empty accumulator for updates relative to ``template``, the global model."""
         ...
 
-    def add(self, acc: Any, update: ParamSet, weight: float) -> Any:
-        """Fold one update in; may reuse ``acc``'s buffers. Called in a deterministic order."""
+    def add(self, acc: Any, model: ParamSet, weight: float) -> Any:
+        """Fold in one client's model, i.e. the update ``model - template``; may reuse ``acc``'s
+        buffers. Called in a deterministic order."""
         ...
 
     def result(self, acc: Any) -> ParamSet:
-        """The combined update, in the template's dtypes."""
+        """The combined update relative to the template, in the template's dtypes."""
         ...
 
 

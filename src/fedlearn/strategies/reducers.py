@@ -1,4 +1,10 @@
-"""Reducers: many client updates in, one update out.
+"""Reducers: many client models in, one update out.
+
+A reducer is initialised with the global model and folds in each client's model; its result
+is the combined update relative to the global model. Taking the models rather than their
+differences lets each reducer subtract where it is cheapest: the means subtract block by block
+inside their accumulation pass, and the robust reducers inside the blocks they stack, so no
+reply ever costs a model-sized temporary (a round's memory and time both shrink by one pass).
 
 The means stream: they keep a float64 running sum the size of the model and fold each update in
 as it arrives, so memory stays O(model) however many nodes reply (the design's memory
@@ -6,10 +12,11 @@ invariant). Accumulating in float64 also makes the result independent of reply o
 float64 rounding, far below float32 resolution.
 
 The robust reducers (coordinate median, trimmed mean, Krum) need every update at once and say so
-with ``streaming = False``: they hold all updates, O(nodes x model). They work through the model
-in column blocks so their temporaries stay small. They drop replies of weight 0 (a node that
-trained on nothing sent no information) and otherwise ignore weights: an example count is
-self-reported, and a robust statistic must not let a node buy influence by claiming more.
+with ``streaming = False``: they hold all client models, O(nodes x model) (as received, since
+they are read-only, so no copies). They work through the model in column blocks so their
+temporaries stay small. They drop replies of weight 0 (a node that trained on nothing sent no
+information) and otherwise ignore weights: an example count is self-reported, and a robust
+statistic must not let a node buy influence by claiming more.
 """
 
 from __future__ import annotations
@@ -35,14 +42,18 @@ def _check_weight(weight: float) -> float:
     return weight
 
 
-def _check_update(spec: Spec, update: ParamSet) -> None:
-    if update.keys() != spec.keys():
-        missing = sorted(set(spec) - set(update))
-        extra = sorted(set(update) - set(spec))
+def _check_model(spec: Spec, model: ParamSet) -> None:
+    if model.keys() != spec.keys():
+        missing = sorted(set(spec) - set(model))
+        extra = sorted(set(model) - set(spec))
         raise ValidationError(f"update names differ from the model: missing {missing[:5]}, unexpected {extra[:5]}")
     for name, (shape, _) in spec.items():
-        if update[name].shape != shape:
-            raise ValidationError(f"update {name!r} has shape {update[name].shape}; expected {shape}")
+        if model[name].shape != shape:
+            raise ValidationError(f"update {name!r} has shape {model[name].shape}; expected {shape}")
+
+
+def _flat(params: ParamSet) -> dict[str, np.ndarray]:
+    return {name: array.reshape(-1) for name, array in params.items()}
 
 
 def _store(out: np.ndarray, values: np.ndarray) -> None:
@@ -53,32 +64,34 @@ def _store(out: np.ndarray, values: np.ndarray) -> None:
 
 
 class _RunningSum:
-    """A float64 sum of weighted updates plus the total weight: the state of a streaming mean."""
+    """A float64 sum of weighted updates (model - base) plus the total weight: a streaming mean."""
 
-    __slots__ = ("count", "scratch", "spec", "sums", "total")
+    __slots__ = ("base", "count", "scratch", "spec", "sums", "total")
 
-    def __init__(self, spec: Spec) -> None:
-        self.spec = spec
-        self.sums = {name: np.zeros(math.prod(shape), dtype=np.float64) for name, (shape, _) in spec.items()}
+    def __init__(self, base: ParamSet) -> None:
+        self.spec = base.spec()
+        self.base = _flat(base)
+        self.sums = {name: np.zeros(flat.size, dtype=np.float64) for name, flat in self.base.items()}
         self.scratch = np.empty(min(_CHUNK, max((a.size for a in self.sums.values()), default=0)), np.float64)
         self.total = 0.0
         self.count = 0
 
-    def add(self, update: ParamSet, weight: float) -> None:
-        _check_update(self.spec, update)
+    def add(self, model: ParamSet, weight: float) -> None:
+        """Fold in ``weight * (model - base)``, one cache-sized block at a time."""
+        _check_model(self.spec, model)
         self.count += 1
         if weight == 0:  # adds nothing; skipping it also skips the arithmetic
             return
         for name, acc in self.sums.items():
-            flat = update[name].reshape(-1)
-            if weight == 1.0:  # the unweighted case needs no scratch; the ufunc casts as it goes
-                np.add(acc, flat, out=acc)
-                continue
+            flat, base = model[name].reshape(-1), self.base[name]
             for start in range(0, acc.size, _CHUNK):
-                part = acc[start : start + _CHUNK]
+                block = slice(start, start + _CHUNK)
+                part = acc[block]
                 scratch = self.scratch[: part.size]
-                np.multiply(flat[start : start + _CHUNK], weight, out=scratch, dtype=np.float64)
-                np.add(part, scratch, out=part)
+                np.subtract(flat[block], base[block], out=scratch, dtype=np.float64)
+                if weight != 1.0:
+                    scratch *= weight
+                part += scratch
         self.total += weight
 
     def mean(self, what: str) -> ParamSet:
@@ -110,10 +123,10 @@ class WeightedMean:
     streaming: ClassVar[bool] = True
 
     def init(self, template: ParamSet) -> _RunningSum:
-        return _RunningSum(template.spec())
+        return _RunningSum(template)
 
-    def add(self, acc: _RunningSum, update: ParamSet, weight: float) -> _RunningSum:
-        acc.add(update, _check_weight(weight))
+    def add(self, acc: _RunningSum, model: ParamSet, weight: float) -> _RunningSum:
+        acc.add(model, _check_weight(weight))
         return acc
 
     def result(self, acc: _RunningSum) -> ParamSet:
@@ -131,11 +144,11 @@ class UnweightedMean:
     streaming: ClassVar[bool] = True
 
     def init(self, template: ParamSet) -> _RunningSum:
-        return _RunningSum(template.spec())
+        return _RunningSum(template)
 
-    def add(self, acc: _RunningSum, update: ParamSet, weight: float) -> _RunningSum:
+    def add(self, acc: _RunningSum, model: ParamSet, weight: float) -> _RunningSum:
         _check_weight(weight)
-        acc.add(update, 1.0)
+        acc.add(model, 1.0)
         return acc
 
     def result(self, acc: _RunningSum) -> ParamSet:
@@ -143,26 +156,30 @@ class UnweightedMean:
 
 
 class _Pool:
-    """Every update of weight > 0, held as given (they are read-only, so no copies are needed)."""
+    """Every client model of weight > 0, held as given (they are read-only, so no copies)."""
 
-    __slots__ = ("spec", "updates")
+    __slots__ = ("base", "models", "spec")
 
-    def __init__(self, template: ParamSet) -> None:
-        self.spec = template.spec()
-        self.updates: list[ParamSet] = []
+    def __init__(self, base: ParamSet) -> None:
+        self.spec = base.spec()
+        self.base = base
+        self.models: list[ParamSet] = []
 
-    def add(self, update: ParamSet, weight: float) -> None:
-        _check_update(self.spec, update)
+    def add(self, model: ParamSet, weight: float) -> None:
+        _check_model(self.spec, model)
         if _check_weight(weight) > 0:
-            self.updates.append(update)
+            self.models.append(model)
 
     def blocks(self, name: str) -> Iterator[tuple[int, np.ndarray]]:
-        """``(start, stack)`` pairs: float64 ``(updates x columns)`` slices of parameter ``name``."""
-        flats = [u[name].reshape(-1) for u in self.updates]
-        size = flats[0].size
+        """``(start, stack)`` pairs: float64 ``(models x columns)`` slices of the updates to ``name``."""
+        flats = [m[name].reshape(-1) for m in self.models]
+        base = self.base[name].reshape(-1)
+        size = base.size
         step = max(1, _BLOCK_VALUES // len(flats))
         for start in range(0, size, step):
-            yield start, np.stack([f[start : start + step] for f in flats], dtype=np.float64)
+            stack = np.stack([f[start : start + step] for f in flats], dtype=np.float64)
+            stack -= base[start : start + step]
+            yield start, stack
 
     def columnwise(self, fn: Callable[[np.ndarray], np.ndarray]) -> ParamSet:
         """Apply ``fn`` (a reduction over axis 0 of a block) to every coordinate of the model."""
@@ -176,7 +193,7 @@ class _Pool:
         return ParamSet(out)
 
     def require(self, needed: int, what: str) -> int:
-        count = len(self.updates)
+        count = len(self.models)
         if count < needed:
             raise QuorumError(f"{what} needs at least {needed} update(s) of weight > 0; got {count}")
         return count
@@ -191,8 +208,8 @@ class CoordinateMedian:
     def init(self, template: ParamSet) -> _Pool:
         return _Pool(template)
 
-    def add(self, acc: _Pool, update: ParamSet, weight: float) -> _Pool:
-        acc.add(update, weight)
+    def add(self, acc: _Pool, model: ParamSet, weight: float) -> _Pool:
+        acc.add(model, weight)
         return acc
 
     def result(self, acc: _Pool) -> ParamSet:
@@ -217,8 +234,8 @@ class TrimmedMean:
     def init(self, template: ParamSet) -> _Pool:
         return _Pool(template)
 
-    def add(self, acc: _Pool, update: ParamSet, weight: float) -> _Pool:
-        acc.add(update, weight)
+    def add(self, acc: _Pool, model: ParamSet, weight: float) -> _Pool:
+        acc.add(model, weight)
         return acc
 
     def result(self, acc: _Pool) -> ParamSet:
@@ -249,8 +266,8 @@ class Krum:
     def init(self, template: ParamSet) -> _Pool:
         return _Pool(template)
 
-    def add(self, acc: _Pool, update: ParamSet, weight: float) -> _Pool:
-        acc.add(update, weight)
+    def add(self, acc: _Pool, model: ParamSet, weight: float) -> _Pool:
+        acc.add(model, weight)
         return acc
 
     def result(self, acc: _Pool) -> ParamSet:
@@ -262,10 +279,10 @@ class Krum:
         scores = [float(np.sort(np.delete(row, i))[:neighbours].sum()) for i, row in enumerate(distances)]
         # Equal scores are broken by content, never by arrival order, so reply order cannot matter.
         tied = {s for s in scores if scores.count(s) > 1}
-        order = sorted(range(count), key=lambda i: (scores[i], acc.updates[i].digest() if scores[i] in tied else ""))
-        chosen = _RunningSum(acc.spec)
+        order = sorted(range(count), key=lambda i: (scores[i], acc.models[i].digest() if scores[i] in tied else ""))
+        chosen = _RunningSum(acc.base)
         for i in order[: self.multi]:
-            chosen.add(acc.updates[i], 1.0)
+            chosen.add(acc.models[i], 1.0)
         return chosen.mean(what)
 
 
@@ -276,7 +293,7 @@ def _squared_distances(pool: _Pool) -> np.ndarray:
     their column means; centring leaves distances unchanged but removes the cancellation that
     the identity suffers when updates are large and close together.
     """
-    count = len(pool.updates)
+    count = len(pool.models)
     distances = np.zeros((count, count), dtype=np.float64)
     for name in pool.spec:
         for _, block in pool.blocks(name):

@@ -110,8 +110,9 @@ class Strategy:
         """Stream the replies through the reducer.
 
         A method of its own so that the accumulator and the last reply are freed when it
-        returns, before the transform allocates its step: that keeps a round's peak memory
-        near four model sizes rather than six.
+        returns, before the transform allocates its step. With one reply held at a time and no
+        ``reply - params`` temporary, a FedAvg round peaks near 3.3 model sizes (float32) on
+        top of the global model (``tests/strategies/test_memory.py``).
         """
         acc = self.reducer.init(params)
         control_sum: dict[str, np.ndarray] = {}
@@ -121,11 +122,12 @@ class Strategy:
         for reply in replies:
             if self.control_variates:  # checked first, so a bad reply never reaches the reducer
                 _add_control_delta(control_sum, reply, params)
-            acc = self.reducer.add(acc, reply.params - params, float(reply.num_examples))
+            acc = self.reducer.add(acc, reply.params, float(reply.num_examples))
             for key, value in reply.metrics.items():
                 metric_sums[key] = metric_sums.get(key, 0.0) + value * reply.num_examples
             count += 1
             examples += reply.num_examples
+            del reply  # the next wait may run a whole fit or receive a whole model: hold one reply, not two
         if count == 0:
             raise QuorumError("no valid fit replies to aggregate this round")
         return _Folded(

@@ -64,15 +64,21 @@ def _store(out: np.ndarray, values: np.ndarray) -> None:
 
 
 class _RunningSum:
-    """A float64 sum of weighted updates (model - base) plus the total weight: a streaming mean."""
+    """A float64 sum of weighted updates (model - base) plus the total weight: a streaming mean.
 
-    __slots__ = ("base", "count", "scratch", "spec", "sums", "total")
+    Each block of an update is ``model - base`` in the model's own dtype, exactly what
+    ``ParamSet.__sub__`` would give, then widened, weighted and added while it is in cache.
+    """
+
+    __slots__ = ("base", "count", "differences", "scratch", "spec", "sums", "total")
 
     def __init__(self, base: ParamSet) -> None:
         self.spec = base.spec()
         self.base = _flat(base)
         self.sums = {name: np.zeros(flat.size, dtype=np.float64) for name, flat in self.base.items()}
-        self.scratch = np.empty(min(_CHUNK, max((a.size for a in self.sums.values()), default=0)), np.float64)
+        size = min(_CHUNK, max((a.size for a in self.sums.values()), default=0))
+        self.scratch = np.empty(size, np.float64)
+        self.differences = {flat.dtype: np.empty(size, flat.dtype) for flat in self.base.values()}
         self.total = 0.0
         self.count = 0
 
@@ -87,11 +93,14 @@ class _RunningSum:
             for start in range(0, acc.size, _CHUNK):
                 block = slice(start, start + _CHUNK)
                 part = acc[block]
+                difference = self.differences[base.dtype][: part.size]
+                np.subtract(flat[block], base[block], out=difference)
+                if weight == 1.0:  # the unweighted case needs no float64 scratch; the ufunc casts
+                    np.add(part, difference, out=part)
+                    continue
                 scratch = self.scratch[: part.size]
-                np.subtract(flat[block], base[block], out=scratch, dtype=np.float64)
-                if weight != 1.0:
-                    scratch *= weight
-                part += scratch
+                np.multiply(difference, weight, out=scratch, dtype=np.float64)
+                np.add(part, scratch, out=part)
         self.total += weight
 
     def mean(self, what: str) -> ParamSet:
@@ -177,9 +186,8 @@ class _Pool:
         size = base.size
         step = max(1, _BLOCK_VALUES // len(flats))
         for start in range(0, size, step):
-            stack = np.stack([f[start : start + step] for f in flats], dtype=np.float64)
-            stack -= base[start : start + step]
-            yield start, stack
+            columns = slice(start, start + step)
+            yield start, np.stack([np.subtract(f[columns], base[columns]) for f in flats], dtype=np.float64)
 
     def columnwise(self, fn: Callable[[np.ndarray], np.ndarray]) -> ParamSet:
         """Apply ``fn`` (a reduction over axis 0 of a block) to every coordinate of the model."""

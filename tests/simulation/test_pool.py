@@ -124,3 +124,28 @@ def _receive_all(fleet: ProcessPoolFleet, count: int) -> list[Reply]:
     while len(replies) < count and time.monotonic() < deadline:
         replies += fleet.receive(timeout=0.5)
     return replies
+
+
+def test_pool_reuses_a_reply_slot_once_the_reply_is_dropped(params: ParamSet) -> None:
+    with ProcessPoolFleet(["a"], CountingNode, workers=1) as fleet:
+        for round_number in range(1, 6):
+            fleet.send("a", Task(kind="fit", round=round_number, params=params))
+            (reply,) = _receive_all(fleet, 1)
+            assert reply.ok
+            del reply
+        mapped = len(fleet._workers[0].slots._mappings)
+
+    assert mapped == 1
+
+
+def test_pool_reply_still_held_is_never_overwritten_by_later_replies(params: ParamSet) -> None:
+    with ProcessPoolFleet(["a"], CountingNode, workers=1) as fleet:
+        fleet.send("a", Task(kind="fit", round=1, params=params))
+        (held,) = _receive_all(fleet, 1)
+        for round_number in range(2, 6):
+            fleet.send("a", Task(kind="fit", round=round_number, params=params))
+            (later,) = _receive_all(fleet, 1)
+            np.testing.assert_array_equal(later.params["w"], round_number)
+            del later
+
+        np.testing.assert_array_equal(held.params["w"], 1)

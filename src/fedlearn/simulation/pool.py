@@ -3,10 +3,10 @@
 Node ``i`` always runs in worker ``i mod W``, so a node's state (e.g. SCAFFOLD's control variate)
 stays in one process and results do not depend on ``W``. Workers are forked at construction,
 before any training, and inherit the node factory and its data without pickling. Tasks carry a
-JSON header and a reference to the round's parameters in shared memory (see ``shared``); replies
-come back the same way, a JSON header naming a shared block the parent maps without copying. A
-worker that dies turns its pending tasks into error replies, so the engine's deadline and quorum
-logic handle it like any lost node.
+JSON header and a reference to the round's parameters in shared memory (see ``shared``), which each
+worker maps once per round; replies come back as a JSON header naming a recycled shared slot that
+the parent views without copying (see ``reply_slots``). A worker that dies turns its pending tasks
+into error replies, so the engine's deadline and quorum logic handle it like any lost node.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing as mp
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -24,11 +25,13 @@ from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.simulation.nodes import NodeCache, NodeFactory
-from fedlearn.simulation.shared import SharedBlock, attach, hand_over, publish
+from fedlearn.simulation.reply_slots import ParentSlots, WorkerSlots
+from fedlearn.simulation.shared import SharedBlock, attach, publish
 
 _PARAMS = "p/"
 _EXTRAS = "x/"
 _STOP = b"{}"
+_MAPPED_ROUNDS = 2  # global-parameter blocks a worker keeps mapped: this round's and the last
 
 
 @dataclass(slots=True)
@@ -36,6 +39,14 @@ class _Worker:
     process: Any
     conn: Connection
     pending: dict[tuple[str, str, int], tuple[str, str]] = field(default_factory=dict)  # key -> (block, run id)
+    slots: ParentSlots = field(default_factory=ParentSlots)
+
+    def return_slots(self) -> None:
+        """Tell the worker which of its reply slots the parent no longer views."""
+        released = self.slots.take_released()
+        if released:
+            with contextlib.suppress(OSError):  # a dead worker needs no slots back
+                self.conn.send_bytes(json.dumps({"release": released}).encode())
 
 
 class ProcessPoolFleet:
@@ -76,6 +87,7 @@ class ProcessPoolFleet:
             "block": block.name,
             "layout": block.layout,
         }
+        worker.return_slots()
         try:
             worker.conn.send_bytes(json.dumps(header).encode())
         except OSError:  # the worker is gone: fail the task now rather than at the deadline
@@ -96,6 +108,8 @@ class ProcessPoolFleet:
         if self._undeliverable:
             failed, self._undeliverable = self._undeliverable, []
             return failed
+        for worker in self._workers:
+            worker.return_slots()
         busy = [w for w in self._workers if w.pending]
         if not busy:
             wait([], timeout)
@@ -122,6 +136,7 @@ class ProcessPoolFleet:
             if worker.process.is_alive():
                 worker.process.kill()
             worker.conn.close()
+            worker.slots.close()
         for block in self._blocks.values():
             block.release()
         self._blocks.clear()
@@ -162,7 +177,7 @@ class ProcessPoolFleet:
 
     def _read_reply(self, worker: _Worker) -> Reply:
         header = json.loads(worker.conn.recv_bytes())
-        payload = attach(header["block"], header["layout"], take=True)
+        payload = worker.slots.view(header)
         key = (header["node"], header["kind"], header["round"])
         run_id = self._finish(worker, key)
         return Reply(
@@ -191,33 +206,70 @@ class ProcessPoolFleet:
 def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -> None:
     """Worker loop: answer tasks until told to stop or the parent goes away."""
     nodes = NodeCache(factory)
-    while True:
-        try:
+    slots = WorkerSlots()
+    mapped: dict[str, ParamSet] = {}  # global-parameter blocks by name, oldest first
+    inbox: deque[bytes] = deque()  # tasks read early while looking for released slots
+    try:
+        while True:
+            try:
+                raw = inbox.popleft() if inbox else conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            if raw == _STOP:
+                return
+            header = json.loads(raw)
+            if _apply_release(header, slots):
+                continue
+            reply = _answer(nodes, header, mapped, threads)
+            _collect_releases(conn, slots, inbox)
+            meta = slots.write(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS)))
+            meta.update(
+                node=reply.node_id,
+                kind=reply.kind,
+                round=reply.round,
+                num_examples=reply.num_examples,
+                metrics=dict(reply.metrics),
+                error=reply.error,
+            )
+            conn.send_bytes(json.dumps(meta).encode())
+    finally:
+        slots.close()
+
+
+def _apply_release(header: dict[str, Any], slots: WorkerSlots) -> bool:
+    """Free the reply slots a release message names; False for any other message."""
+    if "release" not in header:
+        return False
+    for name in header["release"]:
+        slots.release(name)
+    return True
+
+
+def _collect_releases(conn: Connection, slots: WorkerSlots, inbox: deque[bytes]) -> None:
+    """Apply every release already sent, keeping other messages for later, in order."""
+    try:
+        while conn.poll():
             raw = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if raw == _STOP:
-            return
-        header = json.loads(raw)
-        reply = _answer(nodes, header, threads)
-        name, layout = hand_over(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS)))
-        meta = {
-            "node": reply.node_id,
-            "kind": reply.kind,
-            "round": reply.round,
-            "num_examples": reply.num_examples,
-            "metrics": dict(reply.metrics),
-            "error": reply.error,
-            "block": name,
-            "layout": layout,
-        }
-        conn.send_bytes(json.dumps(meta).encode())
+            if raw == _STOP or not _apply_release(json.loads(raw), slots):
+                inbox.append(raw)
+    except (EOFError, OSError):
+        return  # the parent is gone; the main loop finds out on its next read
 
 
-def _answer(nodes: NodeCache, header: dict[str, Any], threads: BlasThreads) -> Reply:
+def _mapped_block(mapped: dict[str, ParamSet], header: dict[str, Any]) -> ParamSet:
+    """The task's global parameters, mapped once per block rather than once per task."""
+    name = header["block"]
+    if name not in mapped:
+        mapped[name] = attach(name, header["layout"])
+        while len(mapped) > _MAPPED_ROUNDS:
+            del mapped[next(iter(mapped))]
+    return mapped[name]
+
+
+def _answer(nodes: NodeCache, header: dict[str, Any], mapped: dict[str, ParamSet], threads: BlasThreads) -> Reply:
     node_id, kind, rnd = header["node"], header["kind"], header["round"]
     try:
-        arrays = attach(header["block"], header["layout"])
+        arrays = _mapped_block(mapped, header)
         task = Task(
             kind=kind,
             round=rnd,

@@ -2,10 +2,10 @@
 
 The pool sends the same global model to many nodes each round. Writing it once into a POSIX
 shared-memory block and mapping that block read-only in the workers replaces one pickled copy per
-node with one copy per round. Replies travel the same way in the other direction: the worker
-writes its trained parameters once, and the parent maps them without copying. Only a small JSON
-layout (name, dtype, shape, offset) crosses the pipe. NumPy views onto a mapping keep it alive,
-so a block's name can be unlinked as soon as it is mapped: the memory goes away with the last view.
+node with one copy per round. Only a small JSON layout (name, dtype, shape, offset) crosses the
+pipe. NumPy views onto a mapping keep it alive, so a block's name can be unlinked while workers
+still use it: the memory goes away with the last view. Replies travel back through recycled
+slots built from the same layout helpers (see ``reply_slots``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -22,13 +21,41 @@ import numpy as np
 from fedlearn.core.params import ParamSet
 
 _ALIGN = 64
-_SHM_DIR = "/dev/shm"
+SHM_DIR = "/dev/shm"
 
 Layout = list[tuple[str, str, list[int], int]]
 
 
 def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def plan_layout(params: ParamSet) -> tuple[Layout, int]:
+    """Where each array goes in a block: ``(name, dtype, shape, offset)`` rows and the block size."""
+    layout: Layout = []
+    offset = 0
+    for name, array in params.items():
+        layout.append((name, array.dtype.str, list(array.shape), offset))
+        offset = _aligned(offset + array.nbytes)
+    return layout, offset
+
+
+def write_layout(buffer: memoryview, layout: Layout, params: ParamSet) -> None:
+    """Copy ``params`` into ``buffer`` at the offsets of ``layout``."""
+    for (_, _, _, start), array in zip(layout, params.values(), strict=True):
+        if array.nbytes:
+            buffer[start : start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+
+
+def view_layout(buffer: Any, layout: Layout) -> ParamSet:
+    """Arrays viewing ``buffer`` (no copy), all with one ``uint8`` array over it as their base."""
+    holder = buffer if isinstance(buffer, np.ndarray) else np.frombuffer(buffer, dtype=np.uint8)
+    arrays: dict[str, Any] = {}
+    for key, dtype, shape, offset in layout:
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        arrays[key] = holder[offset : offset + nbytes].view(dt).reshape(shape)
+    return ParamSet(arrays)
 
 
 @dataclass(slots=True)
@@ -50,47 +77,17 @@ class SharedBlock:
 
 def publish(params: ParamSet) -> SharedBlock:
     """Copy ``params`` into a fresh shared-memory block."""
-    layout: Layout = []
-    offset = 0
-    for name, array in params.items():
-        layout.append((name, array.dtype.str, list(array.shape), offset))
-        offset = _aligned(offset + array.nbytes)
-    memory = SharedMemory(create=True, size=max(offset, 1))
-    for (_, _, _, start), array in zip(layout, params.values(), strict=True):
-        if array.nbytes:
-            memory.buf[start : start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+    layout, size = plan_layout(params)
+    memory = SharedMemory(create=True, size=max(size, 1))
+    write_layout(memory.buf, layout, params)
     return SharedBlock(memory=memory, layout=layout)
 
 
-def hand_over(params: ParamSet) -> tuple[str, Layout]:
-    """Publish ``params`` for another process that will :func:`attach` it with ``take=True``.
-
-    This process lets go of the block entirely, so its resource tracker will not unlink it at exit.
-    """
-    block = publish(params)
-    resource_tracker.unregister(block.memory._name, "shared_memory")  # type: ignore[attr-defined]
-    block.memory.close()
-    return block.name, block.layout
-
-
-def attach(name: str, layout: Layout, *, take: bool = False) -> ParamSet:
-    """Map a published block read-only and view it as a ``ParamSet`` (no copy).
-
-    With ``take=True`` the block's name is unlinked once it is mapped, for blocks handed over
-    with :func:`hand_over`: nobody else will open it, and the memory lives as long as the views.
-    """
-    path = os.path.join(_SHM_DIR, name)
-    fd = os.open(path, os.O_RDONLY)
+def attach(name: str, layout: Layout) -> ParamSet:
+    """Map a published block read-only and view it as a ``ParamSet`` (no copy)."""
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        mapping = mmap.mmap(fd, os.fstat(fd).st_size, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-        if take:
-            os.unlink(path)
-    arrays: dict[str, Any] = {}
-    for key, dtype, shape, offset in layout:
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        arrays[key] = np.frombuffer(mapping, dtype=dt, count=count, offset=offset).reshape(shape)
-    return ParamSet(arrays)
+    return view_layout(mapping, layout)

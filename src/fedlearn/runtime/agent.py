@@ -285,6 +285,7 @@ class NodeAgent:
         assembler = Assembler(
             size=ref.size, digest=ref.digest, max_bytes=self._max_message_bytes, what=f"the task's {what}"
         )
+        self._cache.make_room(ref.size)
         request = pb.BlobRequest(digest=ref.digest)
         for chunk in link.stub.Download(request, timeout=self._transfer_timeout, metadata=self._metadata):
             assembler.add(chunk.data)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import random
+import weakref
 
 import numpy as np
 import pytest
@@ -172,7 +174,7 @@ def test_request_parsing_fed_random_bytes_only_raises_codec_error(raw: bytes) ->
             parse(message_type, raw)
 
 
-def test_blob_store_encodes_a_version_once_and_drops_it_when_unused_and_not_recent() -> None:
+def test_blob_store_encodes_a_version_once_and_keeps_the_latest_after_its_tasks_end() -> None:
     store = BlobStore()
     versions = [_version(i) for i in range(3)]
 
@@ -187,7 +189,33 @@ def test_blob_store_encodes_a_version_once_and_drops_it_when_unused_and_not_rece
     assert store.encoded == 3
     assert kept_while_recent
     assert store.get(first.digest) is None
-    assert len(store) == 2
+    assert len(store) == 1
+
+
+def test_blob_store_lets_go_of_an_unused_version_when_a_new_one_arrives() -> None:
+    weight = np.ones(1000, np.float32)
+    old = ParamSet({"w": weight})
+    alive = weakref.ref(weight)
+    del weight
+    store = BlobStore()
+    store.release(store.acquire(old).digest)
+    del old
+
+    store.acquire(_version(1))
+    gc.collect()
+
+    assert alive() is None
+
+
+def test_blob_store_reuses_the_evaluated_version_when_the_next_round_trains_from_it() -> None:
+    store = BlobStore()
+    store.release(store.acquire(_version(0)).digest)  # round 1 fit
+    evaluated = _version(1)
+    store.release(store.acquire(evaluated).digest)  # round 1 evaluate
+
+    store.acquire(evaluated)  # round 2 fit
+
+    assert store.encoded == 2
 
 
 def test_blob_store_keeps_a_blob_while_a_task_uses_it() -> None:
@@ -210,6 +238,19 @@ def test_param_cache_keeps_the_two_most_recently_used() -> None:
         cache.get("a")
 
     assert [k for k in "abc" if cache.get(k) is not None] == ["a", "c"]
+
+
+def test_param_cache_makes_room_for_a_download_that_would_pass_its_budget() -> None:
+    cache = ParamCache(budget_bytes=3 * PARAMS.nbytes)
+    cache.put("a", PARAMS)
+    cache.put("b", PARAMS)
+
+    cache.make_room(PARAMS.nbytes)
+    kept_when_it_fits = [k for k in "ab" if cache.get(k) is not None]
+    cache.make_room(2 * PARAMS.nbytes)
+
+    assert kept_when_it_fits == ["a", "b"]
+    assert [k for k in "ab" if cache.get(k) is not None] == ["b"]
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:

@@ -4,12 +4,19 @@ A blob is named by the sha256 hex digest of its bytes. The receiver knows the an
 digest before the first chunk, so it refuses an oversized blob up front, stops as soon as more
 bytes arrive than were announced, and checks the digest at the end: a truncated, padded or
 corrupted transfer always ends in :class:`CodecError`, never in a half-filled model.
+
+Chunks are copied into one buffer of the announced size as they arrive, and that buffer is what
+the codec decodes, without another copy: a model costs its own size to receive, not two or three
+times it. The buffer is reserved, not filled: the kernel commits its pages only as bytes are
+written, so an announced size is only a claim on address space, never on memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+
+import numpy as np
 
 from fedlearn.core.errors import CodecError
 
@@ -38,7 +45,7 @@ def iter_chunks(parts: Sequence[bytes | memoryview], chunk_bytes: int) -> Iterat
 class Assembler:
     """Rebuilds one blob of a known size and digest from chunks; see the module docstring."""
 
-    __slots__ = ("_chunks", "_digest", "_hash", "_received", "_size", "_what")
+    __slots__ = ("_buffer", "_digest", "_hash", "_received", "_size", "_what")
 
     def __init__(self, *, size: int, digest: str, max_bytes: int, what: str) -> None:
         if size > max_bytes:
@@ -47,27 +54,31 @@ class Assembler:
         self._digest = digest
         self._what = what
         self._hash = hashlib.sha256()
-        self._chunks: list[bytes] = []  # grows with what arrives; an announced size is only a claim
+        try:
+            self._buffer = np.empty(size, dtype=np.uint8)  # pages are committed only when written
+        except MemoryError as exc:
+            raise CodecError(f"{what} is {size} bytes, more than this process can reserve") from exc
         self._received = 0
 
     def add(self, data: bytes) -> None:
-        if self._received + len(data) > self._size:
+        end = self._received + len(data)
+        if end > self._size:
             raise CodecError(f"{self._what} sent more than the {self._size} bytes it announced")
-        self._chunks.append(data)
-        self._received += len(data)
+        self._buffer[self._received : end] = np.frombuffer(data, dtype=np.uint8)
+        self._received = end
         self._hash.update(data)
 
-    def finish(self) -> bytes:
-        """The complete blob, once its size and digest check out.
+    def finish(self) -> memoryview:
+        """The complete blob, read-only, once its size and digest check out.
 
-        Chunks are joined once into ``bytes`` and then let go, so a large model costs one extra
-        copy at the peak, and the codec can parse the result without copying it again.
+        The assembler lets go of the buffer, so whoever decodes the view owns the only reference
+        and nothing can write to it any more: decoded arrays may be views of it.
         """
         if self._received != self._size:
             raise CodecError(f"{self._what} broke off after {self._received} of {self._size} bytes")
         empty = self._size == 0 and not self._digest  # the empty blob goes by the empty digest
         if not empty and self._hash.hexdigest() != self._digest:
             raise CodecError(f"{self._what} does not match its sha256 digest: corrupted in transit")
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        return data
+        buffer, self._buffer = self._buffer, np.empty(0, dtype=np.uint8)
+        buffer.flags.writeable = False
+        return memoryview(buffer)

@@ -97,7 +97,7 @@ def encode_reply(task_id: str, reply: Reply) -> tuple[pb.ReplyHeader, Blob]:
 
 
 def decode_reply(
-    header: pb.ReplyHeader, payload: bytes | bytearray, *, node_id: str, kind: str, round: int, max_bytes: int
+    header: pb.ReplyHeader, payload: bytes | memoryview, *, node_id: str, kind: str, round: int, max_bytes: int
 ) -> Reply:
     """A :class:`Reply` from a header and its verified payload, for the task the coordinator recorded."""
     if header.HasField("error"):
@@ -115,7 +115,7 @@ def decode_reply(
     )
 
 
-def decode_payload(data: bytes | bytearray, *, max_bytes: int) -> tuple[ParamSet, ParamSet]:
+def decode_payload(data: bytes | memoryview, *, max_bytes: int) -> tuple[ParamSet, ParamSet]:
     """Split a reply payload into parameters and extras; any other name is refused."""
     if not data:
         return ParamSet(), ParamSet()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -130,6 +131,25 @@ def iter_blob(conn: Connection, digest: str) -> Iterator[bytes]:
 def read_blob(conn: Connection, digest: str) -> bytes:
     """The whole blob, verified before it is returned."""
     return b"".join(iter_blob(conn, digest))
+
+
+def read_blob_view(conn: Connection, digest: str) -> memoryview:
+    """The whole blob as a read-only view, verified, filled chunk by chunk into one buffer.
+
+    :func:`read_blob` holds the chunks and their join at once, twice the blob; this holds the blob
+    once, and ``core.codec.decode`` makes arrays that are views of it, so resuming a run with a
+    model of several gigabytes costs one copy of it.
+    """
+    size = conn.scalar(sa.select(blobs.c.size).where(blobs.c.digest == digest))
+    buffer = np.empty(size or 0, dtype=np.uint8)
+    filled = 0
+    for chunk in iter_blob(conn, digest):  # raises for an unknown digest, and after the last chunk if corrupt
+        if filled + len(chunk) > len(buffer):
+            raise StoreError(f"blob {digest} is corrupt: its chunks hold more than its {len(buffer)} bytes")
+        buffer[filled : filled + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        filled += len(chunk)
+    buffer.flags.writeable = False
+    return memoryview(buffer)
 
 
 def delete_unreferenced_blobs(conn: Connection) -> int:

@@ -114,8 +114,8 @@ def save_checkpoint(
     *,
     round_number: int,
     round_history: Sequence[RoundRecord],
-    params_blob: bytes,
-    state_blob: bytes,
+    params_blob: blobs.BlobData,
+    state_blob: blobs.BlobData,
     chunk_size: int,
 ) -> None:
     """Write a run's new checkpoint: blobs, checkpoint row, new history rows and ``rounds_done``.
@@ -152,8 +152,8 @@ def load_checkpoint(conn: Connection, run_id: str) -> RunState | None:
     row = conn.execute(sa.select(checkpoints).where(checkpoints.c.run_id == run_id)).first()
     if row is None:
         return None
-    params_blob = blobs.read_blob(conn, row.params_digest)
-    state_blob = blobs.read_blob(conn, row.state_digest)
+    params_blob = blobs.read_blob_view(conn, row.params_digest)
+    state_blob = blobs.read_blob_view(conn, row.state_digest)
     return RunState(
         round=row.round,
         params=decode(params_blob, max_bytes=len(params_blob)),

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from types import TracebackType
 
-from fedlearn.core.codec import encode
+from fedlearn.core.codec import encode_parts
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
 from fedlearn.runtime.store import blobs, nodes, runs
@@ -156,10 +156,12 @@ class Store:
     def save_checkpoint(self, run_id: str, state: RunState) -> None:
         """Make ``state`` the run's checkpoint atomically: after a crash, this one or the previous.
 
-        Encoding happens before the transaction opens, so the write lock is held only for writing.
+        The blobs stream from the arrays into the store one chunk at a time (see
+        ``core.codec.encode_parts``), so a checkpoint costs no second copy of the model, and the
+        bytes stored are exactly ``encode``'s.
         """
-        params_blob = encode(state.params)
-        state_blob = encode(state.strategy_state)
+        params_blob = encode_parts(state.params)
+        state_blob = encode_parts(state.strategy_state)
         with self._db.write() as conn:
             runs.save_checkpoint(
                 conn,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import tomllib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 from fedlearn.config import RunConfig, parse_config
@@ -126,8 +126,6 @@ class Coordinator:
             self._take_fleet(run.id)
             config = self._parse(run.config_toml)
             plan = plan_deployment(config, run_id=run.id, allowed_learners=self._allowed_learners)
-            state = self.store.load_checkpoint(run.id)
-            self.store.set_run_status(run.id, "running", "resumed" if state else "")
             engine = Engine(
                 self.fleet,
                 plan.strategy,
@@ -135,8 +133,9 @@ class Coordinator:
                 checkpoint=lambda s: self.store.save_checkpoint(run.id, s),
                 on_round=lambda record: self._between_rounds(run.id, record),
             )
-            start = state if state is not None else engine.initial_state(plan.learner.init_params(config.run.seed))
-            final: RunState = engine.run(start)
+            # No local may hold the first state: the engine replaces it every round, and a
+            # reference kept here would keep its parameters, a whole model, alive all run long.
+            final: RunState = engine.run(self._first_state(run.id, engine, plan.learner.init_params, config.run.seed))
             self.store.set_run_status(run.id, "completed", f"{final.round} rounds")
         except _ShuttingDown:
             pass  # left ``running`` with its last checkpoint: the next coordinator resumes it
@@ -150,6 +149,12 @@ class Coordinator:
         finally:
             self._lease.release(_holder(run.id))
             self.current_run = None
+
+    def _first_state(self, run_id: str, engine: Engine, init_params: Callable[[int], ParamSet], seed: int) -> RunState:
+        """The run's last checkpoint, or its initial state; either way the run is now running."""
+        state = self.store.load_checkpoint(run_id)
+        self.store.set_run_status(run_id, "running", "resumed" if state else "")
+        return state if state is not None else engine.initial_state(init_params(seed))
 
     def _take_fleet(self, run_id: str) -> None:
         """Wait for the fleet (someone may have borrowed it); give up only when shutting down."""

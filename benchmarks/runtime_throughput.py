@@ -2,12 +2,13 @@
 
 Starts a real coordinator and real node processes through the CLI, runs FedAvg rounds of a
 learner that barely computes (``runtime_learner``), and reports time per round, parameter
-throughput (bytes of parameters moved per second, both directions), the coordinator's peak RSS,
-and the same run through ``simulate`` in process. ``--size`` and ``--nodes`` change the case;
-``--size 600000000 --nodes 1`` is the > 2 GB model. Run from the repository root:
+throughput (bytes of parameters moved per second, both directions), the peak RSS of the
+coordinator and of the largest node (also as multiples of the model's size), and the same run
+through ``simulate`` in process. ``--size`` and ``--nodes`` change the case;
+``--size 550000000 --nodes 1`` is the > 2 GB model. Run from the repository root:
 
     .venv/bin/python benchmarks/runtime_throughput.py                 # 10 nodes x 10M, 3 repeats
-    .venv/bin/python benchmarks/runtime_throughput.py --nodes 1 --size 600000000 --rounds 2 --repeats 1
+    .venv/bin/python benchmarks/runtime_throughput.py --nodes 1 --size 550000000 --rounds 2 --repeats 1
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) * 1024 / 1e6
     return float("nan")
 
 
@@ -116,10 +117,12 @@ def deployed(nodes: int, size: int, rounds: int, work: Path) -> dict[str, float]
         durations = [r["duration_s"] for r in run["history"]]
         moved = [r["bytes_sent"] + r["bytes_received"] for r in run["history"]]
         later = durations[1:] or durations  # round 1 includes connection warm-up
+        print("round times:", ", ".join(f"{d:.1f} s" for d in durations), file=sys.stderr)
         return {
             "round_s": statistics.median(later),
             "mb_per_s": statistics.median(m / d for m, d in zip(moved[1:] or moved, later, strict=True)) / 1e6,
             "coordinator_rss_mb": _peak_rss_mb(coordinator.pid),
+            "node_rss_mb": max(_peak_rss_mb(p.pid) for p in processes[1:]),
         }
     finally:
         for process in processes:
@@ -157,11 +160,16 @@ def main() -> None:
     sim = statistics.median(simulated(args.nodes, args.size, args.rounds) for _ in range(args.repeats))
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     model_mb = args.size * 4 / 1e6
-    print("| nodes | model | round (deployed) | round (simulate) | ratio | throughput | coordinator peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    coordinator_mb, node_mb = med["coordinator_rss_mb"], med["node_rss_mb"]
+    print(
+        "| nodes | model | round (deployed) | round (simulate) | ratio | throughput | coordinator peak RSS "
+        "| node peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     print(
         f"| {args.nodes} | {model_mb:,.0f} MB | {med['round_s']:.2f} s | {sim:.2f} s | {med['round_s'] / sim:.1f}x "
-        f"| {med['mb_per_s']:,.0f} MB/s | {med['coordinator_rss_mb']:,.0f} MB |"
+        f"| {med['mb_per_s']:,.0f} MB/s | {coordinator_mb:,.0f} MB ({coordinator_mb / model_mb:.1f}x) "
+        f"| {node_mb:,.0f} MB ({node_mb / model_mb:.1f}x) |"
     )
 
 

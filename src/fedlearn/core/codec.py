@@ -5,8 +5,8 @@ received. This module reads and writes the format itself, because a model of sev
 must not be copied on the way: :func:`encode_parts` describes a blob as its header plus views of
 the arrays' own memory (a sender streams or hashes them and no joined copy ever exists), and
 :func:`decode` hands back arrays that are views of the buffer it was given, when that buffer is
-read-only. The bytes are exactly those ``safetensors.numpy.save`` writes, and everything it
-accepts that we write, it reads.
+read-only. The bytes are exactly those ``safetensors.numpy.save`` writes, and no message that
+safetensors refuses is accepted here (both are tested against the library itself).
 
 Decoding treats its input as hostile: a size limit is checked before parsing, the header must
 describe tensors that tile the data region exactly (no gaps, overlaps or bytes left over), every

@@ -204,8 +204,13 @@ class ProcessPoolFleet:
 
 
 def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -> None:
-    """Worker loop: answer tasks until told to stop or the parent goes away."""
-    nodes = NodeCache(factory)
+    """Worker entry point; the BLAS limit is set once, as this process only ever runs node tasks."""
+    with threads():
+        _serve(conn, NodeCache(factory))
+
+
+def _serve(conn: Connection, nodes: NodeCache) -> None:
+    """Answer tasks until told to stop or the parent goes away."""
     slots = WorkerSlots()
     mapped: dict[str, ParamSet] = {}  # global-parameter blocks by name, oldest first
     inbox: deque[bytes] = deque()  # tasks read early while looking for released slots
@@ -220,7 +225,7 @@ def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -
             header = json.loads(raw)
             if _apply_release(header, slots):
                 continue
-            reply = _answer(nodes, header, mapped, threads)
+            reply = _answer(nodes, header, mapped)
             _collect_releases(conn, slots, inbox)
             meta = slots.write(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS)))
             meta.update(
@@ -266,7 +271,7 @@ def _mapped_block(mapped: dict[str, ParamSet], header: dict[str, Any]) -> ParamS
     return mapped[name]
 
 
-def _answer(nodes: NodeCache, header: dict[str, Any], mapped: dict[str, ParamSet], threads: BlasThreads) -> Reply:
+def _answer(nodes: NodeCache, header: dict[str, Any], mapped: dict[str, ParamSet]) -> Reply:
     node_id, kind, rnd = header["node"], header["kind"], header["round"]
     try:
         arrays = _mapped_block(mapped, header)
@@ -278,8 +283,6 @@ def _answer(nodes: NodeCache, header: dict[str, Any], mapped: dict[str, ParamSet
             params=arrays.select(_PARAMS),
             extras=arrays.select(_EXTRAS),
         )
-        node = nodes.get(node_id)
-        with threads():
-            return node.handle(task)
+        return nodes.get(node_id).handle(task)
     except Exception as exc:  # a node must never take its worker down
         return Reply(node_id=node_id, kind=kind, round=rnd, error=f"{type(exc).__name__}: {exc}")

@@ -23,6 +23,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -111,7 +112,46 @@ def run_fedlearn(case: str, executor: str) -> tuple[float, list[float]]:
     return starts[0], ends
 
 
+class PeakPss:
+    """The largest proportional set size of this process and its children together, sampled.
+
+    Peak RSS counts pages the pool's processes share (forked memory, shared-memory blocks) once
+    in every process; PSS splits each shared page between its users, so the sum is what the
+    whole simulation really holds.
+    """
+
+    def __init__(self, interval: float = 0.25) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            pids = [self._process.pid, *(p.pid for p in self._process.children(recursive=True))]
+            self.peak_mb = max(self.peak_mb, sum(_pss_kb(pid) for pid in pids) / 1e3)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
+def _pss_kb(pid: int) -> int:
+    """The process's PSS from the kernel's one-line rollup (cheap, unlike a full smaps read)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            return next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+    except (OSError, StopIteration):  # a worker that just exited
+        return 0
+
+
 def child(case: str, mode: str, spawned_at: float) -> None:
+    pss = PeakPss()
     if mode == "plain-1thread":  # the same loop with the one BLAS thread simulated nodes compute with
         import numpy  # noqa: F401 - BLAS must be loaded before it can be limited
         from threadpoolctl import threadpool_limits
@@ -128,6 +168,7 @@ def child(case: str, mode: str, spawned_at: float) -> None:
                 "startup_s": first_round_start - spawned_at,
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "pss_mb": pss.stop(),
             }
         )
     )
@@ -153,9 +194,9 @@ def main() -> None:
     cases = list(CASES) if args.case == "all" else [args.case]
     print(
         "| case | mode | round (median) | ratio to plain | ratio to plain-1thread | peak RSS | worker peak RSS "
-        "| start to first round |"
+        "| peak PSS, all processes | start to first round |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for case in cases:
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
         for _ in range(args.repeats):
@@ -168,7 +209,7 @@ def main() -> None:
             print(
                 f"| {case} | {mode} | {m['round_s'] * 1000:.2f} ms | {m['round_s'] / med['plain']['round_s']:.2f}x "
                 f"| {m['round_s'] / med['plain-1thread']['round_s']:.2f}x "
-                f"| {m['rss_mb']:.0f} MB | {worker} | {m['startup_s']:.2f} s |"
+                f"| {m['rss_mb']:.0f} MB | {worker} | {m['pss_mb']:.0f} MB | {m['startup_s']:.2f} s |"
             )
 
 

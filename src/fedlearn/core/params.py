@@ -33,7 +33,7 @@ def _frozen_view(value: ArrayLike) -> Array:
 class ParamSet(Mapping[str, Array]):
     """An immutable mapping from parameter names to arrays."""
 
-    __slots__ = ("_arrays",)
+    __slots__ = ("_arrays", "_nbytes")
 
     def __init__(self, arrays: Mapping[str, ArrayLike] | None = None) -> None:
         items: dict[str, Array] = {}
@@ -42,6 +42,7 @@ class ParamSet(Mapping[str, Array]):
                 raise ValidationError(f"parameter names must be non-empty strings; got {name!r}")
             items[name] = _frozen_view(value)
         self._arrays = items
+        self._nbytes = sum(a.nbytes for a in items.values())  # asked for many times per reply
 
     def __getitem__(self, name: str) -> Array:
         return self._arrays[name]
@@ -59,7 +60,7 @@ class ParamSet(Mapping[str, Array]):
     @property
     def nbytes(self) -> int:
         """Total size of all arrays in bytes."""
-        return sum(a.nbytes for a in self._arrays.values())
+        return self._nbytes
 
     @property
     def num_values(self) -> int:

@@ -10,7 +10,7 @@ back. Arithmetic returns new sets and keeps each array's dtype.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,20 @@ class ParamSet(Mapping[str, Array]):
 
     def __len__(self) -> int:
         return len(self._arrays)
+
+    # The dict's own read-only views: the Mapping defaults go through __getitem__ in Python, and
+    # the engine asks for names and items of every reply several times.
+    def __contains__(self, name: object) -> bool:
+        return name in self._arrays
+
+    def keys(self) -> KeysView[str]:
+        return self._arrays.keys()
+
+    def values(self) -> ValuesView[Array]:
+        return self._arrays.values()
+
+    def items(self) -> ItemsView[str, Array]:
+        return self._arrays.items()
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in self._arrays.items())

@@ -36,11 +36,11 @@ def validate_params(params: ParamSet, expected: Spec, *, limits: Limits = Limits
     """Raise :class:`ValidationError` unless ``params`` matches ``expected`` exactly."""
     if params.nbytes > limits.max_bytes:
         raise ValidationError(f"{what} is {params.nbytes} bytes; the limit is {limits.max_bytes}")
-    unknown = sorted(set(params) - set(expected))
-    if unknown:
-        raise ValidationError(f"{what} has unknown parameter(s) {unknown[:5]}")
-    missing = sorted(set(expected) - set(params))
-    if missing:
+    if params.keys() != expected.keys():
+        unknown = sorted(set(params) - set(expected))
+        if unknown:
+            raise ValidationError(f"{what} has unknown parameter(s) {unknown[:5]}")
+        missing = sorted(set(expected) - set(params))
         raise ValidationError(f"{what} is missing parameter(s) {missing[:5]}")
     for name, (shape, dtype) in expected.items():
         array = params[name]

@@ -152,7 +152,8 @@ class Gather:
         """Admit what the fleet delivers within ``timeout``.
 
         A method of its own so that no frame of the suspended iterator keeps a reply alive: a
-        reply the engine has folded must be freed before the next node's work allocates.
+        reply the engine has folded must be freed before the next node's work allocates (and,
+        in the process pool, before the worker can reuse the reply's shared-memory slot).
         """
         for reply in self._fleet.receive(timeout=timeout):
             self._admit(reply, buffered, settled)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from fedlearn.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
 
 
 class BlasThreads:
@@ -24,7 +28,7 @@ class BlasThreads:
         if count is not None and count < 1:
             raise ConfigError(f"`blas_threads` must be >= 1 (or unset to leave BLAS alone); got {count}")
         self._count = count
-        self._controller: object | None = None
+        self._controller: ThreadpoolController | None = None
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
@@ -35,5 +39,5 @@ class BlasThreads:
             from threadpoolctl import ThreadpoolController
 
             self._controller = ThreadpoolController()
-        with self._controller.limit(limits=self._count, user_api="blas"):  # type: ignore[attr-defined]
+        with self._controller.limit(limits=self._count, user_api="blas"):
             yield

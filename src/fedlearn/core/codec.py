@@ -195,4 +195,4 @@ def _little_endian_contiguous(name: str, value: np.ndarray) -> np.ndarray:
 
 
 def _bytes_view(array: np.ndarray) -> memoryview:
-    return memoryview(array.reshape(-1).view(np.uint8)).cast("B")
+    return array.reshape(-1).view(np.uint8).data

@@ -77,7 +77,7 @@ def load_sql(
                 name=name or "sql", where=f"query on {safe_url}",
             )  # fmt: skip
     except SQLAlchemyError as exc:
-        reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(f"cannot read data from {safe_url}: {reason}") from None
     finally:
         engine.dispose()

@@ -89,8 +89,8 @@ class ParentSlots:
 
     def view(self, header: dict[str, Any]) -> ParamSet:
         """The reply's arrays, read-only views into its slot; the slot is released when they go."""
-        for name in header["retired"]:
-            self._mappings.pop(name, None)  # views of a retired slot keep its mapping alive
+        for retired in header["retired"]:
+            self._mappings.pop(retired, None)  # views of a retired slot keep its mapping alive
         name: str = header["slot"]
         layout: Layout = header["layout"]
         if not name:

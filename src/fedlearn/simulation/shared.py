@@ -40,8 +40,10 @@ def plan_layout(params: ParamSet) -> tuple[Layout, int]:
     return layout, offset
 
 
-def write_layout(buffer: memoryview, layout: Layout, params: ParamSet) -> None:
-    """Copy ``params`` into ``buffer`` at the offsets of ``layout``."""
+def write_layout(buffer: memoryview | None, layout: Layout, params: ParamSet) -> None:
+    """Copy ``params`` into ``buffer`` (a block's ``buf``) at the offsets of ``layout``."""
+    if buffer is None:
+        raise ValueError("cannot write into a closed shared-memory block")
     for (_, _, _, start), array in zip(layout, params.values(), strict=True):
         if array.nbytes:
             buffer[start : start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data

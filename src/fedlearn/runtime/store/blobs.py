@@ -149,7 +149,7 @@ def read_blob_view(conn: Connection, digest: str) -> memoryview:
         buffer[filled : filled + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
         filled += len(chunk)
     buffer.flags.writeable = False
-    return memoryview(buffer)
+    return buffer.data
 
 
 def delete_unreferenced_blobs(conn: Connection) -> int:

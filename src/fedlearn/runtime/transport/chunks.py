@@ -81,4 +81,4 @@ class Assembler:
             raise CodecError(f"{self._what} does not match its sha256 digest: corrupted in transit")
         buffer, self._buffer = self._buffer, np.empty(0, dtype=np.uint8)
         buffer.flags.writeable = False
-        return memoryview(buffer)
+        return buffer.data

@@ -121,11 +121,6 @@ def decode_with_metadata(
     return ParamSet(arrays), metadata
 
 
-def read_metadata(data: bytes | bytearray | memoryview) -> dict[str, str]:
-    """Read only the header's ``__metadata__`` without touching the tensor buffers."""
-    return _metadata(_read_header(memoryview(data).cast("B"))[0])
-
-
 def _read_header(view: memoryview) -> tuple[dict[str, object], int]:
     """The parsed JSON header and the offset at which the data region starts."""
     if len(view) < 8:

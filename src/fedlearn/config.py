@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REORDER_BUFFER_BYTES
 
 
 class _Section(BaseModel):
@@ -70,8 +71,8 @@ class EngineSection(_Section):
     wait_for_nodes_timeout: float = Field(60.0, ge=0)
     evaluate_every: int = Field(1, ge=1)
     evaluate_fraction: float = Field(0.0, ge=0, le=1)
-    max_message_bytes: int = Field(2**31, gt=0)
-    reorder_buffer_bytes: int = Field(2**30, ge=0)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0)
+    reorder_buffer_bytes: int = Field(DEFAULT_REORDER_BUFFER_BYTES, ge=0)
 
 
 class SimulationSection(_Section):

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from fedlearn.core.errors import DeadlineExceeded
-from fedlearn.runtime.lease import FleetBusy, FleetLease
+from fedlearn.core.errors import DeadlineExceeded, FleetBusy
+from fedlearn.runtime.lease import FleetLease
 
 RUN = "training run r1"
 

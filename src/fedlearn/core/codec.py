@@ -23,9 +23,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from fedlearn.core.errors import CodecError
+from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES
 from fedlearn.core.params import ParamSet
 
-DEFAULT_MAX_BYTES = 2**31  # 2 GiB; the runtime chunks larger models, see runtime/
 METADATA_KEY = "__metadata__"  # the one header entry that is not a tensor
 _META_KEY = "fedlearn"  # all metadata as one sorted JSON string: see encode_parts()
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own bound: a header is names and shapes, never data
@@ -78,13 +78,13 @@ def encode_parts(
     return (memoryview(struct.pack("<Q", len(text)) + text), *(_bytes_view(arrays[name]) for name in order))
 
 
-def decode(data: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParamSet:
+def decode(data: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> ParamSet:
     """Parse safetensors bytes into a read-only :class:`ParamSet`; see :func:`decode_with_metadata`."""
     return decode_with_metadata(data, max_bytes=max_bytes)[0]
 
 
 def decode_with_metadata(
-    data: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES
+    data: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 ) -> tuple[ParamSet, dict[str, str]]:
     """Parse safetensors bytes, returning the parameters and the header's metadata.
 

@@ -13,9 +13,13 @@ do not know about us. The CLI turns any ``FedlearnError`` into one line and ``ex
     ├── TrainerError(RuntimeError)       a node's local training or evaluation failed
     ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
     ├── QuorumError(RuntimeError)        too few nodes were available or replied
+    ├── RunStopped                       an operator stopped a run between two rounds
     ├── StoreError(RuntimeError)         the state store is unreachable, corrupt or refuses an operation
     ├── NotFoundError(LookupError)       a named run, node or blob does not exist
+    ├── CoordinatorUnavailable(ConnectionError)
+    │                                    the coordinator's HTTP API cannot be reached or failed
     └── DeadlineExceeded(TimeoutError)   a wait ran past its deadline
+        └── FleetBusy                    the nodes stayed busy with another user for too long
 """
 
 from __future__ import annotations
@@ -57,10 +61,18 @@ class QuorumError(FedlearnError, RuntimeError):
     exit_code = 4
 
 
+class RunStopped(FedlearnError):
+    """Raised between rounds when an operator asked a run to stop."""
+
+
 class DeadlineExceeded(FedlearnError, TimeoutError):
     """A wait ran past its deadline."""
 
     exit_code = 4
+
+
+class FleetBusy(DeadlineExceeded):
+    """The nodes stayed busy for longer than a caller was willing to wait for them."""
 
 
 class StoreError(FedlearnError, RuntimeError):
@@ -73,3 +85,9 @@ class NotFoundError(FedlearnError, LookupError):
     """A run, node or other named thing does not exist; the message says how to find valid names."""
 
     exit_code = 6
+
+
+class CoordinatorUnavailable(FedlearnError, ConnectionError):
+    """The coordinator's HTTP API could not be reached or answered with a server error."""
+
+    exit_code = 7

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedlearn.core.errors import ValidationError
+from fedlearn.core.limits import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_MESSAGE_BYTES
 from fedlearn.core.params import ParamSet, Spec
 
 
@@ -21,8 +22,8 @@ from fedlearn.core.params import ParamSet, Spec
 class Limits:
     """Bounds a reply must respect; the defaults suit models up to a few GB."""
 
-    max_bytes: int = 2**33
-    max_examples: int = 10**12
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_examples: int = DEFAULT_MAX_EXAMPLES
     allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:

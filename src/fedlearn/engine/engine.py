@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
+from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
 from fedlearn.core.messages import EVALUATE, FIT, Reply, Scalar, Task, freeze_config
 from fedlearn.core.params import ParamSet, Spec
 from fedlearn.core.validation import Limits, validate_metrics, validate_num_examples, validate_params
 from fedlearn.engine import seeding
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
-from fedlearn.engine.stage import DEFAULT_BUFFER_BYTES, Clock, Gather, quorum_for
+from fedlearn.engine.stage import Clock, Gather, quorum_for
 from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, Strategy
 
 CentralEvaluate = Callable[[ParamSet], Mapping[str, float]]
@@ -45,7 +46,7 @@ class EngineConfig:
     client_config: Mapping[str, Scalar] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     run_id: str = ""
-    reorder_buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    reorder_buffer_bytes: int = DEFAULT_REORDER_BUFFER_BYTES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))

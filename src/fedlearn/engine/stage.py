@@ -21,13 +21,13 @@ from pathlib import Path
 
 from fedlearn.core.codec import decode, encode
 from fedlearn.core.errors import FedlearnError, QuorumError
+from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
 
 Clock = Callable[[], float]
 Validator = Callable[[Reply], None]
-DEFAULT_BUFFER_BYTES = 2**30
 _PARAMS, _EXTRAS = "p/", "x/"
 
 
@@ -104,7 +104,7 @@ class Gather:
         validate: Validator | None = None,
         clock: Clock = time.monotonic,
         label: str = "stage",
-        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        buffer_bytes: int = DEFAULT_REORDER_BUFFER_BYTES,
     ) -> None:
         self._fleet = fleet
         self._buffer_bytes = buffer_bytes

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 from fedlearn.config import RunConfig, parse_config
-from fedlearn.core.errors import ConfigError, FedlearnError
+from fedlearn.core.errors import ConfigError, FedlearnError, RunStopped
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.engine import Engine, RunState
 from fedlearn.engine.fleet import Fleet
@@ -30,10 +30,6 @@ from fedlearn.runtime.lease import FleetLease
 from fedlearn.runtime.store import RunRecord, Store
 
 logger = logging.getLogger(__name__)
-
-
-class RunStopped(FedlearnError):
-    """Raised between rounds when an operator asked a run to stop."""
 
 
 class Coordinator:

@@ -15,11 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fedlearn.core.errors import DeadlineExceeded
-
-
-class FleetBusy(DeadlineExceeded):
-    """The nodes stayed busy for longer than a caller was willing to wait for them."""
+from fedlearn.core.errors import FleetBusy
 
 
 class FleetLease:
@@ -65,7 +61,7 @@ class FleetLease:
     def borrow(self, holder: str, wait: float) -> Iterator[None]:
         """Hold the lease for the ``with`` block, waiting at most ``wait`` seconds for it.
 
-        Raises :class:`FleetBusy`, naming who holds the lease, when it does not come free in time.
+        Raises :class:`~fedlearn.core.errors.FleetBusy`, naming who holds the lease, when it does not come free in time.
         """
         deadline = time.monotonic() + wait
         with self._changed:

@@ -20,9 +20,8 @@ from pydantic import BaseModel
 
 from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_request
 from fedlearn.core.codec import encode
-from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError, PrivacyError, QuorumError
+from fedlearn.core.errors import ConfigError, FedlearnError, FleetBusy, NotFoundError, PrivacyError, QuorumError
 from fedlearn.runtime.coordinator import Coordinator
-from fedlearn.runtime.lease import FleetBusy
 from fedlearn.runtime.store import NodeRecord, RunRecord
 
 _bearer = HTTPBearer(auto_error=False)

@@ -13,14 +13,15 @@ from typing import Any
 
 import httpx
 
-from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError, PrivacyError, QuorumError
-from fedlearn.runtime.lease import FleetBusy
-
-
-class CoordinatorUnavailable(FedlearnError, ConnectionError):
-    """The coordinator's HTTP API could not be reached or answered with a server error."""
-
-    exit_code = 7
+from fedlearn.core.errors import (
+    ConfigError,
+    CoordinatorUnavailable,
+    FedlearnError,
+    FleetBusy,
+    NotFoundError,
+    PrivacyError,
+    QuorumError,
+)
 
 
 class CoordinatorClient:

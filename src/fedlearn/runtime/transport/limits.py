@@ -9,6 +9,7 @@ model size, so gRPC's own message limit (and its 2 GB ceiling) never comes into 
 
 from __future__ import annotations
 
+from fedlearn.core import limits as core_limits
 from fedlearn.core.errors import ConfigError
 
 DEFAULT_CHUNK_BYTES = 1 << 20
@@ -21,8 +22,7 @@ HEADER_ALLOWANCE = 1 << 20
 
 MAX_FRAME_BYTES = MAX_CHUNK_BYTES + HEADER_ALLOWANCE
 
-DEFAULT_MAX_MESSAGE_BYTES = 2**33
-"""8 GiB, the engine's default reply limit (``Limits.max_bytes``)."""
+DEFAULT_MAX_MESSAGE_BYTES = core_limits.DEFAULT_MAX_MESSAGE_BYTES
 
 
 def check_sizes(*, max_message_bytes: int, chunk_bytes: int) -> None:

@@ -98,10 +98,10 @@ def test_synthetic_natural_partition_gives_one_node_per_device() -> None:
         ({"seed": 0, "beta": 1.0}, "`alpha` is required for Synthetic"),
         ({"seed": 0, "alpha": 1.0}, "`beta` is required for Synthetic"),
         ({"seed": 0, "iid": True, "alpha": 1.0}, r"`alpha` has no meaning for Synthetic-IID \(iid=True\); got 1.0"),
-        ({"seed": 0, "alpha": -1.0, "beta": 1.0}, "`alpha` must be finite and >= 0; got -1.0"),
-        ({"seed": 0, "alpha": 1.0, "beta": 1.0, "num_devices": 0}, "`num_devices` must be >= 1; got 0"),
-        ({"seed": 0, "alpha": 1.0, "beta": 1.0, "n_classes": 1}, "`n_classes` must be >= 2; got 1"),
-        ({"seed": "0", "alpha": 1.0, "beta": 1.0}, "`seed` must be an int >= 0; got '0'"),
+        ({"seed": 0, "alpha": -1.0, "beta": 1.0}, r"`alpha` must be in \[0, inf\); got -1.0"),
+        ({"seed": 0, "alpha": 1.0, "beta": 1.0, "num_devices": 0}, "`num_devices` must be an integer >= 1; got 0"),
+        ({"seed": 0, "alpha": 1.0, "beta": 1.0, "n_classes": 1}, "`n_classes` must be an integer >= 2; got 1"),
+        ({"seed": "0", "alpha": 1.0, "beta": 1.0}, "`seed` must be an integer >= 0; got '0'"),
     ],
 )
 def test_synthetic_bad_input_raises_config_error_naming_parameter(options: dict, message: str) -> None:

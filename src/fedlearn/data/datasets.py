@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fedlearn.core.checks import BOOL, POSITIVE, check, check_call_options, check_real, check_seed
 from fedlearn.core.errors import ConfigError
-from fedlearn.data._checks import check_float, check_options, check_seed
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.partition import apportion
 from fedlearn.data.synthetic import make_synthetic
@@ -40,7 +40,7 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     if name not in _LOADERS:
         raise ConfigError(f"unknown dataset {name!r}; valid datasets are {sorted(_LOADERS)}")
     loader = _LOADERS[name]
-    check_options(f"dataset {name!r}", loader, options)
+    check_call_options(f"dataset {name!r}", loader, options)
     return loader(**options)
 
 
@@ -51,7 +51,7 @@ def train_test_split(dataset: Dataset, test_fraction: float, seed: int) -> tuple
     apportioned across classes in proportion to class size, so both sets keep the class mix.
     Rows keep their original order within each set. Both sets must be non-empty.
     """
-    test_fraction = check_float("test_fraction", test_fraction, minimum=0.0, inclusive=False)
+    test_fraction = check_real("test_fraction", test_fraction, POSITIVE)
     if test_fraction >= 1.0:
         raise ConfigError(f"`test_fraction` must be in (0, 1); got {test_fraction}")
     rng = check_seed(seed)
@@ -75,8 +75,7 @@ def train_test_split(dataset: Dataset, test_fraction: float, seed: int) -> tuple
 
 
 def _load_sklearn(name: str, *, standardize: bool = True) -> Dataset:
-    if not isinstance(standardize, bool):
-        raise ConfigError(f"`standardize` must be a bool; got {standardize!r}")
+    check("standardize", standardize, BOOL)
     import sklearn.datasets
 
     loader = getattr(sklearn.datasets, f"load_{name}")

@@ -21,15 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, check_call_options, check_int, check_real, check_seed
 from fedlearn.core.errors import ConfigError
-from fedlearn.data._checks import (
-    check_float,
-    check_int,
-    check_labels,
-    check_num_nodes,
-    check_options,
-    check_seed,
-)
 from fedlearn.data.dataset import Dataset
 
 Indices = NDArray[np.int64]
@@ -55,8 +48,8 @@ def apportion(total: int, weights: ArrayLike) -> NDArray[np.int64]:
 
 def iid(n_rows: int, num_nodes: int, seed: int) -> list[Indices]:
     """Shuffle the rows and deal them into ``num_nodes`` parts whose sizes differ by at most one."""
-    n_rows = check_int("n_rows", n_rows, minimum=1)
-    num_nodes = check_num_nodes(num_nodes, n_rows)
+    n_rows = check_int("n_rows", n_rows, low=1)
+    num_nodes = _check_num_nodes(num_nodes, n_rows)
     rng = check_seed(seed)
     return _sorted_parts(np.array_split(rng.permutation(n_rows), num_nodes))
 
@@ -71,11 +64,11 @@ def dirichlet(labels: ArrayLike, num_nodes: int, alpha: float, seed: int, *, min
     re-draw rule common to NIID-Bench-style benchmarks, without their balancing heuristics,
     so the proportions stay exactly Dirichlet-distributed (conditioned on ``min_size``).
     """
-    labels = check_labels("labels", labels)
+    labels = _check_labels("labels", labels)
     n_rows = len(labels)
-    num_nodes = check_num_nodes(num_nodes, n_rows)
-    alpha = check_float("alpha", alpha, minimum=0.0, inclusive=False)
-    min_size = check_int("min_size", min_size, minimum=1)
+    num_nodes = _check_num_nodes(num_nodes, n_rows)
+    alpha = check_real("alpha", alpha, POSITIVE)
+    min_size = check_int("min_size", min_size, low=1)
     if min_size * num_nodes > n_rows:
         raise ConfigError(
             f"`min_size` * `num_nodes` must be <= the number of rows ({n_rows}); got {min_size} * {num_nodes}"
@@ -113,10 +106,10 @@ def shards(labels: ArrayLike, num_nodes: int, classes_per_node: int, seed: int) 
     about ``classes_per_node`` classes: exactly at most that many when shard boundaries fall on
     class boundaries (balanced classes), otherwise a shard may straddle two classes.
     """
-    labels = check_labels("labels", labels)
+    labels = _check_labels("labels", labels)
     n_rows = len(labels)
-    num_nodes = check_num_nodes(num_nodes, n_rows)
-    classes_per_node = check_int("classes_per_node", classes_per_node, minimum=1)
+    num_nodes = _check_num_nodes(num_nodes, n_rows)
+    classes_per_node = check_int("classes_per_node", classes_per_node, low=1)
     _, codes = np.unique(labels, return_inverse=True)
     n_classes = int(codes.max()) + 1
     if classes_per_node > n_classes:
@@ -141,10 +134,10 @@ def quantity_skew(n_rows: int, num_nodes: int, sigma: float, seed: int, *, min_s
     Each node first gets ``min_size`` rows; the rest are apportioned by the lognormal weights.
     ``sigma`` = 0 gives equal sizes; 1-2 gives the long tail seen across real devices.
     """
-    n_rows = check_int("n_rows", n_rows, minimum=1)
-    num_nodes = check_num_nodes(num_nodes, n_rows)
-    sigma = check_float("sigma", sigma, minimum=0.0, inclusive=True)
-    min_size = check_int("min_size", min_size, minimum=1)
+    n_rows = check_int("n_rows", n_rows, low=1)
+    num_nodes = _check_num_nodes(num_nodes, n_rows)
+    sigma = check_real("sigma", sigma, NON_NEGATIVE)
+    min_size = check_int("min_size", min_size, low=1)
     if min_size * num_nodes > n_rows:
         raise ConfigError(
             f"`min_size` * `num_nodes` must be <= the number of rows ({n_rows}); got {min_size} * {num_nodes}"
@@ -159,7 +152,7 @@ def natural(groups: ArrayLike) -> list[Indices]:
 
     No randomness is involved: the data was already split this way when it was collected.
     """
-    groups = check_labels("groups", groups)
+    groups = _check_labels("groups", groups)
     _, codes = np.unique(groups, return_inverse=True)
     order = np.argsort(codes, kind="stable")  # stable, so rows stay ascending within a group
     return [part.astype(np.int64) for part in np.split(order, np.cumsum(np.bincount(codes))[:-1])]
@@ -176,7 +169,7 @@ def partition(name: str, dataset: Dataset, num_nodes: int, seed: int, **options:
     if name not in _DISPATCH:
         raise ConfigError(f"unknown partitioner {name!r}; valid partitioners are {sorted(_DISPATCH)}")
     adapter = _DISPATCH[name]
-    check_options(f"partitioner {name!r}", adapter, options)
+    check_call_options(f"partitioner {name!r}", adapter, options, supplied=("dataset", "num_nodes", "seed"))
     return adapter(dataset, num_nodes, seed, **options)
 
 
@@ -237,3 +230,19 @@ _DISPATCH: dict[str, Callable[..., list[Indices]]] = {
 
 PARTITIONERS: tuple[str, ...] = tuple(sorted(_DISPATCH))
 """Names :func:`partition` accepts."""
+
+
+def _check_num_nodes(num_nodes: object, n_rows: int) -> int:
+    """Every node needs at least one row, so there can be no more nodes than rows."""
+    count = check_int("num_nodes", num_nodes, low=1)
+    if count > n_rows:
+        raise ConfigError(f"`num_nodes` must be <= the number of rows ({n_rows}); got {count}")
+    return count
+
+
+def _check_labels(name: str, labels: ArrayLike) -> NDArray[Any]:
+    """A non-empty 1-D array of labels (or group values)."""
+    array = np.asarray(labels)
+    if array.ndim != 1 or len(array) == 0:
+        raise ConfigError(f"`{name}` must be a non-empty 1-D array; got shape {array.shape}")
+    return array

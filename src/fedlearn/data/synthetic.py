@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedlearn.core.checks import NON_NEGATIVE, check_int, check_real, check_seed
 from fedlearn.core.errors import ConfigError
-from fedlearn.data._checks import check_float, check_int, check_seed
 from fedlearn.data.dataset import Dataset
 
 COVARIANCE_DECAY = 1.2
@@ -58,12 +58,12 @@ def make_synthetic(
     rng = check_seed(seed)
     if not isinstance(iid, bool):
         raise ConfigError(f"`iid` must be a bool; got {iid!r}")
-    num_devices = check_int("num_devices", num_devices, minimum=1)
-    n_features = check_int("n_features", n_features, minimum=1)
-    n_classes = check_int("n_classes", n_classes, minimum=2)
-    size_log_mean = check_float("size_log_mean", size_log_mean, minimum=-np.inf, inclusive=False)
-    size_log_sigma = check_float("size_log_sigma", size_log_sigma, minimum=0.0, inclusive=True)
-    min_device_rows = check_int("min_device_rows", min_device_rows, minimum=1)
+    num_devices = check_int("num_devices", num_devices, low=1)
+    n_features = check_int("n_features", n_features, low=1)
+    n_classes = check_int("n_classes", n_classes, low=2)
+    size_log_mean = check_real("size_log_mean", size_log_mean)
+    size_log_sigma = check_real("size_log_sigma", size_log_sigma, NON_NEGATIVE)
+    min_device_rows = check_int("min_device_rows", min_device_rows, low=1)
     if iid:
         for key, value in (("alpha", alpha), ("beta", beta)):
             if value is not None:
@@ -72,8 +72,8 @@ def make_synthetic(
         missing = "alpha" if alpha is None else "beta"
         raise ConfigError(f"`{missing}` is required for Synthetic(alpha, beta) unless iid=True; got None")
     else:
-        alpha = check_float("alpha", alpha, minimum=0.0, inclusive=True)
-        beta = check_float("beta", beta, minimum=0.0, inclusive=True)
+        alpha = check_real("alpha", alpha, NON_NEGATIVE)
+        beta = check_real("beta", beta, NON_NEGATIVE)
 
     sizes = rng.lognormal(size_log_mean, size_log_sigma, num_devices).astype(np.int64) + min_device_rows
     if alpha is None or beta is None:  # Synthetic-IID: one model and one feature mean for all

@@ -10,8 +10,8 @@ import pytest
 
 from fedlearn.client.local_sgd import CLIENT_CONTROL_KEY, LocalConfig, batch_indices, local_sgd
 from fedlearn.core.errors import ConfigError, TrainerError
+from fedlearn.core.messages import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 
 X = np.arange(20, dtype=np.float32).reshape(10, 2)
 Y = np.zeros(10, dtype=np.float32)

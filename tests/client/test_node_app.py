@@ -9,9 +9,8 @@ from fedlearn.client import NodeApp, softmax_regression
 from fedlearn.client.local_sgd import CLIENT_CONTROL_KEY
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
 from fedlearn.core.errors import ConfigError
-from fedlearn.core.messages import EVALUATE, FIT, Config, Reply, Task
+from fedlearn.core.messages import CONTROL_DELTA_PREFIX, CONTROL_PREFIX, EVALUATE, FIT, Config, Reply, Task
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 from tests.client.conftest import tiny_classification
 
 PARAMS = ParamSet({"w": np.zeros(3, dtype=np.float32)})

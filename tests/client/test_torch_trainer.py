@@ -8,8 +8,8 @@ import pytest
 from fedlearn.client.local_sgd import CLIENT_CONTROL_KEY
 from fedlearn.client.torch_trainer import TorchLearner, torch_mlp
 from fedlearn.core.errors import ConfigError, TrainerError
+from fedlearn.core.messages import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 from tests.client.conftest import digits, dirichlet_parts, run_fedavg, tiny_classification, tiny_regression
 
 pytest.importorskip("torch")

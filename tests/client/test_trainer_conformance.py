@@ -21,10 +21,9 @@ from fedlearn.client import (
 )
 from fedlearn.client.local_sgd import CLIENT_CONTROL_KEY
 from fedlearn.core.codec import decode, encode
-from fedlearn.core.messages import EVALUATE, FIT, Task
+from fedlearn.core.messages import CONTROL_DELTA_PREFIX, CONTROL_PREFIX, EVALUATE, FIT, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import Dataset
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 from tests.client.conftest import tiny_classification, tiny_regression
 
 

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedlearn.core.messages import FIT, Reply
+from fedlearn.core.messages import CONTROL_DELTA_PREFIX, FIT, Reply
 from fedlearn.core.params import ParamSet
 from fedlearn.strategies import STRATEGIES, Strategy
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX
 
 # Values for the options some builders require (they have no default on purpose).
 REQUIRED_OPTIONS = {"mu": 0.01}

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
-from fedlearn.core.messages import FIT, Reply
+from fedlearn.core.messages import CONTROL_DELTA_PREFIX, CONTROL_PREFIX, FIT, Reply
 from fedlearn.core.params import ParamSet
 from fedlearn.strategies import Strategy, fedavg, fraction_sampler, scaffold, sgd, weighted_mean
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 
 from .helpers import make_replies, random_model
 

@@ -27,9 +27,15 @@ from numpy.typing import NDArray
 
 from fedlearn.client.trainer import FitResult, NodeState
 from fedlearn.core.errors import ConfigError, TrainerError
-from fedlearn.core.messages import Config
+from fedlearn.core.messages import (
+    CONTROL_DELTA_PREFIX,
+    CONTROL_PREFIX,
+    PROXIMAL_MU_KEY,
+    SCAFFOLD_KEY,
+    SEED_KEY,
+    Config,
+)
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, CONTROL_PREFIX
 
 Array = NDArray[Any]
 
@@ -81,9 +87,9 @@ class LocalConfig:
             local_epochs=_integer(config, "local_epochs", 1),
             local_steps=_integer(config, "local_steps", 0),
             batch_size=_integer(config, "batch_size", 32),
-            seed=_integer(config, "seed", None),
-            proximal_mu=_number(config, "proximal_mu", 0.0),
-            scaffold=_boolean(config, "scaffold", False),
+            seed=_integer(config, SEED_KEY, None),
+            proximal_mu=_number(config, PROXIMAL_MU_KEY, 0.0),
+            scaffold=_boolean(config, SCAFFOLD_KEY, False),
         )
 
     def require_stable_proximal(self, momentum: float = 0.0) -> None:

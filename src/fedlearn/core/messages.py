@@ -12,14 +12,50 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from fedlearn.core.errors import ConfigError
+from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
 
 Scalar = bool | int | float | str
 Config = Mapping[str, Scalar]
 
+# Task kinds every node understands; protocols such as analytics add their own.
 FIT = "fit"
 EVALUATE = "evaluate"
+
+# Config keys that the engine and strategies set on a fit task and that trainers read.
+SEED_KEY = "seed"
+"""The node's seed for this round, derived from the run's seed; a trainer draws all its randomness from it."""
+PROXIMAL_MU_KEY = "proximal_mu"
+"""FedProx's proximal term weight."""
+SCAFFOLD_KEY = "scaffold"
+"""True when the task carries SCAFFOLD's control variate and the reply must carry its change."""
+
+# Names of arrays in a task's or reply's extras.
+CONTROL_PREFIX = "scaffold/c/"
+"""Task extras: the server's SCAFFOLD control variate, one array per parameter."""
+CONTROL_DELTA_PREFIX = "scaffold/delta_c/"
+"""Reply extras: the node's change to its control variate, one array per parameter."""
+
+# A task's or reply's parameters and extras packed into one set of arrays, for transports that
+# carry one blob (the process pool, the gRPC reply payload, the engine's spill files).
+PARAMS_PREFIX = "p/"
+EXTRAS_PREFIX = "x/"
+
+
+def pack(params: ParamSet, extras: ParamSet) -> ParamSet:
+    """Parameters and extras as one set: ``p/NAME`` and ``x/NAME``."""
+    return params.with_prefix(PARAMS_PREFIX).merged(extras.with_prefix(EXTRAS_PREFIX))
+
+
+def unpack(packed: ParamSet) -> tuple[ParamSet, ParamSet]:
+    r"""The parameters and extras of a :func:`pack`\ ed set; any name outside both prefixes is refused.
+
+    Raises :class:`ValidationError`, since the set may come from a peer.
+    """
+    stray = [name for name in packed if not name.startswith((PARAMS_PREFIX, EXTRAS_PREFIX))]
+    if stray:
+        raise ValidationError(f"packed arrays have names outside {PARAMS_PREFIX!r} and {EXTRAS_PREFIX!r}: {stray[:5]}")
+    return packed.select(PARAMS_PREFIX), packed.select(EXTRAS_PREFIX)
 
 
 def freeze_config(config: Mapping[str, object]) -> Mapping[str, Scalar]:

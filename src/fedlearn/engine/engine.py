@@ -16,14 +16,14 @@ from dataclasses import dataclass, field, replace
 
 from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
 from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
-from fedlearn.core.messages import EVALUATE, FIT, Reply, Scalar, Task, freeze_config
-from fedlearn.core.params import ParamSet, Spec
+from fedlearn.core.messages import EVALUATE, FIT, SEED_KEY, Reply, Scalar, Task, freeze_config
+from fedlearn.core.params import ParamSet
 from fedlearn.core.validation import Limits, validate_metrics, validate_num_examples, validate_params
 from fedlearn.engine import seeding
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
 from fedlearn.engine.stage import Clock, Gather, quorum_for
-from fedlearn.strategies.strategy import CONTROL_DELTA_PREFIX, Strategy
+from fedlearn.strategies.strategy import Strategy
 
 CentralEvaluate = Callable[[ParamSet], Mapping[str, float]]
 Checkpoint = Callable[["RunState"], None]
@@ -125,7 +125,7 @@ class Engine:
                 run_id=self.config.run_id,
                 params=state.params,
                 extras=extras,
-                config={**base_config, "seed": seeding.node_seed(seed, number, node)},
+                config={**base_config, SEED_KEY: seeding.node_seed(seed, number, node)},
             )
             for node in sampled
         }
@@ -193,9 +193,7 @@ class Engine:
 
     def _fit_validator(self, params: ParamSet) -> Callable[[Reply], None]:
         spec = params.spec()
-        extras_spec: Spec = (
-            {f"{CONTROL_DELTA_PREFIX}{k}": v for k, v in spec.items()} if self.strategy.control_variates else {}
-        )
+        extras_spec = self.strategy.reply_extras_spec(spec)
         limits = self.config.limits
 
         def validate(reply: Reply) -> None:

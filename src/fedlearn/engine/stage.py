@@ -22,13 +22,12 @@ from pathlib import Path
 from fedlearn.core.codec import decode, encode
 from fedlearn.core.errors import FedlearnError, QuorumError
 from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
-from fedlearn.core.messages import Reply, Task
+from fedlearn.core.messages import Reply, Task, pack, unpack
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
 
 Clock = Callable[[], float]
 Validator = Callable[[Reply], None]
-_PARAMS, _EXTRAS = "p/", "x/"
 
 
 @dataclass(slots=True)
@@ -66,7 +65,7 @@ class _ReorderBuffer:
         if self._spill_dir is None:
             self._spill_dir = tempfile.TemporaryDirectory(prefix="fedlearn-replies-")
         path = Path(self._spill_dir.name) / f"{len(self._spilled)}.safetensors"
-        path.write_bytes(encode(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS))))
+        path.write_bytes(encode(pack(reply.params, reply.extras)))
         self._spilled[reply.node_id] = (replace(reply, params=ParamSet(), extras=ParamSet()), path)
         return True
 
@@ -77,9 +76,9 @@ class _ReorderBuffer:
             return reply
         reply, path = self._spilled.pop(node_id)
         data = path.read_bytes()
-        payload = decode(data, max_bytes=len(data))  # our own file: the wire's size limit does not apply
+        params, extras = unpack(decode(data, max_bytes=len(data)))  # our own file: no wire size limit applies
         path.unlink()
-        return replace(reply, params=payload.select(_PARAMS), extras=payload.select(_EXTRAS))
+        return replace(reply, params=params, extras=extras)
 
     def close(self) -> None:
         if self._spill_dir is not None:

@@ -22,14 +22,12 @@ from typing import Any
 
 from fedlearn.client.threads import BlasThreads
 from fedlearn.core.errors import ConfigError
-from fedlearn.core.messages import Reply, Task
+from fedlearn.core.messages import Reply, Task, pack, unpack
 from fedlearn.core.params import ParamSet
 from fedlearn.simulation.nodes import NodeCache, NodeFactory
 from fedlearn.simulation.reply_slots import ParentSlots, WorkerSlots
 from fedlearn.simulation.shared import SharedBlock, attach, publish
 
-_PARAMS = "p/"
-_EXTRAS = "x/"
 _STOP = b"{}"
 _MAPPED_ROUNDS = 2  # global-parameter blocks a worker keeps mapped: this round's and the last
 
@@ -153,7 +151,7 @@ class ProcessPoolFleet:
         current = self._current
         if current is not None and current[0] is task.params and current[1] is task.extras:
             return current[2]
-        block = publish(task.params.with_prefix(_PARAMS).merged(task.extras.with_prefix(_EXTRAS)))
+        block = publish(pack(task.params, task.extras))
         self._blocks[block.name] = block
         if current is not None:
             self._drop_if_unused(current[2])
@@ -177,7 +175,7 @@ class ProcessPoolFleet:
 
     def _read_reply(self, worker: _Worker) -> Reply:
         header = json.loads(worker.conn.recv_bytes())
-        payload = worker.slots.view(header)
+        params, extras = unpack(worker.slots.view(header))
         key = (header["node"], header["kind"], header["round"])
         run_id = self._finish(worker, key)
         return Reply(
@@ -185,8 +183,8 @@ class ProcessPoolFleet:
             kind=header["kind"],
             round=header["round"],
             run_id=run_id,
-            params=payload.select(_PARAMS),
-            extras=payload.select(_EXTRAS),
+            params=params,
+            extras=extras,
             num_examples=header["num_examples"],
             metrics=header["metrics"],
             error=header["error"],
@@ -227,7 +225,7 @@ def _serve(conn: Connection, nodes: NodeCache) -> None:
                 continue
             reply = _answer(nodes, header, mapped)
             _collect_releases(conn, slots, inbox)
-            meta = slots.write(reply.params.with_prefix(_PARAMS).merged(reply.extras.with_prefix(_EXTRAS)))
+            meta = slots.write(pack(reply.params, reply.extras))
             meta.update(
                 node=reply.node_id,
                 kind=reply.kind,
@@ -274,14 +272,14 @@ def _mapped_block(mapped: dict[str, ParamSet], header: dict[str, Any]) -> ParamS
 def _answer(nodes: NodeCache, header: dict[str, Any], mapped: dict[str, ParamSet]) -> Reply:
     node_id, kind, rnd = header["node"], header["kind"], header["round"]
     try:
-        arrays = _mapped_block(mapped, header)
+        params, extras = unpack(_mapped_block(mapped, header))
         task = Task(
             kind=kind,
             round=rnd,
             run_id=header["run_id"],
             config=header["config"],
-            params=arrays.select(_PARAMS),
-            extras=arrays.select(_EXTRAS),
+            params=params,
+            extras=extras,
         )
         return nodes.get(node_id).handle(task)
     except Exception as exc:  # a node must never take its worker down

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.messages import PROXIMAL_MU_KEY
 from fedlearn.strategies._checks import check_real
 from fedlearn.strategies.reducers import unweighted_mean, weighted_mean
 from fedlearn.strategies.samplers import fraction_sampler
@@ -60,7 +61,7 @@ def fedprox(*, mu: float, fraction: float = 1.0, min_nodes: int = 1, max_nodes: 
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
         reducer=weighted_mean(),
         transform=sgd(),
-        client_config={"proximal_mu": proximal_mu},
+        client_config={PROXIMAL_MU_KEY: proximal_mu},
     )
 
 

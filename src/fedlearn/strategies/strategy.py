@@ -18,13 +18,18 @@ from types import MappingProxyType
 import numpy as np
 
 from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
-from fedlearn.core.messages import Reply, Scalar, freeze_config
-from fedlearn.core.params import ParamSet
+from fedlearn.core.messages import (
+    CONTROL_DELTA_PREFIX,
+    CONTROL_PREFIX,
+    SCAFFOLD_KEY,
+    Reply,
+    Scalar,
+    freeze_config,
+)
+from fedlearn.core.params import ParamSet, Spec
 from fedlearn.strategies.base import Reducer, Sampler, ServerTransform
 
 TRANSFORM_PREFIX = "transform/"
-CONTROL_PREFIX = "scaffold/c/"
-CONTROL_DELTA_PREFIX = "scaffold/delta_c/"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,11 +74,17 @@ class Strategy:
     def sample(self, available: Sequence[str], rng: np.random.Generator) -> list[str]:
         return self.sampler.sample(available, rng)
 
+    def reply_extras_spec(self, params_spec: Spec) -> Spec:
+        """The extras a fit reply must carry for a model of ``params_spec``: none, or SCAFFOLD's deltas."""
+        if not self.control_variates:
+            return {}
+        return {f"{CONTROL_DELTA_PREFIX}{name}": shape_dtype for name, shape_dtype in params_spec.items()}
+
     def fit_payload(self, state: ParamSet) -> tuple[Mapping[str, Scalar], ParamSet]:
         """The config and extra arrays every sampled node receives with its fit task."""
         if not self.control_variates:
             return self.client_config, ParamSet()
-        config = MappingProxyType({**self.client_config, "scaffold": True})
+        config = MappingProxyType({**self.client_config, SCAFFOLD_KEY: True})
         return config, ParamSet({k: v for k, v in state.items() if k.startswith(CONTROL_PREFIX)})
 
     def aggregate(

@@ -3,10 +3,10 @@
 Metadata rides in protobuf headers (task config and reply metrics as JSON objects); arrays ride
 in safetensors blobs named by the sha256 of their bytes. A task has two blobs, its parameters and
 its extras, so a node that already holds this round's parameters skips them even when the extras
-change. A reply has one payload blob with parameters under ``p/`` and extras under ``x/``, the
-same convention as the process pool. Decoding never trusts the peer: every failure is a
-:class:`CodecError`, and the reply's node, kind and round come from the coordinator's own record
-of the task, not from the node.
+change. A reply has one payload blob holding its parameters and extras, packed by
+:func:`~fedlearn.core.messages.pack` as the process pool packs them. Decoding never trusts the
+peer: every failure is a :class:`CodecError`, and the reply's node, kind and round come from the
+coordinator's own record of the task, not from the node.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError, Message
 
 from fedlearn.core.codec import decode
 from fedlearn.core.errors import CodecError, ConfigError, ValidationError
-from fedlearn.core.messages import Reply, Task
+from fedlearn.core.messages import Reply, Task, pack, unpack
 from fedlearn.core.params import ParamSet
 from fedlearn.runtime.proto import fleet_pb2 as pb
 from fedlearn.runtime.transport.stream import EMPTY_BLOB, Blob, stream_encode
@@ -28,8 +28,6 @@ PROTOCOL_VERSION = 1
 SERVICE = pb.DESCRIPTOR.services_by_name["Fleet"].full_name
 NODE_KEY = "x-fedlearn-node"
 TOKEN_KEY = "x-fedlearn-token"
-PARAMS_PREFIX = "p/"
-EXTRAS_PREFIX = "x/"
 MAX_ERROR_CHARS = 1000
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 M = TypeVar("M", bound=Message)
@@ -84,7 +82,7 @@ def encode_reply(task_id: str, reply: Reply) -> tuple[pb.ReplyHeader, Blob]:
     """The header and payload blob for ``reply``; a failed reply carries no payload."""
     payload = EMPTY_BLOB
     if reply.error is None:
-        payload = stream_encode(reply.params.with_prefix(PARAMS_PREFIX).merged(reply.extras.with_prefix(EXTRAS_PREFIX)))
+        payload = stream_encode(pack(reply.params, reply.extras))
     header = pb.ReplyHeader(
         task_id=task_id,
         num_examples=reply.num_examples,
@@ -120,12 +118,8 @@ def decode_payload(data: bytes | memoryview, *, max_bytes: int) -> tuple[ParamSe
     if not data:
         return ParamSet(), ParamSet()
     try:
-        arrays = decode(data, max_bytes=max_bytes)
-        stray = [name for name in arrays if not name.startswith((PARAMS_PREFIX, EXTRAS_PREFIX))]
-        if stray:
-            raise CodecError(f"reply payload has names outside {PARAMS_PREFIX!r} and {EXTRAS_PREFIX!r}: {stray[:5]}")
-        return arrays.select(PARAMS_PREFIX), arrays.select(EXTRAS_PREFIX)
-    except ValidationError as exc:  # e.g. a name that is empty once its prefix is removed
+        return unpack(decode(data, max_bytes=max_bytes))
+    except ValidationError as exc:  # a stray name, or one that is empty once its prefix is removed
         raise CodecError(f"reply payload is malformed: {exc}") from exc
 
 

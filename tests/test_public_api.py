@@ -27,7 +27,7 @@ def test_engine_api_is_pinned() -> None:
 def test_simulation_api_is_pinned() -> None:
     assert sorted(fedlearn.simulation.__all__) == [
         "InProcessFleet", "NodeFactory", "ProcessPoolFleet", "SimulationPlan", "SimulationResult", "TaskHandler",
-        "build_learner", "engine_config", "make_fleet", "node_ids", "plan_simulation", "simulate",
+        "make_fleet", "node_ids", "plan_simulation", "simulate",
     ]  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The TOML run config, validated in full before anything runs.
+"""The TOML run config, validated in full before anything runs, and how it maps onto the engine.
 
 A config names the data (for simulation), the learner, the strategy, the client settings sent
 with every fit task, and how the engine waits. Every section rejects unknown keys, except the
@@ -17,6 +17,10 @@ from pydantic import ValidationError as PydanticValidationError
 
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REORDER_BUFFER_BYTES
+from fedlearn.core.validation import Limits
+from fedlearn.data.dataset import Dataset
+from fedlearn.data.split import split_over_nodes
+from fedlearn.engine.engine import EngineConfig
 
 
 class _Section(BaseModel):
@@ -45,6 +49,18 @@ class DataSection(_Section):
     partition: str = "iid"
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     partition_options: dict[str, Any] = Field(default_factory=dict)
+
+    def split(self, seed: int) -> tuple[list[Dataset], Dataset]:
+        """The nodes' parts and the held-out test set, as :func:`~fedlearn.data.split_over_nodes` makes them."""
+        return split_over_nodes(
+            self.dataset,
+            nodes=self.nodes,
+            test_fraction=self.test_fraction,
+            partitioner=self.partition,
+            seed=seed,
+            dataset_options=self.dataset_options,
+            partition_options=self.partition_options,
+        )
 
 
 class ModelSection(_OpenSection):
@@ -98,6 +114,25 @@ class RunConfig(_Section):
     engine: EngineSection = Field(default_factory=EngineSection)
     simulation: SimulationSection = Field(default_factory=SimulationSection)
     faults: FaultsSection = Field(default_factory=FaultsSection)
+
+
+def engine_config(config: RunConfig) -> EngineConfig:
+    """The engine settings of a run config; shared by simulation and the networked runtime."""
+    e = config.engine
+    return EngineConfig(
+        rounds=config.run.rounds,
+        seed=config.run.seed,
+        round_timeout=e.round_timeout,
+        min_replies=e.min_replies,
+        min_reply_fraction=e.min_reply_fraction,
+        min_available_nodes=e.min_available_nodes,
+        wait_for_nodes_timeout=e.wait_for_nodes_timeout,
+        evaluate_every=e.evaluate_every,
+        evaluate_fraction=e.evaluate_fraction,
+        client_config=config.client,
+        limits=Limits(max_bytes=e.max_message_bytes),
+        reorder_buffer_bytes=e.reorder_buffer_bytes,
+    )
 
 
 def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:

@@ -41,6 +41,7 @@ def test_public_api_is_pinned() -> None:
         "TorchLearner",
         "TorchTrainer",
         "Trainer",
+        "build_learner",
         "builtin_learner",
         "linear_regression",
         "softmax_regression",

@@ -21,6 +21,7 @@ def test_data_all_is_pinned() -> None:
         "partition",
         "quantity_skew",
         "shards",
+        "split_over_nodes",
         "train_test_split",
     ]
 

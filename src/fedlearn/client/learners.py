@@ -7,6 +7,7 @@ all it reads, so the coordinator can call it with metadata alone and never needs
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 from collections.abc import Callable
@@ -67,3 +68,24 @@ def builtin_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:
         return constructor(**{key: getattr(data, key) for key in from_meta}, **options)
     except TypeError as exc:  # an option of the wrong type, e.g. a string learning rate
         raise ConfigError(f"learner {name!r}: invalid option value: {exc}") from exc
+
+
+def build_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:
+    """A built-in learner by name, or a user's ``package.module:function`` returning a Learner.
+
+    A user function is called as ``function(data, **options)``, where ``data`` carries
+    ``n_features``, ``n_classes`` and ``task`` (no rows are needed to build a model). Whether a
+    user function may be imported at all is the caller's decision: a coordinator allows only
+    the entry points its operator named.
+    """
+    if ":" not in name:
+        return builtin_learner(name, data, **options)
+    module_name, _, attribute = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"[model] learner {name!r} cannot be loaded: {exc}") from exc
+    learner = factory(data, **options)
+    if not isinstance(learner, Learner):
+        raise ConfigError(f"[model] learner {name!r} returned {type(learner).__name__}, which is not a Learner")
+    return learner

@@ -19,6 +19,7 @@ from fedlearn.data.partition import (
     shards,
 )
 from fedlearn.data.sources import load_csv, load_sql
+from fedlearn.data.split import split_over_nodes
 from fedlearn.data.synthetic import make_synthetic
 
 __all__ = [
@@ -36,5 +37,6 @@ __all__ = [
     "partition",
     "quantity_skew",
     "shards",
+    "split_over_nodes",
     "train_test_split",
 ]

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
+from fedlearn.client.learners import build_learner
 from fedlearn.client.trainer import Learner
-from fedlearn.config import RunConfig
+from fedlearn.config import RunConfig, engine_config
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import TaskType
 from fedlearn.engine.engine import EngineConfig
-from fedlearn.simulation.from_config import build_learner, engine_config
 from fedlearn.strategies import build_strategy
 from fedlearn.strategies.strategy import Strategy
 

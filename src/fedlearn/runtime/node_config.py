@@ -32,11 +32,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from fedlearn.config import DataSection, one_line_error
+from fedlearn.config import one_line_error
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.sources import load_csv, load_sql
-from fedlearn.simulation.from_config import split_data
+from fedlearn.data.split import split_over_nodes
 
 
 class _Section(BaseModel):
@@ -59,15 +59,15 @@ class BuiltinSource(_Section):
     def load(self) -> Dataset:
         if self.index >= self.nodes:
             raise ConfigError(f"`index` must be < `nodes` ({self.nodes}); got {self.index}")
-        section = DataSection(
-            dataset=self.name,
+        parts, _ = split_over_nodes(
+            self.name,
             nodes=self.nodes,
             test_fraction=self.test_fraction,
-            partition=self.partition,
-            partition_options=self.partition_options,
+            partitioner=self.partition,
+            seed=self.seed,
             dataset_options=self.dataset_options,
+            partition_options=self.partition_options,
         )
-        parts, _ = split_data(section, self.seed)
         return parts[self.index]
 
 

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fedlearn.client.allocator import retain_freed_memory
+from fedlearn.client.learners import build_learner
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.client.threads import BlasThreads
 from fedlearn.core.messages import Reply, Task
 from fedlearn.data.dataset import Dataset
 from fedlearn.runtime.node_config import NodeConfig
-from fedlearn.simulation.from_config import build_learner
 
 
 @dataclass(frozen=True, slots=True)

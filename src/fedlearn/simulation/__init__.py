@@ -5,7 +5,7 @@
 The same seed gives bit-identical parameters whichever executor or worker count runs it.
 """
 
-from fedlearn.simulation.from_config import SimulationPlan, build_learner, engine_config, plan_simulation
+from fedlearn.simulation.from_config import SimulationPlan, plan_simulation
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.simulation.nodes import NodeFactory, TaskHandler
 from fedlearn.simulation.pool import ProcessPoolFleet
@@ -18,8 +18,6 @@ __all__ = [
     "SimulationPlan",
     "SimulationResult",
     "TaskHandler",
-    "build_learner",
-    "engine_config",
     "make_fleet",
     "node_ids",
     "plan_simulation",

@@ -108,6 +108,7 @@ def run_fedlearn(case: str, executor: str) -> tuple[float, list[float]]:
         executor=executor,  # type: ignore[arg-type]
         workers=2,
         on_round=on_round,
+        tune_allocator=True,
     )
     return starts[0], ends
 

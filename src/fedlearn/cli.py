@@ -59,6 +59,7 @@ def simulate(
             blas_threads=cfg.simulation.blas_threads,
             faults=plan.faults,
             on_round=progress.update,
+            tune_allocator=cfg.simulation.tune_allocator,
         )
     elapsed = time.perf_counter() - started
     final = result.history[-1].central_metrics if result.history else {}

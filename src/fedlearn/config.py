@@ -95,6 +95,7 @@ class SimulationSection(_Section):
     executor: Literal["inprocess", "pool"] = "inprocess"
     workers: int = Field(2, ge=1)
     blas_threads: int | None = Field(1, ge=1)
+    tune_allocator: bool = True
 
 
 class FaultsSection(_Section):

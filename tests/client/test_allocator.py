@@ -24,9 +24,15 @@ from fedlearn.client.allocator import retain_freed_memory
 
 if sys.argv[1] == "tuned":
     assert retain_freed_memory()
-elif sys.argv[1] == "simulation":  # building any simulation fleet must tune the allocator
-    from fedlearn.simulation.run import make_fleet
-    make_fleet(["node-0"], lambda node_id: None, executor="inprocess", workers=1).close()
+elif sys.argv[1] in ("simulation", "untuned-simulation"):  # only a simulation that asks tunes this process
+    from fedlearn.client.numpy_trainer import linear_regression
+    from fedlearn.data.dataset import Dataset
+    from fedlearn.engine import EngineConfig
+    from fedlearn.simulation.run import simulate
+    from fedlearn.strategies import fedavg
+    data = Dataset(x=np.ones((4, 2), np.float32), y=np.ones(4, np.float32), task="regression")
+    simulate(linear_regression(2), [data], fedavg(), EngineConfig(rounds=1, seed=0),
+             tune_allocator=sys.argv[1] == "simulation")
 
 def round_of_allocations():
     weights, scratch, grads = (np.ones(1_000_000, np.float32) for _ in range(3))
@@ -41,8 +47,40 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 """
 
 
+POOL_SCRIPT = """
+import resource
+import numpy as np
+from fedlearn.core.messages import Reply, Task
+from fedlearn.simulation.pool import ProcessPoolFleet
+
+class Allocating:  # a node that measures its own worker's page faults
+    def handle(self, task):
+        def round_of_allocations():
+            weights, scratch, grads = (np.ones(1_000_000, np.float32) for _ in range(3))
+            del weights, scratch, grads
+        for _ in range(3):
+            round_of_allocations()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(20):
+            round_of_allocations()
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20
+        return Reply(node_id="node-0", kind=task.kind, round=task.round, metrics={"faults": faults})
+
+fleet = ProcessPoolFleet(["node-0"], lambda node_id: Allocating(), workers=1)
+try:
+    fleet.send("node-0", Task(kind="probe", round=1))
+    replies = []
+    while not replies:
+        replies = fleet.receive(timeout=30)
+    print(replies[0].metrics["faults"])
+finally:
+    fleet.close()
+"""
+
+
 def faults_per_round(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], check=True, capture_output=True, text=True)
+    script = POOL_SCRIPT if mode == "pool" else SCRIPT
+    out = subprocess.run([sys.executable, "-c", script, mode], check=True, capture_output=True, text=True)
     return float(out.stdout.strip())
 
 
@@ -55,5 +93,13 @@ def test_default_allocator_faults_freed_model_buffers_back_in() -> None:
     assert faults_per_round("default") > 0.5 * PAGES_PER_ROUND
 
 
-def test_simulation_fleets_apply_the_tuning() -> None:
+def test_simulation_applies_the_tuning_when_asked() -> None:
     assert faults_per_round("simulation") < 0.01 * PAGES_PER_ROUND
+
+
+def test_simulation_leaves_the_calling_process_alone_by_default() -> None:
+    assert faults_per_round("untuned-simulation") > 0.5 * PAGES_PER_ROUND
+
+
+def test_pool_workers_apply_the_tuning_though_their_parent_did_not() -> None:
+    assert faults_per_round("pool") < 0.01 * PAGES_PER_ROUND

@@ -10,8 +10,11 @@ while a plain NumPy loop with luckier allocation lifetimes saw 300.
 :func:`retain_freed_memory` fixes both thresholds once per process: arrays up to 32 MiB (glibc's
 largest allowed mmap threshold) come from the heap, and up to 256 MiB of freed heap is kept for
 reuse rather than trimmed. The cost is that the process keeps that much memory after a run; peak
-memory is unchanged. Simulations, pool workers (forked after the call) and deployed nodes and
-coordinators apply it. On a C library without ``mallopt`` (macOS, musl) it does nothing.
+memory is unchanged. It changes the whole process for good, so it is applied only where
+fedlearn owns the process or is asked to: each process-pool worker when it starts, a deployed
+node when it is built, and an in-process simulation when ``simulate(..., tune_allocator=True)``
+says so (``fedlearn simulate`` does, per ``[simulation] tune_allocator``). On a C library without
+``mallopt`` (macOS, musl) it does nothing.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from fedlearn.client.allocator import retain_freed_memory
 from fedlearn.client.threads import BlasThreads
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import Reply, Task, pack, unpack
@@ -202,7 +203,9 @@ class ProcessPoolFleet:
 
 
 def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -> None:
-    """Worker entry point; the BLAS limit is set once, as this process only ever runs node tasks."""
+    """Worker entry point: this process only ever runs node tasks, so it sets its BLAS limit once
+    and tunes its allocator for model-sized buffers (see ``fedlearn.client.allocator``)."""
+    retain_freed_memory()
     with threads():
         _serve(conn, NodeCache(factory))
 

@@ -44,11 +44,7 @@ def node_ids(count: int) -> list[str]:
 def make_fleet(
     ids: Sequence[str], factory: NodeFactory, *, executor: Executor, workers: int, blas_threads: int | None = 1
 ) -> Fleet:
-    """Build the fleet for an executor name; the pool forks now, before any training.
-
-    The allocator is tuned first (see ``allocator``), so forked workers inherit the setting.
-    """
-    retain_freed_memory()
+    """Build the fleet for an executor name; the pool forks now, before any training."""
     if executor == "inprocess":
         return InProcessFleet(ids, factory, blas_threads=blas_threads)
     if executor == "pool":
@@ -94,15 +90,24 @@ def simulate(
     initial: RunState | ParamSet | None = None,
     checkpoint: Checkpoint | None = None,
     on_round: RoundCallback | None = None,
+    tune_allocator: bool = False,
 ) -> SimulationResult:
     """Run ``config.rounds`` rounds of ``strategy`` over one node per partition.
 
     ``initial`` may be a saved :class:`RunState` (to resume) or starting parameters; by default
     the learner initialises them from ``config.seed``. Nodes compute with ``blas_threads`` BLAS
     threads (see ``threads``) so that the result does not depend on the executor or the machine.
+
+    ``tune_allocator`` keeps freed model-sized buffers in this process for reuse (see
+    ``fedlearn.client.allocator``): faster in-process rounds, at the price of up to 256 MiB kept
+    after the run, for the rest of the process's life. It is off by default because it changes
+    the calling process, a notebook's for example; ``fedlearn simulate`` turns it on. The pool's
+    workers always apply it, since they are processes of their own.
     """
     if not partitions:
         raise ConfigError("`partitions` must hold at least one dataset; got none")
+    if tune_allocator:
+        retain_freed_memory()
     ids, factory = learner_nodes(learner, partitions)
     fleet = make_fleet(ids, factory, executor=executor, workers=workers, blas_threads=blas_threads)
     if faults is not None and faults.active:

@@ -8,13 +8,12 @@ option tables that are handed to a builder which checks them itself. Any problem
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticValidationError
 
+from fedlearn.core.config_files import read_toml, validate
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REORDER_BUFFER_BYTES
 from fedlearn.core.validation import Limits
@@ -143,43 +142,13 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:
         for key, value in client.items():
             if not isinstance(value, (bool, int, float, str)):
                 raise ConfigError(f"{source}: [client] {key}: must be a bool, int, float or string; got {value!r}")
-    try:
-        return RunConfig.model_validate(data)
-    except PydanticValidationError as exc:
-        raise ConfigError(one_line_error(exc, source)) from None
+    return validate(RunConfig, data, source=source)
 
 
 def load_config(path: str | Path, **overrides: Any) -> RunConfig:
     """Read and validate a TOML file; ``overrides`` are ``section.key`` -> value."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     for dotted, value in overrides.items():
         section, key = dotted.split(".", 1)
         data.setdefault(section, {})[key] = value
     return parse_config(data, source=str(path))
-
-
-def one_line_error(exc: PydanticValidationError, source: str) -> str:
-    """One line for a config validation failure: the first problem and how many more there are."""
-    errors = exc.errors()
-    first = errors[0]
-    location = _location(first["loc"])
-    if first["type"] == "extra_forbidden":
-        message = f"{source}: unknown key {location}"
-    else:
-        message = f"{source}: {location}: {first['msg']}; got {first.get('input')!r}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem(s))"
-    return message
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc]
-    if len(parts) == 1:
-        return f"[{parts[0]}]"
-    return f"[{parts[0]}] {'.'.join(parts[1:])}"

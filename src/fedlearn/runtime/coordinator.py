@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import tomllib
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 from fedlearn.config import RunConfig, parse_config
-from fedlearn.core.errors import ConfigError, FedlearnError, RunStopped
+from fedlearn.core.config_files import parse_toml
+from fedlearn.core.errors import FedlearnError, RunStopped
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.engine import Engine, RunState
 from fedlearn.engine.fleet import Fleet
@@ -171,11 +171,7 @@ class Coordinator:
 
     @staticmethod
     def _parse(config_toml: str) -> RunConfig:
-        try:
-            data = tomllib.loads(config_toml)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"run config is not valid TOML: {exc}") from None
-        return parse_config(data, source="run config")
+        return parse_config(parse_toml(config_toml, source="run config"), source="run config")
 
 
 def _holder(run_id: str) -> str:

@@ -24,15 +24,13 @@ runs inside the data's own database.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticValidationError
 
-from fedlearn.config import one_line_error
+from fedlearn.core.config_files import read_toml, validate
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.sources import load_csv, load_sql
@@ -140,17 +138,7 @@ class NodeConfig(_Section):
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such node config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        config = NodeConfig.model_validate(data)
-    except PydanticValidationError as exc:
-        raise ConfigError(one_line_error(exc, str(path))) from None
+    config = validate(NodeConfig, read_toml(path, what="node config file"), source=str(path))
     if not config.datasets:
         raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
     config.training_dataset()  # fail now, not at the first task

@@ -36,13 +36,13 @@ def test_local_config_defaults_follow_the_trainer_protocol() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "fragment"),
     [
-        ("batch_size", 0, "`batch_size` must be >= 1; got 0"),
-        ("batch_size", 2.5, "`batch_size` must be an integer; got 2.5"),
-        ("local_epochs", True, "`local_epochs` must be an integer; got True"),
-        ("local_steps", -1, "`local_steps` must be >= 0"),
-        ("learning_rate", 0.0, "`learning_rate` must be a finite number > 0; got 0.0"),
-        ("learning_rate", "fast", "`learning_rate` must be a number; got 'fast'"),
-        ("proximal_mu", -1.0, "`proximal_mu` must be a finite number >= 0"),
+        ("batch_size", 0, "`batch_size` must be an integer >= 1; got 0"),
+        ("batch_size", 2.5, "`batch_size` must be an integer >= 1; got 2.5"),
+        ("local_epochs", True, "`local_epochs` must be an integer >= 1; got True"),
+        ("local_steps", -1, "`local_steps` must be an integer >= 0"),
+        ("learning_rate", 0.0, "`learning_rate` must be in (0, inf); got 0.0"),
+        ("learning_rate", "fast", "`learning_rate` must be a number in (0, inf); got 'fast'"),
+        ("proximal_mu", -1.0, r"`proximal_mu` must be in \[0, inf); got -1.0"),
         ("scaffold", 1, "`scaffold` must be true or false; got 1"),
     ],
 )

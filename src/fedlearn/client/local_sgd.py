@@ -26,6 +26,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedlearn.client.trainer import FitResult, NodeState
+from fedlearn.core.checks import (
+    BOOL,
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    Constraint,
+    Interval,
+    check,
+    check_fields,
+    name_mismatch,
+)
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import (
     CONTROL_DELTA_PREFIX,
@@ -49,6 +60,17 @@ class LossAndGrad(Protocol):
     def __call__(self, params: Mapping[str, Array], x: Array, y: Array) -> tuple[float, Mapping[str, Array]]: ...
 
 
+_AT_LEAST_ONE = Interval(1, math.inf, integer=True)
+_LOCAL_CONSTRAINTS: Mapping[str, Constraint] = {
+    "learning_rate": POSITIVE,
+    "local_epochs": _AT_LEAST_ONE,
+    "local_steps": COUNT,  # 0 means: use local_epochs
+    "batch_size": _AT_LEAST_ONE,
+    PROXIMAL_MU_KEY: NON_NEGATIVE,
+    SCAFFOLD_KEY: BOOL,
+}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalConfig:
     """The fit-config keys every built-in trainer understands, checked once per fit."""
@@ -62,18 +84,12 @@ class LocalConfig:
     scaffold: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ConfigError(f"fit config `learning_rate` must be a finite number > 0; got {self.learning_rate}")
-        if self.local_epochs < 1:
-            raise ConfigError(f"fit config `local_epochs` must be >= 1; got {self.local_epochs}")
-        if self.local_steps < 0:
-            raise ConfigError(
-                f"fit config `local_steps` must be >= 0 (0 means use local_epochs); got {self.local_steps}"
-            )
-        if self.batch_size < 1:
-            raise ConfigError(f"fit config `batch_size` must be >= 1; got {self.batch_size}")
-        if not (math.isfinite(self.proximal_mu) and self.proximal_mu >= 0):
-            raise ConfigError(f"fit config `proximal_mu` must be a finite number >= 0; got {self.proximal_mu}")
+        try:
+            check_fields(self, _LOCAL_CONSTRAINTS)
+            if self.seed is not None:
+                check(SEED_KEY, self.seed, COUNT)
+        except ConfigError as exc:
+            raise ConfigError(f"fit config {exc}") from None
 
     @classmethod
     def from_config(cls, config: Config, *, learning_rate: float) -> LocalConfig:
@@ -82,15 +98,8 @@ class LocalConfig:
         ``learning_rate`` is the trainer's default, used when the config has none. A missing
         ``seed`` means fresh OS entropy, never a fixed default; the engine always sends one.
         """
-        return cls(
-            learning_rate=_number(config, "learning_rate", learning_rate),
-            local_epochs=_integer(config, "local_epochs", 1),
-            local_steps=_integer(config, "local_steps", 0),
-            batch_size=_integer(config, "batch_size", 32),
-            seed=_integer(config, SEED_KEY, None),
-            proximal_mu=_number(config, PROXIMAL_MU_KEY, 0.0),
-            scaffold=_boolean(config, SCAFFOLD_KEY, False),
-        )
+        known = {key: config[key] for key in (*_LOCAL_CONSTRAINTS, SEED_KEY) if key in config}
+        return cls(**{"learning_rate": learning_rate, **known})
 
     def require_stable_proximal(self, momentum: float = 0.0) -> None:
         """Refuse a proximal term so strong that explicit SGD on it would diverge.
@@ -115,25 +124,7 @@ class LocalConfig:
         return self.local_epochs * math.ceil(num_examples / self.batch_size)
 
 
-def _integer(config: Config, key: str, default: int | None) -> Any:
-    value = config.get(key, default)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"fit config `{key}` must be an integer; got {value!r}")
-    return value
 
-
-def _number(config: Config, key: str, default: float) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"fit config `{key}` must be a number; got {value!r}")
-    return float(value)
-
-
-def _boolean(config: Config, key: str, default: bool) -> bool:
-    value = config.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"fit config `{key}` must be true or false; got {value!r}")
-    return value
 
 
 def batch_indices(num_examples: int, config: LocalConfig, rng: np.random.Generator) -> Iterator[NDArray[np.intp]]:
@@ -157,7 +148,7 @@ def batch_indices(num_examples: int, config: LocalConfig, rng: np.random.Generat
 def scaffold_inputs(params: ParamSet, extras: ParamSet | None, state: NodeState) -> tuple[ParamSet, ParamSet]:
     """The global control variate ``c`` from the task and this node's ``c_i`` from its state."""
     c = (extras or ParamSet()).select(CONTROL_PREFIX)
-    missing = sorted(set(params) - set(c))
+    missing = name_mismatch(c, params).missing
     if missing:
         raise TrainerError(
             f"scaffold is on but the task extras lack {CONTROL_PREFIX}{missing[0]!s} "
@@ -275,11 +266,9 @@ def local_sgd(
 def _check_grads(grads: Mapping[str, Array], trained: Mapping[str, Array]) -> None:
     """Wrong gradients would corrupt the model silently, so name the first mismatch instead."""
     if grads.keys() != trained.keys():
-        missing = sorted(set(trained) - set(grads))
-        extra = sorted(set(grads) - set(trained))
         raise TrainerError(
-            f"loss_and_grad must return a gradient for each floating-point parameter; "
-            f"missing {missing}, unexpected {extra}"
+            "loss_and_grad must return a gradient for each floating-point parameter; "
+            f"{name_mismatch(grads, trained)}"
         )
     for name, g in grads.items():
         if np.shape(g) != trained[name].shape:

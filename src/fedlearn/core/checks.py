@@ -85,7 +85,8 @@ BOOL = _Boolean()
 NON_NEGATIVE = Interval(0, math.inf)
 POSITIVE = Interval(0, math.inf, closed="neither")
 UNIT = Interval(0, 1)
-"""Common intervals: [0, inf), (0, inf) and [0, 1]."""
+COUNT = Interval(0, math.inf, integer=True)
+"""Common intervals: [0, inf), (0, inf), [0, 1] and the integers >= 0."""
 
 Constraint = Interval | Options | _Boolean
 
@@ -115,6 +116,12 @@ def check(name: str, value: object, constraint: Constraint) -> Any:
     if number not in constraint:
         raise ConfigError(f"`{name}` must be {constraint}; got {value!r}")
     return number
+
+
+def check_fields(instance: object, constraints: Mapping[str, Constraint]) -> None:
+    """Check each named attribute of ``instance`` against its constraint: a config class's one table."""
+    for name, constraint in constraints.items():
+        check(name, getattr(instance, name), constraint)
 
 
 def check_int(name: str, value: object, *, low: int = 0) -> int:

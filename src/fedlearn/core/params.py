@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ValidationError
 
 Array = NDArray[Any]
@@ -169,6 +170,4 @@ class ParamSet(Mapping[str, Array]):
 
 def _require_same_names(a: Mapping[str, Array], b: Mapping[str, Array]) -> None:
     if a.keys() != b.keys():
-        missing = sorted(set(a) - set(b))
-        extra = sorted(set(b) - set(a))
-        raise ValidationError(f"parameter names differ: missing {missing}, unexpected {extra}")
+        raise ValidationError(f"parameter names differ: {name_mismatch(b, a)}")

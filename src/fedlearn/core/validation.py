@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ValidationError
 from fedlearn.core.limits import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_MESSAGE_BYTES
 from fedlearn.core.params import ParamSet, Spec
@@ -38,11 +39,10 @@ def validate_params(params: ParamSet, expected: Spec, *, limits: Limits = Limits
     if params.nbytes > limits.max_bytes:
         raise ValidationError(f"{what} is {params.nbytes} bytes; the limit is {limits.max_bytes}")
     if params.keys() != expected.keys():
-        unknown = sorted(set(params) - set(expected))
-        if unknown:
-            raise ValidationError(f"{what} has unknown parameter(s) {unknown[:5]}")
-        missing = sorted(set(expected) - set(params))
-        raise ValidationError(f"{what} is missing parameter(s) {missing[:5]}")
+        mismatch = name_mismatch(params, expected)
+        if mismatch.unexpected:  # named first: a name the model lacks is the likelier attack
+            raise ValidationError(f"{what} has unknown parameter(s) {list(mismatch.unexpected[:5])}")
+        raise ValidationError(f"{what} is missing parameter(s) {list(mismatch.missing[:5])}")
     for name, (shape, dtype) in expected.items():
         array = params[name]
         if tuple(array.shape) != tuple(shape):

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
+from fedlearn.core.checks import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Constraint, Interval, check_fields
+from fedlearn.core.errors import QuorumError, ValidationError
 from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
 from fedlearn.core.messages import EVALUATE, FIT, SEED_KEY, Reply, Scalar, Task, freeze_config
 from fedlearn.core.params import ParamSet
@@ -50,20 +51,22 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
-        checks = [
-            ("rounds", self.rounds >= 0, ">= 0"),
-            ("round_timeout", self.round_timeout > 0, "> 0"),
-            ("min_replies", self.min_replies >= 1, ">= 1"),
-            ("min_reply_fraction", 0 <= self.min_reply_fraction <= 1, "in [0, 1]"),
-            ("min_available_nodes", self.min_available_nodes >= 1, ">= 1"),
-            ("wait_for_nodes_timeout", self.wait_for_nodes_timeout >= 0, ">= 0"),
-            ("evaluate_every", self.evaluate_every >= 1, ">= 1"),
-            ("evaluate_fraction", 0 <= self.evaluate_fraction <= 1, "in [0, 1]"),
-            ("reorder_buffer_bytes", self.reorder_buffer_bytes >= 0, ">= 0"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"`{name}` must be {expected}; got {getattr(self, name)}")
+        check_fields(self, _ENGINE_CONSTRAINTS)
+
+
+_AT_LEAST_ONE = Interval(1, math.inf, integer=True)
+_ENGINE_CONSTRAINTS: Mapping[str, Constraint] = {
+    "rounds": COUNT,
+    "seed": COUNT,
+    "round_timeout": POSITIVE,
+    "min_replies": _AT_LEAST_ONE,
+    "min_reply_fraction": UNIT,
+    "min_available_nodes": _AT_LEAST_ONE,
+    "wait_for_nodes_timeout": NON_NEGATIVE,
+    "evaluate_every": _AT_LEAST_ONE,
+    "evaluate_fraction": UNIT,
+    "reorder_buffer_bytes": COUNT,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

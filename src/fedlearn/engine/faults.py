@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fedlearn.core.checks import COUNT, NON_NEGATIVE, UNIT, check_fields
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.engine import seeding
@@ -29,14 +30,9 @@ class FaultPlan:
     delay: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("dropout", "straggler"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ConfigError(f"`{name}` must be in [0, 1]; got {value}")
+        check_fields(self, {"seed": COUNT, "dropout": UNIT, "straggler": UNIT, "delay": NON_NEGATIVE})
         if self.dropout + self.straggler > 1:
             raise ConfigError(f"`dropout` + `straggler` must be <= 1; got {self.dropout + self.straggler}")
-        if self.delay < 0:
-            raise ConfigError(f"`delay` must be >= 0; got {self.delay}")
 
     @property
     def active(self) -> bool:

@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
 from fedlearn.core.messages import (
     CONTROL_DELTA_PREFIX,
@@ -165,11 +166,9 @@ def _add_control_delta(total: dict[str, np.ndarray], reply: Reply, params: Param
     """Add a SCAFFOLD reply's control-variate delta to the float64 running ``total``."""
     delta = reply.extras.select(CONTROL_DELTA_PREFIX)
     if delta.keys() != params.keys():
-        missing = sorted(set(params) - set(delta))
-        extra = sorted(set(delta) - set(params))
         raise ValidationError(
             f"SCAFFOLD reply from node {reply.node_id!r} must carry one {CONTROL_DELTA_PREFIX!r} array per "
-            f"parameter: missing {missing[:5]}, unexpected {extra[:5]}"
+            f"parameter: {name_mismatch(delta, params)}"
         )
     for name, d in delta.items():
         if d.shape != params[name].shape:

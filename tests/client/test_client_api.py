@@ -89,7 +89,7 @@ def test_builtin_learner_unknown_name_lists_the_valid_ones() -> None:
 
 def test_builtin_learner_unknown_option_lists_the_accepted_ones() -> None:
     with pytest.raises(
-        ConfigError, match=r"does not take option\(s\) \['lr'\]; it takes \['init_scale', 'learning_rate'\]"
+        ConfigError, match=r"unknown option\(s\) lr for learner 'numpy.softmax'; valid options: init_scale, learning_rate"
     ):
         builtin_learner("numpy.softmax", tiny_classification(), lr=0.1)
 

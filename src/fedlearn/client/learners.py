@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -17,6 +16,7 @@ from fedlearn.client.numpy_trainer import linear_regression, softmax_regression
 from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner
 from fedlearn.client.torch_trainer import torch_mlp
 from fedlearn.client.trainer import Learner
+from fedlearn.core.checks import check_call_options
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import TaskType
 
@@ -60,10 +60,7 @@ def builtin_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:
         raise ConfigError(f"learner {name!r} needs {task} data; got {data.task} data")
     if name.startswith("torch.") and importlib.util.find_spec("torch") is None:
         raise ConfigError(f"learner {name!r} needs PyTorch; install the extra: pip install 'fedlearn[torch]'")
-    accepted = sorted(set(inspect.signature(constructor).parameters) - set(from_meta))
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(f"learner {name!r} does not take option(s) {unknown}; it takes {accepted}")
+    check_call_options(f"learner {name!r}", constructor, options, supplied=from_meta)
     try:
         return constructor(**{key: getattr(data, key) for key in from_meta}, **options)
     except TypeError as exc:  # an option of the wrong type, e.g. a string learning rate

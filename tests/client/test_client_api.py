@@ -88,9 +88,8 @@ def test_builtin_learner_unknown_name_lists_the_valid_ones() -> None:
 
 
 def test_builtin_learner_unknown_option_lists_the_accepted_ones() -> None:
-    with pytest.raises(
-        ConfigError, match=r"unknown option\(s\) lr for learner 'numpy.softmax'; valid options: init_scale, learning_rate"
-    ):
+    expected = r"unknown option\(s\) lr for learner 'numpy.softmax'; valid options: init_scale, learning_rate"
+    with pytest.raises(ConfigError, match=expected):
         builtin_learner("numpy.softmax", tiny_classification(), lr=0.1)
 
 

@@ -32,13 +32,20 @@ from fedlearn.analytics.summarize import check_counts, chunks_of, scan_extrema, 
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.core.errors import ConfigError, PrivacyError
-from fedlearn.core.messages import Reply, Task
+from fedlearn.core.messages import (
+    ANALYTICS_LOGISTIC_STEP,
+    ANALYTICS_SCHEMA,
+    ANALYTICS_SUMMARIZE,
+    Reply,
+    Task,
+)
 from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import Dataset
 
-SCHEMA = "analytics.schema"
-SUMMARIZE = "analytics.summarize"
-LOGISTIC_STEP = "analytics.logistic_step"
+# The task kinds, defined once in core.messages beside the other kinds, under analytics' own names.
+SCHEMA = ANALYTICS_SCHEMA
+SUMMARIZE = ANALYTICS_SUMMARIZE
+LOGISTIC_STEP = ANALYTICS_LOGISTIC_STEP
 
 
 def config_str(task: Task, key: str) -> str:

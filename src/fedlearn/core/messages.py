@@ -18,9 +18,13 @@ from fedlearn.core.params import ParamSet
 Scalar = bool | int | float | str
 Config = Mapping[str, Scalar]
 
-# Task kinds every node understands; protocols such as analytics add their own.
+# Task kinds. Every node answers fit and evaluate; the analytics kinds are answered by nodes
+# that mount the analytics handlers.
 FIT = "fit"
 EVALUATE = "evaluate"
+ANALYTICS_SCHEMA = "analytics.schema"
+ANALYTICS_SUMMARIZE = "analytics.summarize"
+ANALYTICS_LOGISTIC_STEP = "analytics.logistic_step"
 
 # Config keys that the engine and strategies set on a fit task and that trainers read.
 SEED_KEY = "seed"

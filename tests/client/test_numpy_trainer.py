@@ -96,9 +96,9 @@ def test_trainer_rejects_data_without_targets() -> None:
 @pytest.mark.parametrize(
     ("call", "fragment"),
     [
-        (lambda: softmax_regression(5, 1), "`n_classes` must be >= 2"),
-        (lambda: softmax_regression(0, 3), "`n_features` must be >= 1"),
-        (lambda: linear_regression(5, learning_rate=-1.0), "`learning_rate` must be > 0"),
+        (lambda: softmax_regression(5, 1), "`n_classes` must be an integer >= 2"),
+        (lambda: softmax_regression(0, 3), "`n_features` must be an integer >= 1"),
+        (lambda: linear_regression(5, learning_rate=-1.0), r"`learning_rate` must be in \(0, inf\)"),
     ],
 )
 def test_builtin_learners_validate_arguments(call: Callable[[], object], fragment: str) -> None:

@@ -16,6 +16,7 @@ from fedlearn.core.checks import (
     check,
     check_call_options,
     check_int,
+    check_ints,
     check_options,
     check_real,
     check_seed,
@@ -83,7 +84,7 @@ def test_check_bool_accepts_only_true_and_false() -> None:
 
 def test_check_options_constraint_lists_the_choices() -> None:
     assert check("kind", "server", Options(("server", "client"))) == "server"
-    with pytest.raises(ConfigError, match=r"^`kind` must be one of server, client; got 'peer'$"):
+    with pytest.raises(ConfigError, match=r"^`kind` must be one of 'server', 'client'; got 'peer'$"):
         check("kind", "peer", Options(("server", "client")))
 
 
@@ -132,3 +133,11 @@ def test_check_call_options_reads_the_signature_less_what_the_caller_supplies() 
         check_call_options("thing", build, {}, supplied=("data",))
     with pytest.raises(ConfigError, match=r"unknown option\(s\) data for thing"):
         check_call_options("thing", build, {"alpha": 1.0, "data": 2}, supplied=("data",))
+
+
+def test_check_ints_takes_a_sequence_and_refuses_a_bare_number_naming_it() -> None:
+    assert check_ints("hidden", [64, 32], low=1) == (64, 32)
+    with pytest.raises(ConfigError, match=r"^`hidden` must be a non-empty list of integers >= 1; got 64$"):
+        check_ints("hidden", 64, low=1)
+    with pytest.raises(ConfigError, match=r"got \[64, 0\]$"):
+        check_ints("hidden", [64, 0], low=1)

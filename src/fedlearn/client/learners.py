@@ -63,7 +63,7 @@ def builtin_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:
     check_call_options(f"learner {name!r}", constructor, options, supplied=from_meta)
     try:
         return constructor(**{key: getattr(data, key) for key in from_meta}, **options)
-    except TypeError as exc:  # an option of the wrong type, e.g. a string learning rate
+    except (TypeError, ConfigError) as exc:  # an option of the wrong type or value, e.g. a string learning rate
         raise ConfigError(f"learner {name!r}: invalid option value: {exc}") from exc
 
 

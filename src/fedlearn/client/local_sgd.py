@@ -98,7 +98,7 @@ class LocalConfig:
         ``learning_rate`` is the trainer's default, used when the config has none. A missing
         ``seed`` means fresh OS entropy, never a fixed default; the engine always sends one.
         """
-        known = {key: config[key] for key in (*_LOCAL_CONSTRAINTS, SEED_KEY) if key in config}
+        known: dict[str, Any] = {key: config[key] for key in (*_LOCAL_CONSTRAINTS, SEED_KEY) if key in config}
         return cls(**{"learning_rate": learning_rate, **known})
 
     def require_stable_proximal(self, momentum: float = 0.0) -> None:

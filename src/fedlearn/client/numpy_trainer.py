@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from fedlearn.client.local_sgd import LocalConfig, LossAndGrad, local_sgd
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, check_int, check_real
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet
@@ -91,8 +92,7 @@ class NumpyLearner:
     n_features: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.learning_rate > 0:
-            raise ConfigError(f"`learning_rate` must be > 0; got {self.learning_rate}")
+        check_real("learning_rate", self.learning_rate, POSITIVE)
 
     def init_params(self, seed: int) -> ParamSet:
         return ParamSet(self.init(seed))
@@ -159,12 +159,9 @@ def softmax_regression(
     n_features: int, n_classes: int, init_scale: float = 0.01, learning_rate: float = 0.1
 ) -> NumpyLearner:
     """Multinomial logistic regression: ``weight`` (n_features, n_classes) and ``bias``, float32."""
-    if n_features < 1:
-        raise ConfigError(f"`n_features` must be >= 1; got {n_features}")
-    if n_classes < 2:
-        raise ConfigError(f"`n_classes` must be >= 2 for softmax regression; got {n_classes}")
-    if not init_scale >= 0:
-        raise ConfigError(f"`init_scale` must be >= 0; got {init_scale}")
+    check_int("n_features", n_features, low=1)
+    check_int("n_classes", n_classes, low=2)
+    check_real("init_scale", init_scale, NON_NEGATIVE)
     return NumpyLearner(
         init=partial(_softmax_init, n_features=n_features, n_classes=n_classes, init_scale=init_scale),
         loss_and_grad=softmax_loss_and_grad,
@@ -209,8 +206,7 @@ def linear_metrics(params: Mapping[str, Array], x: Array, y: Array) -> dict[str,
 
 def linear_regression(n_features: int, learning_rate: float = 0.01) -> NumpyLearner:
     """Least-squares regression: ``weight`` (n_features,) and ``bias`` (1,), float32."""
-    if n_features < 1:
-        raise ConfigError(f"`n_features` must be >= 1; got {n_features}")
+    check_int("n_features", n_features, low=1)
     return NumpyLearner(
         init=partial(_linear_init, n_features=n_features),
         loss_and_grad=linear_loss_and_grad,

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from fedlearn.client.local_sgd import LocalConfig, batch_indices
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Options, check, check_int, check_ints, check_real
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet, Spec
@@ -136,19 +137,15 @@ def _partial_fit_rows(num_examples: int, local: LocalConfig, rng: np.random.Gene
 
 
 def _check_shape(n_features: int, n_classes: int, task: TaskType) -> None:
-    if n_features < 1:
-        raise ConfigError(f"`n_features` must be >= 1; got {n_features}")
-    if task not in ("classification", "regression"):
-        raise ConfigError(f"`task` must be 'classification' or 'regression'; got {task!r}")
-    if task == "classification" and n_classes < 2:
-        raise ConfigError(f"`n_classes` must be >= 2 for classification; got {n_classes}")
+    check_int("n_features", n_features, low=1)
+    check("task", task, Options(("classification", "regression")))
+    if task == "classification":
+        check_int("n_classes", n_classes, low=2)
 
 
 def _check_rate(learning_rate: float, alpha: float) -> None:
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise ConfigError(f"`learning_rate` must be a finite number > 0; got {learning_rate}")
-    if not alpha >= 0:
-        raise ConfigError(f"`alpha` (L2 penalty) must be >= 0; got {alpha}")
+    check_real("learning_rate", learning_rate, POSITIVE)
+    check_real("alpha", alpha, NON_NEGATIVE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,11 +228,8 @@ class MLPLearner:
     def __post_init__(self) -> None:
         _check_shape(self.n_features, self.n_classes, "classification")
         _check_rate(self.learning_rate, self.alpha)
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise ConfigError(f"`hidden` must be a non-empty sequence of positive layer widths; got {self.hidden}")
-        if self.activation not in ("relu", "tanh", "logistic", "identity"):
-            raise ConfigError(f"`activation` must be 'relu', 'tanh', 'logistic' or 'identity'; got {self.activation!r}")
+        object.__setattr__(self, "hidden", check_ints("hidden", self.hidden, low=1))
+        check("activation", self.activation, Options(("relu", "tanh", "logistic", "identity")))
 
     @property
     def task(self) -> TaskType:

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from fedlearn.core.errors import ConfigError
+from fedlearn.core.checks import check_int
 
 if TYPE_CHECKING:
     from threadpoolctl import ThreadpoolController
@@ -25,8 +25,8 @@ class BlasThreads:
     """A reusable context manager; ``None`` leaves the libraries' own settings alone."""
 
     def __init__(self, count: int | None) -> None:
-        if count is not None and count < 1:
-            raise ConfigError(f"`blas_threads` must be >= 1 (or unset to leave BLAS alone); got {count}")
+        if count is not None:  # None leaves BLAS alone
+            check_int("blas_threads", count, low=1)
         self._count = count
         self._controller: ThreadpoolController | None = None
 

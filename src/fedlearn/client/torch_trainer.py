@@ -23,7 +23,6 @@ torch is imported only inside this module's functions, so ``import fedlearn`` ne
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from fedlearn.client.local_sgd import (
     scaffold_update,
 )
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Interval, Options, check, check_int, check_ints, check_real
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet, Spec
@@ -104,16 +104,12 @@ class TorchLearner:
     num_threads: int | None = 1
 
     def __post_init__(self) -> None:
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ConfigError(f"`num_threads` must be >= 1 or None; got {self.num_threads}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ConfigError(f"`optimizer` must be one of {list(_OPTIMIZERS)}; got {self.optimizer!r}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ConfigError(f"`learning_rate` must be a finite number > 0; got {self.learning_rate}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"`momentum` must be in [0, 1); got {self.momentum}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"`weight_decay` must be >= 0; got {self.weight_decay}")
+        if self.num_threads is not None:
+            check_int("num_threads", self.num_threads, low=1)
+        check("optimizer", self.optimizer, Options(tuple(_OPTIMIZERS)))
+        check_real("learning_rate", self.learning_rate, POSITIVE)
+        check_real("momentum", self.momentum, Interval(0, 1, closed="left"))
+        check_real("weight_decay", self.weight_decay, NON_NEGATIVE)
 
     def init_params(self, seed: int) -> ParamSet:
         """Build the module under ``torch.manual_seed(seed)``, leaving the global RNG as it was."""
@@ -282,13 +278,9 @@ def torch_mlp(
     num_threads: int | None = 1,
 ) -> TorchLearner:
     """A ReLU multi-layer perceptron classifier trained with cross-entropy."""
-    if n_features < 1:
-        raise ConfigError(f"`n_features` must be >= 1; got {n_features}")
-    if n_classes < 2:
-        raise ConfigError(f"`n_classes` must be >= 2; got {n_classes}")
-    hidden = tuple(hidden)
-    if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-        raise ConfigError(f"`hidden` must be positive layer widths; got {hidden}")
+    check_int("n_features", n_features, low=1)
+    check_int("n_classes", n_classes, low=2)
+    hidden = check_ints("hidden", hidden, low=1)
     return TorchLearner(
         model_fn=_MLPFactory(n_features, n_classes, hidden),
         optimizer=optimizer,

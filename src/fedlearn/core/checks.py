@@ -71,7 +71,7 @@ class Options:
     values: tuple[object, ...]
 
     def __str__(self) -> str:
-        return "one of " + ", ".join(str(v) for v in self.values)
+        return "one of " + ", ".join(repr(v) for v in self.values)
 
 
 class _Boolean:
@@ -127,6 +127,16 @@ def check_fields(instance: object, constraints: Mapping[str, Constraint]) -> Non
 def check_int(name: str, value: object, *, low: int = 0) -> int:
     """``value`` as an int, if it is an integer (bools excluded) of at least ``low``."""
     return int(check(name, value, Interval(low, math.inf, integer=True)))
+
+
+def check_ints(name: str, value: object, *, low: int) -> tuple[int, ...]:
+    """A non-empty sequence of integers ``>= low`` (layer widths, say) as a tuple; not a bare number."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError(f"`{name}` must be a non-empty list of integers >= {low}; got {value!r}")
+    items = tuple(value)
+    if not items or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low for v in items):
+        raise ConfigError(f"`{name}` must be a non-empty list of integers >= {low}; got {value!r}")
+    return tuple(int(v) for v in items)  # type: ignore[call-overload]
 
 
 def check_real(name: str, value: object, interval: Interval = Interval()) -> float:

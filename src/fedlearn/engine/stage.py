@@ -12,6 +12,7 @@ stopping the stage.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 import time
@@ -52,6 +53,7 @@ class _ReorderBuffer:
         self._spilled: dict[str, tuple[Reply, Path]] = {}  # the reply without arrays, and where they are
         self._in_memory = 0
         self._spill_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._spill_names = itertools.count()  # never reused: a name counted from what is held could be
 
     def __contains__(self, node_id: str) -> bool:
         return node_id in self._held or node_id in self._spilled
@@ -64,7 +66,7 @@ class _ReorderBuffer:
             return False
         if self._spill_dir is None:
             self._spill_dir = tempfile.TemporaryDirectory(prefix="fedlearn-replies-")
-        path = Path(self._spill_dir.name) / f"{len(self._spilled)}.safetensors"
+        path = Path(self._spill_dir.name) / f"{next(self._spill_names)}.safetensors"
         path.write_bytes(encode(pack(reply.params, reply.extras)))
         self._spilled[reply.node_id] = (replace(reply, params=ParamSet(), extras=ParamSet()), path)
         return True

@@ -28,9 +28,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from fedlearn.core.checks import Interval, check_int, check_real, name_mismatch
 from fedlearn.core.errors import QuorumError, ValidationError
 from fedlearn.core.params import ParamSet, Spec
-from fedlearn.strategies._checks import check_int, check_real
 
 _CHUNK = 1 << 16  # values per scratch block: 512 KiB of float64, small enough to stay in cache
 _BLOCK_VALUES = 1 << 20  # values per (nodes x columns) block in the robust reducers
@@ -43,10 +43,9 @@ def _check_weight(weight: float) -> float:
 
 
 def _check_model(spec: Spec, model: ParamSet) -> None:
-    if model.keys() != spec.keys():
-        missing = sorted(set(spec) - set(model))
-        extra = sorted(set(model) - set(spec))
-        raise ValidationError(f"update names differ from the model: missing {missing[:5]}, unexpected {extra[:5]}")
+    mismatch = name_mismatch(model, spec)
+    if mismatch:
+        raise ValidationError(f"update names differ from the model: {mismatch}")
     for name, (shape, _) in spec.items():
         if model[name].shape != shape:
             raise ValidationError(f"update {name!r} has shape {model[name].shape}; expected {shape}")
@@ -237,7 +236,7 @@ class TrimmedMean:
     streaming: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_real("beta", self.beta, low=0, high=0.5, high_open=True))
+        object.__setattr__(self, "beta", check_real("beta", self.beta, Interval(0, 0.5, closed="left")))
 
     def init(self, template: ParamSet) -> _Pool:
         return _Pool(template)

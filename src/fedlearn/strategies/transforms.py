@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedlearn.core.checks import BOOL, POSITIVE, Interval, check, check_real, name_mismatch
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies._checks import check_bool, check_real
 from fedlearn.strategies.base import ServerTransform
 
 # v_new = rule(v, update**2): the only line in which Adam, Yogi and Adagrad differ.
@@ -46,22 +46,21 @@ def _zeros(params: ParamSet, fill: float = 0.0) -> ParamSet:
 def _moments(state: ParamSet, prefix: str, update: ParamSet) -> ParamSet:
     """The moments named ``prefix + name``, checked to cover exactly the update's names."""
     moments = state.select(prefix)
-    if moments.keys() != update.keys():
-        missing = sorted(set(update) - set(moments))
-        extra = sorted(set(moments) - set(update))
+    mismatch = name_mismatch(moments, update)
+    if mismatch:
         raise ValidationError(
-            f"transform state under {prefix!r} does not match the model: missing {missing[:5]}, "
-            f"unexpected {extra[:5]}; was it created by this transform's init for this model?"
+            f"transform state under {prefix!r} does not match the model: {mismatch}; "
+            "was it created by this transform's init for this model?"
         )
     return moments
 
 
+# [0, 1): a decay rate of 1 would never forget the first update, and one above 1 would amplify it.
+_DECAY = Interval(0, 1, closed="left")
+
+
 def _check_lr(value: object) -> float:
-    return check_real("learning_rate", value, low=0, low_open=True)
-
-
-def _check_decay(name: str, value: object) -> float:
-    return check_real(name, value, low=0, high=1, high_open=True)
+    return check_real("learning_rate", value, POSITIVE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,8 +97,8 @@ class Momentum:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "beta", _check_decay("beta", self.beta))
-        check_bool("nesterov", self.nesterov)
+        object.__setattr__(self, "beta", check_real("beta", self.beta, _DECAY))
+        check("nesterov", self.nesterov, BOOL)
 
     def init(self, params: ParamSet) -> ParamSet:
         return _zeros(params).with_prefix("v/")
@@ -163,9 +162,9 @@ class _SecondMomentOptimizer:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
-        object.__setattr__(self, "beta2", _check_decay("beta2", self.beta2))
-        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
+        object.__setattr__(self, "beta1", check_real("beta1", self.beta1, _DECAY))
+        object.__setattr__(self, "beta2", check_real("beta2", self.beta2, _DECAY))
+        object.__setattr__(self, "tau", check_real("tau", self.tau, POSITIVE))
 
     def init(self, params: ParamSet) -> ParamSet:
         return _adaptive_init(params, self.tau)
@@ -216,8 +215,8 @@ class Adagrad:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
-        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
+        object.__setattr__(self, "tau", check_real("tau", self.tau, POSITIVE))
+        object.__setattr__(self, "beta1", check_real("beta1", self.beta1, _DECAY))
 
     def init(self, params: ParamSet) -> ParamSet:
         return _adaptive_init(params, self.tau)
@@ -240,7 +239,7 @@ class ClipByGlobalNorm:
     max_norm: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "max_norm", check_real("max_norm", self.max_norm, low=0, low_open=True))
+        object.__setattr__(self, "max_norm", check_real("max_norm", self.max_norm, POSITIVE))
 
     def init(self, params: ParamSet) -> ParamSet:
         return ParamSet()

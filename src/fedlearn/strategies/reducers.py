@@ -31,6 +31,7 @@ import numpy as np
 from fedlearn.core.checks import Interval, check_int, check_real, name_mismatch
 from fedlearn.core.errors import QuorumError, ValidationError
 from fedlearn.core.params import ParamSet, Spec
+from fedlearn.strategies.base import Reducer
 
 _CHUNK = 1 << 16  # values per scratch block: 512 KiB of float64, small enough to stay in cache
 _BLOCK_VALUES = 1 << 20  # values per (nodes x columns) block in the robust reducers
@@ -125,7 +126,7 @@ class _RunningSum:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WeightedMean:
+class WeightedMean(Reducer[_RunningSum]):
     """The FedAvg average, sum(w * update) / sum(w), with weights = example counts; streams."""
 
     streaming: ClassVar[bool] = True
@@ -142,7 +143,7 @@ class WeightedMean:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UnweightedMean:
+class UnweightedMean(Reducer[_RunningSum]):
     """The plain average of the updates, each reply counting once whatever its weight; streams.
 
     SCAFFOLD's server step is this mean, and it suits nodes whose example counts are not
@@ -207,7 +208,7 @@ class _Pool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CoordinateMedian:
+class CoordinateMedian(Reducer[_Pool]):
     """Each coordinate's median across updates (Yin et al. 2018). Holds every update."""
 
     streaming: ClassVar[bool] = False
@@ -225,7 +226,7 @@ class CoordinateMedian:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrimmedMean:
+class TrimmedMean(Reducer[_Pool]):
     """Each coordinate's mean after dropping its ``floor(beta * n)`` largest and smallest values.
 
     Yin et al. 2018. ``beta < 0.5`` always leaves at least one value. Holds every update.
@@ -252,7 +253,7 @@ class TrimmedMean:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Krum:
+class Krum(Reducer[_Pool]):
     """(Multi-)Krum, Blanchard et al. 2017: keep the updates closest to their neighbours.
 
     Each update is scored by the summed squared distance to its ``n - f - 2`` nearest others; the

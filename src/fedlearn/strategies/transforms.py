@@ -15,8 +15,9 @@ the same bits; each step is cast back to its parameter's dtype (rounded for inte
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,9 +25,6 @@ from fedlearn.core.checks import BOOL, POSITIVE, Interval, check, check_real, na
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
 from fedlearn.strategies.base import ServerTransform
-
-# v_new = rule(v, update**2): the only line in which Adam, Yogi and Adagrad differ.
-SecondMoment = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
@@ -118,43 +116,45 @@ class Momentum:
         return ParamSet(step), ParamSet(new_v).with_prefix("v/")
 
 
-def _adaptive_init(params: ParamSet, tau: float) -> ParamSet:
-    """``m = 0`` and ``v = tau**2``, the paper's start (Algorithm 2 asks for ``v_{-1} >= tau^2``).
+class SecondMoment(Enum):
+    """How the second moment ``v`` follows the squared update ``g2``.
 
-    Flower starts ``v`` at 0 instead. The two differ only while the accumulated squared updates
-    are comparable to ``tau**2``; after that ``v`` is dominated by the updates either way.
+    This is the only line of Algorithm 2 (Reddi et al. 2021) in which FedAdam, FedYogi and
+    FedAdagrad differ, so it is the one parameter of their shared implementation.
     """
-    return _zeros(params).with_prefix("m/").merged(_zeros(params, tau**2).with_prefix("v/"))
 
+    ADAM = "adam"
+    """``v = beta2 * v + (1 - beta2) * g2``: an exponential moving average of ``g2``."""
+    YOGI = "yogi"
+    """``v = v - (1 - beta2) * g2 * sign(v - g2)``: towards ``g2``, by at most ``(1 - beta2) * g2``."""
+    ADAGRAD = "adagrad"
+    """``v = v + g2``: every squared update so far; ``beta2`` plays no part."""
 
-def _adaptive_update(
-    update: ParamSet, state: ParamSet, *, lr: float, beta1: float, tau: float, rule: SecondMoment
-) -> tuple[ParamSet, ParamSet]:
-    """Algorithm 2 of Reddi et al. 2021, without bias correction as in the paper.
-
-    ``m = beta1 * m + (1 - beta1) * update``; ``v = rule(v, update**2)``;
-    ``step = lr * m / (sqrt(v) + tau)``.
-    """
-    first, second = _moments(state, "m/", update), _moments(state, "v/", update)
-    new_m: dict[str, np.ndarray] = {}
-    new_v: dict[str, np.ndarray] = {}
-    step: dict[str, np.ndarray] = {}
-    for name, u in update.items():
-        g = u.astype(first[name].dtype)
-        m = beta1 * first[name] + (1 - beta1) * g
-        v = rule(second[name], g * g)
-        new_m[name], new_v[name] = m, v
-        step[name] = _cast(lr * m / (np.sqrt(v) + tau), u.dtype)
-    return ParamSet(step), ParamSet(new_m).with_prefix("m/").merged(ParamSet(new_v).with_prefix("v/"))
+    def advance(self, v: np.ndarray, g2: np.ndarray, beta2: float) -> np.ndarray:
+        """``v`` after one more squared update ``g2``; pure, so every run computes the same bits."""
+        match self:
+            case SecondMoment.ADAM:
+                return beta2 * v + (1 - beta2) * g2
+            case SecondMoment.YOGI:
+                return v - (1 - beta2) * g2 * np.sign(v - g2)
+            case SecondMoment.ADAGRAD:
+                return v + g2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _SecondMomentOptimizer:
-    """What Adam and Yogi share: momentum on the update, a second moment ``v``, and ``tau``.
+class _Adaptive:
+    """Algorithm 2 of Reddi et al. 2021, written once for Adam, Yogi and Adagrad.
 
-    Subclasses differ only in how ``v`` follows the squared update (:meth:`_next_v`).
+    ``m = beta1 * m + (1 - beta1) * update``; ``v = second_moment.advance(v, update**2, beta2)``;
+    ``step = learning_rate * m / (sqrt(v) + tau)``, without bias correction, as in the paper.
+    The state is ``m/<name>`` and ``v/<name>`` per parameter. It starts at ``m = 0`` and
+    ``v = tau**2`` (the paper asks for ``v >= tau**2``); Flower starts ``v`` at 0 instead, which
+    matters only while the accumulated squared updates are comparable to ``tau**2``.
+
+    Subclasses only name their :class:`SecondMoment` and, where they differ, their defaults.
     """
 
+    second_moment: ClassVar[SecondMoment]
     learning_rate: float
     beta1: float = 0.9
     beta2: float = 0.99
@@ -167,29 +167,34 @@ class _SecondMomentOptimizer:
         object.__setattr__(self, "tau", check_real("tau", self.tau, POSITIVE))
 
     def init(self, params: ParamSet) -> ParamSet:
-        return _adaptive_init(params, self.tau)
+        return _zeros(params).with_prefix("m/").merged(_zeros(params, self.tau**2).with_prefix("v/"))
 
     def update(
         self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
     ) -> tuple[ParamSet, ParamSet]:
-        return _adaptive_update(
-            update, state, lr=self.learning_rate, beta1=self.beta1, tau=self.tau, rule=self._next_v
-        )
-
-    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        first, second = _moments(state, "m/", update), _moments(state, "v/", update)
+        lr, beta1, beta2, tau = self.learning_rate, self.beta1, self.beta2, self.tau
+        new_m: dict[str, np.ndarray] = {}
+        new_v: dict[str, np.ndarray] = {}
+        step: dict[str, np.ndarray] = {}
+        for name, u in update.items():
+            g = u.astype(first[name].dtype)
+            m = beta1 * first[name] + (1 - beta1) * g
+            v = self.second_moment.advance(second[name], g * g, beta2)
+            new_m[name], new_v[name] = m, v
+            step[name] = _cast(lr * m / (np.sqrt(v) + tau), u.dtype)
+        return ParamSet(step), ParamSet(new_m).with_prefix("m/").merged(ParamSet(new_v).with_prefix("v/"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Adam(_SecondMomentOptimizer):
+class Adam(_Adaptive):
     """FedAdam: ``v = beta2 * v + (1 - beta2) * update**2``. ``tau`` is the adaptivity epsilon."""
 
-    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
-        return self.beta2 * v + (1 - self.beta2) * g2
+    second_moment = SecondMoment.ADAM
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Yogi(_SecondMomentOptimizer):
+class Yogi(_Adaptive):
     """FedYogi: ``v = v - (1 - beta2) * update**2 * sign(v - update**2)``.
 
     When updates shrink, Adam's ``v`` falls by ``(1 - beta2) * v`` per round and the effective
@@ -197,36 +202,20 @@ class Yogi(_SecondMomentOptimizer):
     (Zaheer et al. 2018).
     """
 
-    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
-        return v - (1 - self.beta2) * g2 * np.sign(v - g2)
+    second_moment = SecondMoment.YOGI
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Adagrad:
-    """FedAdagrad: ``v = v + update**2``.
+class Adagrad(_Adaptive):
+    """FedAdagrad: ``v = v + update**2``, so it has no ``beta2``.
 
-    ``beta1`` defaults to 0 (no momentum: classic Adagrad, as Flower does); the paper's
-    Algorithm 2 allows any ``beta1`` in [0, 1).
+    ``beta1`` defaults to 0 (no momentum: classic Adagrad, as in Flower, which fixes it at 0);
+    the paper's Algorithm 2 allows any ``beta1`` in [0, 1).
     """
 
-    learning_rate: float
-    tau: float = 1e-3
+    second_moment = SecondMoment.ADAGRAD
     beta1: float = 0.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "tau", check_real("tau", self.tau, POSITIVE))
-        object.__setattr__(self, "beta1", check_real("beta1", self.beta1, _DECAY))
-
-    def init(self, params: ParamSet) -> ParamSet:
-        return _adaptive_init(params, self.tau)
-
-    def update(
-        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
-    ) -> tuple[ParamSet, ParamSet]:
-        return _adaptive_update(
-            update, state, lr=self.learning_rate, beta1=self.beta1, tau=self.tau, rule=lambda v, g2: v + g2
-        )
+    beta2: float = field(default=0.0, init=False, repr=False)  # unused by SecondMoment.ADAGRAD
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

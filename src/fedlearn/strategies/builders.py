@@ -3,8 +3,10 @@
 Every builder takes the sampler options (``fraction``, ``min_nodes``, ``max_nodes``) plus its own
 hyper-parameters, all keyword-only, so a ``[strategy]`` section of a run config maps onto a call
 one to one: ``build_strategy(**section)``. The adaptive optimizers default to a server learning
-rate of 0.1, as Flower does, but no value suits every model: Reddi et al. tune it over several
-orders of magnitude, and so should you.
+rate of 0.1 and ``tau`` = 1e-3. Flower's defaults differ (its FedYogi's learning rate is 0.01, and
+its FedAdam's and FedAdagrad's ``tau`` is 1e-9; ``docs/strategies.md`` lists them all), and no
+value suits every model: Reddi et al. tune the learning rate over several orders of magnitude,
+and so should you.
 """
 
 from __future__ import annotations

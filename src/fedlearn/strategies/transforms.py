@@ -146,10 +146,13 @@ class _Adaptive:
     """Algorithm 2 of Reddi et al. 2021, written once for Adam, Yogi and Adagrad.
 
     ``m = beta1 * m + (1 - beta1) * update``; ``v = second_moment.advance(v, update**2, beta2)``;
-    ``step = learning_rate * m / (sqrt(v) + tau)``, without bias correction, as in the paper.
-    The state is ``m/<name>`` and ``v/<name>`` per parameter. It starts at ``m = 0`` and
-    ``v = tau**2`` (the paper asks for ``v >= tau**2``); Flower starts ``v`` at 0 instead, which
-    matters only while the accumulated squared updates are comparable to ``tau**2``.
+    ``step = learning_rate * m / (sqrt(v) + tau)``. The state is ``m/<name>`` and ``v/<name>``
+    per parameter, starting at ``m = 0`` and ``v = tau**2`` (the paper asks for ``v >= tau**2``).
+
+    Flower differs from the paper twice: it starts ``v`` at 0, which matters only while the
+    summed squared updates are comparable to ``tau**2``, and its FedAdam scales the learning rate
+    by Adam's bias correction, which the paper does not and neither do we (``docs/strategies.md``
+    says by how much).
 
     Subclasses only name their :class:`SecondMoment` and, where they differ, their defaults.
     """

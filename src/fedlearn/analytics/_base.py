@@ -114,15 +114,6 @@ def solve_psd(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.floa
         return np.asarray(linalg.lstsq(a, b)[0])
 
 
-def check_number(name: str, value: object, *, low: float = 0.0, inclusive: bool = True) -> float:
-    """A real number ``>= low`` (or ``> low``); the message names the parameter."""
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
-    if not ok or (value < low if inclusive else value <= low):  # type: ignore[operator]
-        bound = f">= {low}" if inclusive else f"> {low}"
-        raise ConfigError(f"`{name}` must be a finite number {bound}; got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
 def check_priors(priors: ArrayLike | None, counts: NDArray[np.int64]) -> NDArray[np.float64]:
     """Class priors: the given ones (renormalised), or the class frequencies."""
     if priors is None:

@@ -40,6 +40,7 @@ from fedlearn.engine.stage import Gather
 from fedlearn.simulation.inprocess import InProcessFleet
 
 E = TypeVar("E")
+L = TypeVar("L", bound=FederatedLogisticRegression)
 MAIN = "main"
 
 
@@ -237,9 +238,9 @@ class AnalyticsJob:
         if not self._members:
             raise ConfigError("no node has joined this job yet; join() at least one")
         if isinstance(estimator, FederatedLogisticRegression):
-            return self._fit_logistic(estimator)  # type: ignore[return-value]
+            return self._fit_logistic(estimator)
         if isinstance(estimator, SummaryEstimator):
-            return estimator.fit_summary(self.summary)  # type: ignore[no-any-return]
+            return estimator.fit_summary(self.summary)
         raise ConfigError(f"`estimator` must be one of the analytics estimators; got {type(estimator).__name__}")
 
     def histogram(
@@ -265,7 +266,7 @@ class AnalyticsJob:
 
     # plumbing ----------------------------------------------------------------------------
 
-    def _fit_logistic(self, estimator: FederatedLogisticRegression) -> FederatedLogisticRegression:
+    def _fit_logistic(self, estimator: L) -> L:
         summary = self.summary
         if summary.by_class is None:
             raise ConfigError("logistic regression needs a job created with task='classification'")

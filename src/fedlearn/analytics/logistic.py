@@ -20,7 +20,7 @@ import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -161,7 +161,7 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> FederatedLogisticRegression:
+    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         x, target = validate_data(self, X, y, dtype=np.float64)
         x = np.asarray(x)
         check_classification_targets(target)
@@ -177,7 +177,7 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
         self.classes_ = labels
         return self
 
-    def fit_oracle(self, oracle: NewtonOracle, *, classes: ArrayLike, n_features: int) -> FederatedLogisticRegression:
+    def fit_oracle(self, oracle: NewtonOracle, *, classes: ArrayLike, n_features: int) -> Self:
         """Newton's method where every evaluation is ``oracle(theta)``; returns ``self``."""
         inverse_penalty = self.C  # C = inf (no penalty) is allowed, but an Interval holds only finite numbers
         c = math.inf if inverse_penalty == math.inf else check_real("C", inverse_penalty, POSITIVE)

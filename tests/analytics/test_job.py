@@ -6,6 +6,8 @@ the fleet tests below drive real ``NodeApp`` nodes through an ``InProcessFleet``
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -214,7 +216,7 @@ def test_job_over_a_fleet_of_node_apps_uses_named_datasets() -> None:
 
 
 def test_job_input_errors_name_what_is_wrong() -> None:
-    with pytest.raises(ConfigError, match="`task` must be 'regression' or 'classification'; got 'clustering'"):
+    with pytest.raises(ConfigError, match="`task` must be one of regression, classification; got 'clustering'"):
         AnalyticsJob(columns=("a",), task="clustering")  # type: ignore[arg-type]
     job = AnalyticsJob(columns=("a",))
     with pytest.raises(ConfigError, match="no node has joined"):
@@ -226,3 +228,9 @@ def test_job_input_errors_name_what_is_wrong() -> None:
         job.join("a", {"a": np.arange(10.0)})
     with pytest.raises(ConfigError, match="must be one of the analytics estimators; got LinearRegression"):
         job.fit(LinearRegression())
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.inf])
+def test_job_timeout_must_be_a_positive_finite_number_of_seconds(timeout: float) -> None:
+    with pytest.raises(ConfigError, match=r"`timeout` must be in \(0, inf\); got"):
+        AnalyticsJob(columns=("a",), timeout=timeout)

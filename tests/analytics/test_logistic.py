@@ -105,8 +105,8 @@ def test_a_class_outside_the_agreed_classes_is_refused() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"C": 0.0}, "`C` must be a finite number > 0.0"),
-        ({"max_iter": 0}, "`max_iter` must be a positive integer"),
+        ({"C": 0.0}, r"`C` must be in \(0, inf\); got 0.0"),
+        ({"max_iter": 0}, "`max_iter` must be an integer >= 1; got 0"),
         ({"tol": -1.0}, "`tol` must be"),
     ],
 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 from fedlearn import analytics
 
 
@@ -54,3 +57,19 @@ def test_every_public_name_resolves_lazily() -> None:
     from fedlearn import analytics
 
     assert all(getattr(analytics, name) is not None for name in analytics.__all__)
+
+
+def test_typing_imports_and_lazy_locations_name_the_same_places() -> None:
+    tree = ast.parse(Path(analytics.__file__).read_text())
+    typing_block = next(
+        node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    imported = {
+        alias.name: node.module
+        for node in typing_block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+    assert imported == analytics._LOCATIONS
+    assert set(analytics._LOCATIONS) == set(analytics.__all__)

@@ -23,7 +23,7 @@ from fedlearn.analytics import (
     merge_all,
     summarize,
 )
-from fedlearn.core import ConfigError, ValidationError, decode, encode
+from fedlearn.core import ConfigError, ParamSet, ValidationError, decode, encode
 from tests.analytics.conftest import assert_close, merge_randomly, node_summaries, spec_for
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -165,6 +165,35 @@ def test_histograms_with_different_bins_refuse_to_merge() -> None:
     b = Histogram.empty(HistogramSpec(column="v", low=0, high=2, bins=4))
     with pytest.raises(ConfigError, match="different bin edges"):
         a.merge(b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bins": 0}, r"^histogram of 'v': `bins` must be an integer >= 1; got 0$"),
+        ({"bins": 2.5}, r"^histogram of 'v': `bins` must be an integer >= 1; got 2.5 \(float\)$"),
+        ({"low": math.inf}, r"^histogram of 'v': `low` must be in \(-inf, inf\); got inf$"),
+        ({"low": 1.0}, r"^histogram of 'v': range must have low < high; got \[1.0, 1.0\]$"),
+    ],
+    ids=["bins_zero", "bins_float", "low_infinite", "empty_range"],
+)
+def test_bad_histogram_spec_names_the_histogram_and_the_parameter(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        HistogramSpec(**{"column": "v", "low": 0.0, "high": 1.0, "bins": 4, **kwargs})  # type: ignore[arg-type]
+
+
+def test_histogram_spec_of_numpy_numbers_survives_json() -> None:
+    histogram = HistogramSpec(column="v", low=np.int64(0), high=1, bins=np.int64(3))  # type: ignore[arg-type]
+    spec = SummarySpec(columns=("v",), histograms=(histogram,))
+
+    assert SummarySpec.from_json(spec.to_json()) == spec
+
+
+def test_summary_with_unexpected_parameters_names_them() -> None:
+    spec = spec_for(2)
+    params = Summary.empty(spec).to_params().merged(ParamSet({"extra": np.zeros(1)}))
+    with pytest.raises(ValidationError, match=r"^summary parameters: unexpected \['extra'\]$"):
+        Summary.from_params(params, spec)
 
 
 def test_summary_survives_the_safetensors_codec() -> None:

@@ -23,6 +23,7 @@ from fedlearn.strategies import (
     yogi,
 )
 from fedlearn.strategies.base import ServerTransform
+from fedlearn.strategies.transforms import Adagrad
 
 RNG = np.random.default_rng(0)
 LR, BETA1, BETA2, TAU = 0.1, 0.9, 0.99, 1e-3
@@ -107,6 +108,21 @@ def test_adaptive_moments_are_float32_or_better(transform: ServerTransform, dtyp
     state = transform.init(params)
 
     assert {state["m/w"].dtype, state["v/w"].dtype} == {np.dtype(moment_dtype)}
+
+
+@pytest.mark.parametrize("transform", [adam(LR), yogi(LR), adagrad(LR)], ids=["adam", "yogi", "adagrad"])
+def test_adaptive_transforms_share_one_state_layout(transform: ServerTransform) -> None:
+    params = ParamSet({"w": np.zeros(2)})
+
+    state = transform.init(params)
+
+    assert sorted(state) == ["m/w", "v/w"]
+    np.testing.assert_array_equal(state["v/w"], [TAU**2, TAU**2])
+
+
+def test_adagrad_has_no_beta2() -> None:
+    with pytest.raises(TypeError, match="beta2"):
+        Adagrad(learning_rate=LR, beta2=0.5)  # type: ignore[call-arg]
 
 
 def test_adam_state_from_another_model_raises_validation_error() -> None:

@@ -18,10 +18,31 @@ without a rescan of their moments, and models refit in milliseconds.
 """
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time they load lazily
+    from fedlearn.analytics.bayes import FederatedGaussianNB
+    from fedlearn.analytics.classes import ClassMoments
+    from fedlearn.analytics.covariance import Description, FederatedCovariance, correlation, describe
+    from fedlearn.analytics.discriminant import (
+        FederatedLinearDiscriminantAnalysis,
+        FederatedQuadraticDiscriminantAnalysis,
+    )
+    from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
+    from fedlearn.analytics.histogram import Histogram, HistogramSpec
+    from fedlearn.analytics.job import AnalyticsJob, JobReport, MemberReport
+    from fedlearn.analytics.jobdir import JobDir
+    from fedlearn.analytics.linear import FederatedLinearRegression, FederatedRidge
+    from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats, logistic_stats
+    from fedlearn.analytics.moments import Moments, merge_all
+    from fedlearn.analytics.pca import FederatedPCA
+    from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
+    from fedlearn.analytics.summarize import accumulate, check_shareable, scan_extrema, summarize
+    from fedlearn.analytics.summary import Summary, SummarySpec
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
-# its commands) does not pay for scikit-learn until an estimator is actually needed.
+# its commands) does not pay for scikit-learn until an estimator is actually needed. The imports
+# above must name the same places; tests/analytics/test_public_api.py checks that they do.
 _LOCATIONS = {
     "AnalyticsJob": "fedlearn.analytics.job",
     "ArrayTable": "fedlearn.analytics.sources",

@@ -7,7 +7,7 @@ scikit-learn workflows exercise the very code that runs in a federation.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -31,7 +31,7 @@ class SummaryEstimator(BaseEstimator):
 
     _target: ClassVar[str | None] = None
 
-    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> Any:
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> Self:
         """Summarise local arrays in one pass, then solve as :meth:`fit_summary` does."""
         if self._target is None:
             x = np.asarray(validate_data(self, X, dtype=np.float64))
@@ -48,7 +48,7 @@ class SummaryEstimator(BaseEstimator):
         )
         return self._fit(accumulate(np.column_stack([x, target]), spec), labels=labels)
 
-    def fit_summary(self, summary: Summary) -> Any:
+    def fit_summary(self, summary: Summary) -> Self:
         """Solve from a summary, e.g. the merged summary of a federation; returns ``self``."""
         if not isinstance(summary, Summary):
             raise ConfigError(f"`summary` must be a Summary; got {type(summary).__name__}")
@@ -60,7 +60,7 @@ class SummaryEstimator(BaseEstimator):
         self.n_features_in_ = summary.spec.n_features
         return self._fit(summary, labels=None)
 
-    def _fit(self, summary: Summary, labels: NDArray[Any] | None) -> Any:
+    def _fit(self, summary: Summary, labels: NDArray[Any] | None) -> Self:
         if summary.count == 0:
             raise ConfigError(f"{type(self).__name__} cannot be fitted on a summary of 0 rows")
         self._solve(summary)
@@ -112,15 +112,6 @@ def solve_psd(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.floa
         return np.asarray(linalg.cho_solve(linalg.cho_factor(a), b))
     except linalg.LinAlgError:
         return np.asarray(linalg.lstsq(a, b)[0])
-
-
-def check_number(name: str, value: object, *, low: float = 0.0, inclusive: bool = True) -> float:
-    """A real number ``>= low`` (or ``> low``); the message names the parameter."""
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
-    if not ok or (value < low if inclusive else value <= low):  # type: ignore[operator]
-        bound = f">= {low}" if inclusive else f"> {low}"
-        raise ConfigError(f"`{name}` must be a finite number {bound}; got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 def check_priors(priors: ArrayLike | None, counts: NDArray[np.int64]) -> NDArray[np.float64]:

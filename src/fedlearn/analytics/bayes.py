@@ -8,8 +8,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import ClassifierMixin
 
-from fedlearn.analytics._base import ProbabilisticClassifierMixin, SummaryEstimator, check_number, check_priors
+from fedlearn.analytics._base import ProbabilisticClassifierMixin, SummaryEstimator, check_priors
 from fedlearn.analytics.summary import Summary
+from fedlearn.core.checks import NON_NEGATIVE, check_real
 
 
 class FederatedGaussianNB(ProbabilisticClassifierMixin, ClassifierMixin, SummaryEstimator):
@@ -30,7 +31,7 @@ class FederatedGaussianNB(ProbabilisticClassifierMixin, ClassifierMixin, Summary
         self.var_smoothing = var_smoothing
 
     def _solve(self, summary: Summary) -> None:
-        smoothing = check_number("var_smoothing", self.var_smoothing)
+        smoothing = check_real("var_smoothing", self.var_smoothing, NON_NEGATIVE)
         assert summary.by_class is not None  # guaranteed by fit and fit_summary
         per_class = summary.by_class.moments
         self.epsilon_ = smoothing * float(np.max(summary.features.variance(ddof=0)))

@@ -15,8 +15,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import linalg
 from sklearn.base import ClassifierMixin, TransformerMixin
 
-from fedlearn.analytics._base import ProbabilisticClassifierMixin, SummaryEstimator, check_number, check_priors
+from fedlearn.analytics._base import ProbabilisticClassifierMixin, SummaryEstimator, check_priors
 from fedlearn.analytics.summary import Summary
+from fedlearn.core.checks import NON_NEGATIVE, UNIT, Interval, Options, check, check_real
 from fedlearn.core.errors import ConfigError
 
 
@@ -40,8 +41,8 @@ def _check_shrinkage(shrinkage: object, solver: str) -> float | None:
         raise ConfigError(
             "`shrinkage='auto'` (Ledoit-Wolf) needs fourth moments, which summaries do not hold; pass a float in [0, 1]"
         )
-    value = check_number("shrinkage", shrinkage)
-    if value > 1 or solver == "svd":
+    value = check_real("shrinkage", shrinkage, UNIT)
+    if solver == "svd":
         raise ConfigError(
             f"`shrinkage` must be in [0, 1] with solver 'lsqr' or 'eigen'; got {shrinkage!r} with solver {solver!r}"
         )
@@ -78,21 +79,20 @@ class FederatedLinearDiscriminantAnalysis(
         self.tol = tol
 
     def _solve(self, summary: Summary) -> None:
-        if self.solver not in ("svd", "lsqr", "eigen"):
-            raise ConfigError(f"`solver` must be 'svd', 'lsqr' or 'eigen'; got {self.solver!r}")
+        check("solver", self.solver, Options(("svd", "lsqr", "eigen")))
         shrinkage = _check_shrinkage(self.shrinkage, self.solver)
-        tol = check_number("tol", self.tol)
+        tol = check_real("tol", self.tol, NON_NEGATIVE)
         assert summary.by_class is not None
         per_class = summary.by_class.moments
         n, k, d = summary.count, len(per_class.count), per_class.n_features
         if k < 2 or n <= k:
             raise ConfigError(f"LDA needs at least 2 classes and more rows than classes; got {k} classes, {n} rows")
-        limit = min(k - 1, d)
-        if self.n_components is not None and not 0 <= self.n_components <= limit:
-            raise ConfigError(
-                f"`n_components` must be in [0, min(n_features, n_classes - 1)={limit}]; got {self.n_components!r}"
-            )
-        self._max_components = limit if self.n_components is None else int(self.n_components)
+        limit = min(k - 1, d)  # there are no more discriminant directions than this
+        self._max_components = (
+            limit
+            if self.n_components is None
+            else int(check("n_components", self.n_components, Interval(0, limit, integer=True)))
+        )
         self.priors_ = check_priors(self.priors, per_class.count)
         self.means_ = per_class.mean.copy()
         class_covs = [_shrunk(per_class.comoment[i] / per_class.count[i], shrinkage) for i in range(k)]
@@ -186,11 +186,10 @@ class FederatedQuadraticDiscriminantAnalysis(ProbabilisticClassifierMixin, Class
         self.tol = tol
 
     def _solve(self, summary: Summary) -> None:
-        if self.solver not in ("svd", "eigen"):
-            raise ConfigError(f"`solver` must be 'svd' or 'eigen'; got {self.solver!r}")
+        check("solver", self.solver, Options(("svd", "eigen")))
         shrinkage = _check_shrinkage(self.shrinkage, self.solver)
-        reg = check_number("reg_param", self.reg_param)
-        tol = check_number("tol", self.tol)
+        reg = check_real("reg_param", self.reg_param, NON_NEGATIVE)
+        tol = check_real("tol", self.tol, NON_NEGATIVE)
         assert summary.by_class is not None
         per_class = summary.by_class.moments
         if len(per_class.count) < 2:

@@ -9,12 +9,12 @@ always accounts for every row. Bins are half-open ``[a, b)`` except the last, ``
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fedlearn.core.checks import check_int, check_real, name_mismatch
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
 
@@ -29,12 +29,16 @@ class HistogramSpec:
     bins: int
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or not self.low < self.high:
-            raise ConfigError(
-                f"histogram of {self.column!r}: range must be finite with low < high; got [{self.low}, {self.high}]"
-            )
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
-            raise ConfigError(f"histogram of {self.column!r}: `bins` must be a positive integer; got {self.bins!r}")
+        try:
+            low, high = check_real("low", self.low), check_real("high", self.high)
+            bins = check_int("bins", self.bins, low=1)
+        except ConfigError as exc:  # a spec may hold several histograms: say which one is wrong
+            raise ConfigError(f"histogram of {self.column!r}: {exc}") from None
+        if not low < high:
+            raise ConfigError(f"histogram of {self.column!r}: range must have low < high; got [{low}, {high}]")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        object.__setattr__(self, "bins", bins)
 
     def edges(self) -> NDArray[np.float64]:
         return np.linspace(self.low, self.high, self.bins + 1)
@@ -97,6 +101,6 @@ class Histogram:
 
     @classmethod
     def from_params(cls, params: ParamSet) -> Histogram:
-        if {"edges", "counts"} - set(params):
+        if name_mismatch(params, ("edges", "counts")).missing:
             raise ValidationError("a histogram needs 'edges' and 'counts'")
         return cls(edges=params["edges"], counts=params["counts"])

@@ -31,6 +31,7 @@ from fedlearn.analytics.moments import merge_all
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, ArrayTable, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.client.node_app import NodeApp
+from fedlearn.core.checks import POSITIVE, Options, check, check_real
 from fedlearn.core.errors import ConfigError, FedlearnError, PrivacyError, QuorumError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
@@ -39,6 +40,7 @@ from fedlearn.engine.stage import Gather
 from fedlearn.simulation.inprocess import InProcessFleet
 
 E = TypeVar("E")
+L = TypeVar("L", bound=FederatedLogisticRegression)
 MAIN = "main"
 
 
@@ -110,14 +112,11 @@ class AnalyticsJob:
         timeout: float = 60.0,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> None:
-        if task not in ("regression", "classification"):
-            raise ConfigError(f"`task` must be 'regression' or 'classification'; got {task!r}")
-        if not timeout > 0:
-            raise ConfigError(f"`timeout` must be a positive number of seconds; got {timeout!r}")
+        check("task", task, Options(("regression", "classification")))
         self.spec = SummarySpec(
             columns=tuple(columns), target=target, by_class=task == "classification", histograms=tuple(histograms)
         )
-        self.timeout = float(timeout)
+        self.timeout = check_real("timeout", timeout, POSITIVE)  # in seconds; every wait has a deadline
         self._fleet = fleet
         self._chunk_rows = chunk_rows
         self._members: dict[str, Member] = {}
@@ -239,9 +238,9 @@ class AnalyticsJob:
         if not self._members:
             raise ConfigError("no node has joined this job yet; join() at least one")
         if isinstance(estimator, FederatedLogisticRegression):
-            return self._fit_logistic(estimator)  # type: ignore[return-value]
+            return self._fit_logistic(estimator)
         if isinstance(estimator, SummaryEstimator):
-            return estimator.fit_summary(self.summary)  # type: ignore[no-any-return]
+            return estimator.fit_summary(self.summary)
         raise ConfigError(f"`estimator` must be one of the analytics estimators; got {type(estimator).__name__}")
 
     def histogram(
@@ -252,8 +251,7 @@ class AnalyticsJob:
         The range defaults to the column's global min and max from the summaries, which is what
         lets every node count into the same bins without seeing anyone else's data.
         """
-        if column not in self.spec.all_columns:
-            raise ConfigError(f"`column` must be one of {list(self.spec.all_columns)}; got {column!r}")
+        check("column", column, Options(self.spec.all_columns))
         index = self.spec.all_columns.index(column)
         merged = self.summary.moments
         lo = float(merged.min[index]) if low is None else low
@@ -268,7 +266,7 @@ class AnalyticsJob:
 
     # plumbing ----------------------------------------------------------------------------
 
-    def _fit_logistic(self, estimator: FederatedLogisticRegression) -> FederatedLogisticRegression:
+    def _fit_logistic(self, estimator: L) -> L:
         summary = self.summary
         if summary.by_class is None:
             raise ConfigError("logistic regression needs a job created with task='classification'")

@@ -13,8 +13,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import RegressorMixin
 
-from fedlearn.analytics._base import SummaryEstimator, check_number, solve_psd
+from fedlearn.analytics._base import SummaryEstimator, solve_psd
 from fedlearn.analytics.summary import Summary
+from fedlearn.core.checks import NON_NEGATIVE, check_real
 
 
 def solve_least_squares(summary: Summary, *, alpha: float, fit_intercept: bool) -> tuple[NDArray[np.float64], float]:
@@ -62,5 +63,5 @@ class FederatedRidge(_LinearModel):
         self.fit_intercept = fit_intercept
 
     def _solve(self, summary: Summary) -> None:
-        alpha = check_number("alpha", self.alpha)
+        alpha = check_real("alpha", self.alpha, NON_NEGATIVE)
         self.coef_, self.intercept_ = solve_least_squares(summary, alpha=alpha, fit_intercept=bool(self.fit_intercept))

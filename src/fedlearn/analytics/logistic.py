@@ -20,7 +20,7 @@ import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -30,8 +30,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fedlearn.analytics._base import ProbabilisticClassifierMixin, check_number, solve_psd
+from fedlearn.analytics._base import ProbabilisticClassifierMixin, solve_psd
 from fedlearn.analytics.classes import class_codes
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, check_int, check_real
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
 
@@ -160,7 +161,7 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> FederatedLogisticRegression:
+    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         x, target = validate_data(self, X, y, dtype=np.float64)
         x = np.asarray(x)
         check_classification_targets(target)
@@ -176,12 +177,12 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
         self.classes_ = labels
         return self
 
-    def fit_oracle(self, oracle: NewtonOracle, *, classes: ArrayLike, n_features: int) -> FederatedLogisticRegression:
+    def fit_oracle(self, oracle: NewtonOracle, *, classes: ArrayLike, n_features: int) -> Self:
         """Newton's method where every evaluation is ``oracle(theta)``; returns ``self``."""
-        c = check_number("C", self.C, inclusive=False) if not math.isinf(self.C) else math.inf
-        tol = check_number("tol", self.tol)
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ConfigError(f"`max_iter` must be a positive integer; got {self.max_iter!r}")
+        inverse_penalty = self.C  # C = inf (no penalty) is allowed, but an Interval holds only finite numbers
+        c = math.inf if inverse_penalty == math.inf else check_real("C", inverse_penalty, POSITIVE)
+        tol = check_real("tol", self.tol, NON_NEGATIVE)
+        max_iter = check_int("max_iter", self.max_iter, low=1)
         self.classes_ = np.asarray(classes)
         k = len(self.classes_)
         if k < 2:
@@ -195,7 +196,7 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
         objective = _objective(stats, theta, penalty)
         self.n_iter_, self.n_rounds_ = 0, 1
         converged = False
-        for _ in range(self.max_iter):
+        for _ in range(max_iter):
             gradient, hessian = _derivatives(stats, theta, penalty, gauge)
             step = -solve_psd(hessian, gradient)
             decrement = float(-gradient @ step)
@@ -209,7 +210,7 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
             )
         if not converged:
             warnings.warn(
-                f"Newton's method did not converge in {self.max_iter} iterations; raise `max_iter` or `tol`",
+                f"Newton's method did not converge in {max_iter} iterations; raise `max_iter` or `tol`",
                 ConvergenceWarning,
                 stacklevel=2,
             )

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
 
@@ -262,9 +263,9 @@ class Moments:
     @classmethod
     def from_params(cls, params: ParamSet) -> Moments:
         """Inverse of :meth:`to_params`; raises :class:`ValidationError` on a malformed set."""
-        missing = sorted(set(FIELDS) - set(params))
+        missing = name_mismatch(params, FIELDS).missing  # other names are the caller's to check
         if missing:
-            raise ValidationError(f"moments are missing {missing}")
+            raise ValidationError(f"moments are missing {list(missing)}")
         if params["count"].dtype.kind not in "iu":
             raise ValidationError(f"moments: count must be an integer array; got {params['count'].dtype}")
         moments = cls(**{f: params[f] for f in FIELDS})

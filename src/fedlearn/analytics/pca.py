@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from fedlearn.analytics._base import SummaryEstimator
 from fedlearn.analytics.summary import Summary
+from fedlearn.core.checks import Interval, check
 from fedlearn.core.errors import ConfigError
 
 
@@ -69,11 +70,11 @@ class FederatedPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SummaryEst
         if k is None:
             return limit
         if isinstance(k, Integral) and not isinstance(k, bool):
-            if not 0 <= k <= limit:
-                raise ConfigError(f"`n_components` must be between 0 and min(n_samples, n_features)={limit}; got {k}")
-            return int(k)
+            # there are no more components than min(n_samples, n_features)
+            return int(check("n_components", k, Interval(0, limit, integer=True)))
         if isinstance(k, Real) and 0 < k < 1:
             return int(np.searchsorted(np.cumsum(ratio), k, side="right") + 1)
+        # a union of constraints, which one Interval cannot say
         raise ConfigError(f"`n_components` must be None, an int or a float in (0, 1); got {k!r}")
 
     def transform(self, X: ArrayLike) -> NDArray[np.float64]:

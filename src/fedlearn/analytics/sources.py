@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 
@@ -45,11 +46,12 @@ def dtype_type(dtype: np.dtype[Any]) -> str:
 
 
 def _check_columns(schema: Mapping[str, str], columns: Sequence[str], where: str) -> None:
+    missing = name_mismatch(schema, columns).missing  # the table's other columns are not asked for
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        raise ConfigError(f"{where} has no column {names}; its columns are {sorted(schema)}")
     for name in columns:
-        kind = schema.get(name)
-        if kind is None:
-            raise ConfigError(f"{where} has no column {name!r}; its columns are {sorted(schema)}")
-        if kind == "str":
+        if schema[name] == "str":
             raise ConfigError(f"{where}: column {name!r} is text; only numeric columns can be summarised")
 
 
@@ -86,8 +88,9 @@ class ArrayTable:
 
     def appended(self, other: ArrayTable) -> ArrayTable:
         """This table with ``other``'s rows added at the end (simulating a node's new rows)."""
-        if set(other._columns) != set(self._columns):
-            raise ConfigError(f"{self._name}: appended rows must have columns {list(self._columns)}")
+        mismatch = name_mismatch(other._columns, self._columns)
+        if mismatch:
+            raise ConfigError(f"{self._name}: appended rows must have columns {list(self._columns)}; {mismatch}")
         return ArrayTable(
             {k: np.concatenate([v, other._columns[k]]) for k, v in self._columns.items()}, name=self._name
         )
@@ -95,8 +98,9 @@ class ArrayTable:
     def without(self, other: ArrayTable) -> ArrayTable:
         """This table with one matching row removed per row of ``other`` (simulating deletion)."""
         names = list(self._columns)
-        if set(other._columns) != set(names):
-            raise ConfigError(f"{self._name}: removed rows must have columns {names}")
+        mismatch = name_mismatch(other._columns, names)
+        if mismatch:
+            raise ConfigError(f"{self._name}: removed rows must have columns {names}; {mismatch}")
         to_remove = Counter(zip(*(other._columns[k].tolist() for k in names), strict=True))
         wanted = sum(to_remove.values())
         keep = np.ones(len(self), dtype=bool)

@@ -23,6 +23,7 @@ from fedlearn.analytics.histogram import Histogram
 from fedlearn.analytics.moments import Moments
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
+from fedlearn.core.checks import check_int
 from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import Dataset
@@ -38,8 +39,7 @@ def default_min_rows(spec: SummarySpec) -> int:
 
 def chunks_of(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[Any]]:
     """The rows of ``data`` as 2-D float chunks with columns in ``spec.all_columns`` order."""
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ConfigError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}")
+    chunk_rows = check_int("chunk_rows", chunk_rows, low=1)
     if isinstance(data, np.ndarray):
         yield _checked(data, spec)
         return
@@ -96,9 +96,7 @@ def check_counts(
 
     ``allow_empty`` accepts zero rows: a node whose rows were all removed reveals nothing.
     """
-    threshold = default_min_rows(spec) if min_rows is None else min_rows
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-        raise ConfigError(f"`min_rows` must be a non-negative integer; got {min_rows!r}")
+    threshold = default_min_rows(spec) if min_rows is None else check_int("min_rows", min_rows, low=0)
     how = "the node's operator can change it with `min_rows` (0 turns the guard off)"
     if count < threshold and not (allow_empty and count == 0):
         raise PrivacyError(

@@ -18,6 +18,7 @@ import numpy as np
 from fedlearn.analytics.classes import ClassMoments
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
 from fedlearn.analytics.moments import Moments
+from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
 
@@ -202,11 +203,9 @@ class Summary:
     @classmethod
     def from_params(cls, params: ParamSet, spec: SummarySpec) -> Summary:
         """Rebuild a summary the coordinator asked for with ``spec``; strict about the layout."""
-        expected = cls.empty(spec).to_params()
-        if set(params) != set(expected):
-            missing = sorted(set(expected) - set(params))
-            unknown = sorted(set(params) - set(expected))
-            raise ValidationError(f"summary parameters: missing {missing[:5]}, unexpected {unknown[:5]}")
+        mismatch = name_mismatch(params, cls.empty(spec).to_params())
+        if mismatch:
+            raise ValidationError(f"summary parameters: {mismatch}")
         summary = cls(
             spec=spec,
             moments=Moments.from_params(params.select("moments/")),

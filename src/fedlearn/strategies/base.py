@@ -17,11 +17,14 @@ from the run seed and round number; nothing falls back to a fixed default.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from fedlearn.core.params import ParamSet
+
+Acc = TypeVar("Acc")
+"""A reducer's accumulator: whatever it folds updates into (a running sum, a pool of models)."""
 
 
 @runtime_checkable
@@ -32,22 +35,31 @@ class Sampler(Protocol):
 
 
 @runtime_checkable
-class Reducer(Protocol):
+class Reducer(Protocol[Acc]):
+    """Folds client models into one update through an accumulator of type ``Acc``.
+
+    The accumulator is the reducer's own business (the engine only passes it back), but naming
+    its type lets mypy check that ``init``, ``add`` and ``result`` agree on it. A reducer
+    declares it by subclassing, e.g. ``class WeightedMean(Reducer[_RunningSum])``.
+    """
+
+    __slots__ = ()  # so that subclasses declared with slots=True hold no __dict__
+
     @property
     def streaming(self) -> bool:
         """True when memory stays O(model) however many updates are added."""
         ...
 
-    def init(self, template: ParamSet) -> Any:
+    def init(self, template: ParamSet) -> Acc:
         """An empty accumulator for updates relative to ``template``, the global model."""
         ...
 
-    def add(self, acc: Any, model: ParamSet, weight: float) -> Any:
+    def add(self, acc: Acc, model: ParamSet, weight: float) -> Acc:
         """Fold in one client's model, i.e. the update ``model - template``; may reuse ``acc``'s
         buffers. Called in a deterministic order."""
         ...
 
-    def result(self, acc: Any) -> ParamSet:
+    def result(self, acc: Acc) -> ParamSet:
         """The combined update relative to the template, in the template's dtypes."""
         ...
 

@@ -3,19 +3,20 @@
 Every builder takes the sampler options (``fraction``, ``min_nodes``, ``max_nodes``) plus its own
 hyper-parameters, all keyword-only, so a ``[strategy]`` section of a run config maps onto a call
 one to one: ``build_strategy(**section)``. The adaptive optimizers default to a server learning
-rate of 0.1, as Flower does, but no value suits every model: Reddi et al. tune it over several
-orders of magnitude, and so should you.
+rate of 0.1 and ``tau`` = 1e-3. Flower's defaults differ (its FedYogi's learning rate is 0.01, and
+its FedAdam's and FedAdagrad's ``tau`` is 1e-9; ``docs/strategies.md`` lists them all), and no
+value suits every model: Reddi et al. tune the learning rate over several orders of magnitude,
+and so should you.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+from fedlearn.core.checks import NON_NEGATIVE, check_call_options, check_real
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import PROXIMAL_MU_KEY
-from fedlearn.strategies._checks import check_real
 from fedlearn.strategies.reducers import unweighted_mean, weighted_mean
 from fedlearn.strategies.samplers import fraction_sampler
 from fedlearn.strategies.strategy import Strategy
@@ -55,7 +56,7 @@ def fedprox(*, mu: float, fraction: float = 1.0, min_nodes: int = 1, max_nodes: 
 
     The server side is FedAvg; ``mu`` reaches the clients as ``proximal_mu`` in the task config.
     """
-    proximal_mu = check_real("mu", mu, low=0)
+    proximal_mu = check_real("mu", mu, NON_NEGATIVE)
     return Strategy(
         name="fedprox",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
@@ -160,14 +161,5 @@ def build_strategy(name: str, **options: object) -> Strategy:
     builder = STRATEGIES.get(name) if isinstance(name, str) else None
     if builder is None:
         raise ConfigError(f"unknown strategy {name!r}; valid names: {', '.join(sorted(STRATEGIES))}")
-    parameters = inspect.signature(builder).parameters
-    unknown = sorted(set(options) - set(parameters))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for strategy {name!r}; "
-            f"valid options: {', '.join(sorted(parameters))}"
-        )
-    missing = sorted(k for k, p in parameters.items() if p.default is inspect.Parameter.empty and k not in options)
-    if missing:
-        raise ConfigError(f"strategy {name!r} needs option(s) {', '.join(missing)}")
+    check_call_options(f"strategy {name!r}", builder, options)
     return builder(**options)

@@ -28,9 +28,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from fedlearn.core.checks import Interval, check_int, check_real, name_mismatch
 from fedlearn.core.errors import QuorumError, ValidationError
 from fedlearn.core.params import ParamSet, Spec
-from fedlearn.strategies._checks import check_int, check_real
+from fedlearn.strategies.base import Reducer
 
 _CHUNK = 1 << 16  # values per scratch block: 512 KiB of float64, small enough to stay in cache
 _BLOCK_VALUES = 1 << 20  # values per (nodes x columns) block in the robust reducers
@@ -43,10 +44,9 @@ def _check_weight(weight: float) -> float:
 
 
 def _check_model(spec: Spec, model: ParamSet) -> None:
-    if model.keys() != spec.keys():
-        missing = sorted(set(spec) - set(model))
-        extra = sorted(set(model) - set(spec))
-        raise ValidationError(f"update names differ from the model: missing {missing[:5]}, unexpected {extra[:5]}")
+    mismatch = name_mismatch(model, spec)
+    if mismatch:
+        raise ValidationError(f"update names differ from the model: {mismatch}")
     for name, (shape, _) in spec.items():
         if model[name].shape != shape:
             raise ValidationError(f"update {name!r} has shape {model[name].shape}; expected {shape}")
@@ -126,7 +126,7 @@ class _RunningSum:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WeightedMean:
+class WeightedMean(Reducer[_RunningSum]):
     """The FedAvg average, sum(w * update) / sum(w), with weights = example counts; streams."""
 
     streaming: ClassVar[bool] = True
@@ -143,7 +143,7 @@ class WeightedMean:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UnweightedMean:
+class UnweightedMean(Reducer[_RunningSum]):
     """The plain average of the updates, each reply counting once whatever its weight; streams.
 
     SCAFFOLD's server step is this mean, and it suits nodes whose example counts are not
@@ -208,7 +208,7 @@ class _Pool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CoordinateMedian:
+class CoordinateMedian(Reducer[_Pool]):
     """Each coordinate's median across updates (Yin et al. 2018). Holds every update."""
 
     streaming: ClassVar[bool] = False
@@ -226,7 +226,7 @@ class CoordinateMedian:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrimmedMean:
+class TrimmedMean(Reducer[_Pool]):
     """Each coordinate's mean after dropping its ``floor(beta * n)`` largest and smallest values.
 
     Yin et al. 2018. ``beta < 0.5`` always leaves at least one value. Holds every update.
@@ -237,7 +237,7 @@ class TrimmedMean:
     streaming: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_real("beta", self.beta, low=0, high=0.5, high_open=True))
+        object.__setattr__(self, "beta", check_real("beta", self.beta, Interval(0, 0.5, closed="left")))
 
     def init(self, template: ParamSet) -> _Pool:
         return _Pool(template)
@@ -253,7 +253,7 @@ class TrimmedMean:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Krum:
+class Krum(Reducer[_Pool]):
     """(Multi-)Krum, Blanchard et al. 2017: keep the updates closest to their neighbours.
 
     Each update is scored by the summed squared distance to its ``n - f - 2`` nearest others; the

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedlearn.core.checks import Interval, check_int, check_real
 from fedlearn.core.errors import QuorumError
-from fedlearn.strategies._checks import check_int, check_real
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,7 +32,7 @@ class FractionSampler:
     max_nodes: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fraction", check_real("fraction", self.fraction, low=0, high=1, low_open=True))
+        object.__setattr__(self, "fraction", check_real("fraction", self.fraction, Interval(0, 1, closed="right")))
         object.__setattr__(self, "min_nodes", check_int("min_nodes", self.min_nodes, low=1))
         if self.max_nodes is not None:
             object.__setattr__(self, "max_nodes", check_int("max_nodes", self.max_nodes, low=self.min_nodes))

@@ -15,18 +15,16 @@ the same bits; each step is cast back to its parameter's dtype (rounded for inte
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar
 
 import numpy as np
 
+from fedlearn.core.checks import BOOL, POSITIVE, Interval, check, check_real, name_mismatch
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies._checks import check_bool, check_real
 from fedlearn.strategies.base import ServerTransform
-
-# v_new = rule(v, update**2): the only line in which Adam, Yogi and Adagrad differ.
-SecondMoment = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
@@ -46,22 +44,21 @@ def _zeros(params: ParamSet, fill: float = 0.0) -> ParamSet:
 def _moments(state: ParamSet, prefix: str, update: ParamSet) -> ParamSet:
     """The moments named ``prefix + name``, checked to cover exactly the update's names."""
     moments = state.select(prefix)
-    if moments.keys() != update.keys():
-        missing = sorted(set(update) - set(moments))
-        extra = sorted(set(moments) - set(update))
+    mismatch = name_mismatch(moments, update)
+    if mismatch:
         raise ValidationError(
-            f"transform state under {prefix!r} does not match the model: missing {missing[:5]}, "
-            f"unexpected {extra[:5]}; was it created by this transform's init for this model?"
+            f"transform state under {prefix!r} does not match the model: {mismatch}; "
+            "was it created by this transform's init for this model?"
         )
     return moments
 
 
+# [0, 1): a decay rate of 1 would never forget the first update, and one above 1 would amplify it.
+_DECAY = Interval(0, 1, closed="left")
+
+
 def _check_lr(value: object) -> float:
-    return check_real("learning_rate", value, low=0, low_open=True)
-
-
-def _check_decay(name: str, value: object) -> float:
-    return check_real(name, value, low=0, high=1, high_open=True)
+    return check_real("learning_rate", value, POSITIVE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,8 +95,8 @@ class Momentum:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "beta", _check_decay("beta", self.beta))
-        check_bool("nesterov", self.nesterov)
+        object.__setattr__(self, "beta", check_real("beta", self.beta, _DECAY))
+        check("nesterov", self.nesterov, BOOL)
 
     def init(self, params: ParamSet) -> ParamSet:
         return _zeros(params).with_prefix("v/")
@@ -119,43 +116,48 @@ class Momentum:
         return ParamSet(step), ParamSet(new_v).with_prefix("v/")
 
 
-def _adaptive_init(params: ParamSet, tau: float) -> ParamSet:
-    """``m = 0`` and ``v = tau**2``, the paper's start (Algorithm 2 asks for ``v_{-1} >= tau^2``).
+class SecondMoment(Enum):
+    """How the second moment ``v`` follows the squared update ``g2``.
 
-    Flower starts ``v`` at 0 instead. The two differ only while the accumulated squared updates
-    are comparable to ``tau**2``; after that ``v`` is dominated by the updates either way.
+    This is the only line of Algorithm 2 (Reddi et al. 2021) in which FedAdam, FedYogi and
+    FedAdagrad differ, so it is the one parameter of their shared implementation.
     """
-    return _zeros(params).with_prefix("m/").merged(_zeros(params, tau**2).with_prefix("v/"))
 
+    ADAM = "adam"
+    """``v = beta2 * v + (1 - beta2) * g2``: an exponential moving average of ``g2``."""
+    YOGI = "yogi"
+    """``v = v - (1 - beta2) * g2 * sign(v - g2)``: towards ``g2``, by at most ``(1 - beta2) * g2``."""
+    ADAGRAD = "adagrad"
+    """``v = v + g2``: every squared update so far; ``beta2`` plays no part."""
 
-def _adaptive_update(
-    update: ParamSet, state: ParamSet, *, lr: float, beta1: float, tau: float, rule: SecondMoment
-) -> tuple[ParamSet, ParamSet]:
-    """Algorithm 2 of Reddi et al. 2021, without bias correction as in the paper.
-
-    ``m = beta1 * m + (1 - beta1) * update``; ``v = rule(v, update**2)``;
-    ``step = lr * m / (sqrt(v) + tau)``.
-    """
-    first, second = _moments(state, "m/", update), _moments(state, "v/", update)
-    new_m: dict[str, np.ndarray] = {}
-    new_v: dict[str, np.ndarray] = {}
-    step: dict[str, np.ndarray] = {}
-    for name, u in update.items():
-        g = u.astype(first[name].dtype)
-        m = beta1 * first[name] + (1 - beta1) * g
-        v = rule(second[name], g * g)
-        new_m[name], new_v[name] = m, v
-        step[name] = _cast(lr * m / (np.sqrt(v) + tau), u.dtype)
-    return ParamSet(step), ParamSet(new_m).with_prefix("m/").merged(ParamSet(new_v).with_prefix("v/"))
+    def advance(self, v: np.ndarray, g2: np.ndarray, beta2: float) -> np.ndarray:
+        """``v`` after one more squared update ``g2``; pure, so every run computes the same bits."""
+        match self:
+            case SecondMoment.ADAM:
+                return beta2 * v + (1 - beta2) * g2
+            case SecondMoment.YOGI:
+                return v - (1 - beta2) * g2 * np.sign(v - g2)
+            case SecondMoment.ADAGRAD:
+                return v + g2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _SecondMomentOptimizer:
-    """What Adam and Yogi share: momentum on the update, a second moment ``v``, and ``tau``.
+class _Adaptive:
+    """Algorithm 2 of Reddi et al. 2021, written once for Adam, Yogi and Adagrad.
 
-    Subclasses differ only in how ``v`` follows the squared update (:meth:`_next_v`).
+    ``m = beta1 * m + (1 - beta1) * update``; ``v = second_moment.advance(v, update**2, beta2)``;
+    ``step = learning_rate * m / (sqrt(v) + tau)``. The state is ``m/<name>`` and ``v/<name>``
+    per parameter, starting at ``m = 0`` and ``v = tau**2`` (the paper asks for ``v >= tau**2``).
+
+    Flower differs from the paper twice: it starts ``v`` at 0, which matters only while the
+    summed squared updates are comparable to ``tau**2``, and its FedAdam scales the learning rate
+    by Adam's bias correction, which the paper does not and neither do we (``docs/strategies.md``
+    says by how much).
+
+    Subclasses only name their :class:`SecondMoment` and, where they differ, their defaults.
     """
 
+    second_moment: ClassVar[SecondMoment]
     learning_rate: float
     beta1: float = 0.9
     beta2: float = 0.99
@@ -163,34 +165,39 @@ class _SecondMomentOptimizer:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
-        object.__setattr__(self, "beta2", _check_decay("beta2", self.beta2))
-        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
+        object.__setattr__(self, "beta1", check_real("beta1", self.beta1, _DECAY))
+        object.__setattr__(self, "beta2", check_real("beta2", self.beta2, _DECAY))
+        object.__setattr__(self, "tau", check_real("tau", self.tau, POSITIVE))
 
     def init(self, params: ParamSet) -> ParamSet:
-        return _adaptive_init(params, self.tau)
+        return _zeros(params).with_prefix("m/").merged(_zeros(params, self.tau**2).with_prefix("v/"))
 
     def update(
         self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
     ) -> tuple[ParamSet, ParamSet]:
-        return _adaptive_update(
-            update, state, lr=self.learning_rate, beta1=self.beta1, tau=self.tau, rule=self._next_v
-        )
-
-    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        first, second = _moments(state, "m/", update), _moments(state, "v/", update)
+        lr, beta1, beta2, tau = self.learning_rate, self.beta1, self.beta2, self.tau
+        new_m: dict[str, np.ndarray] = {}
+        new_v: dict[str, np.ndarray] = {}
+        step: dict[str, np.ndarray] = {}
+        for name, u in update.items():
+            g = u.astype(first[name].dtype)
+            m = beta1 * first[name] + (1 - beta1) * g
+            v = self.second_moment.advance(second[name], g * g, beta2)
+            new_m[name], new_v[name] = m, v
+            step[name] = _cast(lr * m / (np.sqrt(v) + tau), u.dtype)
+        return ParamSet(step), ParamSet(new_m).with_prefix("m/").merged(ParamSet(new_v).with_prefix("v/"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Adam(_SecondMomentOptimizer):
+class Adam(_Adaptive):
     """FedAdam: ``v = beta2 * v + (1 - beta2) * update**2``. ``tau`` is the adaptivity epsilon."""
 
-    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
-        return self.beta2 * v + (1 - self.beta2) * g2
+    second_moment = SecondMoment.ADAM
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Yogi(_SecondMomentOptimizer):
+class Yogi(_Adaptive):
     """FedYogi: ``v = v - (1 - beta2) * update**2 * sign(v - update**2)``.
 
     When updates shrink, Adam's ``v`` falls by ``(1 - beta2) * v`` per round and the effective
@@ -198,36 +205,20 @@ class Yogi(_SecondMomentOptimizer):
     (Zaheer et al. 2018).
     """
 
-    def _next_v(self, v: np.ndarray, g2: np.ndarray) -> np.ndarray:
-        return v - (1 - self.beta2) * g2 * np.sign(v - g2)
+    second_moment = SecondMoment.YOGI
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Adagrad:
-    """FedAdagrad: ``v = v + update**2``.
+class Adagrad(_Adaptive):
+    """FedAdagrad: ``v = v + update**2``, so it has no ``beta2``.
 
-    ``beta1`` defaults to 0 (no momentum: classic Adagrad, as Flower does); the paper's
-    Algorithm 2 allows any ``beta1`` in [0, 1).
+    ``beta1`` defaults to 0 (no momentum: classic Adagrad, as in Flower, which fixes it at 0);
+    the paper's Algorithm 2 allows any ``beta1`` in [0, 1).
     """
 
-    learning_rate: float
-    tau: float = 1e-3
+    second_moment = SecondMoment.ADAGRAD
     beta1: float = 0.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "learning_rate", _check_lr(self.learning_rate))
-        object.__setattr__(self, "tau", check_real("tau", self.tau, low=0, low_open=True))
-        object.__setattr__(self, "beta1", _check_decay("beta1", self.beta1))
-
-    def init(self, params: ParamSet) -> ParamSet:
-        return _adaptive_init(params, self.tau)
-
-    def update(
-        self, update: ParamSet, state: ParamSet, params: ParamSet, rng: np.random.Generator
-    ) -> tuple[ParamSet, ParamSet]:
-        return _adaptive_update(
-            update, state, lr=self.learning_rate, beta1=self.beta1, tau=self.tau, rule=lambda v, g2: v + g2
-        )
+    beta2: float = field(default=0.0, init=False, repr=False)  # unused by SecondMoment.ADAGRAD
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,7 +231,7 @@ class ClipByGlobalNorm:
     max_norm: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "max_norm", check_real("max_norm", self.max_norm, low=0, low_open=True))
+        object.__setattr__(self, "max_norm", check_real("max_norm", self.max_norm, POSITIVE))
 
     def init(self, params: ParamSet) -> ParamSet:
         return ParamSet()

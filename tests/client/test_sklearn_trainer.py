@@ -99,7 +99,7 @@ def test_params_of_another_shape_are_a_trainer_error(learner) -> None:
         (lambda: SGDLearner(n_features=5, n_classes=1), "`n_classes` must be an integer >= 2"),
         (
             lambda: SGDLearner(n_features=5, task="ranking"),  # type: ignore[arg-type]
-            "`task` must be one of 'classification', 'regression'",
+            "`task` must be one of classification, regression",
         ),
         (lambda: MLPLearner(n_features=5, n_classes=3, hidden=()), "`hidden` must be a non-empty list"),
         (lambda: MLPLearner(n_features=5, n_classes=3, hidden=64), "`hidden` must be a non-empty list .*; got 64"),  # type: ignore[arg-type]

@@ -84,7 +84,7 @@ def test_check_bool_accepts_only_true_and_false() -> None:
 
 def test_check_options_constraint_lists_the_choices() -> None:
     assert check("kind", "server", Options(("server", "client"))) == "server"
-    with pytest.raises(ConfigError, match=r"^`kind` must be one of 'server', 'client'; got 'peer'$"):
+    with pytest.raises(ConfigError, match=r"^`kind` must be one of server, client; got 'peer'$"):
         check("kind", "peer", Options(("server", "client")))
 
 

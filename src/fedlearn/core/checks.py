@@ -71,7 +71,7 @@ class Options:
     values: tuple[object, ...]
 
     def __str__(self) -> str:
-        return "one of " + ", ".join(repr(v) for v in self.values)
+        return "one of " + ", ".join(str(v) for v in self.values)
 
 
 class _Boolean:

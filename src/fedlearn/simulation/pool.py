@@ -7,13 +7,25 @@ JSON header and a reference to the round's parameters in shared memory (see ``sh
 worker maps once per round; replies come back as a JSON header naming a recycled shared slot that
 the parent views without copying (see ``reply_slots``). A worker that dies turns its pending tasks
 into error replies, so the engine's deadline and quorum logic handle it like any lost node.
+
+Each worker has at most ``MAX_IN_FLIGHT`` tasks on its pipe; the rest wait in the parent until a
+reply frees a place. Without that bound a round over thousands of nodes deadlocked: the parent
+sent every task before reading any reply, so both directions' buffers filled and all three
+processes blocked in a send. A worker lives no longer than its parent: it asks the kernel for a
+SIGTERM when the parent dies (however it dies) and then exits through its own clean-up, so a
+killed run leaves no process behind, and Python's resource tracker unlinks the shared memory the
+parent could not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import multiprocessing as mp
+import os
+import signal
+import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +43,9 @@ from fedlearn.simulation.shared import SharedBlock, attach, publish
 
 _STOP = b"{}"
 _MAPPED_ROUNDS = 2  # global-parameter blocks a worker keeps mapped: this round's and the last
+MAX_IN_FLIGHT = 16
+"""Tasks a worker may have on its pipe at once: enough to keep it busy, far below the pipe's buffer."""
+_PR_SET_PDEATHSIG = 1  # prctl option, from <linux/prctl.h>
 
 
 @dataclass(slots=True)
@@ -38,7 +53,16 @@ class _Worker:
     process: Any
     conn: Connection
     pending: dict[tuple[str, str, int], tuple[str, str]] = field(default_factory=dict)  # key -> (block, run id)
+    queued: deque[bytes] = field(default_factory=deque)  # task headers not yet on the pipe
+    in_flight: int = 0  # tasks on the pipe or being worked on, not yet answered
     slots: ParentSlots = field(default_factory=ParentSlots)
+
+    def dispatch(self) -> None:
+        """Put queued tasks on the pipe while fewer than ``MAX_IN_FLIGHT`` are unanswered."""
+        while self.queued and self.in_flight < MAX_IN_FLIGHT:
+            self.conn.send_bytes(self.queued[0])
+            self.queued.popleft()
+            self.in_flight += 1
 
     def return_slots(self) -> None:
         """Tell the worker which of its reply slots the parent no longer views."""
@@ -62,7 +86,8 @@ class ProcessPoolFleet:
         self._workers: list[_Worker] = []
         for _ in range(min(workers, max(1, len(self._node_ids)))):
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker_main, args=(child, factory, threads), daemon=True)
+            siblings = [w.conn for w in self._workers]  # the child inherits these ends and must close them
+            process = ctx.Process(target=_worker_main, args=(child, factory, threads, siblings), daemon=True)
             process.start()
             child.close()
             self._workers.append(_Worker(process=process, conn=parent))
@@ -86,10 +111,7 @@ class ProcessPoolFleet:
             "block": block.name,
             "layout": block.layout,
         }
-        worker.return_slots()
-        try:
-            worker.conn.send_bytes(json.dumps(header).encode())
-        except OSError:  # the worker is gone: fail the task now rather than at the deadline
+        if not worker.process.is_alive():  # fail the task now rather than at the deadline
             self._undeliverable.append(
                 Reply(
                     node_id=node_id,
@@ -102,6 +124,9 @@ class ProcessPoolFleet:
             return
         block.users += 1
         worker.pending[(node_id, task.kind, task.round)] = (block.name, task.run_id)
+        worker.queued.append(json.dumps(header).encode())
+        worker.return_slots()
+        self._dispatch(worker)
 
     def receive(self, timeout: float) -> list[Reply]:
         if self._undeliverable:
@@ -122,8 +147,14 @@ class ProcessPoolFleet:
                     replies.append(self._read_reply(worker))
                 except (EOFError, OSError):
                     replies.extend(self._fail_pending(worker))
+                    continue
+                worker.in_flight -= 1
+                self._dispatch(worker)
             elif worker.process.sentinel in ready:
                 replies.extend(self._fail_pending(worker))
+        if self._undeliverable:
+            replies.extend(self._undeliverable)
+            self._undeliverable = []
         return replies
 
     def close(self) -> None:
@@ -147,10 +178,17 @@ class ProcessPoolFleet:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _dispatch(self, worker: _Worker) -> None:
+        """Move the worker's queued tasks onto its pipe; a dead worker fails all of its tasks at once."""
+        try:
+            worker.dispatch()
+        except OSError:
+            self._undeliverable.extend(self._fail_pending(worker))
+
     def _block_for(self, task: Task) -> SharedBlock:
         """The shared block holding this task's arrays, publishing them only if they are new."""
         current = self._current
-        if current is not None and current[0] is task.params and current[1] is task.extras:
+        if current is not None and current[0] is task.params and _same_extras(current[1], task.extras):
             return current[2]
         block = publish(pack(task.params, task.extras))
         self._blocks[block.name] = block
@@ -199,15 +237,45 @@ class ProcessPoolFleet:
         ]
         for key in list(worker.pending):
             self._finish(worker, key)
+        worker.queued.clear()
+        worker.in_flight = 0
         return failed
 
 
-def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads) -> None:
+def _same_extras(a: ParamSet, b: ParamSet) -> bool:
+    """Whether two tasks' extras are the same arrays; every task without extras has its own empty set."""
+    return a is b or (len(a) == 0 and len(b) == 0)
+
+
+def _worker_main(conn: Connection, factory: NodeFactory, threads: BlasThreads, siblings: list[Connection]) -> None:
     """Worker entry point: this process only ever runs node tasks, so it sets its BLAS limit once
     and tunes its allocator for model-sized buffers (see ``fedlearn.client.allocator``)."""
+    for sibling in siblings:  # held open here, another worker's pipe would never see its parent go
+        sibling.close()
+    _exit_with_parent()
     retain_freed_memory()
     with threads():
         _serve(conn, NodeCache(factory))
+
+
+def _exit_with_parent() -> None:
+    """Turn SIGTERM into a clean exit, and have the kernel send it when the parent dies.
+
+    The parent may be killed without running any clean-up of its own (SIGTERM or SIGKILL). Then
+    this worker must not go on computing for nobody: it exits through ``_serve``'s ``finally``,
+    which unlinks its reply slots.
+    """
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, _raise_system_exit)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request was in place
+        raise SystemExit(0)
+
+
+def _raise_system_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _serve(conn: Connection, nodes: NodeCache) -> None:

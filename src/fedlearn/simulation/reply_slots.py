@@ -13,7 +13,9 @@ reducer keeps a whole round's) keeps its slot, so the worker then simply makes a
 nothing ever waits for a release.
 
 Slot names are unlinked as soon as the parent maps them, so a crash of either process leaks
-nothing that outlives both mappings.
+nothing that outlives both mappings. A slot keeps its mapping but no file descriptor, so a round
+whose replies are all held at once (10,000 nodes under a robust reducer) does not run into the
+process's limit on open files.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import secrets
 import weakref
 from collections import deque
-from multiprocessing import resource_tracker
-from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ class WorkerSlots:
     """A worker's slots: it writes each reply into a free one and learns of releases by name."""
 
     def __init__(self) -> None:
-        self._slots: dict[str, SharedMemory] = {}
+        self._slots: dict[str, _Slot] = {}
         self._free: set[str] = set()
         self._retired: list[str] = []
 
@@ -58,26 +59,46 @@ class WorkerSlots:
 
     def close(self) -> None:
         for slot in self._slots.values():
-            slot.close()
+            slot.buf.close()
             with contextlib.suppress(FileNotFoundError):  # the parent unlinks every slot it mapped
-                slot.unlink()
+                os.unlink(os.path.join(SHM_DIR, slot.name))
         self._slots.clear()
         self._free.clear()
 
-    def _acquire(self, size: int) -> SharedMemory:
+    def _acquire(self, size: int) -> _Slot:
         fitting = [name for name in self._free if self._slots[name].size >= size]
         if fitting:
             name = min(fitting, key=lambda n: self._slots[n].size)
             self._free.discard(name)
             return self._slots[name]
         for name in self._free:  # every free slot is too small for this reply: retire them
-            self._slots.pop(name).close()
+            self._slots.pop(name).buf.close()
             self._retired.append(name)
         self._free.clear()
-        slot = SharedMemory(create=True, size=size)
-        resource_tracker.unregister(slot._name, "shared_memory")  # type: ignore[attr-defined]  # the parent unlinks
+        slot = _Slot.create(size)
         self._slots[slot.name] = slot
         return slot
+
+
+class _Slot:
+    """A named shared-memory block mapped read-write, without an open file descriptor."""
+
+    __slots__ = ("buf", "name", "size")
+
+    def __init__(self, name: str, buf: mmap.mmap) -> None:
+        self.name = name
+        self.buf = buf
+        self.size = len(buf)
+
+    @classmethod
+    def create(cls, size: int) -> _Slot:
+        name = f"psm_{secrets.token_hex(8)}"
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            return cls(name, mmap.mmap(fd, size))
+        finally:
+            os.close(fd)
 
 
 class ParentSlots:

@@ -40,7 +40,7 @@ def plan_layout(params: ParamSet) -> tuple[Layout, int]:
     return layout, offset
 
 
-def write_layout(buffer: memoryview | None, layout: Layout, params: ParamSet) -> None:
+def write_layout(buffer: memoryview | mmap.mmap | None, layout: Layout, params: ParamSet) -> None:
     """Copy ``params`` into ``buffer`` (a block's ``buf``) at the offsets of ``layout``."""
     if buffer is None:
         raise ValueError("cannot write into a closed shared-memory block")

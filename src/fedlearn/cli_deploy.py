@@ -165,7 +165,7 @@ def run(
     load_config(config)  # fail here, with the file name, before anything is sent
     with CoordinatorClient(api, admin_token=admin_token) as client:
         submitted = client.submit(config.read_text(encoding="utf-8"))
-        typer.echo(f"submitted run {submitted['id']} ({submitted['name']})")
+        typer.echo(f"submitted run {submitted.id} ({submitted.name})")
         if not follow:
             return
         columns = (
@@ -176,18 +176,18 @@ def run(
             TextColumn("{task.description}"),
         )
         with Progress(*columns, console=Console(stderr=True)) as progress:
-            bar = progress.add_task(submitted["status"], total=submitted["rounds_total"])
+            bar = progress.add_task(submitted.status, total=submitted.rounds_total)
             while True:
-                current = client.run(submitted["id"])
-                last = current["history"][-1] if current["history"] else {}
-                metrics = last.get("federated_metrics") or last.get("fit_metrics") or {}
+                current = client.run(submitted.id)
+                last = current.history[-1] if current.history else None
+                metrics = (last.federated_metrics or last.fit_metrics) if last else {}
                 shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k in ("loss", "accuracy"))
-                progress.update(bar, completed=current["rounds_done"], description=f"{current['status']} {shown}")
-                if current["status"] in ("completed", "failed", "stopped"):
+                progress.update(bar, completed=current.rounds_done, description=f"{current.status} {shown}")
+                if current.status in ("completed", "failed", "stopped"):
                     break
                 time.sleep(1.0)
-    typer.echo(f"run {current['id']}: {current['status']} {current['message']}".rstrip())
-    if current["status"] != "completed":
+    typer.echo(f"run {current.id}: {current.status} {current.message}".rstrip())
+    if current.status != "completed":
         raise typer.Exit(1)
 
 
@@ -256,7 +256,7 @@ def runs_list(api: ApiOption = DEFAULT_API, admin_token: AdminToken = "") -> Non
         records = client.runs()
     table = Table(Column("id", no_wrap=True, min_width=32), "name", "status", "rounds", "message")
     for r in records:
-        table.add_row(r["id"], r["name"], r["status"], f"{r['rounds_done']}/{r['rounds_total']}", r["message"])
+        table.add_row(r.id, r.name, r.status, f"{r.rounds_done}/{r.rounds_total}", r.message)
     Console().print(table)
 
 
@@ -274,13 +274,13 @@ def runs_show(
         current = client.run(run_id)
         if model is not None:
             model.write_bytes(client.model(run_id))
-    typer.echo(f"run {current['id']} ({current['name']}): {current['status']}, "
-               f"{current['rounds_done']}/{current['rounds_total']} rounds {current['message']}".rstrip())  # fmt: skip
-    for record in current["history"]:
-        metrics = {**record["fit_metrics"], **record["federated_metrics"]}
+    typer.echo(f"run {current.id} ({current.name}): {current.status}, "
+               f"{current.rounds_done}/{current.rounds_total} rounds {current.message}".rstrip())  # fmt: skip
+    for record in current.history:
+        metrics = {**record.fit_metrics, **record.federated_metrics}
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        typer.echo(f"  round {record['round']}: {record['replies']}/{record['sampled']} replies "
-                   f"in {record['duration_s']:.2f} s {shown}")  # fmt: skip
+        typer.echo(f"  round {record.round}: {record.replies}/{record.sampled} replies "
+                   f"in {record.duration_s:.2f} s {shown}")  # fmt: skip
     if model is not None:
         typer.echo(f"model written to {model}")
 
@@ -292,7 +292,7 @@ def runs_stop(run_id: str, api: ApiOption = DEFAULT_API, admin_token: AdminToken
 
     with CoordinatorClient(api, admin_token=admin_token) as client:
         current = client.stop(run_id)
-    typer.echo(f"run {current['id']}: {current['status']}" + (" (stop requested)" if current["stop_requested"] else ""))
+    typer.echo(f"run {current.id}: {current.status}" + (" (stop requested)" if current.stop_requested else ""))
 
 
 def analytics_remote(

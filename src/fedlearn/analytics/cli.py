@@ -335,19 +335,20 @@ def save_arrays(path: Path, model: str, arrays: Mapping[str, Any], columns: Sequ
     path.write_bytes(encode(dict(arrays), metadata))
 
 
-def print_result(result: Mapping[str, Any]) -> dict[str, Any]:
-    """Print a coordinator's analytics answer (see ``fedlearn.analytics.remote``); return its arrays."""
+def print_result(result: Any) -> dict[str, Any]:
+    """Print a coordinator's analytics answer (``fedlearn.web.contract.AnalyticsResult``); return its arrays."""
     out = Console(width=max(100, Console().width))
-    members = [(m["node"], m["rows"], f"dataset {m['dataset']}", m["types"]) for m in result["members"]]
-    columns = [*result["columns"], *([result["target"]] if result["target"] else [])]
-    print_members(out, "members", columns, members, result["problems"])
-    if result["model"] == "describe":
-        print_description(out, result["rows"], result["description"])
-        arrays = description_arrays(result["description"])
+    members = [(m.node, m.rows, f"dataset {m.dataset}", m.types) for m in result.members]
+    columns = [*result.columns, *([result.target] if result.target else [])]
+    print_members(out, "members", columns, members, result.problems)
+    if result.model == "describe":
+        rows = [row.model_dump() for row in result.description]
+        print_description(out, result.rows, rows)
+        arrays = description_arrays(rows)
     else:
-        arrays = {k: _array(v) for k, v in result["attributes"].items()}
-        print_model(out, result["model"], SimpleNamespace(**arrays), result["columns"], result["target"])
-    typer.echo(f"fitted {result['model']} on {result['rows']} rows from {len(members)} nodes")
+        arrays = {k: _array(v) for k, v in result.attributes.items()}
+        print_model(out, result.model, SimpleNamespace(**arrays), result.columns, result.target)
+    typer.echo(f"fitted {result.model} on {result.rows} rows from {len(members)} nodes")
     return arrays
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "fedlearn"
 ORDER = [
     "core", "data", "strategies", "engine", "config", "client", "simulation", "runtime", "privacy",
-    "analytics", "registry", "web", "reports", "cli_deploy", "cli",
+    "analytics", "registry", "web", "cli",
 ]  # fmt: skip
 
 

@@ -54,7 +54,11 @@ class ReportingGroup(TyperGroup):
 
 
 def command_group(*, help: str | None = None) -> typer.Typer:
-    """A typer app for one group of commands, reporting errors as the whole ``fedlearn`` command does."""
+    """A typer app for one group of commands, reporting errors as the whole ``fedlearn`` command does.
+
+    Typer turns an app of a single command into that command, without the group, so such an app
+    reports errors only where it is mounted (as ``simulate`` is, on the root app).
+    """
     return typer.Typer(
         cls=ReportingGroup,
         help=help,

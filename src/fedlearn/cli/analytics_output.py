@@ -123,6 +123,7 @@ def _number(value: float | None) -> str:
 
 
 def print_histograms(out: Console, summary: Any) -> None:
+    """One table per histogram of the job: the rows below the range, each bin, and the rows above it."""
     for spec, hist in zip(summary.spec.histograms, summary.histograms, strict=True):
         table = RichTable(title=f"histogram of {spec.column}")
         table.add_column("bin")

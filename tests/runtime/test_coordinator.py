@@ -44,3 +44,20 @@ def test_run_lets_go_of_its_initial_parameters_once_the_engine_moves_on(tmp_path
 
     assert (status.status, status.message) == ("completed", "3 rounds")
     assert tracked_learner.ALIVE_DURING_FIT == [True, False, False]
+
+
+def test_run_that_cannot_get_its_nodes_fails_recording_a_quorum_error(tmp_path: Path) -> None:
+    fleet = InProcessFleet(["n1"], lambda name: NodeApp(node_id=name, trainer=tracked_learner.TrackingTrainer()))
+    config = CONFIG.replace("min_available_nodes = 1", "min_available_nodes = 2\nwait_for_nodes_timeout = 0.2")
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        coordinator = Coordinator(store, fleet, poll_interval=0.05, allowed_learners=[LEARNER])
+        coordinator.start()
+        run_id = coordinator.submit(config).id
+        deadline = time.monotonic() + 60
+        while store.get_run(run_id).status not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        coordinator.close()
+        run = store.get_run(run_id)
+
+    assert (run.status, run.error) == ("failed", "QuorumError")
+    assert "needed 2 nodes but only 1 were available" in run.message

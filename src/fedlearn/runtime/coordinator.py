@@ -137,8 +137,8 @@ class Coordinator:
             pass  # left ``running`` with its last checkpoint: the next coordinator resumes it
         except RunStopped:
             self.store.set_run_status(run.id, "stopped", "stopped by an operator")
-        except FedlearnError as exc:
-            self.store.set_run_status(run.id, "failed", str(exc))
+        except FedlearnError as exc:  # recorded by name too, so `fedlearn run` exits with this error's code
+            self.store.set_run_status(run.id, "failed", str(exc), error=type(exc).__name__)
         except Exception as exc:  # keep serving other runs; the reason is recorded for the operator
             logger.exception("run %s failed unexpectedly", run.id)
             self.store.set_run_status(run.id, "failed", f"internal error: {type(exc).__name__}: {exc}")

@@ -4,64 +4,59 @@ Every route except ``/api/health`` needs ``Authorization: Bearer <admin token>``
 compared in constant time. Errors carry the same one-line messages as the CLI, in ``detail``: a
 bad request or run config is a 422 that names the field or key, an unknown run a 404, a node's
 privacy refusal a 403 with the node's reason, nodes busy with a training run a 409, and a node
-that is not connected or does not answer a 503.
+that is not connected or does not answer a 503. Those statuses, and the models every route takes
+and answers, are the contract in :mod:`fedlearn.web.contract`, which the client reads too.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
 
 from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_request
 from fedlearn.core.codec import encode
-from fedlearn.core.errors import ConfigError, FedlearnError, FleetBusy, NotFoundError, PrivacyError, QuorumError
+from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError
+from fedlearn.engine.history import RoundRecord
 from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import NodeRecord, RunRecord
+from fedlearn.web.contract import (
+    AnalyticsResult,
+    Health,
+    NodeSummary,
+    Refusal,
+    RunDetail,
+    RunRequest,
+    RunSummary,
+    status_of,
+)
 
 _bearer = HTTPBearer(auto_error=False)
-# Our errors as HTTP statuses; anything else of ours is a 500 that still says what went wrong.
-_STATUS: dict[type[FedlearnError], int] = {
-    ConfigError: 422,
-    PrivacyError: 403,
-    NotFoundError: 404,
-    FleetBusy: 409,
-    QuorumError: 503,
-    FedlearnError: 500,
-}
 
 
-class RunRequest(BaseModel):
-    config: str
+def run_summary(run: RunRecord) -> RunSummary:
+    return RunSummary.model_validate(run, from_attributes=True)
 
 
-def run_json(run: RunRecord) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "name": run.name,
-        "status": run.status,
-        "message": run.message,
-        "seed": run.seed,
-        "rounds_total": run.rounds_total,
-        "rounds_done": run.rounds_done,
-        "stop_requested": run.stop_requested,
-        "created_at": run.created_at.isoformat(),
-        "updated_at": run.updated_at.isoformat(),
-    }
+def run_detail(run: RunRecord, history: list[RoundRecord]) -> RunDetail:
+    return RunDetail(**run_summary(run).model_dump(), config=run.config_toml, history=history)
 
 
-def node_json(node: NodeRecord, connected: set[str]) -> dict[str, Any]:
-    return {
-        "name": node.name,
-        "status": "revoked" if node.revoked else ("online" if node.name in connected else "offline"),
-        "created_at": node.created_at.isoformat(),
-        "last_seen": node.last_seen.isoformat() if node.last_seen else None,
-    }
+def node_summary(node: NodeRecord, connected: set[str]) -> NodeSummary:
+    return NodeSummary(
+        name=node.name,
+        status="revoked" if node.revoked else ("online" if node.name in connected else "offline"),
+        created_at=node.created_at,
+        last_seen=node.last_seen,
+    )
+
+
+def _refusal(status: int, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content=Refusal(detail=detail).model_dump())
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -100,43 +95,38 @@ def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
 
     admin = [Depends(require_admin)]
 
-    async def ours(request: Request, exc: Exception) -> JSONResponse:
-        status = next(code for kind, code in _STATUS.items() if isinstance(exc, kind))
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
-
-    for kind in _STATUS:
-        app.add_exception_handler(kind, ours)
+    @app.exception_handler(FedlearnError)  # subclasses too: handlers are looked up along the error's MRO
+    async def ours(request: Request, exc: FedlearnError) -> JSONResponse:
+        return _refusal(status_of(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": validation_message(exc)})
+        return _refusal(422, validation_message(exc))
 
     @app.get("/api/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "nodes_connected": len(coordinator.fleet.available())}
+    def health() -> Health:
+        return Health(status="ok", nodes_connected=len(coordinator.fleet.available()))
 
     @app.get("/api/nodes", dependencies=admin)
-    def nodes() -> list[dict[str, Any]]:
+    def nodes() -> list[NodeSummary]:
         connected = set(coordinator.fleet.available())
-        return [node_json(n, connected) for n in store.list_nodes()]
+        return [node_summary(n, connected) for n in store.list_nodes()]
 
     @app.get("/api/runs", dependencies=admin)
-    def runs() -> list[dict[str, Any]]:
-        return [run_json(r) for r in store.list_runs()]
+    def runs() -> list[RunSummary]:
+        return [run_summary(r) for r in store.list_runs()]
 
     @app.post("/api/runs", dependencies=admin, status_code=201)
-    def submit(request: RunRequest) -> dict[str, Any]:
-        return run_json(coordinator.submit(request.config))
+    def submit(request: RunRequest) -> RunSummary:
+        return run_summary(coordinator.submit(request.config))
 
     @app.get("/api/runs/{run_id}", dependencies=admin)
-    def show(run_id: str) -> dict[str, Any]:
-        run = store.get_run(run_id)
-        history = [r.to_json() for r in store.round_history(run_id)]
-        return {**run_json(run), "config": run.config_toml, "history": history}
+    def show(run_id: str) -> RunDetail:
+        return run_detail(store.get_run(run_id), store.round_history(run_id))
 
     @app.post("/api/runs/{run_id}/stop", dependencies=admin)
-    def stop(run_id: str) -> dict[str, Any]:
-        return run_json(coordinator.stop(run_id))
+    def stop(run_id: str) -> RunSummary:
+        return run_summary(coordinator.stop(run_id))
 
     @app.get("/api/runs/{run_id}/model", dependencies=admin)
     def model(run_id: str) -> Response:
@@ -148,10 +138,10 @@ def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
         return Response(content=encode(params, metadata=metadata), media_type="application/octet-stream")
 
     @app.post("/api/analytics", dependencies=admin)
-    def analytics(request: AnalyticsRequest) -> dict[str, Any]:
+    def analytics(request: AnalyticsRequest) -> AnalyticsResult:
         """Exact federated analytics over the members' datasets, between training rounds."""
         check_connected(request.members, coordinator.fleet.available())
         with coordinator.fleet_access(wait=request.wait, purpose="an analytics request") as fleet:
-            return run_request(request, fleet)
+            return AnalyticsResult.model_validate(run_request(request, fleet))
 
     return app

@@ -1,7 +1,8 @@
 """A small HTTP client for the coordinator API, used by ``fedlearn run``, ``runs`` and ``analytics remote``.
 
-Transport failures and refusals become one-line errors that say what to check, never a
-traceback: an unreachable coordinator, a wrong admin token, a bad config, an unknown run. Each
+Every answer is parsed into its model in :mod:`fedlearn.web.contract`, the same one the server
+answers with. Transport failures and refusals become one-line errors that say what to check, never
+a traceback: an unreachable coordinator, a wrong admin token, a bad config, an unknown run. Each
 refusal is raised as the error the coordinator raised (a node's privacy refusal as a
 ``PrivacyError``, busy nodes as ``FleetBusy``), so the CLI exits with that error's code.
 """
@@ -9,19 +10,23 @@ refusal is raised as the error the coordinator raised (a node's privacy refusal 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import TypeAdapter
+from pydantic import ValidationError as AnswerInvalid
 
-from fedlearn.core.errors import (
-    ConfigError,
-    CoordinatorUnavailable,
-    FedlearnError,
-    FleetBusy,
-    NotFoundError,
-    PrivacyError,
-    QuorumError,
-)
+from fedlearn.core.errors import ConfigError, CoordinatorUnavailable
+from fedlearn.web.contract import AnalyticsResult, NodeSummary, Refusal, RunDetail, RunRequest, RunSummary, refused_as
+
+T = TypeVar("T")
+
+_RUN = TypeAdapter(RunSummary)
+_RUNS = TypeAdapter(list[RunSummary])
+_RUN_DETAIL = TypeAdapter(RunDetail)
+_NODES = TypeAdapter(list[NodeSummary])
+_ANALYTICS = TypeAdapter(AnalyticsResult)
+_REFUSAL = TypeAdapter(Refusal)
 
 
 class CoordinatorClient:
@@ -42,20 +47,20 @@ class CoordinatorClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, config_toml: str) -> dict[str, Any]:
-        return self._call("POST", "/api/runs", json={"config": config_toml})
+    def submit(self, config_toml: str) -> RunSummary:
+        return self._call(_RUN, "POST", "/api/runs", json=RunRequest(config=config_toml).model_dump())
 
-    def runs(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/runs")
+    def runs(self) -> list[RunSummary]:
+        return self._call(_RUNS, "GET", "/api/runs")
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/runs/{run_id}")
+    def run(self, run_id: str) -> RunDetail:
+        return self._call(_RUN_DETAIL, "GET", f"/api/runs/{run_id}")
 
-    def stop(self, run_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/runs/{run_id}/stop")
+    def stop(self, run_id: str) -> RunSummary:
+        return self._call(_RUN, "POST", f"/api/runs/{run_id}/stop")
 
-    def nodes(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/nodes")
+    def nodes(self) -> list[NodeSummary]:
+        return self._call(_NODES, "GET", "/api/nodes")
 
     def model(self, run_id: str) -> bytes:
         response = self._request("GET", f"/api/runs/{run_id}/model")
@@ -72,11 +77,12 @@ class CoordinatorClient:
         options: Mapping[str, Any] | None = None,
         timeout: float = 60.0,
         wait: float = 10.0,
-    ) -> dict[str, Any]:
+    ) -> AnalyticsResult:
         """Fit ``model`` on the union of ``members`` (node name -> dataset name); see ``POST /api/analytics``.
 
         ``timeout`` bounds each node's answer to each task and ``wait`` the wait for a training
-        run to free the nodes; this call waits as long as the coordinator may need for both.
+        run to free the nodes; this call waits as long as the coordinator may need for both. The
+        request is sent as given and validated by the coordinator, whose 422 names a bad field.
         """
         body = {
             "columns": list(columns),
@@ -92,10 +98,19 @@ class CoordinatorClient:
         stages = len(members) + 1 + newton_steps
         base = self._http.timeout.read
         deadline = None if base is None else wait + timeout * stages + base
-        return self._call("POST", "/api/analytics", json=body, timeout=deadline)
+        return self._call(_ANALYTICS, "POST", "/api/analytics", json=body, timeout=deadline)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._request(method, path, **kwargs).json()
+    def _call(self, answer: TypeAdapter[T], method: str, path: str, **kwargs: Any) -> T:
+        response = self._request(method, path, **kwargs)
+        try:
+            return answer.validate_json(response.content)
+        except AnswerInvalid as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the body"
+            raise CoordinatorUnavailable(
+                f"the coordinator at {self.url} answered {method} {path} with JSON this client cannot read "
+                f"({where}: {first['msg']}); is it running the same fedlearn version?"
+            ) from None
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -109,24 +124,15 @@ class CoordinatorClient:
         detail = _detail(response)
         if response.status_code == 401:
             raise ConfigError(f"the coordinator refused the admin token: {detail}")
-        if response.status_code in _ERRORS and response.headers.get("content-type") == "application/json":
-            raise _ERRORS[response.status_code](detail)
+        refusal = refused_as(response.status_code)
+        if refusal is not None and response.headers.get("content-type") == "application/json":
+            raise refusal(detail)
         raise CoordinatorUnavailable(f"the coordinator at {self.url} answered {response.status_code}: {detail}")
 
 
-# The coordinator's refusals (see ``fedlearn.web.api``), raised here as the errors they were there.
-_ERRORS: dict[int, type[FedlearnError]] = {
-    403: PrivacyError,
-    404: NotFoundError,
-    409: FleetBusy,
-    422: ConfigError,
-    503: QuorumError,
-}
-
-
 def _detail(response: httpx.Response) -> str:
+    """The one-line reason of a refusal, or the raw body of an answer that is not ours (a proxy's page)."""
     try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
-    return detail if isinstance(detail, str) else str(detail)
+        return _REFUSAL.validate_json(response.content).detail
+    except AnswerInvalid:
+        return response.text

@@ -21,6 +21,7 @@ import pytest
 
 from fedlearn.runtime.store import open_store
 from fedlearn.web.client import CoordinatorClient
+from fedlearn.web.contract import RunDetail
 
 ROOT = Path(__file__).resolve().parents[3]
 ADMIN = "test-admin-token-0123456789abcdef"
@@ -149,24 +150,24 @@ class Deployment:
 
     def online(self) -> set[str]:
         with self.client() as client:
-            return {n["name"] for n in client.nodes() if n["status"] == "online"}
+            return {n.name for n in client.nodes() if n.status == "online"}
 
-    def run(self, run_id: str) -> dict[str, Any]:
+    def run(self, run_id: str) -> RunDetail:
         with self.client() as client:
             return client.run(run_id)
 
     def submit(self, config: str) -> str:
         with self.client() as client:
-            return str(client.submit(config)["id"])
+            return str(client.submit(config).id)
 
     def wait_for_nodes(self, count: int, timeout: float = 30) -> None:
         self.wait_until(lambda: len(self.online()) >= count, f"{count} nodes online", timeout=timeout)
 
     def wait_for_run(self, run_id: str, *, statuses: tuple[str, ...] = ("completed", "failed", "stopped"),
-                     rounds: int | None = None, timeout: float = 120) -> dict[str, Any]:  # fmt: skip
+                     rounds: int | None = None, timeout: float = 120) -> RunDetail:  # fmt: skip
         def done() -> bool:
             run = self.run(run_id)
-            return run["status"] in statuses if rounds is None else run["rounds_done"] >= rounds
+            return run.status in statuses if rounds is None else run.rounds_done >= rounds
 
         self.wait_until(done, f"run {run_id} to progress", timeout=timeout)
         return self.run(run_id)

@@ -100,8 +100,8 @@ def test_linear_regression_over_the_nodes_equals_sklearn_on_their_pooled_rows(fe
         result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="linear")
 
     reference = LinearRegression().fit(x, y)
-    assert_close(result["attributes"]["coef_"], reference.coef_)
-    assert_close(result["attributes"]["intercept_"], reference.intercept_)
+    assert_close(result.attributes["coef_"], reference.coef_)
+    assert_close(result.attributes["intercept_"], reference.intercept_)
 
 
 def test_gaussian_nb_over_the_nodes_equals_sklearn_on_their_pooled_rows(federation: Deployment) -> None:
@@ -113,9 +113,9 @@ def test_gaussian_nb_over_the_nodes_equals_sklearn_on_their_pooled_rows(federati
         )
 
     reference = GaussianNB().fit(x, y)
-    np.testing.assert_array_equal(result["attributes"]["classes_"], reference.classes_)
+    np.testing.assert_array_equal(result.attributes["classes_"], reference.classes_)
     for name in ("theta_", "var_", "class_prior_"):
-        assert_close(result["attributes"][name], getattr(reference, name))
+        assert_close(result.attributes[name], getattr(reference, name))
 
 
 def test_answer_reports_each_members_rows_and_agreeing_column_types(federation: Deployment) -> None:
@@ -124,9 +124,9 @@ def test_answer_reports_each_members_rows_and_agreeing_column_types(federation: 
     with federation.client() as client:
         result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="describe")
 
-    assert [(m["node"], m["rows"]) for m in result["members"]] == list(zip(NODES, rows, strict=True))
-    assert result["rows"] == sum(rows) and result["problems"] == []
-    assert {t for m in result["members"] for t in m["types"].values()} == {"float"}
+    assert [(m.node, m.rows) for m in result.members] == list(zip(NODES, rows, strict=True))
+    assert result.rows == sum(rows) and result.problems == []
+    assert {t for m in result.members for t in m.types.values()} == {"float"}
 
 
 def test_describe_over_the_nodes_equals_the_pooled_column_statistics(federation: Deployment) -> None:
@@ -136,8 +136,8 @@ def test_describe_over_the_nodes_equals_the_pooled_column_statistics(federation:
     with federation.client() as client:
         result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="describe")
 
-    table = {k: [row[k] for row in result["description"]] for k in ("mean", "std", "min", "max")}
-    assert [row["column"] for row in result["description"]] == [*DIABETES, "y"]
+    table = {k: [getattr(row, k) for row in result.description] for k in ("mean", "std", "min", "max")}
+    assert [row.column for row in result.description] == [*DIABETES, "y"]
     assert_close(table["mean"], pooled.mean(axis=0))
     assert_close(table["std"], pooled.std(axis=0, ddof=1))
     assert_close(table["min"], pooled.min(axis=0))
@@ -260,7 +260,7 @@ def test_analytics_during_a_round_that_outlasts_its_wait_is_busy_naming_the_run(
 
     assert response.status_code == 409
     assert f"the nodes are busy: training run {run_id} did not free them within 0.2 s" in response.json()["detail"]
-    assert training.wait_for_run(run_id)["status"] == "completed"
+    assert training.wait_for_run(run_id).status == "completed"
 
 
 def test_analytics_during_a_run_is_answered_between_rounds_and_disturbs_neither(training: Deployment) -> None:
@@ -274,8 +274,8 @@ def test_analytics_during_a_run_is_answered_between_rounds_and_disturbs_neither(
     during = training.run(run_id)
     run = training.wait_for_run(run_id)
 
-    assert during["status"] == "running" and during["rounds_done"] < 4
-    assert_close(result["attributes"]["coef_"], LinearRegression().fit(x, y).coef_)
-    assert run["status"] == "completed", run["message"]
+    assert during.status == "running" and during.rounds_done < 4
+    assert_close(result.attributes["coef_"], LinearRegression().fit(x, y).coef_)
+    assert run.status == "completed", run.message
     with training.client() as client:
         assert decode(client.model(run_id)).bitwise_equal(_simulated(config))

@@ -44,8 +44,8 @@ def test_deployed_run_matches_simulation_bit_for_bit(deployment: Deployment) -> 
 
     run = deployment.wait_for_run(deployment.submit(run_toml(rounds=4)))
 
-    assert run["status"] == "completed", run["message"]
-    assert _model(deployment, run["id"]).bitwise_equal(_simulated(run_toml(rounds=4)))
+    assert run.status == "completed", run.message
+    assert _model(deployment, run.id).bitwise_equal(_simulated(run_toml(rounds=4)))
 
 
 def test_node_killed_mid_round_is_left_out_and_goes_offline(deployment: Deployment) -> None:
@@ -56,9 +56,9 @@ def test_node_killed_mid_round_is_left_out_and_goes_offline(deployment: Deployme
     deployment.kill(deployment.nodes["node-001"])  # it is now inside a 1 s fit of round 2
     run = deployment.wait_for_run(run_id)
 
-    assert run["status"] == "completed", run["message"]
-    second = run["history"][1]
-    assert second["replies"] == 2 and "node-001" in second["failures"]
+    assert run.status == "completed", run.message
+    second = run.history[1]
+    assert second.replies == 2 and "node-001" in second.failures
     deployment.wait_until(lambda: "node-001" not in deployment.online(), "node-001 to go offline", timeout=15)
 
 
@@ -71,8 +71,8 @@ def test_too_few_nodes_fails_the_run_with_counts_instead_of_hanging(deployment: 
     run = deployment.wait_for_run(deployment.submit(run_toml(extra="wait_for_nodes_timeout = 2").replace(
         "wait_for_nodes_timeout = 30\n", "")))  # fmt: skip
 
-    assert run["status"] == "failed"
-    assert "needed 3 nodes but only 1 were available" in run["message"]
+    assert run.status == "failed"
+    assert "needed 3 nodes but only 1 were available" in run.message
 
 
 def test_coordinator_killed_mid_run_resumes_to_the_same_model(deployment: Deployment) -> None:
@@ -85,8 +85,8 @@ def test_coordinator_killed_mid_run_resumes_to_the_same_model(deployment: Deploy
     deployment.start_coordinator()  # same store, same ports: the nodes reconnect by themselves
     run = deployment.wait_for_run(run_id)
 
-    assert run["status"] == "completed", run["message"]
-    assert len(run["history"]) == 6
+    assert run.status == "completed", run.message
+    assert len(run.history) == 6
     assert _model(deployment, run_id).bitwise_equal(_simulated(config))
 
 
@@ -167,8 +167,8 @@ def test_malformed_updates_from_hostile_node_processes_are_rejected_and_change_n
 
     run = deployment.wait_for_run(deployment.submit(config))
 
-    assert run["status"] == "completed", run["message"]
-    failures = run["history"][0]["failures"]
+    assert run.status == "completed", run.message
+    failures = run.history[0].failures
     expected = {"shape": "shape", "dtype": "dtype", "nan": "NaN", "inf": "Inf", "unknown": "unknown",
                 "examples": "num_examples"}  # fmt: skip
     for name, mode in hostile.items():
@@ -176,4 +176,4 @@ def test_malformed_updates_from_hostile_node_processes_are_rejected_and_change_n
     honest_only = config.replace("min_available_nodes = 8", "min_available_nodes = 2")
     plan = plan_simulation(parse_config(tomllib.loads(honest_only + SIMULATION_DATA.replace("nodes = 3", "nodes = 2"))))
     simulated = simulate(plan.learner, plan.partitions, plan.strategy, plan.engine).params
-    assert _model(deployment, run["id"]).bitwise_equal(simulated)
+    assert _model(deployment, run.id).bitwise_equal(simulated)

@@ -47,7 +47,7 @@ def test_mutual_tls_deployment_completes_a_run(deployment: Deployment, pki: Path
 
     run = deployment.wait_for_run(deployment.submit(run_toml(rounds=2, nodes=1)))
 
-    assert run["status"] == "completed", run["message"]
+    assert run.status == "completed", run.message
 
 
 def test_mutual_tls_refuses_a_node_without_a_certificate(deployment: Deployment, pki: Path) -> None:
@@ -88,5 +88,5 @@ def test_deployment_on_postgresql_store_completes_and_persists_history(tmp_path:
     finally:
         deployment.close()
 
-    assert run["status"] == "completed", run["message"]
-    assert [r["round"] for r in run["history"]] == [1, 2, 3]
+    assert run.status == "completed", run.message
+    assert [r.round for r in run.history] == [1, 2, 3]

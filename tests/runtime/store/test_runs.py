@@ -92,6 +92,29 @@ def test_set_run_status_records_status_and_message(store):
     assert run.updated_at >= run.created_at
 
 
+def test_set_run_status_failed_records_the_error_that_failed_the_run(store):
+    run_id = store.create_run("demo", CONFIG, seed=1, rounds=3)
+    assert store.get_run(run_id).error is None
+
+    store.set_run_status(run_id, "failed", "needed 3 nodes but only 1 were available", error="QuorumError")
+
+    assert store.get_run(run_id).error == "QuorumError"
+
+
+def test_set_run_status_refuses_an_error_for_a_run_that_did_not_fail(store):
+    run_id = store.create_run("demo", CONFIG, seed=1, rounds=3)
+
+    with pytest.raises(ConfigError, match="`error` names what failed a run, so it needs status 'failed'; got status"):
+        store.set_run_status(run_id, "completed", error="QuorumError")
+
+
+def test_set_run_status_refuses_an_error_name_longer_than_its_column(store):
+    run_id = store.create_run("demo", CONFIG, seed=1, rounds=3)
+
+    with pytest.raises(ConfigError, match="`error` must be a class name of 1-64 characters"):
+        store.set_run_status(run_id, "failed", error="E" * 65)
+
+
 def test_set_run_status_refuses_unknown_status(store):
     run_id = store.create_run("demo", CONFIG, seed=1, rounds=3)
 

@@ -1,4 +1,4 @@
-"""Schema versions: creation, migration from version 0, refusal of newer or foreign databases."""
+"""Schema versions: creation, migration from versions 0 and 1, refusal of newer or foreign databases."""
 
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
@@ -16,13 +16,31 @@ from fedlearn.runtime.store.schema import metadata
 _T = "2024-05-01 12:00:00"
 
 
+def _make_version_1(url, sql):
+    """A store as fedlearn left it before runs recorded their error, holding one failed run.
+
+    Version 1 had no ``runs.error``. Built by creating today's schema and removing what version 2 added.
+    """
+    open_store(url).close()
+    sql("ALTER TABLE runs DROP COLUMN error")
+    sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    sql(
+        "INSERT INTO runs (id, name, status, message, seed, rounds_total, rounds_done, config_toml, "
+        "stop_requested, created_at, updated_at) VALUES ('r1', 'v1-run', 'failed', 'needed 3 nodes', 7, 10, 0, '', "
+        ":f, :t, :t)",
+        f=False,
+        t=_T,
+    )
+
+
 def _make_version_0(url, sql):
     """A store as fedlearn's first prototype left it, holding one node and one run.
 
     Version 0 had no node presence (``nodes.last_seen``, ``nodes.online``) and no stop flag
-    (``runs.stop_requested``). Built by creating today's schema and removing what version 1 added.
+    (``runs.stop_requested``). Built by creating today's schema and removing what versions 1 and 2 added.
     """
     open_store(url).close()
+    sql("ALTER TABLE runs DROP COLUMN error")
     sql("ALTER TABLE nodes DROP COLUMN last_seen")
     sql("ALTER TABLE nodes DROP COLUMN online")
     sql("ALTER TABLE runs DROP COLUMN stop_requested")
@@ -54,7 +72,7 @@ def _columns(url):
 
 
 def test_migrations_cover_every_version():
-    assert len(MIGRATIONS) == SCHEMA_VERSION == 1
+    assert len(MIGRATIONS) == SCHEMA_VERSION == 2
 
 
 def test_new_store_records_the_current_schema_version(store, sql):
@@ -68,9 +86,28 @@ def test_store_from_version_0_is_migrated_keeping_its_rows(store_url, sql):
         [node] = store.list_nodes()
         [run] = store.list_runs()
 
-    assert _version(sql) == "1"
+    assert _version(sql) == "2"
     assert (node.name, node.status, node.last_seen, node.revoked) == ("old-node", "offline", None, False)
     assert (run.name, run.rounds_done, run.stop_requested) == ("old-run", 4, False)
+
+
+def test_store_from_version_1_is_migrated_keeping_its_runs_with_their_error_unknown(store_url, sql):
+    _make_version_1(store_url, sql)
+
+    with open_store(store_url) as store:
+        [run] = store.list_runs()
+
+    assert _version(sql) == "2"
+    assert (run.name, run.status, run.message, run.error) == ("v1-run", "failed", "needed 3 nodes", None)
+
+
+def test_store_migrated_from_version_1_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
+    _make_version_1(store_url, sql)
+    open_store(store_url).close()
+    fresh = new_store_url()
+    open_store(fresh).close()
+
+    assert _columns(store_url) == _columns(fresh)
 
 
 def test_migrated_store_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
@@ -105,7 +142,7 @@ def test_store_with_a_newer_schema_is_refused(store_url, sql):
         open_store(store_url)
 
     assert str(caught.value).startswith(
-        "store schema is version 3 but this fedlearn supports up to 1; upgrade fedlearn (store: "
+        "store schema is version 3 but this fedlearn supports up to 2; upgrade fedlearn (store: "
     )
 
 

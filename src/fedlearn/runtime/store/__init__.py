@@ -10,8 +10,8 @@ tables, written with SQLAlchemy Core:
 - ``blobs``: one row per content-addressed blob: sha256 hex digest, size, number of chunks.
 - ``blob_chunks``: the bytes, in chunks of at most ``chunk_size`` (16 MiB by default), so a blob of
   any size fits under each backend's per-value limit and streams one chunk at a time.
-- ``runs``: id, name, status (pending, running, completed, failed, stopped), message, seed, rounds
-  total and done, stop flag, config TOML, timestamps.
+- ``runs``: id, name, status (pending, running, completed, failed, stopped), message, the class name
+  of the error that failed it, seed, rounds total and done, stop flag, config TOML, timestamps.
 - ``checkpoints``: one row per run: the round of its latest checkpoint and the digests of its
   parameter and strategy-state blobs (safetensors bytes).
 - ``history``: one row per completed round: the engine's ``RoundRecord`` as JSON.

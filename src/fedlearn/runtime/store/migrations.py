@@ -14,6 +14,8 @@ Version history:
 - 0: the first prototype. Nodes had no presence columns and runs could not be asked to stop; a run
   was stopped by killing the coordinator.
 - 1: ``nodes.last_seen`` and ``nodes.online`` for presence, ``runs.stop_requested`` for a clean stop.
+- 2: ``runs.error``, the class name of the error that failed a run, so that a client following the run
+  can exit with that error's code (a quorum failure with 4) rather than a generic 1.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ def _v0_to_v1(conn: Connection) -> None:
     conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN stop_requested BOOLEAN DEFAULT {false} NOT NULL")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1,)
+def _v1_to_v2(conn: Connection) -> None:
+    """Add the error that failed a run; runs that failed before it existed keep NULL (unknown)."""
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN error VARCHAR(64)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2)
 
 
 def ensure_schema(db: Database) -> None:

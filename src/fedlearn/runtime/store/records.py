@@ -24,7 +24,13 @@ class NodeRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunRecord:
-    """A run's identity, progress and outcome; its model and history are in its checkpoint."""
+    """A run's identity, progress and outcome; its model and history are in its checkpoint.
+
+    ``error`` is the class name of the fedlearn error that failed the run (``"QuorumError"``), so
+    whoever follows the run can report it as that error. It is None unless ``status`` is ``"failed"``,
+    and also for a run failed by an internal error (a bug, which ``message`` names) or failed in a
+    store older than schema version 2.
+    """
 
     id: str
     name: str
@@ -34,6 +40,7 @@ class RunRecord:
     rounds_total: int
     rounds_done: int
     stop_requested: bool
+    error: str | None
     created_at: datetime
     updated_at: datetime
     config_toml: str

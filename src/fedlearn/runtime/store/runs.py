@@ -25,6 +25,7 @@ from fedlearn.runtime.store.records import RUN_STATUSES, RunRecord, RunStatus
 from fedlearn.runtime.store.schema import checkpoints, history, runs, utcnow
 
 _INT64 = (-(2**63), 2**63 - 1)
+_ERROR_NAME_LENGTH = 64  # the width of ``runs.error``
 
 
 def create_run(conn: Connection, name: str, config_toml: str, *, seed: int, rounds: int) -> str:
@@ -71,8 +72,16 @@ def list_runs(conn: Connection, *, status: RunStatus | None = None) -> list[RunR
     return [_run_record(row) for row in conn.execute(query)]
 
 
-def set_run_status(conn: Connection, run_id: str, status: RunStatus, message: str = "") -> None:
-    _update_run(conn, run_id, status=_check_status(status), message=message)
+def set_run_status(
+    conn: Connection, run_id: str, status: RunStatus, message: str = "", *, error: str | None = None
+) -> None:
+    """Record the run's status and message; ``error``, the failing error's class name, goes only with ``failed``."""
+    _check_status(status)
+    if error is not None and status != "failed":
+        raise ConfigError(f"`error` names what failed a run, so it needs status 'failed'; got status {status!r}")
+    if error is not None and not 1 <= len(error) <= _ERROR_NAME_LENGTH:
+        raise ConfigError(f"`error` must be a class name of 1-{_ERROR_NAME_LENGTH} characters; got {error!r}")
+    _update_run(conn, run_id, status=status, message=message, error=error)
 
 
 def request_stop(conn: Connection, run_id: str) -> None:
@@ -102,6 +111,7 @@ def _run_record(row: Row[Any]) -> RunRecord:
         rounds_total=row.rounds_total,
         rounds_done=row.rounds_done,
         stop_requested=bool(row.stop_requested),
+        error=row.error,
         created_at=row.created_at,
         updated_at=row.updated_at,
         config_toml=row.config_toml,

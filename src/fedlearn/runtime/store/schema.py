@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -94,6 +94,7 @@ runs = sa.Table(
     sa.Column("rounds_done", sa.Integer, nullable=False),
     sa.Column("config_toml", sa.Text, nullable=False),
     sa.Column("stop_requested", sa.Boolean, nullable=False, server_default=sa.false()),  # added in version 1
+    sa.Column("error", sa.String(64)),  # added in version 2: the class name of the error that failed the run
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -135,9 +135,10 @@ class Store:
         with self._db.read() as conn:
             return runs.list_runs(conn, status=status)
 
-    def set_run_status(self, run_id: str, status: RunStatus, message: str = "") -> None:
+    def set_run_status(self, run_id: str, status: RunStatus, message: str = "", *, error: str | None = None) -> None:
+        """Record the run's status and message; for a failed run, ``error`` is the failing error's class name."""
         with self._db.write() as conn:
-            runs.set_run_status(conn, run_id, status, message)
+            runs.set_run_status(conn, run_id, status, message, error=error)
 
     def request_stop(self, run_id: str) -> None:
         """Ask the coordinator to stop the run after its current round."""

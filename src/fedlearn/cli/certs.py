@@ -8,8 +8,8 @@
 
 Each command prints the files it wrote and the coordinator or node flags to pass next, because
 the usual failure is not a missing file but the right file passed to the wrong flag. Errors are
-raised as :class:`~fedlearn.core.errors.ConfigError`; ``fedlearn``'s entry point prints them as
-one line.
+raised as :class:`~fedlearn.core.errors.ConfigError` and reported, like every command's, as one
+line and exit code 2. The work itself is :mod:`fedlearn.runtime.certs`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,9 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.runtime import certs
+from fedlearn.cli.reporting import command_group
 
-app = typer.Typer(
-    help="Make a CA and TLS certificates for a coordinator and its nodes.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group(help="Make a CA and TLS certificates for a coordinator and its nodes.")
 
 
 @app.command()
@@ -37,7 +32,9 @@ def init(
     common_name: Annotated[str, typer.Option(help="Common name of the CA certificate.")] = "fedlearn CA",
 ) -> None:
     """Create the certificate authority that signs every certificate of this deployment."""
-    files = certs.init_ca(directory, common_name=common_name, days=days, force=force)
+    from fedlearn.runtime.certs import init_ca
+
+    files = init_ca(directory, common_name=common_name, days=days, force=force)
     typer.echo(f"wrote {files.cert} (CA certificate, valid until {files.not_after:%Y-%m-%d})")
     typer.echo(f"wrote {files.key} (CA private key, mode 0600: keep it here; only {files.cert.name} travels)")
     if force:
@@ -63,7 +60,9 @@ def issue(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing certificate of this name.")] = False,
 ) -> None:
     """Issue a certificate and key signed by the CA in DIRECTORY."""
-    files = certs.issue(
+    from fedlearn.runtime.certs import issue as issue_certificate
+
+    files = issue_certificate(
         directory, name, hosts=host or (), kind="server" if server else "client", days=days, force=force
     )
     until = f"valid until {files.not_after:%Y-%m-%d}"

@@ -11,7 +11,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from typer.testing import CliRunner
 
 from fedlearn.analytics import JobDir
-from fedlearn.analytics.cli import app
+from fedlearn.cli.analytics import app
 from fedlearn.core import decode_with_metadata
 from tests.analytics.conftest import assert_close, load, random_split
 

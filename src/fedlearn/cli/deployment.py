@@ -1,0 +1,184 @@
+"""The deployment commands: ``coordinator`` and ``node``, the two long-running processes, and ``run`` and ``token``.
+
+``coordinator`` and ``node`` stop cleanly on SIGINT/SIGTERM. ``run`` submits a run config to a
+coordinator and follows it to its end; a run that fails exits with the code of the error that
+failed it, so a run that could not get its nodes exits with 4 (``QuorumError``) here as in
+``fedlearn simulate``. The node's token can come from ``FEDLEARN_NODE_TOKEN``, like the shared
+options in :mod:`fedlearn.cli.options`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, StoreOption
+from fedlearn.cli.progress import RoundProgress
+from fedlearn.cli.reporting import command_group
+from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from fedlearn.web.client import CoordinatorClient
+    from fedlearn.web.contract import RunDetail, RunSummary
+
+app = command_group()
+
+_POLL_SECONDS = 1.0  # how often `fedlearn run` asks the coordinator how its run is doing
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+def coordinator(
+    listen: Annotated[str, typer.Option(help="gRPC address nodes connect to.")] = "0.0.0.0:7070",
+    http: Annotated[str, typer.Option(help="HOST:PORT of the HTTP API.")] = "127.0.0.1:8080",
+    store: StoreOption = DEFAULT_STORE,
+    admin_token: AdminToken = "",
+    tls_cert: Annotated[Path | None, typer.Option(help="Server certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Server private key (PEM).")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(help="CA for node certificates: enables mutual TLS.")] = None,
+    max_message_bytes: Annotated[
+        int, typer.Option(help="Largest model or reply accepted.")
+    ] = DEFAULT_MAX_MESSAGE_BYTES,
+    heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node is offline.")] = 6.0,
+    allow_learner: Annotated[list[str] | None, typer.Option(help="Allow a module:function learner.")] = None,
+) -> None:
+    """Run the coordinator: the gRPC fleet for nodes, the run queue and the HTTP API."""
+    import uvicorn
+
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.runtime.coordinator import Coordinator
+    from fedlearn.runtime.grpc_fleet import GrpcFleet, serve
+    from fedlearn.runtime.store import open_store
+    from fedlearn.runtime.tls import load_server_tls
+    from fedlearn.web.api import create_app
+
+    if not admin_token:
+        raise ConfigError("set FEDLEARN_ADMIN_TOKEN or --admin-token; `fedlearn token` prints a fresh one")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if tls_client_ca is not None and tls_cert is None:
+        raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key too")
+    host, _, port = http.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--http must be HOST:PORT; got {http!r}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls = load_server_tls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    state = open_store(store)
+    fleet = GrpcFleet(
+        authenticate=state.authenticate,
+        max_message_bytes=max_message_bytes,
+        heartbeat_timeout=heartbeat_timeout,
+        heartbeat_interval=min(2.0, heartbeat_timeout / 3),
+        on_node_status=state.mark_node,
+    )
+    server, bound = serve(fleet, listen, tls)
+    service = Coordinator(state, fleet, allowed_learners=allow_learner or ())
+    service.start()
+    typer.echo(f"coordinator: nodes connect to {listen} (port {bound}, {'TLS' if tls else 'no TLS'}), "
+               f"API on http://{http}, store {state.url}", err=True)  # fmt: skip
+    try:
+        uvicorn.Server(uvicorn.Config(create_app(service, admin_token=admin_token), host=host, port=int(port),
+                                      log_level="warning")).run()  # fmt: skip
+    finally:
+        service.close()
+        fleet.close()  # sessions end with "coordinator shutting down"; nodes reconnect to the next one
+        server.stop(grace=2).wait()
+        state.close()
+
+
+@app.command()
+def node(
+    coordinator: Annotated[str, typer.Option(help="HOST:PORT of the coordinator's gRPC address.")],
+    name: Annotated[str, typer.Option(help="This node's registered name.")],
+    config: Annotated[Path, typer.Option(help="Node config (TOML): datasets and learner.")],
+    token: Annotated[str, typer.Option(envvar="FEDLEARN_NODE_TOKEN", help="Token from `fedlearn nodes add`.")] = "",
+    tls_ca: Annotated[Path | None, typer.Option(help="CA certificate that signed the coordinator's.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="This node's certificate (mutual TLS).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="This node's private key (mutual TLS).")] = None,
+    server_name: Annotated[str | None, typer.Option(help="Name to check the coordinator's certificate for.")] = None,
+    max_message_bytes: Annotated[int, typer.Option(help="Largest model or task accepted.")] = DEFAULT_MAX_MESSAGE_BYTES,
+) -> None:
+    """Run a node: connect out to the coordinator and answer its tasks with local data."""
+    from fedlearn.analytics.handlers import analytics_handlers
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.runtime.agent import NodeAgent
+    from fedlearn.runtime.node_config import load_node_config
+    from fedlearn.runtime.node_runtime import build_node
+    from fedlearn.runtime.tls import load_client_tls
+
+    if not token:
+        raise ConfigError("set FEDLEARN_NODE_TOKEN or --token (from `fedlearn nodes add NAME` on the coordinator)")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("a node certificate needs both --tls-cert and --tls-key")
+    if tls_cert is not None and tls_ca is None:
+        raise ConfigError("--tls-cert needs --tls-ca, the CA that signed the coordinator's certificate")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    node_config = load_node_config(config)
+    datasets = node_config.load_datasets()
+    handler = build_node(
+        name, node_config, datasets, handlers=analytics_handlers(datasets, min_rows=node_config.node.min_rows)
+    )
+    tls = load_client_tls(tls_ca, tls_cert, tls_key, server_name) if tls_ca else None
+    agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,
+                      max_message_bytes=max_message_bytes)  # fmt: skip
+    rows = ", ".join(f"{k}: {len(v)} rows" for k, v in datasets.items())
+    typer.echo(f"node {name}: connecting to {coordinator} ({'TLS' if tls else 'no TLS'}); datasets {rows}", err=True)
+    agent.run(_stop_on_signals())
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Run config (TOML).")],
+    api: ApiOption = DEFAULT_API,
+    admin_token: AdminToken = "",
+    follow: Annotated[bool, typer.Option(help="Follow progress until the run ends.")] = True,
+) -> None:
+    """Submit a run to a coordinator and follow it with a progress bar."""
+    from fedlearn.config import load_config
+    from fedlearn.web.client import CoordinatorClient
+
+    load_config(config)  # fail here, with the file name, before anything is sent
+    with CoordinatorClient(api, admin_token=admin_token) as client:
+        submitted = client.submit(config.read_text(encoding="utf-8"))
+        typer.echo(f"submitted run {submitted.id} ({submitted.name})")
+        if not follow:
+            return
+        ended = _follow(client, submitted)
+    failure = ended.failure()
+    if failure is not None:
+        raise failure  # reported as one line, with the exit code of the error that failed the run
+    typer.echo(f"run {ended.id}: {ended.status} {ended.message}".rstrip())
+    if ended.status != "completed":
+        raise typer.Exit(1)
+
+
+def _follow(client: CoordinatorClient, submitted: RunSummary) -> RunDetail:
+    """Poll the run until it ends, showing its rounds on the progress bar; return it as it ended."""
+    console = Console(stderr=True)
+    with RoundProgress(total=submitted.rounds_total, console=console, status=submitted.status) as progress:
+        while True:
+            current = client.run(submitted.id)
+            progress.update(current.history[-1] if current.history else None, status=current.status)
+            if current.finished:
+                return current
+            time.sleep(_POLL_SECONDS)
+
+
+@app.command()
+def token() -> None:
+    """Print a fresh random token, e.g. for FEDLEARN_ADMIN_TOKEN."""
+    typer.echo(secrets.token_urlsafe(32))

@@ -1,0 +1,117 @@
+"""Operator commands: ``fedlearn nodes`` registers nodes in the store, ``fedlearn runs`` manages a coordinator's runs.
+
+``nodes`` works on the store directly, so it runs on the coordinator's host (or anywhere that
+reaches its database); ``runs`` goes through the coordinator's HTTP API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, StoreOption
+from fedlearn.cli.reporting import command_group
+
+nodes = command_group(help="Register, list and revoke nodes (run on the coordinator's host).")
+runs = command_group(help="List, inspect and stop runs on a coordinator.")
+
+
+@nodes.command("add")
+def nodes_add(name: str, store: StoreOption = DEFAULT_STORE) -> None:
+    """Register a node and print its token (shown once; only its hash is stored)."""
+    from fedlearn.runtime.store import open_store
+
+    with open_store(store) as state:
+        issued = state.add_node(name)
+    typer.echo(f"node {name} registered. Its token, shown only now:\n{issued}")
+
+
+@nodes.command("rotate")
+def nodes_rotate(name: str, store: StoreOption = DEFAULT_STORE) -> None:
+    """Issue a new token for a node; the old one stops working."""
+    from fedlearn.runtime.store import open_store
+
+    with open_store(store) as state:
+        issued = state.rotate_token(name)
+    typer.echo(f"node {name} has a new token, shown only now:\n{issued}")
+
+
+@nodes.command("revoke")
+def nodes_revoke(name: str, store: StoreOption = DEFAULT_STORE) -> None:
+    """Revoke a node: its token is refused from now on."""
+    from fedlearn.runtime.store import open_store
+
+    with open_store(store) as state:
+        state.revoke_node(name)
+    typer.echo(f"node {name} revoked")
+
+
+@nodes.command("list")
+def nodes_list(store: StoreOption = DEFAULT_STORE) -> None:
+    """Registered nodes with their status and when they were last seen."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fedlearn.runtime.store import open_store
+
+    with open_store(store) as state:
+        records = state.list_nodes()
+    table = Table("name", "status", "last seen", "registered")
+    for n in records:
+        status = "revoked" if n.revoked else n.status
+        table.add_row(n.name, status, n.last_seen.isoformat(timespec="seconds") if n.last_seen else "never",
+                      n.created_at.isoformat(timespec="seconds"))  # fmt: skip
+    Console().print(table)
+
+
+@runs.command("list")
+def runs_list(api: ApiOption = DEFAULT_API, admin_token: AdminToken = "") -> None:
+    """All runs on the coordinator."""
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    from fedlearn.web.client import CoordinatorClient
+
+    with CoordinatorClient(api, admin_token=admin_token) as client:
+        records = client.runs()
+    table = Table(Column("id", no_wrap=True, min_width=32), "name", "status", "rounds", "message")
+    for r in records:
+        table.add_row(r.id, r.name, r.status, f"{r.rounds_done}/{r.rounds_total}", r.message)
+    Console().print(table)
+
+
+@runs.command("show")
+def runs_show(
+    run_id: str,
+    api: ApiOption = DEFAULT_API,
+    admin_token: AdminToken = "",
+    model: Annotated[Path | None, typer.Option(help="Save the run's latest model (safetensors) here.")] = None,
+) -> None:
+    """A run's status and per-round history; optionally download its model."""
+    from fedlearn.web.client import CoordinatorClient
+
+    with CoordinatorClient(api, admin_token=admin_token) as client:
+        current = client.run(run_id)
+        if model is not None:
+            model.write_bytes(client.model(run_id))
+    typer.echo(f"run {current.id} ({current.name}): {current.status}, "
+               f"{current.rounds_done}/{current.rounds_total} rounds {current.message}".rstrip())  # fmt: skip
+    for record in current.history:
+        metrics = {**record.fit_metrics, **record.federated_metrics}
+        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        typer.echo(f"  round {record.round}: {record.replies}/{record.sampled} replies "
+                   f"in {record.duration_s:.2f} s {shown}")  # fmt: skip
+    if model is not None:
+        typer.echo(f"model written to {model}")
+
+
+@runs.command("stop")
+def runs_stop(run_id: str, api: ApiOption = DEFAULT_API, admin_token: AdminToken = "") -> None:
+    """Stop a run after its current round (a queued run stops at once)."""
+    from fedlearn.web.client import CoordinatorClient
+
+    with CoordinatorClient(api, admin_token=admin_token) as client:
+        current = client.stop(run_id)
+    typer.echo(f"run {current.id}: {current.status}" + (" (stop requested)" if current.stop_requested else ""))

@@ -1,0 +1,191 @@
+"""The HTTP API's contract: what each route takes and answers, and the HTTP status of each refusal.
+
+Both ends import this module. The server (:mod:`fedlearn.web.api`) returns these models from its
+routes, and FastAPI serialises them; the client (:mod:`fedlearn.web.client`) parses every answer
+back into them. A field renamed on one side therefore breaks the other side's tests, not a user's
+command. The JSON field names are the API's, and timestamps travel as ISO 8601 text exactly as
+Python's ``isoformat`` writes it.
+
+Answers ignore fields they do not know, so an older client can still read a newer coordinator.
+The one request that is not here is :class:`fedlearn.analytics.remote.AnalyticsRequest`: it is
+validated where it runs, and importing it would load the analytics models into every client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue, PlainSerializer
+
+from fedlearn.core import errors
+from fedlearn.core.errors import ConfigError, FedlearnError, FleetBusy, NotFoundError, PrivacyError, QuorumError
+from fedlearn.engine.history import RoundRecord
+from fedlearn.runtime.store.records import RunStatus
+
+Timestamp = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str, when_used="json")]
+"""A timezone-aware time, as ``2024-05-01T12:00:00+00:00`` on the wire (pydantic alone would write ``Z``)."""
+
+# -- refusals ------------------------------------------------------------------------------------
+
+REFUSALS: Mapping[type[FedlearnError], int] = MappingProxyType(
+    {
+        ConfigError: 422,
+        PrivacyError: 403,
+        NotFoundError: 404,
+        FleetBusy: 409,
+        QuorumError: 503,
+    }
+)
+"""Our errors that refuse a request, each with its own HTTP status: the server answers with the status,
+and the client raises the same error again, so the CLI exits with that error's code."""
+
+SERVER_FAILURE = 500
+"""The status of any other error of ours: the server failed, and the client reports the coordinator as failing."""
+
+_REFUSED_AS: Mapping[int, type[FedlearnError]] = MappingProxyType({status: kind for kind, status in REFUSALS.items()})
+
+
+def status_of(error: FedlearnError) -> int:
+    """The HTTP status that answers ``error``: its refusal's status (subclasses included), else 500."""
+    return next((status for kind, status in REFUSALS.items() if isinstance(error, kind)), SERVER_FAILURE)
+
+
+def refused_as(status: int) -> type[FedlearnError] | None:
+    """The error that a refusal with ``status`` was on the server, or None if ``status`` is no refusal of ours."""
+    return _REFUSED_AS.get(status)
+
+
+class Refusal(BaseModel):
+    """The body of every answer that is not a success: one line saying what is wrong and what to do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    detail: str
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+class RunRequest(BaseModel):
+    """``POST /api/runs``: a run config, as the TOML text of a file that ``fedlearn simulate`` would accept."""
+
+    config: str
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Health(_Answer):
+    """``GET /api/health``, the one route that needs no token."""
+
+    status: Literal["ok"]
+    nodes_connected: int
+
+
+class NodeSummary(_Answer):
+    """One registered node in ``GET /api/nodes``; ``status`` is whether it is connected right now."""
+
+    name: str
+    status: Literal["online", "offline", "revoked"]
+    created_at: Timestamp
+    last_seen: Timestamp | None
+
+
+_ERRORS_BY_NAME: Mapping[str, type[FedlearnError]] = MappingProxyType(
+    {
+        name: value
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, FedlearnError)
+    }
+)
+
+
+class RunSummary(_Answer):
+    """A run as ``GET /api/runs`` lists it and as submitting or stopping it answers.
+
+    ``error`` is the class name of the fedlearn error that failed the run (``"QuorumError"``); it is
+    None unless the run failed, and also when an internal error (a bug, named in ``message``) failed it.
+    """
+
+    id: str
+    name: str
+    status: RunStatus
+    message: str
+    error: str | None = None  # absent from coordinators whose store predates schema version 2
+    seed: int
+    rounds_total: int
+    rounds_done: int
+    stop_requested: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has ended, one way or another, so following it can stop."""
+        return self.status in ("completed", "failed", "stopped")
+
+    def failure(self) -> FedlearnError | None:
+        """The error that failed this run, to raise or report where it is followed; None unless it failed.
+
+        It is the coordinator's error class, so it exits the CLI with that error's code (4 for a run
+        that could not get its nodes), and its message is the run's. An error this fedlearn does not
+        know, or none recorded, comes back as the root :class:`FedlearnError`.
+        """
+        if self.status != "failed":
+            return None
+        kind = _ERRORS_BY_NAME.get(self.error or "", FedlearnError)
+        return kind(f"run {self.id} failed: {self.message}")
+
+
+class RunDetail(RunSummary):
+    """``GET /api/runs/{id}``: the summary, the run's config and one record per completed round."""
+
+    config: str
+    history: list[RoundRecord]
+
+
+class AnalyticsMember(_Answer):
+    """One member of an analytics answer: which node, its dataset, how many rows and the column types."""
+
+    node: str
+    dataset: str
+    rows: int
+    types: dict[str, str]
+
+
+class DescriptionRow(_Answer):
+    """One column of a ``describe`` answer; a statistic that is not finite (unknown after a removal) is None."""
+
+    column: str
+    count: float | None
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    sum: float | None
+
+
+class AnalyticsResult(_Answer):
+    """``POST /api/analytics``: the members' report and either the fitted model or the ``describe`` table.
+
+    ``attributes`` holds the fitted model's learned arrays (``coef_``, ``classes_``, ...) as nested
+    lists, with None where a value is not finite; it is empty for ``describe``, whose table is
+    ``description`` instead.
+    """
+
+    model: str
+    columns: list[str]
+    target: str | None
+    task: Literal["regression", "classification"]
+    rows: int
+    members: list[AnalyticsMember]
+    problems: list[str]
+    attributes: dict[str, JsonValue]
+    description: list[DescriptionRow] | None

@@ -1,0 +1,71 @@
+"""``fedlearn run`` against a real coordinator process: it follows the run and exits as the run ended."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fedlearn.core.errors import QuorumError
+from tests.runtime.deploy.conftest import ADMIN, ROOT, Deployment, node_toml, run_toml
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    deployed = Deployment(tmp=tmp_path, store_url=f"sqlite:///{tmp_path / 'coordinator.db'}")
+    yield deployed
+    deployed.close()
+
+
+def _run(deployment: Deployment, config: str) -> subprocess.CompletedProcess[str]:
+    path = deployment.tmp / "run.toml"
+    path.write_text(config)
+    return subprocess.run(
+        [sys.executable, "-c", "from fedlearn.cli import main; main()", "run", str(path),
+         "--coordinator", deployment.api],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "FEDLEARN_ADMIN_TOKEN": ADMIN},
+    )  # fmt: skip
+
+
+def _run_id(done: subprocess.CompletedProcess[str]) -> str:
+    submitted = re.search(r"^submitted run ([0-9a-f]{32}) \(deploy-test\)$", done.stdout, re.MULTILINE)
+    assert submitted is not None, done.stdout
+    return submitted.group(1)
+
+
+def test_run_that_cannot_get_its_nodes_exits_with_the_quorum_code_and_the_runs_message(
+    deployment: Deployment,
+) -> None:
+    deployment.start_coordinator()  # and no node at all
+    config = run_toml(rounds=2).replace("wait_for_nodes_timeout = 30", "wait_for_nodes_timeout = 0.5")
+
+    done = _run(deployment, config)
+
+    assert done.returncode == QuorumError.exit_code == 4
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"error: run {_run_id(done)} failed: needed 3 nodes but only 0 were available after waiting 0.5 s "
+        "(raise wait_for_nodes_timeout or start more nodes)"
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_run_that_completes_exits_0_saying_so(deployment: Deployment) -> None:
+    deployment.register("node-000")
+    deployment.start_coordinator()
+    deployment.start_node("node-000", node_toml(0, 1))
+    deployment.wait_for_nodes(1)
+
+    done = _run(deployment, run_toml(rounds=2, nodes=1))
+
+    assert done.returncode == 0, done.stderr
+    assert f"run {_run_id(done)}: completed 2 rounds" in done.stdout
+    assert "2/2" in done.stderr  # the progress bar's last state

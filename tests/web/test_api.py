@@ -1,0 +1,110 @@
+"""The HTTP API in process, over a real store: the JSON on the wire and the client's reading of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fedlearn.client.node_app import NodeApp
+from fedlearn.runtime.coordinator import Coordinator
+from fedlearn.runtime.store import Store, open_store
+from fedlearn.simulation.inprocess import InProcessFleet
+from fedlearn.web.api import create_app
+from fedlearn.web.contract import NodeSummary, RunDetail
+
+ADMIN = "test-admin-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+CONFIG = """
+[run]
+name = "api-test"
+rounds = 2
+seed = 7
+[model]
+learner = "numpy.softmax"
+n_features = 4
+n_classes = 3
+[strategy]
+name = "fedavg"
+"""
+RUN_FIELDS = {
+    "id", "name", "status", "message", "error", "seed", "rounds_total", "rounds_done", "stop_requested",
+    "created_at", "updated_at",
+}  # fmt: skip
+
+
+def _no_node(name: str) -> NodeApp:
+    raise AssertionError(f"this fleet has no nodes, yet node {name!r} was asked for")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def api(store: Store) -> TestClient:
+    """The API over a coordinator that is never started: runs stay as the test leaves them."""
+    coordinator = Coordinator(store, InProcessFleet([], _no_node))
+    return TestClient(create_app(coordinator, admin_token=ADMIN))
+
+
+def _submit(api: TestClient) -> dict[str, Any]:
+    response = api.post("/api/runs", json={"config": CONFIG}, headers=AUTH)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_submitted_run_answers_with_every_summary_field(api: TestClient, store: Store) -> None:
+    run = _submit(api)
+
+    assert set(run) == RUN_FIELDS
+    assert (run["status"], run["error"], run["rounds_total"]) == ("pending", None, 2)
+    assert run["created_at"] == store.get_run(run["id"]).created_at.isoformat()
+
+
+def test_failed_run_shows_the_error_that_failed_it(api: TestClient, store: Store) -> None:
+    run_id = _submit(api)["id"]
+    store.set_run_status(run_id, "failed", "needed 3 nodes but only 0 were available", error="QuorumError")
+
+    response = api.get(f"/api/runs/{run_id}", headers=AUTH)
+
+    detail = RunDetail.model_validate_json(response.content)
+    assert set(response.json()) == RUN_FIELDS | {"config", "history"}
+    assert (detail.status, detail.error, detail.config, detail.history) == ("failed", "QuorumError", CONFIG, [])
+
+
+def test_nodes_answer_parses_as_the_contract_says(api: TestClient, store: Store) -> None:
+    store.add_node("node-a")
+    store.add_node("node-b")
+    store.revoke_node("node-b")
+
+    response = api.get("/api/nodes", headers=AUTH)
+
+    nodes = [NodeSummary.model_validate(n) for n in response.json()]
+    assert [(n.name, n.status, n.last_seen) for n in nodes] == [
+        ("node-a", "offline", None),
+        ("node-b", "revoked", None),
+    ]
+
+
+def test_unknown_run_is_a_404_whose_detail_names_it(api: TestClient) -> None:
+    response = api.get("/api/runs/nope", headers=AUTH)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no run with id 'nope' in this store; `fedlearn runs list` shows the runs"}
+
+
+def test_bad_run_config_is_a_422_naming_the_key(api: TestClient) -> None:
+    response = api.post("/api/runs", json={"config": CONFIG + "fraction = 7\n"}, headers=AUTH)
+
+    assert response.status_code == 422
+    assert "`fraction` must be in (0, 1]; got 7" in response.json()["detail"]
+
+
+def test_health_needs_no_token(api: TestClient) -> None:
+    assert api.get("/api/health").json() == {"status": "ok", "nodes_connected": 0}

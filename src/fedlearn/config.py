@@ -101,6 +101,7 @@ class FaultsSection(_Section):
     dropout: float = Field(0.0, ge=0, le=1)
     straggler: float = Field(0.0, ge=0, le=1)
     delay: float = Field(1.0, ge=0)
+    partial_work: float = Field(0.0, ge=0, le=1)
 
 
 class RunConfig(_Section):

@@ -151,3 +151,11 @@ def test_local_sgd_without_seed_still_trains() -> None:
 def test_local_sgd_proximal_step_that_would_diverge_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"`proximal_mu` \* `learning_rate` must be < 2"):
         local_sgd(PARAMS, X, Y, loss_and_grad=constant_grad, config=config(proximal_mu=25.0), state={})
+
+
+def test_work_fraction_scales_the_local_steps_and_keeps_at_least_one() -> None:
+    assert config(local_epochs=2, batch_size=10).num_steps(100) == 20
+    assert config(local_epochs=2, batch_size=10, work_fraction=0.25).num_steps(100) == 5
+    assert config(local_steps=7, work_fraction=0.01).num_steps(100) == 1
+    with pytest.raises(ConfigError, match=r"`work_fraction` must be in \(0, 1\]; got 0"):
+        config(work_fraction=0)

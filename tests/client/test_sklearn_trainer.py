@@ -125,3 +125,14 @@ def test_fedavg_on_non_iid_digits_reaches_ninety_percent(learner) -> None:
     parts = dirichlet_parts(train, 20, alpha=0.5, seed=0)
     params = run_fedavg(learner, parts, rounds=20, config={"local_epochs": 1}, seed=0)
     assert learner.trainer(test).evaluate(params, {}).metrics["accuracy"] >= 0.90
+
+
+def test_partial_work_ends_the_per_sample_passes_early() -> None:
+    from fedlearn.client.local_sgd import LocalConfig
+    from fedlearn.client.sklearn_trainer import _partial_fit_rows
+
+    full = LocalConfig.from_config({"local_epochs": 2}, learning_rate=0.1)
+    partial = LocalConfig.from_config({"local_epochs": 2, "work_fraction": 0.25}, learning_rate=0.1)
+
+    assert sum(len(rows) for rows in _partial_fit_rows(10, full, np.random.default_rng(0))) == 20
+    assert sum(len(rows) for rows in _partial_fit_rows(10, partial, np.random.default_rng(0))) == 5

@@ -226,3 +226,17 @@ def test_out_of_order_replies_beyond_the_buffer_spill_to_disk_and_give_the_same_
         results.append(engine.run(engine.initial_state(params)).params)
 
     assert results[0].bitwise_equal(results[1])
+
+
+def test_fit_and_evaluate_tasks_tell_the_trainer_their_round(params: ParamSet) -> None:
+    seen: list[tuple[str, int, object]] = []
+
+    def answer(node: str, task: Task) -> Reply:
+        seen.append((task.kind, task.round, task.config.get("round")))
+        params_out = task.params if task.kind == "fit" else ParamSet()
+        return Reply(node_id=node, kind=task.kind, round=task.round, params=params_out, num_examples=1)
+
+    engine = Engine(ScriptedFleet(["a"], answer), fedavg(), EngineConfig(rounds=2, seed=0, evaluate_fraction=1.0))
+    engine.run(engine.initial_state(params))
+
+    assert seen == [("fit", 1, 1), ("evaluate", 1, 1), ("fit", 2, 2), ("evaluate", 2, 2)]

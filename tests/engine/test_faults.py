@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from fedlearn.core.errors import ConfigError, QuorumError
-from fedlearn.core.messages import Task
+from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine import Engine, EngineConfig, FaultPlan, FaultyFleet
 from fedlearn.strategies import fedavg
-from tests.engine.conftest import shift_fleet
+from tests.engine.conftest import ScriptedFleet, shift_fleet
 
 
 def test_dropouts_are_left_out_and_recorded(params: ParamSet) -> None:
@@ -60,3 +60,40 @@ def test_fault_fates_depend_only_on_seed_node_and_round() -> None:
 def test_fault_plan_rejects_bad_values(kwargs: dict[str, float], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         FaultPlan(seed=0, **kwargs)
+
+
+def test_partial_work_asks_some_fit_tasks_for_a_reproducible_share_of_their_steps() -> None:
+    plan = FaultPlan(seed=3, partial_work=0.5)
+    tasks = [Task(kind="fit", round=r, config={"local_epochs": 2}) for r in range(1, 41)]
+
+    fractions = [plan.work_fraction("node-1", t) for t in tasks]
+
+    partial = [f for f in fractions if f < 1]
+    assert 10 < len(partial) < 30  # about half, not none and not all
+    assert all(0 < f < 1 for f in partial)
+    assert fractions == [FaultPlan(seed=3, partial_work=0.5).work_fraction("node-1", t) for t in tasks]
+
+
+def test_partial_work_leaves_evaluate_tasks_and_the_drop_draws_alone() -> None:
+    with_partial = FaultPlan(seed=3, dropout=0.3, partial_work=1.0)
+    without = FaultPlan(seed=3, dropout=0.3)
+    tasks = [Task(kind="fit", round=r) for r in range(1, 30)]
+
+    assert [with_partial.fate("n", t) for t in tasks] == [without.fate("n", t) for t in tasks]
+    assert with_partial.work_fraction("n", Task(kind="evaluate", round=1)) == 1.0
+
+
+def test_faulty_fleet_sends_the_work_share_to_nodes_doing_partial_work(params: ParamSet) -> None:
+    shares: list[float] = []
+
+    def answer(node: str, task: Task) -> Reply:
+        shares.append(float(task.config.get("work_fraction", 1.0)))
+        return Reply(node_id=node, kind=task.kind, round=task.round, params=task.params, num_examples=1)
+
+    ids = [f"n{i}" for i in range(10)]
+    engine = Engine(FaultyFleet(ScriptedFleet(ids, answer), FaultPlan(seed=0, partial_work=0.9)), fedavg(),
+                    EngineConfig(rounds=3, seed=0))  # fmt: skip
+    engine.run(engine.initial_state(params))
+
+    assert sum(s < 1 for s in shares) > len(shares) // 2
+    assert all(0 < s <= 1 for s in shares)

@@ -44,6 +44,7 @@ from fedlearn.core.messages import (
     PROXIMAL_MU_KEY,
     SCAFFOLD_KEY,
     SEED_KEY,
+    WORK_FRACTION_KEY,
     Config,
 )
 from fedlearn.core.params import ParamSet
@@ -68,6 +69,7 @@ _LOCAL_CONSTRAINTS: Mapping[str, Constraint] = {
     "batch_size": _AT_LEAST_ONE,
     PROXIMAL_MU_KEY: NON_NEGATIVE,
     SCAFFOLD_KEY: BOOL,
+    WORK_FRACTION_KEY: Interval(0, 1, closed="right"),
 }
 
 
@@ -82,6 +84,7 @@ class LocalConfig:
     seed: int | None = None
     proximal_mu: float = 0.0
     scaffold: bool = False
+    work_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         try:
@@ -118,10 +121,14 @@ class LocalConfig:
         return np.random.default_rng(self.seed)
 
     def num_steps(self, num_examples: int) -> int:
-        """``K``: how many minibatch steps one fit takes on ``num_examples`` rows."""
+        """``K``: how many minibatch steps one fit takes on ``num_examples`` rows (at least one)."""
         if self.local_steps > 0:
-            return self.local_steps
-        return self.local_epochs * math.ceil(num_examples / self.batch_size)
+            return self.partial(self.local_steps)
+        return self.partial(self.local_epochs * math.ceil(num_examples / self.batch_size))
+
+    def partial(self, full: int) -> int:
+        """``work_fraction`` of ``full`` units of work, rounded, and never less than one."""
+        return full if self.work_fraction == 1 else max(1, round(full * self.work_fraction))
 
 
 

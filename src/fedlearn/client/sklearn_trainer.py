@@ -132,8 +132,11 @@ def _partial_fit_rows(num_examples: int, local: LocalConfig, rng: np.random.Gene
         return
     if num_examples < 1:
         raise TrainerError("this node has no training examples")
-    for _ in range(local.local_epochs):
-        yield rng.permutation(num_examples)
+    remaining = local.partial(local.local_epochs * num_examples)  # rows, so partial work can end mid-epoch
+    while remaining > 0:
+        rows = rng.permutation(num_examples)[:remaining]
+        remaining -= len(rows)
+        yield rows
 
 
 def _check_shape(n_features: int, n_classes: int, task: TaskType) -> None:

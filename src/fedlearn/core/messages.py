@@ -29,6 +29,11 @@ ANALYTICS_LOGISTIC_STEP = "analytics.logistic_step"
 # Config keys that the engine and strategies set on a fit task and that trainers read.
 SEED_KEY = "seed"
 """The node's seed for this round, derived from the run's seed; a trainer draws all its randomness from it."""
+ROUND_KEY = "round"
+"""The round a fit or evaluate task belongs to, for trainers whose work depends on it (schedules, say)."""
+WORK_FRACTION_KEY = "work_fraction"
+"""Share in (0, 1] of its usual local steps a node does this round; below 1 for a simulated straggler
+that does partial work, as in FedProx's systems-heterogeneity experiments. Absent means 1."""
 PROXIMAL_MU_KEY = "proximal_mu"
 """FedProx's proximal term weight."""
 SCAFFOLD_KEY = "scaffold"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from fedlearn.core.checks import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Constraint, Interval, check_fields
 from fedlearn.core.errors import QuorumError, ValidationError
 from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
-from fedlearn.core.messages import EVALUATE, FIT, SEED_KEY, Reply, Scalar, Task, freeze_config
+from fedlearn.core.messages import EVALUATE, FIT, ROUND_KEY, SEED_KEY, Reply, Scalar, Task, freeze_config
 from fedlearn.core.params import ParamSet
 from fedlearn.core.validation import Limits, validate_metrics, validate_num_examples, validate_params
 from fedlearn.engine import seeding
@@ -128,7 +128,7 @@ class Engine:
                 run_id=self.config.run_id,
                 params=state.params,
                 extras=extras,
-                config={**base_config, SEED_KEY: seeding.node_seed(seed, number, node)},
+                config={**base_config, ROUND_KEY: number, SEED_KEY: seeding.node_seed(seed, number, node)},
             )
             for node in sampled
         }
@@ -217,8 +217,9 @@ class Engine:
         rng = seeding.round_rng(cfg.seed, number, seeding.EVALUATE)
         count = min(len(available), max(1, math.ceil(cfg.evaluate_fraction * len(available))))
         chosen = sorted(rng.choice(len(available), size=count, replace=False).tolist())
+        config = {**cfg.client_config, ROUND_KEY: number}
         tasks = {
-            available[i]: Task(kind=EVALUATE, round=number, run_id=cfg.run_id, params=params, config=cfg.client_config)
+            available[i]: Task(kind=EVALUATE, round=number, run_id=cfg.run_id, params=params, config=config)
             for i in chosen
         }
         gather = Gather(

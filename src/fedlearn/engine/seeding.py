@@ -15,6 +15,7 @@ SAMPLE = 1
 AGGREGATE = 2
 EVALUATE = 3
 FAULTS = 4
+WORK = 5
 
 
 def round_rng(seed: int, round_number: int, purpose: int) -> np.random.Generator:

@@ -46,11 +46,12 @@ class DataSection(_Section):
     nodes: int = Field(20, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     partition: str = "iid"
+    holdout_fraction: float = Field(0.0, ge=0, lt=1)
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     partition_options: dict[str, Any] = Field(default_factory=dict)
 
     def split(self, seed: int) -> tuple[list[Dataset], Dataset]:
-        """The nodes' parts and the held-out test set, as :func:`~fedlearn.data.split_over_nodes` makes them."""
+        """The nodes' parts and the test set, as :func:`~fedlearn.data.split_over_nodes` makes them."""
         return split_over_nodes(
             self.dataset,
             nodes=self.nodes,

@@ -53,7 +53,7 @@ def test_fit_task_becomes_a_reply_with_trained_params() -> None:
 def test_evaluate_reply_metrics_include_loss() -> None:
     reply = app(EchoTrainer()).handle(Task(kind=EVALUATE, round=3, params=PARAMS))
     assert reply.ok
-    assert reply.metrics == {"accuracy": 0.75, "loss": 0.25}
+    assert reply.metrics == {"accuracy": 0.75, "loss": 0.25, "heldout": 0.0}
     assert len(reply.params) == 0
 
 

@@ -40,6 +40,7 @@ def simulate(
             plan.strategy,
             plan.engine,
             test_data=plan.test_data,
+            evaluation_data=plan.evaluation_data,
             executor=cfg.simulation.executor,
             workers=cfg.simulation.workers,
             blas_threads=cfg.simulation.blas_threads,

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from fedlearn.client.trainer import NodeState, Trainer
 from fedlearn.core.errors import ConfigError
-from fedlearn.core.messages import EVALUATE, FIT, Reply, Task
+from fedlearn.core.messages import EVALUATE, FIT, HELDOUT_METRIC, Reply, Task
 from fedlearn.core.validation import validate_metrics, validate_num_examples, validate_params
 
 logger = logging.getLogger(__name__)
@@ -34,19 +34,25 @@ _MAX_ERROR_CHARS = 500
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeApp:
-    """One node: its id, its trainer, the state it keeps between rounds and extra task handlers.
+    """One node: its id, its trainers, the state it keeps between rounds and extra task handlers.
 
     ``trainer`` may be ``None`` for a node that only answers other kinds, such as analytics.
+    ``evaluator`` is a trainer bound to rows held out from training; evaluate tasks use it, so
+    federated metrics measure the model on data it did not learn from. Without one they fall back
+    to ``trainer``'s training rows, and every evaluate reply says which it used (``heldout``).
     """
 
     node_id: str
     trainer: Trainer | None = None
+    evaluator: Trainer | None = None
     state: NodeState = field(default_factory=dict)
     handlers: Mapping[str, Handler] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.node_id:
             raise ConfigError("`node_id` must be a non-empty string")
+        if self.evaluator is not None and self.trainer is None:
+            raise ConfigError("`evaluator` needs a `trainer`: a node that does not train has nothing to evaluate")
         shadowed = sorted({FIT, EVALUATE} & set(self.handlers))
         if shadowed:
             raise ConfigError(f"`handlers` must not replace the built-in task kinds; got handlers for {shadowed}")
@@ -94,13 +100,14 @@ class NodeApp:
         )
 
     def _evaluate(self, task: Task, trainer: Trainer) -> Reply:
-        result = trainer.evaluate(task.params, task.config)
+        heldout = self.evaluator is not None
+        result = (self.evaluator or trainer).evaluate(task.params, task.config)
         return Reply(
             node_id=self.node_id,
             kind=task.kind,
             round=task.round,
             num_examples=validate_num_examples(result.num_examples),
-            metrics=validate_metrics({**result.metrics, "loss": result.loss}),
+            metrics=validate_metrics({**result.metrics, "loss": result.loss, HELDOUT_METRIC: float(heldout)}),
         )
 
     def _error(self, task: Task, reason: str) -> Reply:

@@ -39,6 +39,10 @@ PROXIMAL_MU_KEY = "proximal_mu"
 SCAFFOLD_KEY = "scaffold"
 """True when the task carries SCAFFOLD's control variate and the reply must carry its change."""
 
+HELDOUT_METRIC = "heldout"
+"""Evaluate replies report 1 when the node evaluated on rows held out from training, 0 on its
+training rows; averaged over a round's replies, the history shows which share was held out."""
+
 # Names of arrays in a task's or reply's extras.
 CONTROL_PREFIX = "scaffold/c/"
 """Task extras: the server's SCAFFOLD control variate, one array per parameter."""

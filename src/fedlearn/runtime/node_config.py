@@ -8,7 +8,9 @@ runs inside the data's own database.
 ::
 
     [node]
-    dataset = "visits"                 # the dataset fit/evaluate train on
+    dataset = "visits"                 # the dataset fit tasks train on
+    holdout_fraction = 0.2             # rows of it kept back for evaluate tasks (or evaluation_dataset = "NAME")
+    holdout_seed = 0                   # which rows: the same seed keeps back the same rows
     learner = "sklearn.sgd"            # built-in name, or "package.module:function"
     learner_options = { alpha = 1e-4 }
     blas_threads = 1                   # fixed, so results match a simulation bit for bit
@@ -34,7 +36,7 @@ from fedlearn.core.config_files import read_toml, validate
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.sources import load_csv, load_sql
-from fedlearn.data.split import split_over_nodes
+from fedlearn.data.split import hold_out, split_over_nodes
 
 
 class _Section(BaseModel):
@@ -102,6 +104,9 @@ Source = Annotated[BuiltinSource | CsvSource | SqlSource, Field(discriminator="s
 
 class NodeSection(_Section):
     dataset: str | None = None
+    holdout_fraction: float | None = Field(None, gt=0, lt=1)
+    holdout_seed: int = Field(0, ge=0)
+    evaluation_dataset: str | None = None
     learner: str | None = None
     learner_options: dict[str, Any] = Field(default_factory=dict)
     blas_threads: int | None = Field(1, ge=1)
@@ -126,6 +131,30 @@ class NodeConfig(_Section):
             raise ConfigError(f"[node] dataset must name one of {sorted(self.datasets)} to train on")
         return next(iter(self.datasets))
 
+    def fit_and_evaluation_rows(self, datasets: Mapping[str, Dataset]) -> tuple[Dataset, Dataset | None] | None:
+        """The rows fit tasks train on and the rows evaluate tasks use (None: the training rows).
+
+        None when the node does not train. Evaluating on rows the model trained on reports what it
+        memorised, so a node that trains should hold rows back or name a dataset to evaluate on.
+        """
+        training = self.training_dataset()
+        if training is None or self.node.learner is None:
+            return None
+        if self.node.holdout_fraction is not None:
+            return hold_out(datasets[training], self.node.holdout_fraction, self.node.holdout_seed)
+        if self.node.evaluation_dataset is not None:
+            return datasets[training], datasets[self.node.evaluation_dataset]
+        return datasets[training], None
+
+    def check_evaluation(self) -> None:
+        """Fail at start-up, not at the first evaluate task, on an impossible evaluation setting."""
+        node = self.node
+        if node.holdout_fraction is not None and node.evaluation_dataset is not None:
+            raise ConfigError("[node] sets both holdout_fraction and evaluation_dataset; keep one")
+        if node.evaluation_dataset is not None and node.evaluation_dataset not in self.datasets:
+            name, declared = node.evaluation_dataset, sorted(self.datasets)
+            raise ConfigError(f"[node] evaluation_dataset {name!r} is not declared; declared: {declared}")
+
     def load_datasets(self) -> Mapping[str, Dataset]:
         """Read every declared dataset; runs once when the node starts."""
         loaded = {}
@@ -142,4 +171,5 @@ def load_node_config(path: str | Path) -> NodeConfig:
     if not config.datasets:
         raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
     config.training_dataset()  # fail now, not at the first task
+    config.check_evaluation()
     return config

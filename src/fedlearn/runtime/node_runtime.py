@@ -29,12 +29,14 @@ class PinnedNode:
 def build_node(
     name: str, config: NodeConfig, datasets: Mapping[str, Dataset], *, handlers: Mapping[str, Handler] | None = None
 ) -> PinnedNode:
-    """The node's trainer (if it trains) on its training dataset, plus extra task handlers."""
+    """The node's trainer (if it trains) on its training rows, its evaluator on held-out rows, and extra handlers."""
     retain_freed_memory()
-    trainer = None
-    training = config.training_dataset()
-    if training is not None and config.node.learner is not None:
-        data = datasets[training]
-        trainer = build_learner(config.node.learner, data, **config.node.learner_options).trainer(data)
-    app = NodeApp(node_id=name, trainer=trainer, handlers=dict(handlers or {}))
+    trainer = evaluator = None
+    rows = config.fit_and_evaluation_rows(datasets)
+    if rows is not None and config.node.learner is not None:
+        fit_rows, evaluation_rows = rows
+        learner = build_learner(config.node.learner, fit_rows, **config.node.learner_options)
+        trainer = learner.trainer(fit_rows)
+        evaluator = learner.trainer(evaluation_rows) if evaluation_rows is not None else None
+    app = NodeApp(node_id=name, trainer=trainer, evaluator=evaluator, handlers=dict(handlers or {}))
     return PinnedNode(app=app, threads=BlasThreads(config.node.blas_threads))

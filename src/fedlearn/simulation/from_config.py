@@ -9,6 +9,7 @@ from fedlearn.client.trainer import Learner
 from fedlearn.config import RunConfig, engine_config
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
+from fedlearn.data.split import hold_out
 from fedlearn.engine.engine import EngineConfig
 from fedlearn.engine.faults import FaultPlan
 from fedlearn.strategies import build_strategy
@@ -19,6 +20,7 @@ from fedlearn.strategies.strategy import Strategy
 class SimulationPlan:
     learner: Learner
     partitions: list[Dataset]
+    evaluation_data: list[Dataset] | None
     test_data: Dataset
     strategy: Strategy
     engine: EngineConfig
@@ -29,9 +31,14 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
     """Load and split the data, partition it over nodes, and build learner and strategy."""
     partitions, test = config.data.split(config.run.seed)
     _check_declared_shape(config, test)
+    evaluation_data = None
+    if config.data.holdout_fraction > 0:  # each node keeps rows of its own part back, as a deployed node would
+        held = [hold_out(part, config.data.holdout_fraction, config.run.seed) for part in partitions]
+        partitions, evaluation_data = [fit for fit, _ in held], [rows for _, rows in held]
     return SimulationPlan(
         learner=build_learner(config.model.learner, test, **config.model.options()),
         partitions=partitions,
+        evaluation_data=evaluation_data,
         test_data=test,
         strategy=build_strategy(config.strategy.name, **config.strategy.options()),
         engine=engine_config(config),

@@ -52,13 +52,24 @@ def make_fleet(
     raise ConfigError(f"`executor` must be 'inprocess' or 'pool'; got {executor!r}")
 
 
-def learner_nodes(learner: Learner, partitions: Sequence[Dataset]) -> tuple[list[str], NodeFactory]:
-    """Node ids and a factory that binds node ``i`` to a trainer on partition ``i``."""
+def learner_nodes(
+    learner: Learner, partitions: Sequence[Dataset], evaluation_data: Sequence[Dataset] | None = None
+) -> tuple[list[str], NodeFactory]:
+    """Node ids and a factory that binds node ``i`` to a trainer on partition ``i``.
+
+    With ``evaluation_data``, node ``i`` evaluates on ``evaluation_data[i]``, rows it never trains on.
+    """
+    if evaluation_data is not None and len(evaluation_data) != len(partitions):
+        raise ConfigError(
+            f"`evaluation_data` must hold one dataset per partition ({len(partitions)}); got {len(evaluation_data)}"
+        )
     ids = node_ids(len(partitions))
     index = {node: i for i, node in enumerate(ids)}
 
     def factory(node_id: str) -> NodeApp:
-        return NodeApp(node_id=node_id, trainer=learner.trainer(partitions[index[node_id]]))
+        i = index[node_id]
+        evaluator = learner.trainer(evaluation_data[i]) if evaluation_data is not None else None
+        return NodeApp(node_id=node_id, trainer=learner.trainer(partitions[i]), evaluator=evaluator)
 
     return ids, factory
 
@@ -83,6 +94,7 @@ def simulate(
     config: EngineConfig,
     *,
     test_data: Dataset | None = None,
+    evaluation_data: Sequence[Dataset] | None = None,
     executor: Executor = "inprocess",
     workers: int = 2,
     blas_threads: int | None = 1,
@@ -95,8 +107,11 @@ def simulate(
     """Run ``config.rounds`` rounds of ``strategy`` over one node per partition.
 
     ``initial`` may be a saved :class:`RunState` (to resume) or starting parameters; by default
-    the learner initialises them from ``config.seed``. Nodes compute with ``blas_threads`` BLAS
-    threads (see ``threads``) so that the result does not depend on the executor or the machine.
+    the learner initialises them from ``config.seed``. ``test_data`` is evaluated centrally after
+    every round; ``evaluation_data`` gives each node rows of its own, held out from its partition,
+    for federated evaluation (without it nodes evaluate on the rows they train on, and say so).
+    Nodes compute with ``blas_threads`` BLAS threads (see ``threads``) so that the result does not
+    depend on the executor or the machine.
 
     ``tune_allocator`` keeps freed model-sized buffers in this process for reuse (see
     ``fedlearn.client.allocator``): faster in-process rounds, at the price of up to 256 MiB kept
@@ -108,7 +123,7 @@ def simulate(
         raise ConfigError("`partitions` must hold at least one dataset; got none")
     if tune_allocator:
         retain_freed_memory()
-    ids, factory = learner_nodes(learner, partitions)
+    ids, factory = learner_nodes(learner, partitions, evaluation_data)
     fleet = make_fleet(ids, factory, executor=executor, workers=workers, blas_threads=blas_threads)
     if faults is not None and faults.active:
         fleet = FaultyFleet(fleet, faults)

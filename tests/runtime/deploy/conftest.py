@@ -43,11 +43,12 @@ def fedlearn_process(args: list[str], log: Path, env: dict[str, str] | None = No
     )
 
 
-def node_toml(index: int, nodes: int, *, learner: str = "numpy.softmax", options: str = "{}") -> str:
+def node_toml(index: int, nodes: int, *, learner: str = "numpy.softmax", options: str = "{}", extra: str = "") -> str:
     return f"""
 [node]
 learner = "{learner}"
 learner_options = {options}
+{extra}
 
 [datasets.digits]
 source = "builtin"

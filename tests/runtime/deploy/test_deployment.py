@@ -48,6 +48,27 @@ def test_deployed_run_matches_simulation_bit_for_bit(deployment: Deployment) -> 
     assert _model(deployment, run.id).bitwise_equal(_simulated(run_toml(rounds=4)))
 
 
+def test_deployed_nodes_evaluate_on_held_out_rows_exactly_as_simulated_nodes_do(deployment: Deployment) -> None:
+    deployment.register(*NODES)
+    deployment.start_coordinator()
+    for i, name in enumerate(NODES):
+        deployment.start_node(name, node_toml(i, 3, extra="holdout_fraction = 0.25\nholdout_seed = 7"))
+    deployment.wait_for_nodes(3)
+    config = run_toml(rounds=2, extra="evaluate_fraction = 1.0")
+
+    run = deployment.wait_for_run(deployment.submit(config))
+    plan = plan_simulation(parse_config(tomllib.loads(config + SIMULATION_DATA + "holdout_fraction = 0.25\n")))
+    simulated = simulate(
+        plan.learner, plan.partitions, plan.strategy, plan.engine, evaluation_data=plan.evaluation_data
+    )
+
+    assert run.status == "completed", run.message
+    assert _model(deployment, run.id).bitwise_equal(simulated.params)
+    deployed_metrics = [dict(record.federated_metrics) for record in run.history]
+    assert deployed_metrics == [dict(record.federated_metrics) for record in simulated.history]
+    assert all(metrics["heldout"] == 1.0 for metrics in deployed_metrics)
+
+
 def test_node_killed_mid_round_is_left_out_and_goes_offline(deployment: Deployment) -> None:
     _start(deployment, learner=SLOW, options="{ delay = 1.0 }")
     run_id = deployment.submit(run_toml(rounds=3, nodes=2))  # rounds after the kill need only two

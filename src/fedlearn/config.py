@@ -89,6 +89,7 @@ class EngineSection(_Section):
     evaluate_fraction: float = Field(0.0, ge=0, le=1)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0)
     reorder_buffer_bytes: int = Field(DEFAULT_REORDER_BUFFER_BYTES, ge=0)
+    max_examples_per_reply: int | None = Field(None, ge=1)
 
 
 class SimulationSection(_Section):
@@ -96,6 +97,7 @@ class SimulationSection(_Section):
     workers: int = Field(2, ge=1)
     blas_threads: int | None = Field(1, ge=1)
     tune_allocator: bool = True
+    declare_rows: bool = True
 
 
 class FaultsSection(_Section):
@@ -134,6 +136,7 @@ def engine_config(config: RunConfig) -> EngineConfig:
         client_config=config.client,
         limits=Limits(max_bytes=e.max_message_bytes),
         reorder_buffer_bytes=e.reorder_buffer_bytes,
+        max_examples_per_reply=e.max_examples_per_reply,
     )
 
 

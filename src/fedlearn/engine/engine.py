@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
-from fedlearn.core.checks import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Constraint, Interval, check_fields
+from fedlearn.core.checks import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Constraint, Interval, check, check_fields
 from fedlearn.core.errors import QuorumError, ValidationError
 from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
 from fedlearn.core.messages import EVALUATE, FIT, ROUND_KEY, SEED_KEY, Reply, Scalar, Task, freeze_config
@@ -48,10 +49,17 @@ class EngineConfig:
     limits: Limits = field(default_factory=Limits)
     run_id: str = ""
     reorder_buffer_bytes: int = DEFAULT_REORDER_BUFFER_BYTES
+    max_examples_per_reply: int | None = None
+    declared_examples: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
+        object.__setattr__(self, "declared_examples", MappingProxyType(dict(self.declared_examples)))
         check_fields(self, _ENGINE_CONSTRAINTS)
+        if self.max_examples_per_reply is not None:
+            check("max_examples_per_reply", self.max_examples_per_reply, _AT_LEAST_ONE)
+        for node, rows in self.declared_examples.items():
+            check(f"declared_examples[{node!r}]", rows, COUNT)
 
 
 _AT_LEAST_ONE = Interval(1, math.inf, integer=True)
@@ -144,10 +152,11 @@ class Engine:
             label=f"round {number} fit",
             buffer_bytes=self.config.reorder_buffer_bytes,
         )
+        capped: dict[str, str] = {}
         update = self.strategy.aggregate(
             state.params,
             state.strategy_state,
-            gather,
+            self._counted(gather, capped),
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
         )
@@ -166,6 +175,7 @@ class Engine:
             federated_metrics=federated,
             central_metrics=central,
             failures=dict(report.failures),
+            capped=capped,
         )
         new_state = replace(
             state,
@@ -194,6 +204,30 @@ class Engine:
                 )
             self._sleep(min(0.05, max(0.0, deadline - self._clock())))
 
+    def _counted(self, replies: Iterable[Reply], capped: dict[str, str]) -> Iterator[Reply]:
+        """The replies, any example count above ``max_examples_per_reply`` counted at it and noted.
+
+        Steps the iterator by hand so that no reply stays referenced here while the next one is
+        awaited: the fold holds one reply at a time (see ``Strategy._fold``).
+        """
+        cap = self.config.max_examples_per_reply
+        if cap is None:
+            yield from replies
+            return
+        iterator = iter(replies)
+        while (reply := next(iterator, None)) is not None:
+            if reply.num_examples > cap:
+                capped[reply.node_id] = f"claimed {reply.num_examples} examples; counted as {cap}"
+                reply = replace(reply, num_examples=cap)
+            yield reply
+            del reply
+
+    def _check_declared(self, reply: Reply) -> None:
+        """A node registered with a row count cannot claim more examples than it holds."""
+        declared = self.config.declared_examples.get(reply.node_id)
+        if declared is not None and reply.num_examples > declared:
+            raise ValidationError(f"claims {reply.num_examples} examples, but the node declared {declared} rows")
+
     def _fit_validator(self, params: ParamSet) -> Callable[[Reply], None]:
         spec = params.spec()
         extras_spec = self.strategy.reply_extras_spec(spec)
@@ -201,11 +235,19 @@ class Engine:
 
         def validate(reply: Reply) -> None:
             validate_num_examples(reply.num_examples, limits=limits)
+            self._check_declared(reply)
             validate_params(reply.params, spec, limits=limits)
             validate_params(reply.extras, extras_spec, limits=limits, what="update extras")
             validate_metrics(reply.metrics)
 
         return validate
+
+    def _validate_evaluation(self, reply: Reply) -> None:
+        validate_num_examples(reply.num_examples, limits=self.config.limits)
+        self._check_declared(reply)
+        validate_metrics(reply.metrics)
+        if len(reply.params):
+            raise ValidationError("an evaluate reply must not carry parameters")
 
     def _evaluate_federated(
         self, params: ParamSet, number: int, available: Sequence[str]
@@ -227,7 +269,7 @@ class Engine:
             tasks,
             quorum=1,
             timeout=cfg.round_timeout,
-            validate=_validate_evaluation,
+            validate=self._validate_evaluation,
             clock=self._clock,
             label=f"round {number} evaluate",
         )
@@ -244,8 +286,4 @@ class Engine:
         return metrics, (gather.report.bytes_sent, gather.report.bytes_received)
 
 
-def _validate_evaluation(reply: Reply) -> None:
-    validate_num_examples(reply.num_examples)
-    validate_metrics(reply.metrics)
-    if len(reply.params):
-        raise ValidationError("an evaluate reply must not carry parameters")
+

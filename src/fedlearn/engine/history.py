@@ -11,7 +11,11 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundRecord:
-    """Everything measured in one round; ``failures`` maps node to the reason it was left out."""
+    """Everything measured in one round.
+
+    ``failures`` maps each node left out of the round to the reason; ``capped`` maps each node
+    whose reply counted for fewer examples than it claimed to what it claimed.
+    """
 
     round: int
     sampled: int
@@ -24,6 +28,7 @@ class RoundRecord:
     federated_metrics: Mapping[str, float] = field(default_factory=dict)
     central_metrics: Mapping[str, float] = field(default_factory=dict)
     failures: Mapping[str, str] = field(default_factory=dict)
+    capped: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fedlearn.client.learners import build_learner
 from fedlearn.client.trainer import Learner
@@ -12,6 +12,7 @@ from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import hold_out
 from fedlearn.engine.engine import EngineConfig
 from fedlearn.engine.faults import FaultPlan
+from fedlearn.simulation.run import node_ids
 from fedlearn.strategies import build_strategy
 from fedlearn.strategies.strategy import Strategy
 
@@ -35,13 +36,17 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
     if config.data.holdout_fraction > 0:  # each node keeps rows of its own part back, as a deployed node would
         held = [hold_out(part, config.data.holdout_fraction, config.run.seed) for part in partitions]
         partitions, evaluation_data = [fit for fit, _ in held], [rows for _, rows in held]
+    engine = engine_config(config)
+    if config.simulation.declare_rows:  # as a site would register its row count with the coordinator
+        rows = [len(part) + (len(evaluation_data[i]) if evaluation_data else 0) for i, part in enumerate(partitions)]
+        engine = replace(engine, declared_examples=dict(zip(node_ids(len(partitions)), rows, strict=True)))
     return SimulationPlan(
         learner=build_learner(config.model.learner, test, **config.model.options()),
         partitions=partitions,
         evaluation_data=evaluation_data,
         test_data=test,
         strategy=build_strategy(config.strategy.name, **config.strategy.options()),
-        engine=engine_config(config),
+        engine=engine,
         faults=FaultPlan(seed=config.run.seed, **config.faults.model_dump()),
     )
 

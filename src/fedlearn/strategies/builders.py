@@ -13,22 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Literal
 
-from fedlearn.core.checks import NON_NEGATIVE, check_call_options, check_real
+from fedlearn.core.checks import NON_NEGATIVE, Options, check, check_call_options, check_real
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import PROXIMAL_MU_KEY
-from fedlearn.strategies.reducers import unweighted_mean, weighted_mean
+from fedlearn.strategies.reducers import UnweightedMean, WeightedMean, unweighted_mean, weighted_mean
 from fedlearn.strategies.samplers import fraction_sampler
 from fedlearn.strategies.strategy import Strategy
 from fedlearn.strategies.transforms import adagrad, adam, momentum, sgd, yogi
 
+Weighting = Literal["examples", "equal"]
 
-def fedavg(*, fraction: float = 1.0, min_nodes: int = 1, max_nodes: int | None = None) -> Strategy:
+
+def fedavg(
+    *, weighting: Weighting = "examples", fraction: float = 1.0, min_nodes: int = 1, max_nodes: int | None = None
+) -> Strategy:
     """FedAvg (McMahan et al. 2017): the example-weighted mean of the client models."""
     return Strategy(
         name="fedavg",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=weighted_mean(),
+        reducer=_mean(weighting),
         transform=sgd(),
     )
 
@@ -38,6 +43,7 @@ def fedavgm(
     server_learning_rate: float = 1.0,
     server_momentum: float = 0.9,
     nesterov: bool = False,
+    weighting: Weighting = "examples",
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -46,12 +52,19 @@ def fedavgm(
     return Strategy(
         name="fedavgm",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=weighted_mean(),
+        reducer=_mean(weighting),
         transform=momentum(server_learning_rate, beta=server_momentum, nesterov=nesterov),
     )
 
 
-def fedprox(*, mu: float, fraction: float = 1.0, min_nodes: int = 1, max_nodes: int | None = None) -> Strategy:
+def fedprox(
+    *,
+    mu: float,
+    weighting: Weighting = "examples",
+    fraction: float = 1.0,
+    min_nodes: int = 1,
+    max_nodes: int | None = None,
+) -> Strategy:
     """FedProx (Li et al. 2020): FedAvg whose clients add ``mu/2 * ||w - w_global||^2`` to their loss.
 
     The server side is FedAvg; ``mu`` reaches the clients as ``proximal_mu`` in the task config.
@@ -60,7 +73,7 @@ def fedprox(*, mu: float, fraction: float = 1.0, min_nodes: int = 1, max_nodes: 
     return Strategy(
         name="fedprox",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=weighted_mean(),
+        reducer=_mean(weighting),
         transform=sgd(),
         client_config={PROXIMAL_MU_KEY: proximal_mu},
     )
@@ -72,6 +85,7 @@ def fedadam(
     beta1: float = 0.9,
     beta2: float = 0.99,
     tau: float = 1e-3,
+    weighting: Weighting = "examples",
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -80,7 +94,7 @@ def fedadam(
     return Strategy(
         name="fedadam",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=weighted_mean(),
+        reducer=_mean(weighting),
         transform=adam(server_learning_rate, beta1=beta1, beta2=beta2, tau=tau),
     )
 
@@ -91,6 +105,7 @@ def fedyogi(
     beta1: float = 0.9,
     beta2: float = 0.99,
     tau: float = 1e-3,
+    weighting: Weighting = "examples",
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -99,7 +114,7 @@ def fedyogi(
     return Strategy(
         name="fedyogi",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=weighted_mean(),
+        reducer=_mean(weighting),
         transform=yogi(server_learning_rate, beta1=beta1, beta2=beta2, tau=tau),
     )
 
@@ -109,6 +124,7 @@ def fedadagrad(
     server_learning_rate: float = 0.1,
     tau: float = 1e-3,
     beta1: float = 0.0,
+    weighting: Weighting = "examples",
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -117,13 +133,18 @@ def fedadagrad(
     return Strategy(
         name="fedadagrad",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=weighted_mean(),
+        reducer=_mean(weighting),
         transform=adagrad(server_learning_rate, tau=tau, beta1=beta1),
     )
 
 
 def scaffold(
-    *, server_learning_rate: float = 1.0, fraction: float = 1.0, min_nodes: int = 1, max_nodes: int | None = None
+    *,
+    server_learning_rate: float = 1.0,
+    weighting: Weighting = "equal",
+    fraction: float = 1.0,
+    min_nodes: int = 1,
+    max_nodes: int | None = None,
 ) -> Strategy:
     """SCAFFOLD (Karimireddy et al. 2020): control variates correct the clients' drift.
 
@@ -133,10 +154,22 @@ def scaffold(
     return Strategy(
         name="scaffold",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=unweighted_mean(),
+        reducer=_mean(weighting),
         transform=sgd(server_learning_rate),
         control_variates=True,
     )
+
+
+def _mean(weighting: Weighting) -> WeightedMean | UnweightedMean:
+    """The mean a strategy folds updates with: weighted by example counts, or each node counting once.
+
+    Example counts come from the nodes, so weighting by them trusts the nodes; ``"equal"`` gives
+    one lying node no more pull than any other, at the price of ignoring how much data is behind
+    each update. The engine's ``max_examples_per_reply`` and declared row counts bound the trust
+    instead, where weighting by data matters.
+    """
+    check("weighting", weighting, Options(("examples", "equal")))
+    return weighted_mean() if weighting == "examples" else unweighted_mean()
 
 
 STRATEGIES: Mapping[str, Callable[..., Strategy]] = MappingProxyType(

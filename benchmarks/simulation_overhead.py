@@ -6,11 +6,12 @@ one BLAS thread, which isolates the framework's own overhead. The modes take tur
 repeat, so drift in the machine's speed (it is shared) falls on all of them alike.
 
 Softmax regression, 5 local SGD steps of 32 samples per node, FedAvg over every node, for
-(a) 100 nodes x ~1M float32 parameters and (b) 10 nodes x 100 parameters. Each measurement runs
+(a) 100 nodes x ~1M float32 parameters, (b) 10 nodes x 100 parameters and (c) 10,000 nodes x
+100 parameters, where per-task costs and pipe traffic, not arithmetic, dominate. Each measurement runs
 in a fresh interpreter, so its peak RSS and its time from process start to the first round are
 its own. Run from the repository root:
 
-    .venv/bin/python benchmarks/simulation_overhead.py            # both cases, 5 repeats
+    .venv/bin/python benchmarks/simulation_overhead.py            # every case, 5 repeats
     .venv/bin/python benchmarks/simulation_overhead.py --case b --repeats 3
 """
 
@@ -31,6 +32,7 @@ CASES = {
     # name: (nodes, n_features, n_classes, rounds)
     "a": (100, 1000, 1000, 5),
     "b": (10, 9, 10, 300),
+    "c": (10_000, 9, 10, 4),
 }
 MODES = ("plain", "plain-1thread", "inprocess", "pool")
 STEPS, BATCH, LR, SEED = 5, 32, 0.1, 0

@@ -8,7 +8,7 @@ import operator
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -50,6 +50,7 @@ def test_moments_merge_is_associative(a: np.ndarray, b: np.ndarray, c: np.ndarra
 
 @settings(max_examples=60, deadline=None)
 @given(blocks, blocks)
+@example(np.zeros((1, 3)), -np.zeros((1, 3)))  # np.minimum(0.0, -0.0) returns whichever comes first
 def test_moments_merge_is_commutative_bit_for_bit(a: np.ndarray, b: np.ndarray) -> None:
     ab, ba = Moments.of(a).merge(Moments.of(b)), Moments.of(b).merge(Moments.of(a))
     assert ab.to_params().bitwise_equal(ba.to_params())

@@ -171,8 +171,8 @@ class Moments:
             count=n,
             mean=mean,
             comoment=comoment,
-            min=np.minimum(self.min, other.min),
-            max=np.maximum(self.max, other.max),
+            min=_extreme(self.min, other.min, lowest=True),
+            max=_extreme(self.max, other.max, lowest=False),
         )
 
     def subtract(self, other: Moments) -> Moments:
@@ -329,3 +329,14 @@ def merge_all(items: Sequence[M]) -> M:
             paired.append(level[-1])
         level = paired
     return level[0]
+
+
+def _extreme(a: NDArray[np.float64], b: NDArray[np.float64], *, lowest: bool) -> NDArray[np.float64]:
+    """Elementwise min (or max) that does not depend on argument order, bit for bit.
+
+    ``np.minimum(0.0, -0.0)`` returns its first argument, so merging in another order could flip
+    a zero's sign; on ties the negative zero is the minimum and the positive zero the maximum.
+    """
+    extreme = np.minimum(a, b) if lowest else np.maximum(a, b)
+    tie_pick = np.where(np.signbit(a) == lowest, a, b)
+    return np.where(a == b, tie_pick, extreme)

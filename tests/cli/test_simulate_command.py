@@ -93,6 +93,8 @@ def test_seed_override_changes_and_fixes_the_result(tmp_path: Path) -> None:
         ("[model]\nlearner = 'numpy.softmax'\nlayers = 3\n", "layers"),
         ("[data]\ndataset = 'imagenet'\n", "imagenet"),
         ("[run\n", "not valid TOML"),
+        ("[client]\nlocal_epoch = 2\n", "unknown option(s) local_epoch for [client]; valid options: batch_size,"),
+        ("[client]\nlearning_rate = 'fast'\n", "[client] `learning_rate` must be a number in (0, inf); got 'fast'"),
     ],
 )
 def test_bad_config_gives_one_line_and_exit_code_2(tmp_path: Path, toml: str, message: str) -> None:

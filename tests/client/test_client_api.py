@@ -15,6 +15,7 @@ from fedlearn.client import (
     SGDLearner,
     TorchLearner,
     builtin_learner,
+    check_fit_config,
 )
 from fedlearn.core.errors import ConfigError
 from tests.client.conftest import tiny_classification, tiny_regression
@@ -43,6 +44,7 @@ def test_public_api_is_pinned() -> None:
         "Trainer",
         "build_learner",
         "builtin_learner",
+        "check_fit_config",
         "linear_regression",
         "softmax_regression",
         "torch_mlp",
@@ -101,3 +103,24 @@ def test_builtin_learner_wrong_task_is_a_config_error() -> None:
 def test_builtin_learner_option_of_the_wrong_type_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"learner 'sklearn\.sgd': invalid option value"):
         builtin_learner("sklearn.sgd", tiny_classification(), learning_rate="fast")
+
+
+def test_fit_config_keys_of_a_built_in_learner_are_checked_by_name_and_value() -> None:
+    learner = builtin_learner("numpy.softmax", tiny_classification())
+
+    check_fit_config(learner, {"local_epochs": 2, "batch_size": 8, "learning_rate": 0.1, "local_steps": 0})
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) local_epoch for \[client\]"):
+        check_fit_config(learner, {"local_epoch": 2})
+    with pytest.raises(ConfigError, match=r"^\[client\] `batch_size` must be an integer >= 1; got 0$"):
+        check_fit_config(learner, {"batch_size": 0})
+
+
+def test_fit_config_of_a_learner_that_declares_no_options_is_not_checked() -> None:
+    class Undeclared:
+        def init_params(self, seed: int):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        def trainer(self, data):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    check_fit_config(Undeclared(), {"anything": "goes"})  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ PyTorch (``TorchLearner``, ``torch_mlp``). scikit-learn and torch are imported o
 their learners is used, so importing this package stays cheap and torch stays optional.
 """
 
-from fedlearn.client.learners import BUILTIN_LEARNERS, DatasetMeta, build_learner, builtin_learner
+from fedlearn.client.learners import BUILTIN_LEARNERS, DatasetMeta, build_learner, builtin_learner, check_fit_config
 from fedlearn.client.local_sgd import LocalConfig, LossAndGrad
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.client.numpy_trainer import (
@@ -44,6 +44,7 @@ __all__ = [
     "Trainer",
     "build_learner",
     "builtin_learner",
+    "check_fit_config",
     "linear_regression",
     "softmax_regression",
     "torch_mlp",

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from fedlearn.client.numpy_trainer import linear_regression, softmax_regression
 from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner
 from fedlearn.client.torch_trainer import torch_mlp
 from fedlearn.client.trainer import Learner
-from fedlearn.core.checks import check_call_options
+from fedlearn.core.checks import Constraint, check, check_call_options, check_options
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import TaskType
 
@@ -65,6 +65,24 @@ def builtin_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:
         return constructor(**{key: getattr(data, key) for key in from_meta}, **options)
     except (TypeError, ConfigError) as exc:  # an option of the wrong type or value, e.g. a string learning rate
         raise ConfigError(f"learner {name!r}: invalid option value: {exc}") from exc
+
+
+def check_fit_config(learner: Learner, config: Mapping[str, object]) -> None:
+    """Refuse ``[client]`` keys the learner's trainers never read, and values they would refuse.
+
+    Checked when a run is submitted, so a typo (``local_epoch``) or a wrong type
+    (``learning_rate = "fast"``) fails at once with one line, instead of running with a default
+    or failing on every node. A user's learner that does not declare ``fit_options`` is not checked.
+    """
+    options: Mapping[str, Constraint] | None = getattr(learner, "fit_options", None)
+    if options is None:
+        return
+    check_options("[client]", config, accepted=options)
+    try:
+        for key, value in config.items():
+            check(key, value, options[key])
+    except ConfigError as exc:
+        raise ConfigError(f"[client] {exc}") from None
 
 
 def build_learner(name: str, data: DatasetMeta, **options: Any) -> Learner:

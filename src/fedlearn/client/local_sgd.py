@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -71,6 +72,16 @@ _LOCAL_CONSTRAINTS: Mapping[str, Constraint] = {
     SCAFFOLD_KEY: BOOL,
     WORK_FRACTION_KEY: Interval(0, 1, closed="right"),
 }
+
+
+FIT_OPTIONS: Mapping[str, Constraint] = MappingProxyType(
+    {key: _LOCAL_CONSTRAINTS[key] for key in ("learning_rate", "local_epochs", "local_steps", "batch_size")}
+)
+"""The fit-config keys a run config's ``[client]`` section may set for the built-in trainers.
+
+The others are set by the engine (``seed``, ``round``) and strategies (``proximal_mu``,
+``scaffold``), or by simulated faults (``work_fraction``).
+"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

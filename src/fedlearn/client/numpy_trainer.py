@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fedlearn.client.local_sgd import LocalConfig, LossAndGrad, local_sgd
+from fedlearn.client.local_sgd import FIT_OPTIONS, LocalConfig, LossAndGrad, local_sgd
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
-from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, check_int, check_real
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Constraint, check_int, check_real
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet
@@ -83,6 +83,8 @@ class NumpyTrainer:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NumpyLearner:
     """A model given as NumPy functions; ``n_features``, when set, is checked against node data."""
+
+    fit_options: ClassVar[Mapping[str, Constraint]] = FIT_OPTIONS
 
     init: InitFn
     loss_and_grad: LossAndGrad

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fedlearn.client.local_sgd import LocalConfig, batch_indices
+from fedlearn.client.local_sgd import FIT_OPTIONS, LocalConfig, batch_indices
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
-from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Options, check, check_int, check_ints, check_real
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Constraint, Options, check, check_int, check_ints, check_real
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet, Spec
@@ -159,6 +159,8 @@ class SGDLearner:
     seed on the same, reproducible starting point.
     """
 
+    fit_options: ClassVar[Mapping[str, Constraint]] = FIT_OPTIONS
+
     n_features: int
     n_classes: int = 0
     task: TaskType = "classification"
@@ -220,6 +222,8 @@ class SGDLearner:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MLPLearner:
     """A multi-layer perceptron classifier trained by ``MLPClassifier.partial_fit`` (solver "sgd")."""
+
+    fit_options: ClassVar[Mapping[str, Constraint]] = FIT_OPTIONS
 
     n_features: int
     n_classes: int

@@ -26,20 +26,31 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from fedlearn.client.local_sgd import (
     CLIENT_CONTROL_KEY,
+    FIT_OPTIONS,
     LocalConfig,
     batch_indices,
     scaffold_inputs,
     scaffold_update,
 )
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
-from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Interval, Options, check, check_int, check_ints, check_real
+from fedlearn.core.checks import (
+    NON_NEGATIVE,
+    POSITIVE,
+    Constraint,
+    Interval,
+    Options,
+    check,
+    check_int,
+    check_ints,
+    check_real,
+)
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet, Spec
@@ -94,6 +105,8 @@ class TorchLearner:
     ``loss_fn`` defaults to cross-entropy for classification data and MSE for regression; it
     must return the mean over the batch.
     """
+
+    fit_options: ClassVar[Mapping[str, Constraint]] = FIT_OPTIONS
 
     model_fn: ModelFn
     loss_fn: LossFn | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from fedlearn.client.learners import build_learner
+from fedlearn.client.learners import build_learner, check_fit_config
 from fedlearn.client.trainer import Learner
 from fedlearn.config import RunConfig, engine_config
 from fedlearn.core.errors import ConfigError
@@ -51,8 +51,10 @@ def plan_deployment(config: RunConfig, *, run_id: str, allowed_learners: Collect
             "so the model's shape must be declared (also n_classes for classification)"
         )
     shape = ModelShape(n_features=model.n_features, n_classes=model.n_classes, task=model.task)
+    learner = build_learner(model.learner, shape, **model.options())
+    check_fit_config(learner, config.client)
     return DeploymentPlan(
-        learner=build_learner(model.learner, shape, **model.options()),
+        learner=learner,
         strategy=build_strategy(config.strategy.name, **config.strategy.options()),
         engine=replace(engine_config(config), run_id=run_id),
     )

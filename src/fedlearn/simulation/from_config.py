@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from fedlearn.client.learners import build_learner
+from fedlearn.client.learners import build_learner, check_fit_config
 from fedlearn.client.trainer import Learner
 from fedlearn.config import RunConfig, engine_config
 from fedlearn.core.errors import ConfigError
@@ -40,8 +40,10 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
     if config.simulation.declare_rows:  # as a site would register its row count with the coordinator
         rows = [len(part) + (len(evaluation_data[i]) if evaluation_data else 0) for i, part in enumerate(partitions)]
         engine = replace(engine, declared_examples=dict(zip(node_ids(len(partitions)), rows, strict=True)))
+    learner = build_learner(config.model.learner, test, **config.model.options())
+    check_fit_config(learner, config.client)
     return SimulationPlan(
-        learner=build_learner(config.model.learner, test, **config.model.options()),
+        learner=learner,
         partitions=partitions,
         evaluation_data=evaluation_data,
         test_data=test,

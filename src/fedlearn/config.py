@@ -8,6 +8,7 @@ option tables that are handed to a builder which checks them itself. Any problem
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fedlearn.core.config_files import read_toml, validate
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REORDER_BUFFER_BYTES
+from fedlearn.core.messages import FEATURES_KEY
 from fedlearn.core.validation import Limits
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import split_over_nodes
@@ -71,8 +73,19 @@ class ModelSection(_OpenSection):
 
     learner: str = "numpy.softmax"
     n_features: int | None = Field(None, ge=1)
+    features: list[str] | None = None
     n_classes: int = Field(0, ge=0)
     task: Literal["classification", "regression"] = "classification"
+
+    def declared_n_features(self) -> int | None:
+        """``n_features``, or the number of declared ``features``; the two must agree when both are set."""
+        if self.features is None:
+            return self.n_features
+        if self.n_features is not None and self.n_features != len(self.features):
+            raise ConfigError(f"[model] n_features is {self.n_features} but `features` names {len(self.features)}")
+        if len(set(self.features)) != len(self.features):
+            raise ConfigError(f"[model] `features` names a column twice: {self.features}")
+        return len(self.features)
 
 
 class StrategySection(_OpenSection):
@@ -133,11 +146,16 @@ def engine_config(config: RunConfig) -> EngineConfig:
         wait_for_nodes_timeout=e.wait_for_nodes_timeout,
         evaluate_every=e.evaluate_every,
         evaluate_fraction=e.evaluate_fraction,
-        client_config=config.client,
+        client_config={**config.client, **_features_entry(config.model)},
         limits=Limits(max_bytes=e.max_message_bytes),
         reorder_buffer_bytes=e.reorder_buffer_bytes,
         max_examples_per_reply=e.max_examples_per_reply,
     )
+
+
+def _features_entry(model: ModelSection) -> dict[str, str]:
+    """The declared feature names as the task config entry nodes check their columns against."""
+    return {} if model.features is None else {FEATURES_KEY: json.dumps(model.features)}
 
 
 def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:

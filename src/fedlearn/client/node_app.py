@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
+from fedlearn.client.contract import DataContract
 from fedlearn.client.trainer import NodeState, Trainer
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import EVALUATE, FIT, HELDOUT_METRIC, Reply, Task
@@ -40,11 +41,13 @@ class NodeApp:
     ``evaluator`` is a trainer bound to rows held out from training; evaluate tasks use it, so
     federated metrics measure the model on data it did not learn from. Without one they fall back
     to ``trainer``'s training rows, and every evaluate reply says which it used (``heldout``).
+    ``contract`` describes the node's data; a fit or evaluate task that does not fit it is refused.
     """
 
     node_id: str
     trainer: Trainer | None = None
     evaluator: Trainer | None = None
+    contract: DataContract | None = None
     state: NodeState = field(default_factory=dict)
     handlers: Mapping[str, Handler] = field(default_factory=dict)
 
@@ -67,6 +70,9 @@ class NodeApp:
     def handle(self, task: Task) -> Reply:
         """Answer ``task``; never raises for anything the task or the trainer does wrong."""
         try:
+            refusal = self.contract.refusal(task) if self.contract is not None else None
+            if refusal is not None:
+                return self._error(task, refusal)
             if task.kind in (FIT, EVALUATE) and self.trainer is not None:
                 return self._fit(task, self.trainer) if task.kind == FIT else self._evaluate(task, self.trainer)
             handler = self.handlers.get(task.kind)

@@ -29,6 +29,9 @@ ANALYTICS_LOGISTIC_STEP = "analytics.logistic_step"
 # Config keys that the engine and strategies set on a fit task and that trainers read.
 SEED_KEY = "seed"
 """The node's seed for this round, derived from the run's seed; a trainer draws all its randomness from it."""
+FEATURES_KEY = "features"
+"""The feature names the run's model expects, in order, as a JSON list; a node whose data has other
+columns refuses the task (see ``fedlearn.client.contract``)."""
 ROUND_KEY = "round"
 """The round a fit or evaluate task belongs to, for trainers whose work depends on it (schedules, say)."""
 WORK_FRACTION_KEY = "work_fraction"

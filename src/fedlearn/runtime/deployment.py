@@ -45,12 +45,13 @@ def plan_deployment(config: RunConfig, *, run_id: str, allowed_learners: Collect
             f"[model] learner {model.learner!r} is not a built-in learner; the coordinator operator must allow it "
             "with --allow-learner"
         )
-    if model.n_features is None:
+    n_features = model.declared_n_features()
+    if n_features is None:
         raise ConfigError(
-            "[model] n_features is required for a deployed run: the coordinator never sees the data, "
-            "so the model's shape must be declared (also n_classes for classification)"
+            "[model] n_features (or features) is required for a deployed run: the coordinator never sees the "
+            "data, so the model's shape must be declared (also n_classes for classification)"
         )
-    shape = ModelShape(n_features=model.n_features, n_classes=model.n_classes, task=model.task)
+    shape = ModelShape(n_features=n_features, n_classes=model.n_classes, task=model.task)
     learner = build_learner(model.learner, shape, **model.options())
     check_fit_config(learner, config.client)
     return DeploymentPlan(

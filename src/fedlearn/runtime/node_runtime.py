@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fedlearn.client.allocator import retain_freed_memory
+from fedlearn.client.contract import DataContract
 from fedlearn.client.learners import build_learner
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.client.threads import BlasThreads
@@ -31,12 +32,15 @@ def build_node(
 ) -> PinnedNode:
     """The node's trainer (if it trains) on its training rows, its evaluator on held-out rows, and extra handlers."""
     retain_freed_memory()
-    trainer = evaluator = None
+    trainer = evaluator = contract = None
     rows = config.fit_and_evaluation_rows(datasets)
     if rows is not None and config.node.learner is not None:
         fit_rows, evaluation_rows = rows
         learner = build_learner(config.node.learner, fit_rows, **config.node.learner_options)
         trainer = learner.trainer(fit_rows)
         evaluator = learner.trainer(evaluation_rows) if evaluation_rows is not None else None
-    app = NodeApp(node_id=name, trainer=trainer, evaluator=evaluator, handlers=dict(handlers or {}))
+        contract = DataContract(param_spec=learner.init_params(0).spec(), feature_names=fit_rows.feature_names)
+    app = NodeApp(
+        node_id=name, trainer=trainer, evaluator=evaluator, contract=contract, handlers=dict(handlers or {})
+    )
     return PinnedNode(app=app, threads=BlasThreads(config.node.blas_threads))

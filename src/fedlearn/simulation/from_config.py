@@ -56,9 +56,15 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
 def _check_declared_shape(config: RunConfig, dataset: Dataset) -> None:
     """A [model] shape written for deployment must match the data a simulation actually loads."""
     model = config.model
-    if model.n_features is not None and model.n_features != dataset.n_features:
+    n_features = model.declared_n_features()
+    if n_features is not None and n_features != dataset.n_features:
         raise ConfigError(
-            f"[model] n_features is {model.n_features} but dataset {dataset.name!r} has {dataset.n_features} features"
+            f"[model] n_features is {n_features} but dataset {dataset.name!r} has {dataset.n_features} features"
+        )
+    if model.features is not None and tuple(model.features) != dataset.feature_names:
+        raise ConfigError(
+            f"[model] features {model.features[:3]}... are not dataset {dataset.name!r}'s columns, "
+            f"which begin {list(dataset.feature_names[:3])}"
         )
     if model.n_classes and model.n_classes != dataset.n_classes:
         raise ConfigError(

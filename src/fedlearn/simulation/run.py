@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fedlearn.client.allocator import retain_freed_memory
+from fedlearn.client.contract import DataContract
 from fedlearn.client.node_app import NodeApp
 from fedlearn.client.trainer import Learner
 from fedlearn.core.errors import ConfigError
@@ -65,11 +66,13 @@ def learner_nodes(
         )
     ids = node_ids(len(partitions))
     index = {node: i for i, node in enumerate(ids)}
+    spec = learner.init_params(0).spec()  # every node's learner builds the same shapes
 
     def factory(node_id: str) -> NodeApp:
         i = index[node_id]
         evaluator = learner.trainer(evaluation_data[i]) if evaluation_data is not None else None
-        return NodeApp(node_id=node_id, trainer=learner.trainer(partitions[i]), evaluator=evaluator)
+        contract = DataContract(param_spec=spec, feature_names=partitions[i].feature_names)
+        return NodeApp(node_id=node_id, trainer=learner.trainer(partitions[i]), evaluator=evaluator, contract=contract)
 
     return ids, factory
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+
+import pytest
 
 from fedlearn.client.node_app import NodeApp
 from fedlearn.runtime.coordinator import Coordinator
@@ -61,3 +64,56 @@ def test_run_that_cannot_get_its_nodes_fails_recording_a_quorum_error(tmp_path: 
 
     assert (run.status, run.error) == ("failed", "QuorumError")
     assert "needed 2 nodes but only 1 were available" in run.message
+
+
+def _finish(store, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 60
+    while store.get_run(run_id).status not in ("completed", "failed", "stopped") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_each_runs_life_is_logged_one_line_per_event(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fedlearn.runtime.coordinator")
+    fleet = InProcessFleet(["n1"], lambda name: NodeApp(node_id=name, trainer=tracked_learner.TrackingTrainer()))
+    failing = CONFIG.replace("min_available_nodes = 1", "min_available_nodes = 2\nwait_for_nodes_timeout = 0.2")
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        coordinator = Coordinator(store, fleet, poll_interval=0.05, allowed_learners=[LEARNER])
+        coordinator.start()
+        good = coordinator.submit(CONFIG).id
+        _finish(store, good)
+        bad = coordinator.submit(failing).id
+        _finish(store, bad)
+        with coordinator.fleet_access(wait=1.0, purpose="an analytics request"):
+            pass
+        coordinator.close()
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"run {good} (tracked): submitted, 3 rounds" in lines
+    assert f"run {good}: started" in lines
+    assert f"run {good}: round 3 done, 1 of 1 replies" in lines
+    assert f"run {good}: completed after 3 rounds" in lines
+    assert any(line.startswith(f"run {bad}: failed: needed 2 nodes but only 1") for line in lines)
+    assert [
+        line for line in lines if line.startswith("an analytics request:") and "waiting" not in line
+    ] == ["an analytics request: has the nodes", "an analytics request: done"]
+
+
+def test_a_resumed_run_says_from_which_round(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fedlearn.runtime.coordinator")
+    fleet = InProcessFleet(["n1"], lambda name: NodeApp(node_id=name, trainer=tracked_learner.TrackingTrainer()))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as store:
+        first = Coordinator(store, fleet, poll_interval=0.05, allowed_learners=[LEARNER])
+        run_id = first.submit(CONFIG.replace("rounds = 3", "rounds = 1")).id
+        first.start()
+        _finish(store, run_id)
+        first.close()
+        store.set_run_status(run_id, "running", "")  # as if a coordinator had died after its checkpoint
+        second = Coordinator(store, fleet, poll_interval=0.05, allowed_learners=[LEARNER])
+        second.start()
+        deadline = time.monotonic() + 30
+        while not any("resumed" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second.close()
+
+    assert f"run {run_id}: resumed after round 1 from its checkpoint" in [r.getMessage() for r in caplog.records]

@@ -9,6 +9,10 @@ about HTTP: the API in ``fedlearn.web`` calls these methods.
 Other work that sends tasks to the nodes (analytics) goes through :meth:`Coordinator.fleet_access`,
 which the run worker honours between rounds: see :mod:`fedlearn.runtime.lease` for why only one
 user may gather replies at a time.
+
+Each run's life is logged at INFO, one line per event, so an operator can follow it in the
+coordinator's log alone: submitted, started or resumed from round k, each round, and completed,
+stopped or failed with the reason; likewise each use of the nodes by other work (analytics).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class Coordinator:
         config = self._parse(config_toml)
         plan_deployment(config, run_id="validation", allowed_learners=self._allowed_learners)
         run_id = self.store.create_run(config.run.name, config_toml, seed=config.run.seed, rounds=config.run.rounds)
+        logger.info("run %s (%s): submitted, %d rounds", run_id, config.run.name, config.run.rounds)
         self._wake.set()
         return self.store.get_run(run_id)
 
@@ -68,8 +73,10 @@ class Coordinator:
         run = self.store.get_run(run_id)
         if run.status == "pending":
             self.store.set_run_status(run_id, "stopped", "stopped before it started")
+            logger.info("run %s: stopped before it started", run_id)
         elif run.status == "running":
             self.store.request_stop(run_id)
+            logger.info("run %s: stop requested; it stops after its current round", run_id)
         return self.store.get_run(run_id)
 
     def final_params(self, run_id: str) -> ParamSet | None:
@@ -84,8 +91,15 @@ class Coordinator:
         ``wait`` seconds this raises :class:`~fedlearn.runtime.lease.FleetBusy` naming the run;
         ``purpose`` (e.g. "an analytics request") is how others waiting are told who holds them.
         """
+        logger.info("%s: waiting up to %g s for the nodes", purpose, wait)
         with self._lease.borrow(purpose, wait):
-            yield self.fleet
+            logger.info("%s: has the nodes", purpose)
+            try:
+                yield self.fleet
+            except Exception as exc:
+                logger.info("%s: failed: %s", purpose, exc)
+                raise
+            logger.info("%s: done", purpose)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -133,12 +147,15 @@ class Coordinator:
             # reference kept here would keep its parameters, a whole model, alive all run long.
             final: RunState = engine.run(self._first_state(run.id, engine, plan.learner.init_params, config.run.seed))
             self.store.set_run_status(run.id, "completed", f"{final.round} rounds")
+            logger.info("run %s: completed after %d rounds", run.id, final.round)
         except _ShuttingDown:
-            pass  # left ``running`` with its last checkpoint: the next coordinator resumes it
+            logger.info("run %s: left running for the next coordinator to resume", run.id)
         except RunStopped:
             self.store.set_run_status(run.id, "stopped", "stopped by an operator")
+            logger.info("run %s: stopped by an operator", run.id)
         except FedlearnError as exc:  # recorded by name too, so `fedlearn run` exits with this error's code
             self.store.set_run_status(run.id, "failed", str(exc), error=type(exc).__name__)
+            logger.warning("run %s: failed: %s", run.id, exc)
         except Exception as exc:  # keep serving other runs; the reason is recorded for the operator
             logger.exception("run %s failed unexpectedly", run.id)
             self.store.set_run_status(run.id, "failed", f"internal error: {type(exc).__name__}: {exc}")
@@ -150,7 +167,11 @@ class Coordinator:
         """The run's last checkpoint, or its initial state; either way the run is now running."""
         state = self.store.load_checkpoint(run_id)
         self.store.set_run_status(run_id, "running", "resumed" if state else "")
-        return state if state is not None else engine.initial_state(init_params(seed))
+        if state is None:
+            logger.info("run %s: started", run_id)
+            return engine.initial_state(init_params(seed))
+        logger.info("run %s: resumed after round %d from its checkpoint", run_id, state.round)
+        return state
 
     def _take_fleet(self, run_id: str) -> None:
         """Wait for the fleet (someone may have borrowed it); give up only when shutting down."""
@@ -159,7 +180,9 @@ class Coordinator:
                 raise _ShuttingDown
 
     def _between_rounds(self, run_id: str, record: RoundRecord) -> None:
-        logger.info("run %s: round %d done (%d replies)", run_id, record.round, record.replies)
+        left_out = f", {len(record.failures)} left out" if record.failures else ""
+        logger.info("run %s: round %d done, %d of %d replies%s", run_id, record.round, record.replies,
+                    record.sampled, left_out)  # fmt: skip
         if self._closing.is_set() or self.store.stop_requested(run_id):
             if self._closing.is_set():
                 raise _ShuttingDown

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -240,3 +242,27 @@ def test_fit_and_evaluate_tasks_tell_the_trainer_their_round(params: ParamSet) -
     engine.run(engine.initial_state(params))
 
     assert seen == [("fit", 1, 1), ("evaluate", 1, 1), ("fit", 2, 2), ("evaluate", 2, 2)]
+
+
+def test_waiting_for_nodes_is_logged_at_once_and_every_ten_seconds(
+    params: ParamSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += max(seconds, 1.0)  # a fake clock: each poll moves it on by a second
+
+    fleet = ScriptedFleet(["only"], lambda n, t: None)
+    config = EngineConfig(rounds=1, seed=0, min_available_nodes=3, wait_for_nodes_timeout=25)
+    engine = Engine(fleet, fedavg(), config, clock=lambda: now[0], sleep=sleep)
+    caplog.set_level(logging.INFO, logger="fedlearn.engine.engine")
+
+    with pytest.raises(QuorumError):
+        engine.run(engine.initial_state(params))
+
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for 3 nodes")]
+    assert waits == [
+        "waiting for 3 nodes, 1 available; giving up in 25 s (wait_for_nodes_timeout)",
+        "waiting for 3 nodes, 1 available; giving up in 15 s (wait_for_nodes_timeout)",
+        "waiting for 3 nodes, 1 available; giving up in 5 s (wait_for_nodes_timeout)",
+    ]

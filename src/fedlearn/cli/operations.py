@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, StoreOption
+from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, StoreOption, announce_default_store
 from fedlearn.cli.reporting import command_group
 
 nodes = command_group(help="Register, list and revoke nodes (run on the coordinator's host).")
@@ -23,7 +23,7 @@ def nodes_add(name: str, store: StoreOption = DEFAULT_STORE) -> None:
     """Register a node and print its token (shown once; only its hash is stored)."""
     from fedlearn.runtime.store import open_store
 
-    with open_store(store) as state:
+    with open_store(announce_default_store(store)) as state:
         issued = state.add_node(name)
     typer.echo(f"node {name} registered. Its token, shown only now:\n{issued}")
 
@@ -33,7 +33,7 @@ def nodes_rotate(name: str, store: StoreOption = DEFAULT_STORE) -> None:
     """Issue a new token for a node; the old one stops working."""
     from fedlearn.runtime.store import open_store
 
-    with open_store(store) as state:
+    with open_store(announce_default_store(store)) as state:
         issued = state.rotate_token(name)
     typer.echo(f"node {name} has a new token, shown only now:\n{issued}")
 
@@ -43,7 +43,7 @@ def nodes_revoke(name: str, store: StoreOption = DEFAULT_STORE) -> None:
     """Revoke a node: its token is refused from now on."""
     from fedlearn.runtime.store import open_store
 
-    with open_store(store) as state:
+    with open_store(announce_default_store(store)) as state:
         state.revoke_node(name)
     typer.echo(f"node {name} revoked")
 
@@ -56,7 +56,7 @@ def nodes_list(store: StoreOption = DEFAULT_STORE) -> None:
 
     from fedlearn.runtime.store import open_store
 
-    with open_store(store) as state:
+    with open_store(announce_default_store(store)) as state:
         records = state.list_nodes()
     table = Table("name", "status", "last seen", "registered")
     for n in records:
@@ -76,7 +76,10 @@ def runs_list(api: ApiOption = DEFAULT_API, admin_token: AdminToken = "") -> Non
 
     with CoordinatorClient(api, admin_token=admin_token) as client:
         records = client.runs()
-    table = Table(Column("id", no_wrap=True, min_width=32), "name", "status", "rounds", "message")
+    table = Table(
+        Column("id", no_wrap=True, min_width=32), "name", "status", "rounds",
+        Column("message", no_wrap=True, overflow="ellipsis", max_width=60),  # one row a run, however long
+    )  # fmt: skip
     for r in records:
         table.add_row(r.id, r.name, r.status, f"{r.rounds_done}/{r.rounds_total}", r.message)
     Console().print(table)
@@ -96,8 +99,9 @@ def runs_show(
         current = client.run(run_id)
         if model is not None:
             model.write_bytes(client.model(run_id))
-    typer.echo(f"run {current.id} ({current.name}): {current.status}, "
-               f"{current.rounds_done}/{current.rounds_total} rounds {current.message}".rstrip())  # fmt: skip
+    said = current.message if current.status != "completed" else ""  # a completed run's message is its rounds
+    typer.echo(f"run {current.id} ({current.name}): {current.status}, {current.rounds_done}/{current.rounds_total} "
+               f"rounds" + (f": {said}" if said else ""))  # fmt: skip
     for record in current.history:
         metrics = {**record.fit_metrics, **record.federated_metrics}
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())

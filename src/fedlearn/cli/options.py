@@ -7,6 +7,8 @@ shell history.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +20,17 @@ StoreOption = Annotated[str, typer.Option("--store", envvar="FEDLEARN_STORE", he
 ApiOption = Annotated[
     str, typer.Option("--coordinator", envvar="FEDLEARN_COORDINATOR", help="The coordinator's HTTP API URL.")
 ]
+def announce_default_store(store: str) -> str:
+    """``store``, after saying on stderr when it is the default file in the current directory.
+
+    A command run from another directory than the coordinator's would otherwise create or read a
+    different, empty store without a word, and a node registered there is unknown to the coordinator.
+    """
+    if store == DEFAULT_STORE and not os.environ.get("FEDLEARN_STORE"):
+        typer.echo(f"using the store {Path.cwd() / 'fedlearn.db'} (set --store or FEDLEARN_STORE to choose)", err=True)
+    return store
+
+
 AdminToken = Annotated[
     str, typer.Option("--admin-token", envvar="FEDLEARN_ADMIN_TOKEN", help="The admin token.", show_default=False)
 ]

@@ -9,6 +9,7 @@ exactly what an uninterrupted one would have.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,6 +27,9 @@ from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
 from fedlearn.engine.stage import Clock, Gather, quorum_for
 from fedlearn.strategies.strategy import Strategy
+
+logger = logging.getLogger(__name__)
+_WAIT_LOG_INTERVAL = 10.0
 
 CentralEvaluate = Callable[[ParamSet], Mapping[str, float]]
 Checkpoint = Callable[["RunState"], None]
@@ -191,12 +195,23 @@ class Engine:
         return new_state
 
     def wait_for_nodes(self, minimum: int) -> Sequence[str]:
-        """Poll the fleet until ``minimum`` nodes are available, or fail with how many came."""
+        """Poll the fleet until ``minimum`` nodes are available, or fail with how many came.
+
+        A wait is logged when it starts and every ``_WAIT_LOG_INTERVAL`` seconds, so an operator
+        watching a stalled run sees what it waits for rather than silence.
+        """
         deadline = self._clock() + self.config.wait_for_nodes_timeout
+        next_log = self._clock()
         while True:
             available = list(self.fleet.available())
             if len(available) >= minimum:
                 return available
+            if self._clock() >= next_log:
+                logger.info(
+                    "waiting for %d nodes, %d available; giving up in %.0f s (wait_for_nodes_timeout)",
+                    minimum, len(available), max(0.0, deadline - self._clock()),
+                )  # fmt: skip
+                next_log = self._clock() + _WAIT_LOG_INTERVAL
             if self._clock() >= deadline:
                 raise QuorumError(
                     f"needed {minimum} nodes but only {len(available)} were available after waiting "

@@ -35,6 +35,7 @@ def test_public_api_is_pinned() -> None:
             "MemberReport",
             "Moments",
             "NewtonStats",
+            "RFactor",
             "Summary",
             "SummarySpec",
             "Table",
@@ -45,7 +46,7 @@ def test_public_api_is_pinned() -> None:
             "describe",
             "logistic_stats",
             "merge_all",
-            "scan_extrema",
+            "rescan",
             "summarize",
             "table_from_dataset",
         ]

@@ -6,8 +6,8 @@ summaries and solves models from the merge. Merging is exact, so the models equa
 fitted on the pooled data, to floating-point precision. Nodes can add or remove rows later
 without a rescan of their moments, and models refit in milliseconds.
 
-* Summaries: :class:`Moments`, :class:`ClassMoments`, :class:`Histogram`, :class:`Summary`
-  (a :class:`SummarySpec` says what to summarise); :func:`summarize` runs on a node.
+* Summaries: :class:`Moments`, :class:`RFactor`, :class:`ClassMoments`, :class:`Histogram`,
+  :class:`Summary` (a :class:`SummarySpec` says what to summarise); :func:`summarize` runs on a node.
 * Estimators (scikit-learn compatible; ``fit_summary`` or ``fit``):
   :class:`FederatedLinearRegression`, :class:`FederatedRidge`, :class:`FederatedPCA`,
   :class:`FederatedGaussianNB`, :class:`FederatedLinearDiscriminantAnalysis`,
@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats, logistic_stats
     from fedlearn.analytics.moments import Moments, merge_all
     from fedlearn.analytics.pca import FederatedPCA
+    from fedlearn.analytics.rfactor import RFactor
     from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
-    from fedlearn.analytics.summarize import accumulate, check_shareable, scan_extrema, summarize
+    from fedlearn.analytics.summarize import accumulate, check_shareable, rescan, summarize
     from fedlearn.analytics.summary import Summary, SummarySpec
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
@@ -66,6 +67,7 @@ _LOCATIONS = {
     "MemberReport": "fedlearn.analytics.job",
     "Moments": "fedlearn.analytics.moments",
     "NewtonStats": "fedlearn.analytics.logistic",
+    "RFactor": "fedlearn.analytics.rfactor",
     "SCHEMA": "fedlearn.analytics.handlers",
     "SUMMARIZE": "fedlearn.analytics.handlers",
     "Summary": "fedlearn.analytics.summary",
@@ -78,7 +80,7 @@ _LOCATIONS = {
     "describe": "fedlearn.analytics.covariance",
     "logistic_stats": "fedlearn.analytics.logistic",
     "merge_all": "fedlearn.analytics.moments",
-    "scan_extrema": "fedlearn.analytics.summarize",
+    "rescan": "fedlearn.analytics.summarize",
     "summarize": "fedlearn.analytics.summarize",
     "table_from_dataset": "fedlearn.analytics.sources",
 }
@@ -122,6 +124,7 @@ __all__ = [
     "MemberReport",
     "Moments",
     "NewtonStats",
+    "RFactor",
     "Summary",
     "SummarySpec",
     "Table",
@@ -132,7 +135,7 @@ __all__ = [
     "describe",
     "logistic_stats",
     "merge_all",
-    "scan_extrema",
+    "rescan",
     "summarize",
     "table_from_dataset",
 ]

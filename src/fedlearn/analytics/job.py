@@ -32,7 +32,7 @@ from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, ArrayTable, Ta
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.client.node_app import NodeApp
 from fedlearn.core.checks import POSITIVE, Options, check, check_real
-from fedlearn.core.errors import ConfigError, FedlearnError, PrivacyError, QuorumError
+from fedlearn.core.errors import ConfigError, FedlearnError, PrivacyError, QuorumError, ValidationError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
@@ -182,9 +182,9 @@ class AnalyticsJob:
     def remove(self, node_id: str, batch: object) -> int:
         """Take out rows a member has removed; returns its new row count.
 
-        Moments are subtracted exactly; the node also rescans the rows it keeps for counts and
-        extrema (min and max cannot be subtracted) and refuses if fewer than its threshold would
-        remain. Over a fleet the member's main dataset must already exclude ``batch``.
+        Moments are subtracted exactly; the node also rescans the rows it keeps for counts,
+        extrema and the R factor (none of which can be subtracted) and refuses if fewer than its
+        threshold would remain. Over a fleet the member's main dataset must already exclude ``batch``.
         """
         member = self.member(node_id)
         name = self._place(node_id, batch, f"removed-{next(self._batches)}")
@@ -202,9 +202,9 @@ class AnalyticsJob:
             raise
         params = reply[node_id].params
         delta = Summary.from_params(
-            ParamSet({k: v for k, v in params.items() if not k.startswith("extrema/")}), self.spec
+            ParamSet({k: v for k, v in params.items() if not k.startswith("remaining/")}), self.spec
         )
-        summary = member.summary.subtract(delta).with_extrema(params.select("extrema/"))
+        summary = member.summary.subtract(delta).with_rescan(params.select("remaining/"))
         self._members[node_id] = replace(member, summary=summary)
         return summary.count
 
@@ -308,9 +308,11 @@ class AnalyticsJob:
         return {n: Summary.from_params(r.params, self.spec) for n, r in replies.items()}
 
     def _check_summary(self, reply: Reply) -> None:
-        Summary.from_params(
-            ParamSet({k: v for k, v in reply.params.items() if not k.startswith("extrema/")}), self.spec
+        summary = Summary.from_params(
+            ParamSet({k: v for k, v in reply.params.items() if not k.startswith("remaining/")}), self.spec
         )
+        if not summary.factor.known:  # only a removal makes R unknown, and a node summarises afresh
+            raise ValidationError("summary: the R factor of freshly summarised rows must be finite; got NaN")
 
     def _stage(
         self,

@@ -74,3 +74,10 @@ def test_typing_imports_and_lazy_locations_name_the_same_places() -> None:
 
     assert imported == analytics._LOCATIONS
     assert set(analytics._LOCATIONS) == set(analytics.__all__)
+
+
+def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name() -> None:
+    """Importing ``fedlearn.analytics.x`` binds ``x`` on the package, hiding a lazy function ``x``."""
+    package = Path(analytics.__file__).parent
+
+    assert not [name for name in analytics.__all__ if (package / f"{name}.py").exists()]

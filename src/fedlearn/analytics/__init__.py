@@ -37,8 +37,8 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.moments import Moments, merge_all
     from fedlearn.analytics.pca import FederatedPCA
     from fedlearn.analytics.rfactor import RFactor
+    from fedlearn.analytics.scan import accumulate, check_shareable, rescan, summarize
     from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
-    from fedlearn.analytics.summarize import accumulate, check_shareable, rescan, summarize
     from fedlearn.analytics.summary import Summary, SummarySpec
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
@@ -73,15 +73,15 @@ _LOCATIONS = {
     "Summary": "fedlearn.analytics.summary",
     "SummarySpec": "fedlearn.analytics.summary",
     "Table": "fedlearn.analytics.sources",
-    "accumulate": "fedlearn.analytics.summarize",
+    "accumulate": "fedlearn.analytics.scan",
     "analytics_handlers": "fedlearn.analytics.handlers",
-    "check_shareable": "fedlearn.analytics.summarize",
+    "check_shareable": "fedlearn.analytics.scan",
     "correlation": "fedlearn.analytics.covariance",
     "describe": "fedlearn.analytics.covariance",
     "logistic_stats": "fedlearn.analytics.logistic",
     "merge_all": "fedlearn.analytics.moments",
-    "rescan": "fedlearn.analytics.summarize",
-    "summarize": "fedlearn.analytics.summarize",
+    "rescan": "fedlearn.analytics.scan",
+    "summarize": "fedlearn.analytics.scan",
     "table_from_dataset": "fedlearn.analytics.sources",
 }
 

@@ -19,7 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fedlearn.analytics.rfactor import RFactor
-from fedlearn.analytics.summarize import accumulate
+from fedlearn.analytics.scan import accumulate
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.errors import ConfigError
 

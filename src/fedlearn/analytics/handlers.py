@@ -11,7 +11,7 @@ leaves the node. Task kinds and their config:
     ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters. With ``remaining``
     (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
     keeps and replies their counts, extrema and R factor under ``remaining/``
-    (:func:`~fedlearn.analytics.summarize.rescan`).
+    (:func:`~fedlearn.analytics.scan.rescan`).
 ``analytics.logistic_step``
     ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``.
     Replies :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from fedlearn.analytics.logistic import logistic_stats
+from fedlearn.analytics.scan import check_counts, chunks_of, rescan, summarize
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
-from fedlearn.analytics.summarize import check_counts, chunks_of, rescan, summarize
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.core.errors import ConfigError, PrivacyError

@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedlearn.analytics.scan import check_shareable, summarize
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, CsvTable
-from fedlearn.analytics.summarize import check_shareable, summarize
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.codec import decode_with_metadata, encode
 from fedlearn.core.errors import ConfigError

@@ -179,7 +179,7 @@ class Moments:
         Extrema cannot be inverted. A column's minimum stays exact when every removed value is
         strictly greater than it, because a remaining row still attains it (likewise for the
         maximum); otherwise it becomes NaN, meaning *unknown*. The node that owns the rows then
-        recomputes it from its own remaining rows (see :func:`~fedlearn.analytics.summarize.extrema`)
+        recomputes it from its own remaining rows (see :func:`~fedlearn.analytics.scan.rescan`)
         and sets it with :meth:`with_extrema`. Nothing is ever rescanned for the moments.
         """
         self._check_compatible(other)

@@ -191,7 +191,7 @@ class Summary:
     def with_rescan(self, rescan: ParamSet) -> Summary:
         """A copy whose extrema and R factor come from the owning node's fresh scan of its rows.
 
-        ``rescan`` is what :func:`~fedlearn.analytics.summarize.rescan` returns: ``count``,
+        ``rescan`` is what :func:`~fedlearn.analytics.scan.rescan` returns: ``count``,
         ``min`` and ``max`` over all columns, the R factor under ``factor/`` and, for per-class
         summaries, ``by_class/{classes,count,min,max}``.
         """

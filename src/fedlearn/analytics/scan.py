@@ -1,4 +1,4 @@
-"""The node side: summarise local rows in one pass, and refuse when too few rows would be shared.
+"""Scanning a node's rows: summarise them in one pass, and refuse when too few rows would be shared.
 
 Rows are read chunk by chunk; each chunk becomes a small summary (its moments, the R factor of
 its centred rows, ...) that is merged into a running one and then dropped, so memory is

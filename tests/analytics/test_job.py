@@ -7,6 +7,7 @@ the fleet tests below drive real ``NodeApp`` nodes through an ``InProcessFleet``
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from sklearn.naive_bayes import GaussianNB
 
 from fedlearn.analytics import (
     SCHEMA,
+    SUMMARIZE,
     AnalyticsJob,
     FederatedGaussianNB,
     FederatedLinearRegression,
@@ -24,9 +26,10 @@ from fedlearn.analytics import (
     table_from_dataset,
 )
 from fedlearn.client.node_app import NodeApp
-from fedlearn.core import ConfigError, PrivacyError, Task
+from fedlearn.core import ConfigError, ParamSet, PrivacyError, QuorumError, Reply, Task
 from fedlearn.data.dataset import Dataset
 from fedlearn.simulation.inprocess import InProcessFleet
+from tests.analytics import exact
 from tests.analytics.conftest import assert_close, load, random_split
 
 NAMES = tuple(f"f{i}" for i in range(10))
@@ -136,6 +139,43 @@ def test_removing_rows_equals_refitting_the_pooled_data_and_restores_extrema() -
     assert_close(model.coef_, LinearRegression().fit(x[kept], y[kept]).coef_)
     assert job.summary.moments.max[-1] == y[kept].max()  # rescanned on the node, not left unknown
     assert job.summary.count == len(kept)
+
+
+def test_removal_keeps_full_accuracy_on_ill_conditioned_data_because_the_node_refactors_what_it_keeps() -> None:
+    x, y = exact.ill_conditioned(300, 5, 1e6)
+    names = NAMES[:5]
+    job = AnalyticsJob(columns=names, target="y")
+    job.join("a", _columns(x[:200], y[:200], names), min_rows=0)
+    job.join("b", _columns(x[200:], y[200:], names), min_rows=0)
+
+    job.remove("a", _columns(x[:60], y[:60], names))
+
+    coef, _ = exact.least_squares(x[60:], y[60:])
+    assert job.summary.factor.known
+    model = job.fit(FederatedLinearRegression())
+    assert np.linalg.norm(model.coef_ - coef) < 1e-8 * np.linalg.norm(coef)
+
+
+def _tampered(params: ParamSet) -> ParamSet:
+    """A summary whose R factor has an entry below the diagonal, as a hostile node might send."""
+    r = np.array(params["moments/factor/r"])
+    r[-1, 0] = 1.0
+    return ParamSet({**params.to_dict(), "moments/factor/r": r})
+
+
+def test_a_node_sending_a_malformed_r_factor_is_rejected_with_the_reason() -> None:
+    x, y = load("regression", "diabetes")
+    honest = analytics_handlers({"clinic": _columns(x, y)})
+
+    def hostile(task: Task, app: NodeApp) -> Reply:
+        reply = honest[SUMMARIZE](task, app)
+        return replace(reply, params=_tampered(reply.params))
+
+    fleet = InProcessFleet(["evil"], lambda node_id: NodeApp(node_id=node_id, handlers={SUMMARIZE: hostile}))
+    job = AnalyticsJob(columns=NAMES, target="y", fleet=fleet)
+    with pytest.raises(QuorumError, match=r"evil: rejected: R factor: r must be upper triangular; got 1.0 below"):
+        job.join("evil", "clinic")
+    assert job.members == ()
 
 
 def test_other_nodes_are_not_asked_when_one_node_adds_rows() -> None:

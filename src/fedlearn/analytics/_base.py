@@ -140,7 +140,8 @@ def solving_factor(summary: Summary, n_columns: int, model: str) -> RFactor:
         warnings.warn(
             f"{model} is solved from the moments, because rows were removed and the R factor of the remaining "
             f"rows is unknown; with condition number {cond:.3g} expect a relative error near {expected:.1g}. "
-            "For full accuracy, summarise the nodes that removed rows afresh from their current rows",
+            "For full accuracy, summarise the current rows of each node that removed rows afresh (in a job "
+            "directory: delete that node's summary file, then join again from one CSV of its current rows)",
             UserWarning,
             stacklevel=2,
         )

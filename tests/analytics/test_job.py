@@ -15,6 +15,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 
 from fedlearn.analytics import (
+    LOGISTIC_STEP,
     SCHEMA,
     SUMMARIZE,
     AnalyticsJob,
@@ -87,6 +88,24 @@ def test_schema_reply_carries_only_type_codes_of_the_asked_columns() -> None:
     assert reply.ok
     assert list(reply.params) == ["types"]
     assert reply.params["types"].tolist() == [2, 0]  # float, missing: no names, no rows, nothing else
+
+
+@pytest.mark.parametrize(
+    ("scaling", "reason"),
+    [
+        ({"shift": np.zeros(2), "scale": np.ones(3)}, "task params 'scale' must have shape (2,); got (3,)"),
+        ({"shift": np.zeros(2)}, "task params 'scale' must have shape (2,); got nothing"),
+        ({"shift": np.zeros(2), "scale": np.array([1.0, 0.0])}, "`scale` finite and positive"),
+    ],
+    ids=["shape", "missing", "zero"],
+)
+def test_logistic_step_refuses_a_malformed_feature_scaling(scaling: dict[str, np.ndarray], reason: str) -> None:
+    rows = {"a": np.arange(30.0), "b": np.arange(30.0) ** 2, "y": np.arange(30) % 2}
+    node = NodeApp(node_id="n", handlers=analytics_handlers({"main": rows}))
+    config = {"dataset": "main", "spec": '{"columns": ["a", "b"], "target": "y"}', "classes": "[0, 1]"}
+    params = ParamSet({"theta": np.zeros((1, 3)), **scaling})
+    reply = node.handle(Task(kind=LOGISTIC_STEP, round=1, config=config, params=params))
+    assert reply.error is not None and reason in reply.error
 
 
 def test_joining_without_a_required_column_fails_with_the_nodes_reason() -> None:

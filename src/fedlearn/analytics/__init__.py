@@ -12,7 +12,8 @@ without a rescan of their moments, and models refit in milliseconds.
   :class:`FederatedLinearRegression`, :class:`FederatedRidge`, :class:`FederatedPCA`,
   :class:`FederatedGaussianNB`, :class:`FederatedLinearDiscriminantAnalysis`,
   :class:`FederatedQuadraticDiscriminantAnalysis`, :class:`FederatedCovariance` and
-  :class:`FederatedLogisticRegression` (federated Newton rounds); :func:`describe`.
+  :class:`FederatedLogisticRegression` (federated Newton rounds on features standardized by a
+  :class:`FeatureScaling`); :func:`describe`.
 * Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated; node side
   :func:`analytics_handlers`; file-backed :class:`JobDir` behind ``fedlearn analytics``.
 """
@@ -33,7 +34,12 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.job import AnalyticsJob, JobReport, MemberReport
     from fedlearn.analytics.jobdir import JobDir
     from fedlearn.analytics.linear import FederatedLinearRegression, FederatedRidge
-    from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats, logistic_stats
+    from fedlearn.analytics.logistic import (
+        FeatureScaling,
+        FederatedLogisticRegression,
+        NewtonStats,
+        logistic_stats,
+    )
     from fedlearn.analytics.moments import Moments, merge_all
     from fedlearn.analytics.pca import FederatedPCA
     from fedlearn.analytics.rfactor import RFactor
@@ -51,6 +57,7 @@ _LOCATIONS = {
     "ConcatTable": "fedlearn.analytics.sources",
     "CsvTable": "fedlearn.analytics.sources",
     "Description": "fedlearn.analytics.covariance",
+    "FeatureScaling": "fedlearn.analytics.logistic",
     "FederatedCovariance": "fedlearn.analytics.covariance",
     "FederatedGaussianNB": "fedlearn.analytics.bayes",
     "FederatedLinearDiscriminantAnalysis": "fedlearn.analytics.discriminant",
@@ -109,6 +116,7 @@ __all__ = [
     "ConcatTable",
     "CsvTable",
     "Description",
+    "FeatureScaling",
     "FederatedCovariance",
     "FederatedGaussianNB",
     "FederatedLinearDiscriminantAnalysis",

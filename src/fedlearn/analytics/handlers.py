@@ -13,8 +13,10 @@ leaves the node. Task kinds and their config:
     keeps and replies their counts, extrema and R factor under ``remaining/``
     (:func:`~fedlearn.analytics.scan.rescan`).
 ``analytics.logistic_step``
-    ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``.
-    Replies :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
+    ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``
+    and, optionally, the :class:`~fedlearn.analytics.logistic.FeatureScaling` ``shift`` and
+    ``scale`` to apply to the features first. Replies
+    :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
 
 Each reply that summarises rows passes the node's privacy guard first (``min_rows``).
 """
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fedlearn.analytics.logistic import logistic_stats
+from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
 from fedlearn.analytics.scan import check_counts, chunks_of, rescan, summarize
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
@@ -122,11 +124,13 @@ def analytics_handlers(
             raise ConfigError(f"task config 'fit_intercept' must be a bool; got {fit_intercept!r}")
         if "theta" not in task.params:
             raise ConfigError("task params must carry the coefficients 'theta'")
+        scaled = "shift" in task.params or "scale" in task.params
         stats = logistic_stats(
             chunks_of(table(task), spec, chunk_rows=chunk_rows),
             np.asarray(task.params["theta"], dtype=np.float64),
             classes,
             fit_intercept=fit_intercept,
+            scaling=FeatureScaling.from_params(task.params, spec.n_features) if scaled else None,
         )
         threshold = spec.n_features + 5 if min_rows is None else min_rows
         if stats.count < threshold:

@@ -26,7 +26,7 @@ import numpy as np
 from fedlearn.analytics._base import SummaryEstimator
 from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
-from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats
+from fedlearn.analytics.logistic import FeatureScaling, FederatedLogisticRegression, NewtonStats
 from fedlearn.analytics.moments import merge_all
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, ArrayTable, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
@@ -271,11 +271,10 @@ class AnalyticsJob:
         if summary.by_class is None:
             raise ConfigError("logistic regression needs a job created with task='classification'")
         classes = summary.by_class.classes
-        base = {
-            "spec": self.spec.to_json(),
-            "classes": _json(classes.tolist()),
-            "fit_intercept": bool(estimator.fit_intercept),
-        }
+        fit_intercept = bool(estimator.fit_intercept)
+        base = {"spec": self.spec.to_json(), "classes": _json(classes.tolist()), "fit_intercept": fit_intercept}
+        # Newton works on features centred and scaled by the moments the job already holds
+        scaling = FeatureScaling.of(summary.features, centre=fit_intercept)
 
         def oracle(theta: np.ndarray) -> NewtonStats:
             size = theta.size
@@ -283,11 +282,11 @@ class AnalyticsJob:
                 LOGISTIC_STEP,
                 {n: {**base, "dataset": m.dataset} for n, m in self._members.items()},
                 lambda r: NewtonStats.from_params(r.params, size),
-                params=ParamSet({"theta": theta}),
+                params=ParamSet({"theta": theta}).merged(scaling.to_params()),
             )
             return merge_all([NewtonStats.from_params(r.params, size) for r in replies.values()])
 
-        return estimator.fit_oracle(oracle, classes=classes, n_features=self.spec.n_features)
+        return estimator.fit_oracle(oracle, classes=classes, n_features=self.spec.n_features, scaling=scaling)
 
     def _table(self, data: object) -> Table:
         return as_table(data, target=self.spec.target or "y")

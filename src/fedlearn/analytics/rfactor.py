@@ -170,6 +170,23 @@ class RFactor:
         """The factor of the first ``k`` columns alone: the leading block of ``R`` is exactly that."""
         return RFactor(count=self.count, mean=self.mean[:k], mean_correction=self.mean_correction[:k], r=self.r[:k, :k])
 
+    def moments(self, minimum: ArrayLike, maximum: ArrayLike) -> Moments:
+        """The moments of the same rows, given their extrema: the co-moment is ``RᵀR``.
+
+        A node factors each chunk once and takes the co-moment from ``R``, rather than forming
+        ``XcᵀXc`` as well: Householder QR is backward stable column by column, so ``RᵀR`` is as
+        accurate as ``XcᵀXc`` formed directly, and the chunk is centred and read once.
+        """
+        if not self.known:
+            raise ConfigError("an unknown R factor has no co-moment to give; the rows must be factored again")
+        return Moments(
+            count=self.count,
+            mean=self.mean,
+            comoment=self.r.T @ self.r,
+            min=np.asarray(minimum),
+            max=np.asarray(maximum),
+        )
+
     def uncentred(self) -> FloatArray:
         """``R`` of the rows themselves, not centred: ``qr([R; √n · meanᵀ])``, for models without intercept.
 

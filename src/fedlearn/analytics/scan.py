@@ -21,7 +21,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from fedlearn.analytics.classes import ClassMoments, class_codes
 from fedlearn.analytics.histogram import Histogram
-from fedlearn.analytics.moments import Moments
 from fedlearn.analytics.rfactor import RFactor
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
@@ -69,10 +68,11 @@ def summarize_chunk(x: NDArray[np.float64], spec: SummarySpec) -> Summary:
     """The summary of one in-memory chunk (columns in ``spec.all_columns`` order)."""
     d = spec.n_features
     index = {name: i for i, name in enumerate(spec.all_columns)}
+    factor = RFactor.of(x)
     return Summary(
         spec=spec,
-        moments=Moments.of(x),
-        factor=RFactor.of(x),
+        moments=factor.moments(x.min(axis=0, initial=np.inf), x.max(axis=0, initial=-np.inf)),
+        factor=factor,
         by_class=ClassMoments.of(x[:, :d], class_codes(x[:, d], name=str(spec.target))) if spec.by_class else None,
         histograms=tuple(Histogram.of(x[:, index[h.column]], h) for h in spec.histograms),
     )

@@ -175,11 +175,11 @@ def test_removal_keeps_full_accuracy_on_ill_conditioned_data_because_the_node_re
     assert np.linalg.norm(model.coef_ - coef) < 1e-8 * np.linalg.norm(coef)
 
 
-def _tampered(params: ParamSet) -> ParamSet:
-    """A summary whose R factor has an entry below the diagonal, as a hostile node might send."""
-    r = np.array(params["moments/factor/r"])
+def _tampered(params: ParamSet, name: str = "moments/factor/r") -> ParamSet:
+    """Params whose R factor ``name`` has an entry below the diagonal, as a hostile node might send."""
+    r = np.array(params[name])
     r[-1, 0] = 1.0
-    return ParamSet({**params.to_dict(), "moments/factor/r": r})
+    return ParamSet({**params.to_dict(), name: r})
 
 
 def test_a_node_sending_a_malformed_r_factor_is_rejected_with_the_reason() -> None:
@@ -195,6 +195,26 @@ def test_a_node_sending_a_malformed_r_factor_is_rejected_with_the_reason() -> No
     with pytest.raises(QuorumError, match=r"evil: rejected: R factor: r must be upper triangular; got 1.0 below"):
         job.join("evil", "clinic")
     assert job.members == ()
+
+
+def test_a_removal_whose_remaining_r_factor_is_malformed_is_rejected_and_changes_nothing() -> None:
+    x, y = load("regression", "diabetes")
+    datasets = {"main": _columns(x, y), "gone": _columns(x[:40], y[:40])}
+    honest = analytics_handlers(datasets)
+
+    def hostile(task: Task, app: NodeApp) -> Reply:
+        reply = honest[SUMMARIZE](task, app)
+        if "remaining" not in task.config:
+            return reply
+        return replace(reply, params=_tampered(reply.params, "remaining/factor/r"))
+
+    fleet = InProcessFleet(["evil"], lambda node_id: NodeApp(node_id=node_id, handlers={SUMMARIZE: hostile}))
+    job = AnalyticsJob(columns=NAMES, target="y", fleet=fleet)
+    job.join("evil", "main")
+    datasets["main"] = _columns(x[40:], y[40:])  # the node deletes the rows, then the job is told
+    with pytest.raises(QuorumError, match=r"evil: rejected: R factor: r must be upper triangular"):
+        job.remove("evil", "gone")
+    assert job.summary.count == len(x)
 
 
 def test_other_nodes_are_not_asked_when_one_node_adds_rows() -> None:

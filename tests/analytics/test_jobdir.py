@@ -16,6 +16,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fedlearn.analytics import FederatedLinearRegression, FederatedPCA, JobDir, SummarySpec
+from fedlearn.core import ParamSet, decode_with_metadata, encode
 from tests.analytics import exact
 from tests.analytics.conftest import assert_close, load
 
@@ -61,3 +62,18 @@ def test_ill_conditioned_data_warn_that_the_fallback_costs_accuracy(tmp_path: Pa
     assert record is not None
     with pytest.warns(UserWarning, match=r"the remaining rows is unknown; with condition number 1\.\d+e\+06"):
         estimator.fit_summary(record.summary)  # type: ignore[attr-defined]
+
+
+def test_a_summary_written_before_summaries_carried_r_loads_with_r_unknown(tmp_path: Path) -> None:
+    x, y = load("regression", "diabetes")
+    spec = SummarySpec(columns=tuple(f"x{i}" for i in range(x.shape[1])), target="y")
+    job = JobDir.create(tmp_path / "job", spec)
+    job.update("a", _write(tmp_path / "all.csv", x, y))
+    file = tmp_path / "job" / "nodes" / "a.safetensors"
+    params, meta = decode_with_metadata(file.read_bytes())
+    file.write_bytes(encode(ParamSet({k: v for k, v in params.items() if "/factor/" not in k}), meta))
+
+    record = job.load("a")
+
+    assert record is not None and not record.summary.factor.known
+    assert_close(FederatedLinearRegression().fit_summary(record.summary).coef_, LinearRegression().fit(x, y).coef_)

@@ -28,6 +28,7 @@ from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analyt
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
 from fedlearn.analytics.logistic import FeatureScaling, FederatedLogisticRegression, NewtonStats
 from fedlearn.analytics.moments import merge_all
+from fedlearn.analytics.rfactor import RFactor
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, ArrayTable, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.client.node_app import NodeApp
@@ -194,7 +195,7 @@ class AnalyticsJob:
             datasets[MAIN] = _in_memory(kept).without(_in_memory(datasets[name]))
         try:
             reply = self._stage(
-                SUMMARIZE, {node_id: {"dataset": name, "remaining": member.dataset}}, self._check_summary
+                SUMMARIZE, {node_id: {"dataset": name, "remaining": member.dataset}}, self._check_removal
             )
         except FedlearnError:
             if self._fleet is None:
@@ -310,8 +311,12 @@ class AnalyticsJob:
         summary = Summary.from_params(
             ParamSet({k: v for k, v in reply.params.items() if not k.startswith("remaining/")}), self.spec
         )
-        if not summary.factor.known:  # only a removal makes R unknown, and a node summarises afresh
-            raise ValidationError("summary: the R factor of freshly summarised rows must be finite; got NaN")
+        _check_fresh(summary.factor, "summary")
+
+    def _check_removal(self, reply: Reply) -> None:
+        """The removed rows' summary and the factor of the rows the node keeps, before anything changes."""
+        self._check_summary(reply)
+        _check_fresh(RFactor.from_params(reply.params.select("remaining/factor/")), "the remaining rows")
 
     def _stage(
         self,
@@ -354,6 +359,12 @@ class AnalyticsJob:
                 self._simulated[node_id], min_rows=self._min_rows[node_id], chunk_rows=self._chunk_rows
             ),
         )
+
+
+def _check_fresh(factor: RFactor, what: str) -> None:
+    """A node factors rows afresh for every reply, so its R is known: NaN is for removals it did not see."""
+    if not factor.known:
+        raise ValidationError(f"{what}: the R factor of freshly scanned rows must be finite; got NaN")
 
 
 def _in_memory(table: Table) -> ArrayTable:

@@ -17,9 +17,11 @@ over all explained variances, and the largest distance between a component and t
 eigenvector (sign aligned).
 
 Cost. A node summarises ``--cost-rows`` rows of ``--cost-features`` features and a target in
-chunks of 65,536 rows, from memory (no I/O, so the ratio is the worst case): moments only (the
-summary before), and moments plus R factor (now). Modes alternate within each repeat. Run from
-the repository root:
+chunks of 65,536 rows, from memory (no I/O, so the ratio is the worst case), and ``--csv-rows``
+of them from a CSV file (``CsvTable``): moments only (the summary before), and moments plus R
+factor (now). Modes alternate within each repeat. BLAS runs
+``--blas-threads`` threads (default 1, as simulated nodes do): multithreaded BLAS on a busy
+machine varies several-fold from run to run. Run from the repository root:
 
     .venv/bin/python benchmarks/analytics_conditioning.py
     .venv/bin/python benchmarks/analytics_conditioning.py --rows 300 --cost-rows 100000 --repeats 1
@@ -108,11 +110,40 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def cost(rows: int, features: int, repeats: int) -> dict[str, float]:
+def _compare(source: Any, spec: Any, repeats: int) -> dict[str, float]:
+    """Median wall and CPU seconds of summarising ``source`` before (moments only) and now."""
+    from fedlearn.analytics import Moments, Summary, accumulate
+    from fedlearn.analytics.scan import chunks_of
+
+    def moments_only() -> Moments:  # what accumulate did before: checked chunks, their moments, merged
+        total = Moments.empty(len(spec.all_columns))
+        for chunk in chunks_of(source, spec, chunk_rows=CHUNK_ROWS):
+            total = total.merge(Moments.of(chunk))
+        return total
+
+    def with_factor() -> Summary:  # what it does now
+        return accumulate(source, spec, chunk_rows=CHUNK_ROWS)
+
+    moments_only(), with_factor()  # warm up: first calls pay for imports and BLAS start-up
+    times: dict[str, list[tuple[float, float]]] = {"before": [], "now": []}
+    for _ in range(repeats):
+        times["before"].append(_timed(moments_only))
+        times["now"].append(_timed(with_factor))
+    out = {}
+    for mode, runs in times.items():
+        out[f"{mode}_s"] = statistics.median(wall for wall, _ in runs)
+        out[f"{mode}_cpu_s"] = statistics.median(cpu for _, cpu in runs)
+    return out
+
+
+def cost(rows: int, csv_rows: int, features: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Summarising from memory (the worst case: no I/O) and from a CSV file, before and now."""
+    import csv
+    import tempfile
+
     import numpy as np
 
-    from fedlearn.analytics import Moments, Summary, SummarySpec, accumulate
-    from fedlearn.analytics.scan import chunks_of
+    from fedlearn.analytics import CsvTable, SummarySpec, accumulate
     from fedlearn.core import encode
 
     rng = np.random.default_rng(0)
@@ -120,30 +151,22 @@ def cost(rows: int, features: int, repeats: int) -> dict[str, float]:
     data += rng.uniform(-100, 100, features + 1)
     spec = SummarySpec(columns=tuple(f"x{i}" for i in range(features)), target="y")
     chunks = [data[start : start + CHUNK_ROWS] for start in range(0, rows, CHUNK_ROWS)]
-
-    def moments_only() -> Moments:  # what accumulate did before: checked chunks, their moments, merged
-        total = Moments.empty(features + 1)
-        for chunk in chunks_of(chunks, spec):
-            total = total.merge(Moments.of(chunk))
-        return total
-
-    def with_factor() -> Summary:  # what it does now
-        return accumulate(chunks, spec)
-
-    moments_only(), with_factor()  # warm up: first calls pay for imports and BLAS start-up
-    times: dict[str, list[tuple[float, float]]] = {"moments": [], "summary": []}
-    for _ in range(repeats):
-        times["moments"].append(_timed(moments_only))
-        times["summary"].append(_timed(with_factor))
-    summary = with_factor()
-    return {
-        "moments_s": statistics.median(wall for wall, _ in times["moments"]),
-        "summary_s": statistics.median(wall for wall, _ in times["summary"]),
-        "moments_cpu_s": statistics.median(cpu for _, cpu in times["moments"]),
-        "summary_cpu_s": statistics.median(cpu for _, cpu in times["summary"]),
-        "moments_bytes": len(encode(summary.moments.to_params())),
-        "summary_bytes": len(encode(summary.to_params())),
+    summary = accumulate(chunks, spec)
+    results = {
+        "memory": _compare(chunks, spec, repeats),
+        "bytes": {
+            "before": len(encode(summary.moments.to_params())),
+            "now": len(encode(summary.to_params())),
+        },
     }
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "node.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(spec.all_columns)
+            writer.writerows(data[:csv_rows].tolist())
+        results["csv"] = _compare(CsvTable(path), spec, max(1, repeats // 2))
+    return results
 
 
 def main() -> None:
@@ -152,8 +175,10 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=6)
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--cost-rows", type=int, default=1_000_000)
+    parser.add_argument("--csv-rows", type=int, default=100_000)
     parser.add_argument("--cost-features", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--blas-threads", type=int, default=1)
     args = parser.parse_args()
 
     cases = [(cond, 50.0) for cond in CONDITION_NUMBERS] + [(2.5e5, 1e6), (1e6, 1e6)]
@@ -183,21 +208,27 @@ def main() -> None:
         print(f"| {cond:.2g} | {offset:.0e} | " + " | ".join(f"{c:.1e}" for c in cells) + " |")
     print()
 
-    c = cost(args.cost_rows, args.cost_features, args.repeats)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+        c = cost(args.cost_rows, args.csv_rows, args.cost_features, args.repeats)
     print(
-        f"summarising {args.cost_rows:,} rows x {args.cost_features} features + target in memory, "
-        f"chunks of {CHUNK_ROWS:,}; median of {args.repeats}"
+        f"summarising {args.cost_features} features + target in chunks of {CHUNK_ROWS:,} rows, "
+        f"{args.blas_threads} BLAS thread(s); median of {args.repeats} runs ({max(1, args.repeats // 2)} from CSV)"
     )
     print()
-    print("| summary | node wall time | node CPU time | bytes on the wire |")
+    print("| node's data | summary | wall time | CPU time |")
     print("|---|---|---|---|")
-    print(f"| moments only (before) | {c['moments_s']:.3f} s | {c['moments_cpu_s']:.3f} s | {c['moments_bytes']:,} |")
+    for source, label in (("memory", f"{args.cost_rows:,} rows in memory"), ("csv", f"{args.csv_rows:,} rows of CSV")):
+        t = c[source]
+        print(f"| {label} | moments only (before) | {t['before_s']:.3f} s | {t['before_cpu_s']:.3f} s |")
+        print(f"| {label} | moments and R factor (now) | {t['now_s']:.3f} s | {t['now_cpu_s']:.3f} s |")
+        print(f"| {label} | ratio | {t['now_s'] / t['before_s']:.2f}x | {t['now_cpu_s'] / t['before_cpu_s']:.2f}x |")
+    size = c["bytes"]
+    print()
     print(
-        f"| moments and R factor (now) | {c['summary_s']:.3f} s | {c['summary_cpu_s']:.3f} s | {c['summary_bytes']:,} |"
-    )
-    print(
-        f"| ratio | {c['summary_s'] / c['moments_s']:.2f}x | {c['summary_cpu_s'] / c['moments_cpu_s']:.2f}x "
-        f"| {c['summary_bytes'] / c['moments_bytes']:.2f}x |"
+        f"summary on the wire: {size['before']:,} bytes before, {size['now']:,} now "
+        f"({size['now'] / size['before']:.2f}x), whatever the row count"
     )
 
 

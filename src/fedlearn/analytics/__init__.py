@@ -1,10 +1,12 @@
 """Exact federated analytics: the model all the data would give, without pooling the data.
 
-Each node summarises its rows in one pass into additive sufficient statistics (count, means,
-centred co-moments, extrema, per-class moments, fixed-bin histograms); the coordinator merges the
-summaries and solves models from the merge. Merging is exact, so the models equal scikit-learn's
-fitted on the pooled data, to floating-point precision. Nodes can add or remove rows later
-without a rescan of their moments, and models refit in milliseconds.
+Each node summarises its rows in one pass into mergeable sufficient statistics (count, means,
+centred co-moments and their triangular factor R, extrema, per-class moments, fixed-bin
+histograms); the coordinator merges the summaries and solves models from the merge. Merging is
+exact, so the models equal scikit-learn's fitted on the pooled data, to floating-point
+precision; least squares and PCA are solved from R, so ill-conditioned data keep their digits.
+Nodes can add or remove rows later without a rescan of their moments, and models refit in
+milliseconds.
 
 * Summaries: :class:`Moments`, :class:`RFactor`, :class:`ClassMoments`, :class:`Histogram`,
   :class:`Summary` (a :class:`SummarySpec` says what to summarise); :func:`summarize` runs on a node.

@@ -1,4 +1,4 @@
-"""Centred moments: the mergeable summary every exact model is solved from.
+"""Centred moments: the mergeable summary most exact models are solved from.
 
 A group of rows is summarised by its count ``n``, column means, co-moment matrix
 ``C = Σ (x - mean)(x - mean)ᵀ`` and column minima and maxima. Count, sum, sum of squares, the
@@ -180,7 +180,8 @@ class Moments:
         strictly greater than it, because a remaining row still attains it (likewise for the
         maximum); otherwise it becomes NaN, meaning *unknown*. The node that owns the rows then
         recomputes it from its own remaining rows (see :func:`~fedlearn.analytics.scan.rescan`)
-        and sets it with :meth:`with_extrema`. Nothing is ever rescanned for the moments.
+        and sets it with :meth:`with_extrema`. Nothing is ever rescanned for the moments, but
+        the R factor of the same rows is (see :mod:`~fedlearn.analytics.rfactor`).
         """
         self._check_compatible(other)
         n, nb = self.count, other.count

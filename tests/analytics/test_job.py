@@ -7,6 +7,7 @@ the fleet tests below drive real ``NodeApp`` nodes through an ``InProcessFleet``
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 
 from fedlearn.analytics import (
+    LOGISTIC_STEP,
     SCHEMA,
+    SUMMARIZE,
     AnalyticsJob,
     FederatedGaussianNB,
     FederatedLinearRegression,
@@ -24,9 +27,10 @@ from fedlearn.analytics import (
     table_from_dataset,
 )
 from fedlearn.client.node_app import NodeApp
-from fedlearn.core import ConfigError, PrivacyError, Task
+from fedlearn.core import ConfigError, ParamSet, PrivacyError, QuorumError, Reply, Task
 from fedlearn.data.dataset import Dataset
 from fedlearn.simulation.inprocess import InProcessFleet
+from tests.analytics import exact
 from tests.analytics.conftest import assert_close, load, random_split
 
 NAMES = tuple(f"f{i}" for i in range(10))
@@ -86,6 +90,24 @@ def test_schema_reply_carries_only_type_codes_of_the_asked_columns() -> None:
     assert reply.params["types"].tolist() == [2, 0]  # float, missing: no names, no rows, nothing else
 
 
+@pytest.mark.parametrize(
+    ("scaling", "reason"),
+    [
+        ({"shift": np.zeros(2), "scale": np.ones(3)}, "task params 'scale' must have shape (2,); got (3,)"),
+        ({"shift": np.zeros(2)}, "task params 'scale' must have shape (2,); got nothing"),
+        ({"shift": np.zeros(2), "scale": np.array([1.0, 0.0])}, "`scale` finite and positive"),
+    ],
+    ids=["shape", "missing", "zero"],
+)
+def test_logistic_step_refuses_a_malformed_feature_scaling(scaling: dict[str, np.ndarray], reason: str) -> None:
+    rows = {"a": np.arange(30.0), "b": np.arange(30.0) ** 2, "y": np.arange(30) % 2}
+    node = NodeApp(node_id="n", handlers=analytics_handlers({"main": rows}))
+    config = {"dataset": "main", "spec": '{"columns": ["a", "b"], "target": "y"}', "classes": "[0, 1]"}
+    params = ParamSet({"theta": np.zeros((1, 3)), **scaling})
+    reply = node.handle(Task(kind=LOGISTIC_STEP, round=1, config=config, params=params))
+    assert reply.error is not None and reason in reply.error
+
+
 def test_joining_without_a_required_column_fails_with_the_nodes_reason() -> None:
     job = AnalyticsJob(columns=("age",), target="y")
     with pytest.raises(ConfigError, match=r"node 'a'.*has no column 'age'"):
@@ -136,6 +158,63 @@ def test_removing_rows_equals_refitting_the_pooled_data_and_restores_extrema() -
     assert_close(model.coef_, LinearRegression().fit(x[kept], y[kept]).coef_)
     assert job.summary.moments.max[-1] == y[kept].max()  # rescanned on the node, not left unknown
     assert job.summary.count == len(kept)
+
+
+def test_removal_keeps_full_accuracy_on_ill_conditioned_data_because_the_node_refactors_what_it_keeps() -> None:
+    x, y = exact.ill_conditioned(300, 5, 1e6)
+    names = NAMES[:5]
+    job = AnalyticsJob(columns=names, target="y")
+    job.join("a", _columns(x[:200], y[:200], names), min_rows=0)
+    job.join("b", _columns(x[200:], y[200:], names), min_rows=0)
+
+    job.remove("a", _columns(x[:60], y[:60], names))
+
+    coef, _ = exact.least_squares(x[60:], y[60:])
+    assert job.summary.factor.known
+    model = job.fit(FederatedLinearRegression())
+    assert np.linalg.norm(model.coef_ - coef) < 1e-8 * np.linalg.norm(coef)
+
+
+def _tampered(params: ParamSet, name: str = "moments/factor/r") -> ParamSet:
+    """Params whose R factor ``name`` has an entry below the diagonal, as a hostile node might send."""
+    r = np.array(params[name])
+    r[-1, 0] = 1.0
+    return ParamSet({**params.to_dict(), name: r})
+
+
+def test_a_node_sending_a_malformed_r_factor_is_rejected_with_the_reason() -> None:
+    x, y = load("regression", "diabetes")
+    honest = analytics_handlers({"clinic": _columns(x, y)})
+
+    def hostile(task: Task, app: NodeApp) -> Reply:
+        reply = honest[SUMMARIZE](task, app)
+        return replace(reply, params=_tampered(reply.params))
+
+    fleet = InProcessFleet(["evil"], lambda node_id: NodeApp(node_id=node_id, handlers={SUMMARIZE: hostile}))
+    job = AnalyticsJob(columns=NAMES, target="y", fleet=fleet)
+    with pytest.raises(QuorumError, match=r"evil: rejected: R factor: r must be upper triangular; got 1.0 below"):
+        job.join("evil", "clinic")
+    assert job.members == ()
+
+
+def test_a_removal_whose_remaining_r_factor_is_malformed_is_rejected_and_changes_nothing() -> None:
+    x, y = load("regression", "diabetes")
+    datasets = {"main": _columns(x, y), "gone": _columns(x[:40], y[:40])}
+    honest = analytics_handlers(datasets)
+
+    def hostile(task: Task, app: NodeApp) -> Reply:
+        reply = honest[SUMMARIZE](task, app)
+        if "remaining" not in task.config:
+            return reply
+        return replace(reply, params=_tampered(reply.params, "remaining/factor/r"))
+
+    fleet = InProcessFleet(["evil"], lambda node_id: NodeApp(node_id=node_id, handlers={SUMMARIZE: hostile}))
+    job = AnalyticsJob(columns=NAMES, target="y", fleet=fleet)
+    job.join("evil", "main")
+    datasets["main"] = _columns(x[40:], y[40:])  # the node deletes the rows, then the job is told
+    with pytest.raises(QuorumError, match=r"evil: rejected: R factor: r must be upper triangular"):
+        job.remove("evil", "gone")
+    assert job.summary.count == len(x)
 
 
 def test_other_nodes_are_not_asked_when_one_node_adds_rows() -> None:

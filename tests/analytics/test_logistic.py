@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from fedlearn.analytics import FederatedLogisticRegression, NewtonStats, logistic_stats, merge_all
+from fedlearn.analytics import (
+    AnalyticsJob,
+    FeatureScaling,
+    FederatedLogisticRegression,
+    Moments,
+    NewtonStats,
+    logistic_stats,
+    merge_all,
+)
 from fedlearn.core import ConfigError, ValidationError, decode, encode
 from tests.analytics.conftest import assert_close, load, random_split
 
@@ -86,6 +95,66 @@ def test_too_few_iterations_warn_about_convergence() -> None:
     x, y = load("classification", "iris", standardize=True)
     with pytest.warns(ConvergenceWarning, match="raise `max_iter`"):
         FederatedLogisticRegression(max_iter=1).fit(x, y)
+
+
+FAR = 1e6  # every feature's mean, with a spread of 1: what used to stop Newton's method
+
+
+def _far_from_zero(name: str) -> tuple[np.ndarray, np.ndarray, LogisticRegression]:
+    """Standardized features moved to a mean of 1e6, and the reference fitted before the move.
+
+    Moving features changes only the intercept: ``b' = b - w·shift``, with the same ``w``.
+    """
+    x, y = load("classification", name, standardize=True)
+    return x + FAR, y, _reference(name, 1.0, True)
+
+
+def _assert_moved_model(ours: FederatedLogisticRegression, ref: LogisticRegression) -> None:
+    assert_close(ours.coef_, ref.coef_)
+    assert_close(ours.intercept_, ref.intercept_ - FAR * ref.coef_.sum(axis=1))
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "iris"], ids=["binary", "three_classes"])
+def test_features_far_from_zero_converge_in_few_rounds_to_the_same_model(name: str) -> None:
+    x, y, ref = _far_from_zero(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning
+        ours = FederatedLogisticRegression().fit(x, y)
+    _assert_moved_model(ours, ref)
+    assert ours.n_rounds_ <= 15
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "iris"], ids=["binary", "three_classes"])
+def test_a_federation_with_features_far_from_zero_fits_the_same_model(name: str) -> None:
+    x, y, ref = _far_from_zero(name)
+    columns = tuple(f"c{i}" for i in range(x.shape[1]))
+    job = AnalyticsJob(columns=columns, target="label", task="classification")
+    for i, part in enumerate(random_split(len(x), 3, 11)):
+        job.join(f"n{i}", {**dict(zip(columns, x[part].T, strict=True)), "label": y[part]}, min_rows=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = job.fit(FederatedLogisticRegression())
+    _assert_moved_model(ours, ref)
+    assert ours.n_rounds_ <= 15
+
+
+def test_scaling_is_undone_so_the_model_is_that_of_the_original_features() -> None:
+    """With features scaled from 1e-3 to 1e3 the optimum is unchanged: the penalty is mapped too."""
+    x, y = load("classification", "wine", standardize=True)
+    scales = np.geomspace(1e-3, 1e3, x.shape[1])
+    ours = FederatedLogisticRegression(C=0.1).fit(x * scales, y)
+    ref = LogisticRegression(C=0.1, solver="newton-cholesky", tol=1e-14, max_iter=1000).fit(x * scales, y)
+    assert_close(ours.predict_proba(x * scales), ref.predict_proba(x * scales))
+
+
+def test_feature_scaling_centres_only_with_an_intercept_and_leaves_constant_columns_unscaled() -> None:
+    rows = np.column_stack([np.full(50, 7.0), np.arange(50.0)])
+    centred = FeatureScaling.of(Moments.of(rows), centre=True)
+    uncentred = FeatureScaling.of(Moments.of(rows), centre=False)
+    np.testing.assert_allclose(centred.shift, [7.0, 24.5])
+    np.testing.assert_allclose(centred.scale, [1.0, np.arange(50.0).std()])
+    np.testing.assert_array_equal(uncentred.shift, [0.0, 0.0])
+    np.testing.assert_allclose(uncentred.scale, [7.0, np.sqrt(np.mean(np.arange(50.0) ** 2))])
 
 
 def test_newton_statistics_survive_the_codec_and_are_validated() -> None:

@@ -20,6 +20,7 @@ def test_public_api_is_pinned() -> None:
             "ConcatTable",
             "CsvTable",
             "Description",
+            "FeatureScaling",
             "FederatedCovariance",
             "FederatedGaussianNB",
             "FederatedLinearDiscriminantAnalysis",
@@ -35,6 +36,7 @@ def test_public_api_is_pinned() -> None:
             "MemberReport",
             "Moments",
             "NewtonStats",
+            "RFactor",
             "Summary",
             "SummarySpec",
             "Table",
@@ -45,7 +47,7 @@ def test_public_api_is_pinned() -> None:
             "describe",
             "logistic_stats",
             "merge_all",
-            "scan_extrema",
+            "rescan",
             "summarize",
             "table_from_dataset",
         ]
@@ -73,3 +75,10 @@ def test_typing_imports_and_lazy_locations_name_the_same_places() -> None:
 
     assert imported == analytics._LOCATIONS
     assert set(analytics._LOCATIONS) == set(analytics.__all__)
+
+
+def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name() -> None:
+    """Importing ``fedlearn.analytics.x`` binds ``x`` on the package, hiding a lazy function ``x``."""
+    package = Path(analytics.__file__).parent
+
+    assert not [name for name in analytics.__all__ if (package / f"{name}.py").exists()]

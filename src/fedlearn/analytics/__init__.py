@@ -1,18 +1,21 @@
 """Exact federated analytics: the model all the data would give, without pooling the data.
 
-Each node summarises its rows in one pass into additive sufficient statistics (count, means,
-centred co-moments, extrema, per-class moments, fixed-bin histograms); the coordinator merges the
-summaries and solves models from the merge. Merging is exact, so the models equal scikit-learn's
-fitted on the pooled data, to floating-point precision. Nodes can add or remove rows later
-without a rescan of their moments, and models refit in milliseconds.
+Each node summarises its rows in one pass into mergeable sufficient statistics (count, means,
+centred co-moments and their triangular factor R, extrema, per-class moments, fixed-bin
+histograms); the coordinator merges the summaries and solves models from the merge. Merging is
+exact, so the models equal scikit-learn's fitted on the pooled data, to floating-point
+precision; least squares and PCA are solved from R, so ill-conditioned data keep their digits.
+Nodes can add or remove rows later without a rescan of their moments, and models refit in
+milliseconds.
 
-* Summaries: :class:`Moments`, :class:`ClassMoments`, :class:`Histogram`, :class:`Summary`
-  (a :class:`SummarySpec` says what to summarise); :func:`summarize` runs on a node.
+* Summaries: :class:`Moments`, :class:`RFactor`, :class:`ClassMoments`, :class:`Histogram`,
+  :class:`Summary` (a :class:`SummarySpec` says what to summarise); :func:`summarize` runs on a node.
 * Estimators (scikit-learn compatible; ``fit_summary`` or ``fit``):
   :class:`FederatedLinearRegression`, :class:`FederatedRidge`, :class:`FederatedPCA`,
   :class:`FederatedGaussianNB`, :class:`FederatedLinearDiscriminantAnalysis`,
   :class:`FederatedQuadraticDiscriminantAnalysis`, :class:`FederatedCovariance` and
-  :class:`FederatedLogisticRegression` (federated Newton rounds); :func:`describe`.
+  :class:`FederatedLogisticRegression` (federated Newton rounds on features standardized by a
+  :class:`FeatureScaling`); :func:`describe`.
 * Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated; node side
   :func:`analytics_handlers`; file-backed :class:`JobDir` behind ``fedlearn analytics``.
 """
@@ -33,11 +36,17 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.job import AnalyticsJob, JobReport, MemberReport
     from fedlearn.analytics.jobdir import JobDir
     from fedlearn.analytics.linear import FederatedLinearRegression, FederatedRidge
-    from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats, logistic_stats
+    from fedlearn.analytics.logistic import (
+        FeatureScaling,
+        FederatedLogisticRegression,
+        NewtonStats,
+        logistic_stats,
+    )
     from fedlearn.analytics.moments import Moments, merge_all
     from fedlearn.analytics.pca import FederatedPCA
+    from fedlearn.analytics.rfactor import RFactor
+    from fedlearn.analytics.scan import accumulate, check_shareable, rescan, summarize
     from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
-    from fedlearn.analytics.summarize import accumulate, check_shareable, scan_extrema, summarize
     from fedlearn.analytics.summary import Summary, SummarySpec
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
@@ -50,6 +59,7 @@ _LOCATIONS = {
     "ConcatTable": "fedlearn.analytics.sources",
     "CsvTable": "fedlearn.analytics.sources",
     "Description": "fedlearn.analytics.covariance",
+    "FeatureScaling": "fedlearn.analytics.logistic",
     "FederatedCovariance": "fedlearn.analytics.covariance",
     "FederatedGaussianNB": "fedlearn.analytics.bayes",
     "FederatedLinearDiscriminantAnalysis": "fedlearn.analytics.discriminant",
@@ -66,20 +76,21 @@ _LOCATIONS = {
     "MemberReport": "fedlearn.analytics.job",
     "Moments": "fedlearn.analytics.moments",
     "NewtonStats": "fedlearn.analytics.logistic",
+    "RFactor": "fedlearn.analytics.rfactor",
     "SCHEMA": "fedlearn.analytics.handlers",
     "SUMMARIZE": "fedlearn.analytics.handlers",
     "Summary": "fedlearn.analytics.summary",
     "SummarySpec": "fedlearn.analytics.summary",
     "Table": "fedlearn.analytics.sources",
-    "accumulate": "fedlearn.analytics.summarize",
+    "accumulate": "fedlearn.analytics.scan",
     "analytics_handlers": "fedlearn.analytics.handlers",
-    "check_shareable": "fedlearn.analytics.summarize",
+    "check_shareable": "fedlearn.analytics.scan",
     "correlation": "fedlearn.analytics.covariance",
     "describe": "fedlearn.analytics.covariance",
     "logistic_stats": "fedlearn.analytics.logistic",
     "merge_all": "fedlearn.analytics.moments",
-    "scan_extrema": "fedlearn.analytics.summarize",
-    "summarize": "fedlearn.analytics.summarize",
+    "rescan": "fedlearn.analytics.scan",
+    "summarize": "fedlearn.analytics.scan",
     "table_from_dataset": "fedlearn.analytics.sources",
 }
 
@@ -107,6 +118,7 @@ __all__ = [
     "ConcatTable",
     "CsvTable",
     "Description",
+    "FeatureScaling",
     "FederatedCovariance",
     "FederatedGaussianNB",
     "FederatedLinearDiscriminantAnalysis",
@@ -122,6 +134,7 @@ __all__ = [
     "MemberReport",
     "Moments",
     "NewtonStats",
+    "RFactor",
     "Summary",
     "SummarySpec",
     "Table",
@@ -132,7 +145,7 @@ __all__ = [
     "describe",
     "logistic_stats",
     "merge_all",
-    "scan_extrema",
+    "rescan",
     "summarize",
     "table_from_dataset",
 ]

@@ -7,6 +7,7 @@ scikit-learn workflows exercise the very code that runs in a federation.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -17,7 +18,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fedlearn.analytics.summarize import accumulate
+from fedlearn.analytics.rfactor import RFactor
+from fedlearn.analytics.scan import accumulate
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.errors import ConfigError
 
@@ -112,6 +114,38 @@ def solve_psd(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.floa
         return np.asarray(linalg.cho_solve(linalg.cho_factor(a), b))
     except linalg.LinAlgError:
         return np.asarray(linalg.lstsq(a, b)[0])
+
+
+FALLBACK_ACCURACY = 1e-8
+"""Above this expected relative error, a model solved from the moments instead of R warns."""
+
+
+def solving_factor(summary: Summary, n_columns: int, model: str) -> RFactor:
+    """The R factor of the first ``n_columns`` columns that ``model`` is solved from.
+
+    When rows were removed without a rescan (the file-backed CLI), ``R`` is unknown and is
+    rebuilt from the co-moment matrix, whose rounding is relative to ``cond(Xc)²``. Solving is
+    then as accurate as the normal equations: fine for well-conditioned data, so this warns only
+    when the expected relative error, ``cond(Xc)² × machine epsilon``, exceeds
+    :data:`FALLBACK_ACCURACY`.
+    """
+    if summary.factor.known:
+        return summary.factor.leading(n_columns)
+    factor = RFactor.from_moments(summary.moments.select(range(n_columns)))
+    d = summary.spec.n_features  # the design's conditioning, not that of [X | y]
+    singular = linalg.svdvals(factor.r[:d, :d])
+    cond = float(singular[0] / singular[-1]) if singular[-1] > 0 else np.inf
+    expected = cond**2 * np.finfo(np.float64).eps
+    if expected > FALLBACK_ACCURACY:
+        warnings.warn(
+            f"{model} is solved from the moments, because rows were removed and the R factor of the remaining "
+            f"rows is unknown; with condition number {cond:.3g} expect a relative error near {expected:.1g}. "
+            "For full accuracy, summarise the current rows of each node that removed rows afresh (in a job "
+            "directory: delete that node's summary file, then join again from one CSV of its current rows)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return factor
 
 
 def check_priors(priors: ArrayLike | None, counts: NDArray[np.int64]) -> NDArray[np.float64]:

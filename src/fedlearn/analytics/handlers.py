@@ -10,10 +10,13 @@ leaves the node. Task kinds and their config:
 ``analytics.summarize``
     ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters. With ``remaining``
     (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
-    keeps and replies their counts and extrema under ``extrema/``.
+    keeps and replies their counts, extrema and R factor under ``remaining/``
+    (:func:`~fedlearn.analytics.scan.rescan`).
 ``analytics.logistic_step``
-    ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``.
-    Replies :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
+    ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``
+    and, optionally, the :class:`~fedlearn.analytics.logistic.FeatureScaling` ``shift`` and
+    ``scale`` to apply to the features first. Replies
+    :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
 
 Each reply that summarises rows passes the node's privacy guard first (``min_rows``).
 """
@@ -26,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from fedlearn.analytics.logistic import logistic_stats
+from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
+from fedlearn.analytics.scan import check_counts, chunks_of, rescan, summarize
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
-from fedlearn.analytics.summarize import check_counts, chunks_of, scan_extrema, summarize
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.core.errors import ConfigError, PrivacyError
@@ -96,21 +99,21 @@ def analytics_handlers(
         summary = summarize(table(task), spec, min_rows=min_rows, chunk_rows=chunk_rows)
         params = summary.to_params()
         if "remaining" in task.config:
-            extrema = scan_extrema(table(task, "remaining"), spec, chunk_rows=chunk_rows)
+            remaining = rescan(table(task, "remaining"), spec, chunk_rows=chunk_rows)
             class_counts = None
             if spec.by_class:
                 class_counts = dict(
-                    zip(extrema["by_class/classes"].tolist(), extrema["by_class/count"].tolist(), strict=True)
+                    zip(remaining["by_class/classes"].tolist(), remaining["by_class/count"].tolist(), strict=True)
                 )
             check_counts(
                 spec,
-                int(extrema["count"]),
+                int(remaining["count"]),
                 class_counts,
                 min_rows=min_rows,
                 allow_empty=True,
                 what="the rows left after the removal",
             )
-            params = params.merged(extrema.with_prefix("extrema/"))
+            params = params.merged(remaining.with_prefix("remaining/"))
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
 
     def logistic_step(task: Task, app: NodeApp) -> Reply:
@@ -121,11 +124,13 @@ def analytics_handlers(
             raise ConfigError(f"task config 'fit_intercept' must be a bool; got {fit_intercept!r}")
         if "theta" not in task.params:
             raise ConfigError("task params must carry the coefficients 'theta'")
+        scaled = "shift" in task.params or "scale" in task.params
         stats = logistic_stats(
             chunks_of(table(task), spec, chunk_rows=chunk_rows),
             np.asarray(task.params["theta"], dtype=np.float64),
             classes,
             fit_intercept=fit_intercept,
+            scaling=FeatureScaling.from_params(task.params, spec.n_features) if scaled else None,
         )
         threshold = spec.n_features + 5 if min_rows is None else min_rows
         if stats.count < threshold:

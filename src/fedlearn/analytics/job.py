@@ -26,13 +26,14 @@ import numpy as np
 from fedlearn.analytics._base import SummaryEstimator
 from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
-from fedlearn.analytics.logistic import FederatedLogisticRegression, NewtonStats
+from fedlearn.analytics.logistic import FeatureScaling, FederatedLogisticRegression, NewtonStats
 from fedlearn.analytics.moments import merge_all
+from fedlearn.analytics.rfactor import RFactor
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, ArrayTable, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.client.node_app import NodeApp
 from fedlearn.core.checks import POSITIVE, Options, check, check_real
-from fedlearn.core.errors import ConfigError, FedlearnError, PrivacyError, QuorumError
+from fedlearn.core.errors import ConfigError, FedlearnError, PrivacyError, QuorumError, ValidationError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
@@ -182,9 +183,9 @@ class AnalyticsJob:
     def remove(self, node_id: str, batch: object) -> int:
         """Take out rows a member has removed; returns its new row count.
 
-        Moments are subtracted exactly; the node also rescans the rows it keeps for counts and
-        extrema (min and max cannot be subtracted) and refuses if fewer than its threshold would
-        remain. Over a fleet the member's main dataset must already exclude ``batch``.
+        Moments are subtracted exactly; the node also rescans the rows it keeps for counts,
+        extrema and the R factor (none of which can be subtracted) and refuses if fewer than its
+        threshold would remain. Over a fleet the member's main dataset must already exclude ``batch``.
         """
         member = self.member(node_id)
         name = self._place(node_id, batch, f"removed-{next(self._batches)}")
@@ -194,7 +195,7 @@ class AnalyticsJob:
             datasets[MAIN] = _in_memory(kept).without(_in_memory(datasets[name]))
         try:
             reply = self._stage(
-                SUMMARIZE, {node_id: {"dataset": name, "remaining": member.dataset}}, self._check_summary
+                SUMMARIZE, {node_id: {"dataset": name, "remaining": member.dataset}}, self._check_removal
             )
         except FedlearnError:
             if self._fleet is None:
@@ -202,9 +203,9 @@ class AnalyticsJob:
             raise
         params = reply[node_id].params
         delta = Summary.from_params(
-            ParamSet({k: v for k, v in params.items() if not k.startswith("extrema/")}), self.spec
+            ParamSet({k: v for k, v in params.items() if not k.startswith("remaining/")}), self.spec
         )
-        summary = member.summary.subtract(delta).with_extrema(params.select("extrema/"))
+        summary = member.summary.subtract(delta).with_rescan(params.select("remaining/"))
         self._members[node_id] = replace(member, summary=summary)
         return summary.count
 
@@ -271,11 +272,10 @@ class AnalyticsJob:
         if summary.by_class is None:
             raise ConfigError("logistic regression needs a job created with task='classification'")
         classes = summary.by_class.classes
-        base = {
-            "spec": self.spec.to_json(),
-            "classes": _json(classes.tolist()),
-            "fit_intercept": bool(estimator.fit_intercept),
-        }
+        fit_intercept = bool(estimator.fit_intercept)
+        base = {"spec": self.spec.to_json(), "classes": _json(classes.tolist()), "fit_intercept": fit_intercept}
+        # Newton works on features centred and scaled by the moments the job already holds
+        scaling = FeatureScaling.of(summary.features, centre=fit_intercept)
 
         def oracle(theta: np.ndarray) -> NewtonStats:
             size = theta.size
@@ -283,11 +283,11 @@ class AnalyticsJob:
                 LOGISTIC_STEP,
                 {n: {**base, "dataset": m.dataset} for n, m in self._members.items()},
                 lambda r: NewtonStats.from_params(r.params, size),
-                params=ParamSet({"theta": theta}),
+                params=ParamSet({"theta": theta}).merged(scaling.to_params()),
             )
             return merge_all([NewtonStats.from_params(r.params, size) for r in replies.values()])
 
-        return estimator.fit_oracle(oracle, classes=classes, n_features=self.spec.n_features)
+        return estimator.fit_oracle(oracle, classes=classes, n_features=self.spec.n_features, scaling=scaling)
 
     def _table(self, data: object) -> Table:
         return as_table(data, target=self.spec.target or "y")
@@ -308,9 +308,15 @@ class AnalyticsJob:
         return {n: Summary.from_params(r.params, self.spec) for n, r in replies.items()}
 
     def _check_summary(self, reply: Reply) -> None:
-        Summary.from_params(
-            ParamSet({k: v for k, v in reply.params.items() if not k.startswith("extrema/")}), self.spec
+        summary = Summary.from_params(
+            ParamSet({k: v for k, v in reply.params.items() if not k.startswith("remaining/")}), self.spec
         )
+        _check_fresh(summary.factor, "summary")
+
+    def _check_removal(self, reply: Reply) -> None:
+        """The removed rows' summary and the factor of the rows the node keeps, before anything changes."""
+        self._check_summary(reply)
+        _check_fresh(RFactor.from_params(reply.params.select("remaining/factor/")), "the remaining rows")
 
     def _stage(
         self,
@@ -353,6 +359,12 @@ class AnalyticsJob:
                 self._simulated[node_id], min_rows=self._min_rows[node_id], chunk_rows=self._chunk_rows
             ),
         )
+
+
+def _check_fresh(factor: RFactor, what: str) -> None:
+    """A node factors rows afresh for every reply, so its R is known: NaN is for removals it did not see."""
+    if not factor.known:
+        raise ValidationError(f"{what}: the R factor of freshly scanned rows must be finite; got NaN")
 
 
 def _in_memory(table: Table) -> ArrayTable:

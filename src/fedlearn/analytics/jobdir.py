@@ -6,6 +6,9 @@ Layout::
     JOBDIR/nodes/<node>.safetensors  one node's summary; metadata: its column types, the
                                      node-local paths it summarised, its privacy threshold
 
+A summary written before summaries carried an R factor loads with the factor unknown, as after a
+removal: least squares and PCA then fall back to the moments (see :mod:`.rfactor`).
+
 A node joins by summarising its CSV *on the node* and writing only the summary here: no row is
 ever copied into the job directory. Joining again adds a batch; removing subtracts one. The
 recorded CSV paths are node-local and let iterative models (logistic regression) re-read the
@@ -21,13 +24,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedlearn.analytics.moments import Moments
+from fedlearn.analytics.rfactor import RFactor
+from fedlearn.analytics.scan import check_shareable, summarize
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, CsvTable
-from fedlearn.analytics.summarize import check_shareable, summarize
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.codec import decode_with_metadata, encode
 from fedlearn.core.errors import ConfigError
 
 JOB_FILE = "job.json"
+FACTOR = "moments/factor/"
 NODES = "nodes"
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -86,6 +92,9 @@ class JobDir:
         if not file.is_file():
             return None
         params, meta = decode_with_metadata(file.read_bytes())
+        if not any(name.startswith(FACTOR) for name in params):  # written before summaries carried R
+            moments = Moments.from_params(params.select("moments/"))
+            params = params.merged(RFactor.unknown(moments.count, moments.mean).to_params().with_prefix(FACTOR))
         try:
             sources = tuple(Source(**s) for s in json.loads(meta["sources"]))
             types = dict(json.loads(meta["types"]))
@@ -119,7 +128,9 @@ class JobDir:
 
         The batch itself must pass the privacy guard, and so must what remains after a removal
         (unless nothing remains), because the coordinator can difference consecutive summaries.
-        Extrema held by removed rows become unknown: see :meth:`Moments.subtract`.
+        Extrema held by removed rows become unknown (see :meth:`Moments.subtract`), and so does
+        the R factor, since the node cannot read its remaining rows here: least squares and PCA
+        then fall back to the moments (see :func:`~fedlearn.analytics._base.solving_factor`).
         """
         existing = self.load(name)
         if existing is None and remove:

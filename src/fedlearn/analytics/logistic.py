@@ -12,6 +12,14 @@ The multinomial model has one coefficient row per class; adding a constant to ev
 intercept (or, with ``C = inf``, to any unpenalised column) changes nothing, so the Hessian is
 singular along those directions. A zero-cost gauge term ``ρ/2 (Σ_k θ_kj)²`` on those columns
 pins the representative with zero class-sum, the convention scikit-learn reports.
+
+Newton's method is invariant to an affine change of the features in exact arithmetic, but not
+in floating point: with features whose means are near 1e6, the columns and the intercept are
+nearly collinear, every score ``x·w + b`` cancels six digits and the Hessian is too
+ill-conditioned to give a descent direction. So the solver works on standardized features
+(:class:`FeatureScaling`: centred, when there is an intercept, and scaled, from the federated
+moments), which each node applies to its rows before anything is summed; the penalty is mapped
+to that space, so the optimum is the same, and the coefficients are mapped back at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fedlearn.analytics._base import ProbabilisticClassifierMixin, solve_psd
 from fedlearn.analytics.classes import class_codes
+from fedlearn.analytics.moments import Moments
 from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, check_int, check_real
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
@@ -82,6 +91,68 @@ class NewtonStats:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureScaling:
+    """The affine map ``(x - shift) / scale`` under which Newton's method works on the features.
+
+    ``scale`` is positive; ``shift`` is zero for a model without intercept, which centring
+    would change.
+    """
+
+    shift: NDArray[np.float64]
+    scale: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        shift, scale = np.array(self.shift, dtype=np.float64), np.array(self.scale, dtype=np.float64)
+        if shift.ndim != 1 or scale.shape != shift.shape:
+            raise ConfigError(f"`shift` and `scale` must be 1-D of one length; got shapes {shift.shape}, {scale.shape}")
+        if not (np.isfinite(shift).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise ConfigError("`shift` must be finite and `scale` finite and positive; got other values")
+        shift.flags.writeable = scale.flags.writeable = False
+        object.__setattr__(self, "shift", shift)
+        object.__setattr__(self, "scale", scale)
+
+    @classmethod
+    def of(cls, moments: Moments, *, centre: bool) -> FeatureScaling:
+        """Each feature's mean (if ``centre``) and spread about it: standard deviation, or RMS if not centred.
+
+        A feature whose variance is within rounding of zero is left unscaled, as scikit-learn's
+        ``StandardScaler`` leaves it: dividing by rounding noise would only magnify the noise.
+        """
+        n, eps = float(moments.count), np.finfo(np.float64).eps
+        variance = moments.variance(ddof=0)
+        if centre:
+            constant = variance <= n * eps * variance + (n * moments.mean * eps) ** 2
+            spread = np.where(constant, 0.0, np.sqrt(variance))
+        else:
+            spread = np.sqrt(variance + moments.mean**2)
+        scale = np.where(spread > 0, spread, 1.0)
+        return cls(shift=moments.mean if centre else np.zeros(moments.n_features), scale=scale)
+
+    def apply(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        return (features - self.shift) / self.scale
+
+    def to_model(self, theta: NDArray[np.float64], *, fit_intercept: bool) -> NDArray[np.float64]:
+        """Coefficients for the original features from those for the scaled ones (intercept last)."""
+        d = len(self.scale)
+        coef = theta[:, :d] / self.scale
+        if not fit_intercept:
+            return coef
+        return np.column_stack([coef, theta[:, d] - coef @ self.shift])
+
+    def to_params(self) -> ParamSet:
+        return ParamSet({"shift": self.shift, "scale": self.scale})
+
+    @classmethod
+    def from_params(cls, params: ParamSet, n_features: int) -> FeatureScaling:
+        """The scaling a task carries; ``shift`` and ``scale`` must each hold ``n_features`` values."""
+        for name in ("shift", "scale"):
+            if name not in params or params[name].shape != (n_features,):
+                got = params[name].shape if name in params else "nothing"
+                raise ConfigError(f"task params {name!r} must have shape ({n_features},); got {got}")
+        return cls(shift=params["shift"], scale=params["scale"])
+
+
 class NewtonOracle(Protocol):
     """Pooled :class:`NewtonStats` at ``theta``: local arrays, or one federated round."""
 
@@ -94,11 +165,13 @@ def logistic_stats(
     classes: NDArray[np.int64],
     *,
     fit_intercept: bool,
+    scaling: FeatureScaling | None = None,
 ) -> NewtonStats:
     """One pass over ``chunks`` (features then the class-code column) at coefficients ``theta``.
 
     ``theta`` has one row per class (one row in the binary case) and one column per feature,
-    plus a last column for the intercept when ``fit_intercept``.
+    plus a last column for the intercept when ``fit_intercept``. With ``scaling``, the features
+    are scaled first and ``theta`` applies to the scaled features.
     """
     rows, width = theta.shape
     size = theta.size
@@ -107,7 +180,8 @@ def logistic_stats(
     for chunk in chunks:
         for start in range(0, len(chunk), block):
             part = chunk[start : start + block]
-            x = np.column_stack([part[:, :-1], np.ones(len(part))]) if fit_intercept else part[:, :-1]
+            features = part[:, :-1] if scaling is None else scaling.apply(part[:, :-1])
+            x = np.column_stack([features, np.ones(len(part))]) if fit_intercept else features
             if x.shape[1] != width:
                 raise ConfigError(f"coefficients have {width} columns but the data gives {x.shape[1]}")
             codes = class_codes(part[:, -1])
@@ -151,6 +225,10 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
     gradient entry and half the squared Newton decrement of the mean loss, as scikit-learn's
     Newton solvers do; a final Newton step then brings the answer to machine precision.
 
+    Newton's method runs on standardized features (see the module docstring): ``fit`` and
+    :class:`~fedlearn.analytics.AnalyticsJob` take the scaling from the data's moments, and
+    :meth:`fit_oracle` from its ``scaling`` argument.
+
     Attributes: ``classes_``, ``coef_`` (1 or n_classes × n_features), ``intercept_``,
     ``n_iter_`` (Newton steps), ``n_rounds_`` (oracle calls, i.e. federated rounds).
     """
@@ -169,16 +247,31 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
         data = np.column_stack([x, codes])
         classes = np.arange(len(labels), dtype=np.int64)
         fit_intercept = bool(self.fit_intercept)
+        scaling = FeatureScaling.of(Moments.of(x), centre=fit_intercept)
         self.fit_oracle(
-            lambda theta: logistic_stats([data], theta, classes, fit_intercept=fit_intercept),
+            lambda theta: logistic_stats([data], theta, classes, fit_intercept=fit_intercept, scaling=scaling),
             classes=classes,
             n_features=x.shape[1],
+            scaling=scaling,
         )
         self.classes_ = labels
         return self
 
-    def fit_oracle(self, oracle: NewtonOracle, *, classes: ArrayLike, n_features: int) -> Self:
-        """Newton's method where every evaluation is ``oracle(theta)``; returns ``self``."""
+    def fit_oracle(
+        self,
+        oracle: NewtonOracle,
+        *,
+        classes: ArrayLike,
+        n_features: int,
+        scaling: FeatureScaling | None = None,
+    ) -> Self:
+        """Newton's method where every evaluation is ``oracle(theta)``; returns ``self``.
+
+        With ``scaling``, ``theta`` applies to the scaled features, so the oracle must scale its
+        rows the same way (``logistic_stats(..., scaling=scaling)`` does); the penalty is mapped
+        to the scaled space and the coefficients back, so the model is the one of the original
+        features. Without it, the oracle sees the features as they are.
+        """
         inverse_penalty = self.C  # C = inf (no penalty) is allowed, but an Interval holds only finite numbers
         c = math.inf if inverse_penalty == math.inf else check_real("C", inverse_penalty, POSITIVE)
         tol = check_real("tol", self.tol, NON_NEGATIVE)
@@ -187,8 +280,14 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
         k = len(self.classes_)
         if k < 2:
             raise ConfigError(f"logistic regression needs at least 2 classes; got {k} class")
-        rows, width = (1 if k == 2 else k), n_features + int(bool(self.fit_intercept))
-        penalty, gauge = self._penalty_masks(rows, width, n_features, c)
+        fit_intercept = bool(self.fit_intercept)
+        rows, width = (1 if k == 2 else k), n_features + int(fit_intercept)
+        scale = np.ones(n_features) if scaling is None else scaling.scale
+        if scale.shape != (n_features,):
+            raise ConfigError(f"`scaling` must be for {n_features} features; got {len(scale)}")
+        # ||w||² / (2C) with w = v / scale, for the coefficients v of the scaled features
+        weights = np.zeros(n_features) if c == math.inf else 1.0 / (c * scale**2)
+        penalty, gauge = self._penalty_masks(rows, width, weights)
         theta = np.zeros((rows, width))
         stats = oracle(theta)
         if stats.count == 0:
@@ -214,17 +313,20 @@ class FederatedLogisticRegression(ProbabilisticClassifierMixin, ClassifierMixin,
                 ConvergenceWarning,
                 stacklevel=2,
             )
+        if scaling is not None:
+            theta = scaling.to_model(theta, fit_intercept=fit_intercept)
         self.n_features_in_ = n_features
         self.coef_ = theta[:, :n_features].copy()
-        self.intercept_ = theta[:, n_features].copy() if self.fit_intercept else np.zeros(rows)
+        self.intercept_ = theta[:, n_features].copy() if fit_intercept else np.zeros(rows)
         return self
 
     @staticmethod
     def _penalty_masks(
-        rows: int, width: int, n_features: int, c: float
+        rows: int, width: int, weights: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """The L2 weight of each entry of ``theta`` (``weights`` per feature, none on intercepts), and the gauge."""
         penalised = np.zeros((rows, width))
-        penalised[:, :n_features] = 0.0 if c == math.inf else 1.0 / c
+        penalised[:, : len(weights)] = weights
         # columns along which a multinomial model is invariant: unpenalised ones
         gauge = np.zeros(width, dtype=bool) if rows == 1 else penalised[0] == 0.0
         return penalised.ravel(), gauge

@@ -1,4 +1,4 @@
-"""Centred moments: the mergeable summary every exact model is solved from.
+"""Centred moments: the mergeable summary most exact models are solved from.
 
 A group of rows is summarised by its count ``n``, column means, co-moment matrix
 ``C = Σ (x - mean)(x - mean)ᵀ`` and column minima and maxima. Count, sum, sum of squares, the
@@ -106,10 +106,7 @@ class Moments:
             raise ConfigError(f"`rows` must be 2-D (rows × columns); got shape {x.shape}")
         if len(x) == 0:
             return cls.empty(x.shape[1])
-        # Sum the offsets from the first row, not the raw values: numpy sums down axis 0 one row
-        # at a time, and with a mean of 1e8 that would cost ~n ulps of the mean. The offsets are
-        # exact (Sterbenz) and of the data's spread, so their sum keeps every digit that matters.
-        mean = x[0] + (x - x[0]).mean(axis=0)
+        mean = column_mean(x)
         centred = x - mean
         return cls(
             count=np.asarray(len(x), dtype=np.int64),
@@ -156,14 +153,11 @@ class Moments:
         self._check_compatible(other)
         na, nb = self.count, other.count
         n = na + nb
-        safe_n = np.maximum(n, 1).astype(np.float64)
-        fa, fb = na.astype(np.float64), nb.astype(np.float64)
-        mean = (fa[..., None] * self.mean + fb[..., None] * other.mean) / safe_n[..., None]
         delta = other.mean - self.mean
-        weight = (fa * fb / safe_n)[..., None, None]
+        weight = (na.astype(np.float64) * nb / np.maximum(n, 1))[..., None, None]
         comoment = (self.comoment + other.comoment) + delta[..., :, None] * delta[..., None, :] * weight
         # an empty side contributes nothing, bit for bit: that is what makes it the identity
-        mean = np.where((nb == 0)[..., None], self.mean, np.where((na == 0)[..., None], other.mean, mean))
+        mean = pooled_mean(na, self.mean, nb, other.mean)
         comoment = np.where(
             (nb == 0)[..., None, None], self.comoment, np.where((na == 0)[..., None, None], other.comoment, comoment)
         )
@@ -185,8 +179,9 @@ class Moments:
         Extrema cannot be inverted. A column's minimum stays exact when every removed value is
         strictly greater than it, because a remaining row still attains it (likewise for the
         maximum); otherwise it becomes NaN, meaning *unknown*. The node that owns the rows then
-        recomputes it from its own remaining rows (see :func:`~fedlearn.analytics.summarize.extrema`)
-        and sets it with :meth:`with_extrema`. Nothing is ever rescanned for the moments.
+        recomputes it from its own remaining rows (see :func:`~fedlearn.analytics.scan.rescan`)
+        and sets it with :meth:`with_extrema`. Nothing is ever rescanned for the moments, but
+        the R factor of the same rows is (see :mod:`~fedlearn.analytics.rfactor`).
         """
         self._check_compatible(other)
         n, nb = self.count, other.count
@@ -309,6 +304,29 @@ class Moments:
         comoment = params["cross"] - n * np.outer(offset, offset)
         unknown = np.full(c.shape, np.nan)
         return cls(count=np.asarray(n, dtype=np.int64), mean=c + offset, comoment=comoment, min=unknown, max=unknown)
+
+
+def column_mean(rows: FloatArray) -> FloatArray:
+    """Column means of a non-empty 2-D array, accurate however far the data sit from zero.
+
+    Sum the offsets from the first row, not the raw values: numpy sums down axis 0 one row at a
+    time, and with a mean of 1e8 that would cost ~n ulps of the mean. The offsets are exact
+    (Sterbenz) and of the data's spread, so their sum keeps every digit that matters.
+    """
+    return np.asarray(rows[0] + (rows - rows[0]).mean(axis=0))
+
+
+def pooled_mean(na: Array, mean_a: FloatArray, nb: Array, mean_b: FloatArray) -> FloatArray:
+    """The mean of two groups of rows from their counts and means (any leading batch shape).
+
+    An empty side leaves the other's mean untouched, bit for bit, so every summary that carries
+    a mean merges it with this one formula and summaries of the same rows agree exactly.
+    """
+    n = np.maximum(na + nb, 1).astype(np.float64)
+    fa, fb = np.asarray(na, dtype=np.float64), np.asarray(nb, dtype=np.float64)
+    mean = (fa[..., None] * mean_a + fb[..., None] * mean_b) / n[..., None]
+    empty_a, empty_b = (np.asarray(na) == 0)[..., None], (np.asarray(nb) == 0)[..., None]
+    return np.asarray(np.where(empty_b, mean_a, np.where(empty_a, mean_b, mean)))
 
 
 class Mergeable(Protocol):

@@ -1,9 +1,12 @@
-"""Principal component analysis from the covariance of the features.
+"""Principal component analysis from the R factor of the centred features.
 
-The components are the eigenvectors of the pooled covariance matrix, which is exactly what
-scikit-learn's ``covariance_eigh`` solver computes (its default when rows outnumber features
-ten to one). Signs follow scikit-learn's rule (the largest entry of each component is positive),
-so components compare directly with :class:`sklearn.decomposition.PCA`.
+With ``Xc = QR``, the singular values and right singular vectors of the small ``R`` are those of
+``Xc``: this is scikit-learn's ``full`` solver (an SVD of the centred data) without the data. It
+keeps ``cond(Xc)``, where an eigendecomposition of the covariance, like scikit-learn's
+``covariance_eigh`` (its default when rows outnumber features ten to one), squares it: the
+smallest variances and their components then lose digits. Signs follow scikit-learn's rule (the
+largest entry of each component is positive), so components compare directly with
+:class:`sklearn.decomposition.PCA`.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import linalg
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from fedlearn.analytics._base import SummaryEstimator
+from fedlearn.analytics._base import SummaryEstimator, solving_factor
 from fedlearn.analytics.summary import Summary
 from fedlearn.core.checks import Interval, check
 from fedlearn.core.errors import ConfigError
@@ -45,23 +49,23 @@ class FederatedPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SummaryEst
         self.whiten = whiten
 
     def _solve(self, summary: Summary) -> None:
-        moments = summary.features
-        n, d = summary.count, moments.n_features
+        n, d = summary.count, summary.spec.n_features
         if n < 2:
             raise ConfigError(f"FederatedPCA needs at least 2 rows; got n_samples={n}")
-        eigenvalues, eigenvectors = np.linalg.eigh(moments.covariance(ddof=1))
-        variance = np.maximum(eigenvalues[::-1], 0.0)  # rounding can make a zero eigenvalue negative
-        components = sklearn_sign_convention(eigenvectors[:, ::-1].T)
+        factor = solving_factor(summary, d, type(self).__name__)
+        _, singular, right = linalg.svd(factor.r, check_finite=False)
+        variance = singular**2 / (n - 1)
+        components = sklearn_sign_convention(right)
         limit = min(n, d)
         ratio = variance / variance.sum() if variance.sum() > 0 else np.zeros_like(variance)
         k = self._count_components(ratio, limit)
-        self.mean_ = moments.mean.copy()
+        self.mean_ = factor.mean.copy()
         self.n_samples_ = n
         self.n_components_ = k
         self.components_ = components[:k]
         self.explained_variance_ = variance[:k]
         self.explained_variance_ratio_ = ratio[:k]
-        self.singular_values_ = np.sqrt(variance[:k] * (n - 1))
+        self.singular_values_ = singular[:k]
         self.noise_variance_ = float(variance[k:limit].mean()) if k < limit else 0.0
         self._n_features_out = k
 

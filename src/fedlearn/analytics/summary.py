@@ -1,10 +1,12 @@
 """What a node summarises (``SummarySpec``) and the summary it sends back (``Summary``).
 
-A summary bundles the moments of the feature and target columns, optionally per-class moments
-of the features and histograms with agreed bins. It is a monoid like its parts: merge in any
-order, with :meth:`Summary.empty` as the identity. On the wire it is one flat
-:class:`~fedlearn.core.ParamSet` (``moments/…``, ``by_class/…``, ``hist/<i>/…``), so it
-travels through the safetensors codec as is; the spec travels as JSON in the task config.
+A summary bundles the moments of the feature and target columns with the triangular factor
+``R`` of the same centred rows (:mod:`.rfactor`), optionally per-class moments of the features
+and histograms with agreed bins. It is a monoid like its parts: merge in any order, with
+:meth:`Summary.empty` as the identity. On the wire it is one flat :class:`~fedlearn.core.ParamSet`
+(``moments/…`` with the factor of the same rows under ``moments/factor/…``, ``by_class/…``,
+``hist/<i>/…``), so it travels through the safetensors codec as is; the spec travels as JSON in
+the task config.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from fedlearn.analytics.classes import ClassMoments
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
 from fedlearn.analytics.moments import Moments
+from fedlearn.analytics.rfactor import RFactor
 from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
@@ -102,10 +105,16 @@ class SummarySpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Summary:
-    """Everything a node shares about its rows for one :class:`SummarySpec`."""
+    """Everything a node shares about its rows for one :class:`SummarySpec`.
+
+    ``factor`` is the ``R`` of the same rows as ``moments`` (all columns, target included);
+    least squares and PCA are solved from it. It is unknown after rows are removed until the
+    node factors its remaining rows again (:meth:`with_rescan`).
+    """
 
     spec: SummarySpec
     moments: Moments
+    factor: RFactor
     by_class: ClassMoments | None = None
     histograms: tuple[Histogram, ...] = ()
 
@@ -113,6 +122,11 @@ class Summary:
         d = len(self.spec.all_columns)
         if self.moments.batch_shape != () or self.moments.n_features != d:
             raise ValidationError(f"summary: moments must cover {d} columns; got {self.moments.n_features}")
+        if self.factor.n_columns != d or int(self.factor.count) != self.count:
+            raise ValidationError(
+                f"summary: the R factor must cover the moments' {d} columns and {self.count} rows; "
+                f"got {self.factor.n_columns} columns and {int(self.factor.count)} rows"
+            )
         if self.spec.by_class != (self.by_class is not None):
             raise ValidationError("summary: per-class moments must be present exactly when the spec asks for them")
         if self.by_class is not None and self.by_class.n_features != self.spec.n_features:
@@ -131,6 +145,7 @@ class Summary:
         return cls(
             spec=spec,
             moments=Moments.empty(len(spec.all_columns)),
+            factor=RFactor.empty(len(spec.all_columns)),
             by_class=ClassMoments.empty(spec.n_features) if spec.by_class else None,
             histograms=tuple(Histogram.empty(h) for h in spec.histograms),
         )
@@ -149,52 +164,63 @@ class Summary:
         return Summary(
             spec=self.spec,
             moments=self.moments.merge(other.moments),
+            factor=self.factor.merge(other.factor),
             by_class=None if self.by_class is None or other.by_class is None else self.by_class.merge(other.by_class),
             histograms=tuple(a.merge(b) for a, b in zip(self.histograms, other.histograms, strict=True)),
         )
 
     def subtract(self, other: Summary) -> Summary:
-        """Remove ``other``'s rows; see :meth:`Moments.subtract` for what happens to extrema."""
+        """Remove ``other``'s rows; see :meth:`Moments.subtract` for what happens to extrema.
+
+        The R factor becomes unknown: rows cannot be taken out of ``R`` stably. The node that owns
+        the rows restores it (and the extrema) from its remaining rows, see :meth:`with_rescan`;
+        until then estimators fall back to the moments.
+        """
         self._check_same_spec(other)
+        moments = self.moments.subtract(other.moments)
         return Summary(
             spec=self.spec,
-            moments=self.moments.subtract(other.moments),
+            moments=moments,
+            factor=RFactor.unknown(moments.count, moments.mean),
             by_class=None
             if self.by_class is None or other.by_class is None
             else self.by_class.subtract(other.by_class),
             histograms=tuple(a.subtract(b) for a, b in zip(self.histograms, other.histograms, strict=True)),
         )
 
-    def with_extrema(self, extrema: ParamSet) -> Summary:
-        """A copy whose min and max come from the owning node's fresh scan of its rows.
+    def with_rescan(self, rescan: ParamSet) -> Summary:
+        """A copy whose extrema and R factor come from the owning node's fresh scan of its rows.
 
-        ``extrema`` is what :func:`~fedlearn.analytics.summarize.scan_extrema` returns: ``min``
-        and ``max`` over all columns and, for per-class summaries, ``by_class/{classes,min,max}``.
+        ``rescan`` is what :func:`~fedlearn.analytics.scan.rescan` returns: ``count``,
+        ``min`` and ``max`` over all columns, the R factor under ``factor/`` and, for per-class
+        summaries, ``by_class/{classes,count,min,max}``.
         """
-        if int(extrema["count"]) != self.count:
+        if int(rescan["count"]) != self.count:
             raise ValidationError(
-                f"the node scanned {int(extrema['count'])} remaining rows but the summary holds {self.count}: "
+                f"the node scanned {int(rescan['count'])} remaining rows but the summary holds {self.count}: "
                 "its data must already exclude the removed rows"
             )
-        moments = self.moments.with_extrema(extrema["min"], extrema["max"])
+        moments = self.moments.with_extrema(rescan["min"], rescan["max"])
+        factor = RFactor.from_params(rescan.select("factor/"))
         by_class = self.by_class
         if by_class is not None:
-            if not np.array_equal(extrema["by_class/classes"], by_class.classes) or not np.array_equal(
-                extrema["by_class/count"], by_class.counts
+            if not np.array_equal(rescan["by_class/classes"], by_class.classes) or not np.array_equal(
+                rescan["by_class/count"], by_class.counts
             ):
-                raise ValidationError("extrema: the node's classes differ from the summary's; summarise afresh")
+                raise ValidationError("rescan: the node's classes differ from the summary's; summarise afresh")
             by_class = ClassMoments(
                 classes=by_class.classes,
-                moments=by_class.moments.with_extrema(extrema["by_class/min"], extrema["by_class/max"]),
+                moments=by_class.moments.with_extrema(rescan["by_class/min"], rescan["by_class/max"]),
             )
-        return Summary(spec=self.spec, moments=moments, by_class=by_class, histograms=self.histograms)
+        return Summary(spec=self.spec, moments=moments, factor=factor, by_class=by_class, histograms=self.histograms)
 
     def _check_same_spec(self, other: Summary) -> None:
         if self.spec != other.spec:
             raise ConfigError(f"cannot combine summaries of different specs: {self.spec} and {other.spec}")
 
     def to_params(self) -> ParamSet:
-        parts = [self.moments.to_params().with_prefix("moments/")]
+        moments = self.moments.to_params().merged(self.factor.to_params().with_prefix("factor/"))
+        parts = [moments.with_prefix("moments/")]
         if self.by_class is not None:
             parts.append(self.by_class.to_params().with_prefix("by_class/"))
         parts.extend(h.to_params().with_prefix(f"hist/{i}/") for i, h in enumerate(self.histograms))
@@ -209,6 +235,7 @@ class Summary:
         summary = cls(
             spec=spec,
             moments=Moments.from_params(params.select("moments/")),
+            factor=RFactor.from_params(params.select("moments/factor/")),
             by_class=ClassMoments.from_params(params.select("by_class/")) if spec.by_class else None,
             histograms=tuple(Histogram.from_params(params.select(f"hist/{i}/")) for i in range(len(spec.histograms))),
         )

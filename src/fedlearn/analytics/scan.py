@@ -1,7 +1,8 @@
-"""The node side: summarise local rows in one pass, and refuse when too few rows would be shared.
+"""Scanning a node's rows: summarise them in one pass, and refuse when too few rows would be shared.
 
-Rows are read chunk by chunk; each chunk becomes a small summary that is merged into a running
-one and then dropped, so memory is O(chunk + columns²) whatever the row count.
+Rows are read chunk by chunk; each chunk becomes a small summary (its moments, the R factor of
+its centred rows, ...) that is merged into a running one and then dropped, so memory is
+O(chunk + columns²) whatever the row count.
 
 The privacy guard: a summary of very few rows is almost the rows themselves (the mean of one
 row *is* that row). A node therefore refuses to share a summary, or a per-class part of one,
@@ -20,7 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fedlearn.analytics.classes import ClassMoments, class_codes
 from fedlearn.analytics.histogram import Histogram
-from fedlearn.analytics.moments import Moments
+from fedlearn.analytics.rfactor import RFactor
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.checks import check_int
@@ -67,9 +68,11 @@ def summarize_chunk(x: NDArray[np.float64], spec: SummarySpec) -> Summary:
     """The summary of one in-memory chunk (columns in ``spec.all_columns`` order)."""
     d = spec.n_features
     index = {name: i for i, name in enumerate(spec.all_columns)}
+    factor = RFactor.of(x)
     return Summary(
         spec=spec,
-        moments=Moments.of(x),
+        moments=factor.moments(x.min(axis=0, initial=np.inf), x.max(axis=0, initial=-np.inf)),
+        factor=factor,
         by_class=ClassMoments.of(x[:, :d], class_codes(x[:, d], name=str(spec.target))) if spec.by_class else None,
         histograms=tuple(Histogram.of(x[:, index[h.column]], h) for h in spec.histograms),
     )
@@ -129,22 +132,25 @@ def summarize(
     return summary
 
 
-def scan_extrema(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParamSet:
-    """Row counts, column minima and maxima (overall, and per class) in one light pass.
+def rescan(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParamSet:
+    """Row counts, column minima and maxima (overall, and per class) and ``R``, in one pass.
 
-    This is the only rescan incremental removal needs: moments are subtracted exactly, but an
-    extreme held by a removed row can only be recovered from the rows that remain (see
-    :meth:`~fedlearn.analytics.moments.Moments.subtract`). It costs O(rows × columns), against
-    O(rows × columns²) for summarising again.
+    This is the rescan incremental removal needs. Moments are subtracted exactly, but an extreme
+    held by a removed row can only be recovered from the rows that remain (see
+    :meth:`~fedlearn.analytics.moments.Moments.subtract`), and rows cannot be taken out of an R
+    factor stably (see :mod:`~fedlearn.analytics.rfactor`), so the node factors what it keeps.
+    That costs what summarising the kept rows costs, O(rows × columns²), in O(chunk + columns²) memory.
     """
     width, d = len(spec.all_columns), spec.n_features
     count, lo, hi = 0, np.full(width, np.inf), np.full(width, -np.inf)
+    factor = RFactor.empty(width)
     per_class: dict[int, tuple[int, NDArray[Any], NDArray[Any]]] = {}
     for x in chunks_of(data, spec, chunk_rows=chunk_rows):
         if not len(x):
             continue
         count += len(x)
         lo, hi = np.minimum(lo, x.min(axis=0)), np.maximum(hi, x.max(axis=0))
+        factor = factor.merge(RFactor.of(x))
         if spec.by_class:
             codes = class_codes(x[:, d], name=str(spec.target))
             for label in np.unique(codes).tolist():
@@ -156,6 +162,7 @@ def scan_extrema(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHU
                     np.maximum(old_hi, rows.max(axis=0)),
                 )
     out: dict[str, ArrayLike] = {"count": np.int64(count), "min": lo, "max": hi}
+    out.update(factor.to_params().with_prefix("factor/"))
     if spec.by_class:
         labels = sorted(per_class)
         out["by_class/classes"] = np.array(labels, dtype=np.int64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -98,3 +100,17 @@ def test_version_prints_the_version_and_exits_0(args: list[str]) -> None:
     result = runner.invoke(app, args)
 
     assert (result.exit_code, result.stdout) == (0, f"{__version__}\n")
+
+
+def test_node_commands_say_when_they_fall_back_to_the_store_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEDLEARN_STORE", raising=False)
+
+    result = CliRunner().invoke(app, ["nodes", "list"])
+
+    assert result.exit_code == 0
+    assert f"using the store {tmp_path / 'fedlearn.db'}" in result.stderr
+    named = CliRunner().invoke(app, ["nodes", "list", "--store", f"sqlite:///{tmp_path / 'other.db'}"])
+    assert "using the store" not in named.stderr

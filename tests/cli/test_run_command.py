@@ -69,3 +69,31 @@ def test_run_that_completes_exits_0_saying_so(deployment: Deployment) -> None:
     assert done.returncode == 0, done.stderr
     assert f"run {_run_id(done)}: completed 2 rounds" in done.stdout
     assert "2/2" in done.stderr  # the progress bar's last state
+
+
+def _fedlearn(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from fedlearn.cli import main; main()", *args, "--coordinator", deployment.api],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "FEDLEARN_ADMIN_TOKEN": ADMIN, "COLUMNS": "120"},
+    )  # fmt: skip
+
+
+def test_runs_show_and_list_keep_a_run_to_its_lines(deployment: Deployment) -> None:
+    deployment.register("node-000")
+    deployment.start_coordinator()
+    deployment.start_node("node-000", node_toml(0, 1))
+    deployment.wait_for_nodes(1)
+    completed = _run_id(_run(deployment, run_toml(rounds=2, nodes=1)))
+    quick_failure = run_toml(rounds=2).replace("wait_for_nodes_timeout = 30", "wait_for_nodes_timeout = 0.2")
+    failed = _run_id(_run(deployment, quick_failure))
+
+    shown = _fedlearn(deployment, "runs", "show", completed)
+    listed = _fedlearn(deployment, "runs", "list")
+
+    assert shown.stdout.splitlines()[0] == f"run {completed} (deploy-test): completed, 2/2 rounds"
+    assert _fedlearn(deployment, "runs", "show", failed).stdout.startswith(
+        f"run {failed} (deploy-test): failed, 0/2 rounds: needed 3 nodes"
+    )
+    message_lines = [line for line in listed.stdout.splitlines() if "needed 3" in line or "wait_for_nodes" in line]
+    assert len(message_lines) == 1 and failed in message_lines[0]  # the long message does not wrap

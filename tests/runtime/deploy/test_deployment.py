@@ -198,3 +198,19 @@ def test_malformed_updates_from_hostile_node_processes_are_rejected_and_change_n
     plan = plan_simulation(parse_config(tomllib.loads(honest_only + SIMULATION_DATA.replace("nodes = 3", "nodes = 2"))))
     simulated = simulate(plan.learner, plan.partitions, plan.strategy, plan.engine).params
     assert _model(deployment, run.id).bitwise_equal(simulated)
+
+
+def test_the_shipped_example_runs_on_after_losing_a_node_for_good(deployment: Deployment) -> None:
+    example = ROOT / "examples" / "deploy"
+    deployment.register(*NODES)
+    deployment.start_coordinator()
+    for i, name in enumerate(NODES):
+        deployment.start_node(name, (example / f"node-{i}.toml").read_text())
+    deployment.wait_for_nodes(3)
+    deployment.kill(deployment.nodes["node-002"])
+    deployment.wait_until(lambda: "node-002" not in deployment.online(), "node-002 to go offline", timeout=15)
+
+    run = deployment.wait_for_run(deployment.submit((example / "run.toml").read_text().replace("rounds = 10", "rounds = 3")))
+
+    assert run.status == "completed", run.message
+    assert [record.replies for record in run.history] == [2, 2, 2]

@@ -299,6 +299,3 @@ class Engine:
             return {}, (gather.report.bytes_sent, gather.report.bytes_received)
         metrics = {k: v / total for k, v in sums.items()} if total else {}
         return metrics, (gather.report.bytes_sent, gather.report.bytes_received)
-
-
-

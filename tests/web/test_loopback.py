@@ -1,8 +1,8 @@
 """The API under uvicorn on loopback, with hostile clients: floods, bodies over the limit, bodies that never end.
 
 The flood and the client's view run against a real ``fedlearn coordinator`` process, whose memory
-is measured from outside; the slow bodies against the app served by uvicorn in a thread, with a
-body deadline short enough to wait for.
+is measured from outside; the slow clients against the app served as the coordinator serves it,
+in a thread, with deadlines short enough to wait for.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-import uvicorn
 
 from fedlearn.core.errors import ConfigError
 from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import open_store
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.web.api import create_app
+from fedlearn.web.server import api_server
 from tests.runtime.deploy.conftest import ADMIN, Deployment
 from tests.web.test_api import _no_node
 
 LIMIT = 65536
-BODY_TIMEOUT = 0.5
+READ_TIMEOUT = 0.5
 ATTACK_SECONDS = 1.5
 ANNOUNCED = 256 << 20  # what each hostile POST claims it will send
 
@@ -44,10 +44,10 @@ def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[int]:
-    """The app under uvicorn in a thread, with a short body deadline; yields its port."""
+    """The app served in a thread, with short deadlines for headers and body; yields its port."""
     with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
-        app = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN, body_timeout=BODY_TIMEOUT)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        app = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN, body_timeout=READ_TIMEOUT)
+        server = api_server(app, host="127.0.0.1", port=0, header_timeout=READ_TIMEOUT)
         listening = socket.socket()
         listening.bind(("127.0.0.1", 0))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
@@ -117,15 +117,15 @@ def test_client_reports_a_request_over_the_limit_in_one_line(coordinator: Deploy
     )
 
 
-def _answer_and_close(sock: socket.socket, *, trickle: bool, within: float) -> tuple[bytes, float]:
-    """What the server answers before it closes, and after how long; trickling a byte of body every 50 ms."""
+def _answer_and_close(sock: socket.socket, *, trickle: bytes = b"", within: float) -> tuple[bytes, float]:
+    """What the server answers before it closes, and after how long, sending ``trickle`` every 50 ms."""
     started = time.monotonic()
     sock.settimeout(0.05)
     answer = b""
     while time.monotonic() - started < within:
         try:
             if trickle:
-                sock.send(b" ")
+                sock.send(trickle)
             data = sock.recv(65536)
         except TimeoutError:
             continue
@@ -144,17 +144,52 @@ def test_body_trickled_forever_is_cut_off_at_the_deadline(served: int) -> None:
     with socket.create_connection(("127.0.0.1", served)) as sock:
         sock.sendall(head.encode() + b'{"config": ')
 
-        answer, after = _answer_and_close(sock, trickle=True, within=BODY_TIMEOUT + 2)
+        answer, after = _answer_and_close(sock, trickle=b" ", within=READ_TIMEOUT + 2)
 
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert BODY_TIMEOUT <= after < BODY_TIMEOUT + 1
+    assert READ_TIMEOUT <= after < READ_TIMEOUT + 1
 
 
 def test_token_less_request_is_answered_and_closed_without_waiting_for_its_body(served: int) -> None:
     with socket.create_connection(("127.0.0.1", served)) as sock:
         sock.sendall(b"POST /api/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
 
-        answer, after = _answer_and_close(sock, trickle=False, within=1.0)
+        answer, after = _answer_and_close(sock, within=1.0)
 
     assert answer.startswith(b"HTTP/1.1 401 ")
     assert after < 0.5
+
+
+def test_connection_that_sends_nothing_is_closed_at_the_deadline(served: int) -> None:
+    with socket.create_connection(("127.0.0.1", served)) as sock:
+        answer, after = _answer_and_close(sock, within=READ_TIMEOUT + 2)
+
+    assert answer == b""
+    assert READ_TIMEOUT <= after < READ_TIMEOUT + 1
+
+
+def test_headers_trickled_forever_are_cut_off_at_the_deadline(served: int) -> None:
+    with socket.create_connection(("127.0.0.1", served)) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+
+        answer, after = _answer_and_close(sock, trickle=b"X-Slow: 1\r\n", within=READ_TIMEOUT + 2)
+
+    assert answer == b""
+    assert READ_TIMEOUT <= after < READ_TIMEOUT + 1
+
+
+def test_connection_kept_alive_gets_a_fresh_deadline_for_each_request(served: int) -> None:
+    answers = []
+    with socket.create_connection(("127.0.0.1", served), timeout=2) as sock:
+        for _ in range(4):  # in all longer than the deadline, though each pause is shorter
+            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):
+                received = sock.recv(65536)
+                if not received:
+                    pytest.fail(f"the server closed the connection after {len(answers)} answers")
+                answer += received
+            answers.append(answer.split(b"\r\n", 1)[0])
+            time.sleep(READ_TIMEOUT * 0.6)
+
+    assert answers == [b"HTTP/1.1 200 OK"] * 4

@@ -60,14 +60,13 @@ def coordinator(
     allow_learner: Annotated[list[str] | None, typer.Option(help="Allow a module:function learner.")] = None,
 ) -> None:
     """Run the coordinator: the gRPC fleet for nodes, the run queue and the HTTP API."""
-    import uvicorn
-
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.coordinator import Coordinator
     from fedlearn.runtime.grpc_fleet import GrpcFleet, serve
     from fedlearn.runtime.store import open_store
     from fedlearn.runtime.tls import load_server_tls
     from fedlearn.web.api import create_app
+    from fedlearn.web.server import api_server
 
     if not admin_token:
         raise ConfigError("set FEDLEARN_ADMIN_TOKEN or --admin-token; `fedlearn token` prints a fresh one")
@@ -95,7 +94,7 @@ def coordinator(
                f"API on http://{http}, store {state.url}", err=True)  # fmt: skip
     try:
         api = create_app(service, admin_token=admin_token, max_request_bytes=max_request_bytes)
-        uvicorn.Server(uvicorn.Config(api, host=host, port=int(port), log_level="warning")).run()
+        api_server(api, host=host, port=int(port)).run()
     finally:
         service.close()
         fleet.close()  # sessions end with "coordinator shutting down"; nodes reconnect to the next one

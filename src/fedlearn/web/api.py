@@ -23,7 +23,7 @@ from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_req
 from fedlearn.core.checks import POSITIVE, check_int, check_real
 from fedlearn.core.codec import encode
 from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError
-from fedlearn.core.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_BODY_SECONDS
+from fedlearn.core.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
 from fedlearn.engine.history import RoundRecord
 from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import NodeRecord, RunRecord
@@ -83,7 +83,7 @@ def create_app(
     *,
     admin_token: str,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-    body_timeout: float = DEFAULT_REQUEST_BODY_SECONDS,
+    body_timeout: float = DEFAULT_REQUEST_SECONDS,
 ) -> FastAPI:
     """The API bound to one coordinator; ``admin_token`` guards every route but health.
 

@@ -2,11 +2,12 @@
 
 uvicorn waits for a request's headers without a deadline: its keep-alive timer runs only between
 two requests on one connection, and any byte received cancels it. A connection that opens and
-sends nothing, or trickles its headers a byte at a time, is therefore held for ever, and a few
-thousand of them use up the coordinator's file descriptors, which its gRPC server and its store
-need too. The server made here closes a connection whose request headers are not complete
-``header_timeout`` seconds after it opened, or after the previous answer on it. The body has its
-own deadline, kept by :mod:`fedlearn.web.guard`.
+sends nothing, or trickles its headers a byte at a time, is therefore held for ever, with its file
+descriptor, which the coordinator's gRPC server and store draw on too. The server made here
+closes a connection whose request headers are not complete ``header_timeout`` seconds after it
+opened, or after the previous answer on it. The body has its own deadline, kept by
+:mod:`fedlearn.web.guard`. A deadline bounds how long each connection is held, not how many a
+peer opens: limiting connections per peer is the job of a reverse proxy or firewall in front.
 """
 
 from __future__ import annotations

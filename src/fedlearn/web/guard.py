@@ -92,8 +92,8 @@ class _Body:
             with anyio.fail_after(max(self.deadline - anyio.current_time(), 0)):
                 message = await self._receive()
         except TimeoutError:
-            detail = f"the request body did not arrive within {self.timeout:g} s of its headers; send it in one go"
-            raise HTTPException(408, detail) from None
+            late = f"the request body did not arrive within {self.timeout:g} s of its headers"
+            raise HTTPException(408, f"{late}; check the network between the client and the coordinator") from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.limit:

@@ -23,7 +23,7 @@ from rich.console import Console
 from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, StoreOption
 from fedlearn.cli.progress import RoundProgress
 from fedlearn.cli.reporting import command_group
-from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES
+from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES
 
 if TYPE_CHECKING:
     from fedlearn.web.client import CoordinatorClient
@@ -54,17 +54,19 @@ def coordinator(
         int, typer.Option(help="Largest model or reply accepted.")
     ] = DEFAULT_MAX_MESSAGE_BYTES,
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node is offline.")] = 6.0,
+    max_request_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest HTTP API request body accepted (a run config, an analytics request).")
+    ] = DEFAULT_MAX_REQUEST_BYTES,
     allow_learner: Annotated[list[str] | None, typer.Option(help="Allow a module:function learner.")] = None,
 ) -> None:
     """Run the coordinator: the gRPC fleet for nodes, the run queue and the HTTP API."""
-    import uvicorn
-
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.coordinator import Coordinator
     from fedlearn.runtime.grpc_fleet import GrpcFleet, serve
     from fedlearn.runtime.store import open_store
     from fedlearn.runtime.tls import load_server_tls
     from fedlearn.web.api import create_app
+    from fedlearn.web.server import api_server
 
     if not admin_token:
         raise ConfigError("set FEDLEARN_ADMIN_TOKEN or --admin-token; `fedlearn token` prints a fresh one")
@@ -91,8 +93,8 @@ def coordinator(
     typer.echo(f"coordinator: nodes connect to {listen} (port {bound}, {'TLS' if tls else 'no TLS'}), "
                f"API on http://{http}, store {state.url}", err=True)  # fmt: skip
     try:
-        uvicorn.Server(uvicorn.Config(create_app(service, admin_token=admin_token), host=host, port=int(port),
-                                      log_level="warning")).run()  # fmt: skip
+        api = create_app(service, admin_token=admin_token, max_request_bytes=max_request_bytes)
+        api_server(api, host=host, port=int(port)).run()
     finally:
         service.close()
         fleet.close()  # sessions end with "coordinator shutting down"; nodes reconnect to the next one

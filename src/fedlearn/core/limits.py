@@ -15,3 +15,12 @@ DEFAULT_MAX_EXAMPLES = 10**12
 
 DEFAULT_REORDER_BUFFER_BYTES = 2**30
 """1 GiB of early replies held in memory by a stage before the rest spill to disk."""
+
+DEFAULT_MAX_REQUEST_BYTES = 2**20
+"""1 MiB: the largest body the coordinator's HTTP API reads. Its requests are a run config's TOML
+text or a small JSON analytics request, a few KiB; models travel over gRPC, never this way."""
+
+DEFAULT_REQUEST_SECONDS = 30.0
+"""The longest the HTTP API waits for each part of a request: its headers, from when the connection
+opens or the previous answer ends, then its body, from the end of its headers. A client that
+trickles bytes cannot hold a connection open, and 1 MiB in 30 s needs only 35 KiB/s."""

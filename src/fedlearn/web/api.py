@@ -1,26 +1,29 @@
 """The coordinator's HTTP JSON API: submit and follow runs, see nodes, download models, run analytics.
 
 Every route except ``/api/health`` needs ``Authorization: Bearer <admin token>``. The token is
-compared in constant time. Errors carry the same one-line messages as the CLI, in ``detail``: a
-bad request or run config is a 422 that names the field or key, an unknown run a 404, a node's
-privacy refusal a 403 with the node's reason, nodes busy with a training run a 409, and a node
-that is not connected or does not answer a 503. Those statuses, and the models every route takes
-and answers, are the contract in :mod:`fedlearn.web.contract`, which the client reads too.
+checked, and each request body bounded in size and arrival time, by :mod:`fedlearn.web.guard`
+before the app reads a byte of the body. Errors carry the same one-line messages as the CLI, in
+``detail``: a bad request or run config is a 422 that names the field or key, an unknown run a
+404, a node's privacy refusal a 403 with the node's reason, nodes busy with a training run a 409,
+and a node that is not connected or does not answer a 503. Those statuses, and the models every
+route takes and answers, are the contract in :mod:`fedlearn.web.contract`, which the client reads too.
+
+The OpenAPI schema is served at ``/openapi.json``, behind the token like every other route. The
+Swagger and ReDoc pages are not served: they load their scripts from a CDN, so they would show an
+operator on an offline network a blank page, and load third-party code next to the admin token.
 """
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated
-
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_request
+from fedlearn.core.checks import POSITIVE, check_int, check_real
 from fedlearn.core.codec import encode
 from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError
+from fedlearn.core.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
 from fedlearn.engine.history import RoundRecord
 from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import NodeRecord, RunRecord
@@ -34,8 +37,7 @@ from fedlearn.web.contract import (
     RunSummary,
     status_of,
 )
-
-_bearer = HTTPBearer(auto_error=False)
+from fedlearn.web.guard import RequestGuard
 
 
 def run_summary(run: RunRecord) -> RunSummary:
@@ -76,24 +78,28 @@ def validation_message(exc: RequestValidationError) -> str:
     return message + (f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else "")
 
 
-def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
-    """The API bound to one coordinator; ``admin_token`` guards every route but health."""
+def create_app(
+    coordinator: Coordinator,
+    *,
+    admin_token: str,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    body_timeout: float = DEFAULT_REQUEST_SECONDS,
+) -> FastAPI:
+    """The API bound to one coordinator; ``admin_token`` guards every route but health.
+
+    A request body may hold at most ``max_request_bytes`` and must arrive within ``body_timeout``
+    seconds of its headers; see :mod:`fedlearn.web.guard`.
+    """
     if len(admin_token) < 16:
         raise ConfigError("the admin token must be at least 16 characters; generate one with `fedlearn token`")
     store = coordinator.store
-    app = FastAPI(title="fedlearn coordinator", version="1")
-
-    def require_admin(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), admin_token.encode()):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong admin token: send 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    admin = [Depends(require_admin)]
+    app = FastAPI(title="fedlearn coordinator", version="1", docs_url=None, redoc_url=None)
+    app.add_middleware(
+        RequestGuard,
+        admin_token=admin_token,
+        max_body_bytes=check_int("max_request_bytes", max_request_bytes, low=1),
+        body_timeout=check_real("body_timeout", body_timeout, POSITIVE),
+    )
 
     @app.exception_handler(FedlearnError)  # subclasses too: handlers are looked up along the error's MRO
     async def ours(request: Request, exc: FedlearnError) -> JSONResponse:
@@ -107,28 +113,28 @@ def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
     def health() -> Health:
         return Health(status="ok", nodes_connected=len(coordinator.fleet.available()))
 
-    @app.get("/api/nodes", dependencies=admin)
+    @app.get("/api/nodes")
     def nodes() -> list[NodeSummary]:
         connected = set(coordinator.fleet.available())
         return [node_summary(n, connected) for n in store.list_nodes()]
 
-    @app.get("/api/runs", dependencies=admin)
+    @app.get("/api/runs")
     def runs() -> list[RunSummary]:
         return [run_summary(r) for r in store.list_runs()]
 
-    @app.post("/api/runs", dependencies=admin, status_code=201)
+    @app.post("/api/runs", status_code=201)
     def submit(request: RunRequest) -> RunSummary:
         return run_summary(coordinator.submit(request.config))
 
-    @app.get("/api/runs/{run_id}", dependencies=admin)
+    @app.get("/api/runs/{run_id}")
     def show(run_id: str) -> RunDetail:
         return run_detail(store.get_run(run_id), store.round_history(run_id))
 
-    @app.post("/api/runs/{run_id}/stop", dependencies=admin)
+    @app.post("/api/runs/{run_id}/stop")
     def stop(run_id: str) -> RunSummary:
         return run_summary(coordinator.stop(run_id))
 
-    @app.get("/api/runs/{run_id}/model", dependencies=admin)
+    @app.get("/api/runs/{run_id}/model")
     def model(run_id: str) -> Response:
         run = store.get_run(run_id)
         params = coordinator.final_params(run_id)
@@ -137,7 +143,7 @@ def create_app(coordinator: Coordinator, *, admin_token: str) -> FastAPI:
         metadata = {"run": run.name, "run_id": run.id, "round": str(run.rounds_done), "seed": str(run.seed)}
         return Response(content=encode(params, metadata=metadata), media_type="application/octet-stream")
 
-    @app.post("/api/analytics", dependencies=admin)
+    @app.post("/api/analytics")
     def analytics(request: AnalyticsRequest) -> AnalyticsResult:
         """Exact federated analytics over the members' datasets, between training rounds."""
         check_connected(request.members, coordinator.fleet.available())

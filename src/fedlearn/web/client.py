@@ -2,9 +2,10 @@
 
 Every answer is parsed into its model in :mod:`fedlearn.web.contract`, the same one the server
 answers with. Transport failures and refusals become one-line errors that say what to check, never
-a traceback: an unreachable coordinator, a wrong admin token, a bad config, an unknown run. Each
-refusal is raised as the error the coordinator raised (a node's privacy refusal as a
-``PrivacyError``, busy nodes as ``FleetBusy``), so the CLI exits with that error's code.
+a traceback: an unreachable coordinator, a wrong admin token, a request over the coordinator's
+size limit, a bad config, an unknown run. Each refusal is raised as the error the coordinator
+raised (a node's privacy refusal as a ``PrivacyError``, busy nodes as ``FleetBusy``), so the CLI
+exits with that error's code.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ class CoordinatorClient:
         detail = _detail(response)
         if response.status_code == 401:
             raise ConfigError(f"the coordinator refused the admin token: {detail}")
+        if response.status_code == 413:  # the detail names the coordinator's limit and how to raise it
+            raise ConfigError(f"the coordinator refused {method} {path} as too large: {detail}")
         refusal = refused_as(response.status_code)
         if refusal is not None and response.headers.get("content-type") == "application/json":
             raise refusal(detail)

@@ -97,3 +97,45 @@ def test_runs_show_and_list_keep_a_run_to_its_lines(deployment: Deployment) -> N
     )
     message_lines = [line for line in listed.stdout.splitlines() if "needed 3" in line or "wait_for_nodes" in line]
     assert len(message_lines) == 1 and failed in message_lines[0]  # the long message does not wrap
+
+
+def test_the_follower_rides_out_a_coordinator_restart(deployment: Deployment) -> None:
+    deployment.register("node-000")
+    deployment.start_coordinator()
+    deployment.start_node("node-000", node_toml(0, 1, learner="tests.runtime.deploy.slow_learner:make",
+                                                options="{ delay = 0.3 }"))  # fmt: skip
+    deployment.wait_for_nodes(1)
+    path = deployment.tmp / "run.toml"
+    path.write_text(run_toml(rounds=6, nodes=1))
+    follower = subprocess.Popen(
+        [sys.executable, "-c", "from fedlearn.cli import main; main()", "run", str(path),
+         "--coordinator", deployment.api],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "FEDLEARN_ADMIN_TOKEN": ADMIN},
+    )  # fmt: skip
+    deployment.wait_until(lambda: any(r.rounds_done >= 2 for r in deployment.client().runs()), "round 2", timeout=60)
+
+    deployment.kill(deployment.coordinator)
+    deployment.start_coordinator()  # same store and ports: the run resumes, the follower asks again
+    out, err = follower.communicate(timeout=120)
+
+    assert follower.returncode == 0, err
+    assert "completed 6 rounds" in out
+
+
+def test_a_failed_run_resumes_from_its_checkpoint(deployment: Deployment) -> None:
+    deployment.register("node-000", "node-001")
+    deployment.start_coordinator()
+    deployment.start_node("node-000", node_toml(0, 2))
+    deployment.wait_for_nodes(1)
+    config = run_toml(rounds=3, nodes=2).replace("wait_for_nodes_timeout = 30", "wait_for_nodes_timeout = 0.5")
+    failed = _run_id(_run(deployment, config))
+
+    deployment.start_node("node-001", node_toml(1, 2))
+    deployment.wait_for_nodes(2)
+    resumed = _fedlearn(deployment, "runs", "resume", failed)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"run {failed}: completed 3 rounds" in resumed.stdout
+    again = _fedlearn(deployment, "runs", "resume", failed)
+    assert again.returncode == 2 and "only a failed run can be resumed" in again.stderr

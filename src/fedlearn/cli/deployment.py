@@ -13,25 +13,19 @@ import logging
 import secrets
 import signal
 import threading
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, StoreOption
-from fedlearn.cli.progress import RoundProgress
+from fedlearn.cli.follow import DEFAULT_RECONNECT_SECONDS, report_end
+from fedlearn.cli.follow import follow as follow_run
+from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, ReconnectOption, StoreOption
 from fedlearn.cli.reporting import command_group
 from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES
 
-if TYPE_CHECKING:
-    from fedlearn.web.client import CoordinatorClient
-    from fedlearn.web.contract import RunDetail, RunSummary
-
 app = command_group()
 
-_POLL_SECONDS = 1.0  # how often `fedlearn run` asks the coordinator how its run is doing
 
 
 def _stop_on_signals() -> threading.Event:
@@ -148,6 +142,7 @@ def run(
     api: ApiOption = DEFAULT_API,
     admin_token: AdminToken = "",
     follow: Annotated[bool, typer.Option(help="Follow progress until the run ends.")] = True,
+    reconnect_timeout: ReconnectOption = DEFAULT_RECONNECT_SECONDS,
 ) -> None:
     """Submit a run to a coordinator and follow it with a progress bar."""
     from fedlearn.config import load_config
@@ -159,25 +154,8 @@ def run(
         typer.echo(f"submitted run {submitted.id} ({submitted.name})")
         if not follow:
             return
-        ended = _follow(client, submitted)
-    failure = ended.failure()
-    if failure is not None:
-        raise failure  # reported as one line, with the exit code of the error that failed the run
-    typer.echo(f"run {ended.id}: {ended.status} {ended.message}".rstrip())
-    if ended.status != "completed":
-        raise typer.Exit(1)
-
-
-def _follow(client: CoordinatorClient, submitted: RunSummary) -> RunDetail:
-    """Poll the run until it ends, showing its rounds on the progress bar; return it as it ended."""
-    console = Console(stderr=True)
-    with RoundProgress(total=submitted.rounds_total, console=console, status=submitted.status) as progress:
-        while True:
-            current = client.run(submitted.id)
-            progress.update(current.history[-1] if current.history else None, status=current.status)
-            if current.finished:
-                return current
-            time.sleep(_POLL_SECONDS)
+        ended = follow_run(client, submitted, reconnect_timeout=reconnect_timeout)
+    report_end(ended)
 
 
 @app.command()

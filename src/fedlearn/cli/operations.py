@@ -11,11 +11,20 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, StoreOption, announce_default_store
+from fedlearn.cli.follow import DEFAULT_RECONNECT_SECONDS, follow, report_end
+from fedlearn.cli.options import (
+    DEFAULT_API,
+    DEFAULT_STORE,
+    AdminToken,
+    ApiOption,
+    ReconnectOption,
+    StoreOption,
+    announce_default_store,
+)
 from fedlearn.cli.reporting import command_group
 
 nodes = command_group(help="Register, list and revoke nodes (run on the coordinator's host).")
-runs = command_group(help="List, inspect and stop runs on a coordinator.")
+runs = command_group(help="List, inspect, follow, stop and resume runs on a coordinator.")
 
 
 @nodes.command("add")
@@ -109,6 +118,41 @@ def runs_show(
                    f"in {record.duration_s:.2f} s {shown}")  # fmt: skip
     if model is not None:
         typer.echo(f"model written to {model}")
+
+
+@runs.command("watch")
+def runs_watch(
+    run_id: str,
+    api: ApiOption = DEFAULT_API,
+    admin_token: AdminToken = "",
+    reconnect_timeout: ReconnectOption = DEFAULT_RECONNECT_SECONDS,
+) -> None:
+    """Follow a run to its end, as `fedlearn run` does: re-attach after a disconnect or from another shell."""
+    from fedlearn.web.client import CoordinatorClient
+
+    with CoordinatorClient(api, admin_token=admin_token) as client:
+        ended = follow(client, client.run(run_id), reconnect_timeout=reconnect_timeout)
+    report_end(ended)
+
+
+@runs.command("resume")
+def runs_resume(
+    run_id: str,
+    api: ApiOption = DEFAULT_API,
+    admin_token: AdminToken = "",
+    watch: Annotated[bool, typer.Option(help="Follow the run to its end.")] = True,
+    reconnect_timeout: ReconnectOption = DEFAULT_RECONNECT_SECONDS,
+) -> None:
+    """Queue a failed run again: it resumes from its last checkpoint."""
+    from fedlearn.web.client import CoordinatorClient
+
+    with CoordinatorClient(api, admin_token=admin_token) as client:
+        queued = client.resume(run_id)
+        typer.echo(f"run {queued.id}: {queued.message}")
+        if not watch:
+            return
+        ended = follow(client, queued, reconnect_timeout=reconnect_timeout)
+    report_end(ended)
 
 
 @runs.command("stop")

@@ -31,6 +31,9 @@ def announce_default_store(store: str) -> str:
     return store
 
 
+ReconnectOption = Annotated[
+    float, typer.Option(help="Seconds to keep asking an unreachable coordinator before giving up.", min=0)
+]
 AdminToken = Annotated[
     str, typer.Option("--admin-token", envvar="FEDLEARN_ADMIN_TOKEN", help="The admin token.", show_default=False)
 ]

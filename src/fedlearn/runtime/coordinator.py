@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 from fedlearn.config import RunConfig, parse_config
 from fedlearn.core.config_files import parse_toml
-from fedlearn.core.errors import FedlearnError, RunStopped
+from fedlearn.core.errors import ConfigError, FedlearnError, RunStopped
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.engine import Engine, RunState
 from fedlearn.engine.fleet import Fleet
@@ -77,6 +77,21 @@ class Coordinator:
         elif run.status == "running":
             self.store.request_stop(run_id)
             logger.info("run %s: stop requested; it stops after its current round", run_id)
+        return self.store.get_run(run_id)
+
+    def resume(self, run_id: str) -> RunRecord:
+        """Queue a failed run again; it resumes from its last checkpoint (or starts, if it has none).
+
+        The config is checked again first: a run that failed on a learner or option the coordinator
+        no longer accepts is refused here rather than failing a second time.
+        """
+        run = self.store.get_run(run_id)
+        if run.status != "failed":
+            raise ConfigError(f"run {run_id} is {run.status}; only a failed run can be resumed")
+        plan_deployment(self._parse(run.config_toml), run_id=run_id, allowed_learners=self._allowed_learners)
+        self.store.reopen_run(run_id, f"resume requested after round {run.rounds_done}")
+        logger.info("run %s: resume requested after round %d", run_id, run.rounds_done)
+        self._wake.set()
         return self.store.get_run(run_id)
 
     def final_params(self, run_id: str) -> ParamSet | None:

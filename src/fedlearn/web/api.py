@@ -134,6 +134,10 @@ def create_app(
     def stop(run_id: str) -> RunSummary:
         return run_summary(coordinator.stop(run_id))
 
+    @app.post("/api/runs/{run_id}/resume")
+    def resume(run_id: str) -> RunSummary:
+        return run_summary(coordinator.resume(run_id))
+
     @app.get("/api/runs/{run_id}/model")
     def model(run_id: str) -> Response:
         run = store.get_run(run_id)

@@ -60,6 +60,9 @@ class CoordinatorClient:
     def stop(self, run_id: str) -> RunSummary:
         return self._call(_RUN, "POST", f"/api/runs/{run_id}/stop")
 
+    def resume(self, run_id: str) -> RunSummary:
+        return self._call(_RUN, "POST", f"/api/runs/{run_id}/resume")
+
     def nodes(self) -> list[NodeSummary]:
         return self._call(_NODES, "GET", "/api/nodes")
 

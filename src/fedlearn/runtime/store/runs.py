@@ -84,6 +84,11 @@ def set_run_status(
     _update_run(conn, run_id, status=status, message=message, error=error)
 
 
+def reopen_run(conn: Connection, run_id: str, message: str) -> None:
+    """Queue a run again, keeping its checkpoints, so the coordinator resumes it from the last one."""
+    _update_run(conn, run_id, status="pending", message=message, error=None, stop_requested=False)
+
+
 def request_stop(conn: Connection, run_id: str) -> None:
     """Ask the coordinator to stop the run after its current round; it polls :func:`stop_requested`."""
     _update_run(conn, run_id, stop_requested=True)

@@ -140,6 +140,11 @@ class Store:
         with self._db.write() as conn:
             runs.set_run_status(conn, run_id, status, message, error=error)
 
+    def reopen_run(self, run_id: str, message: str) -> None:
+        """Queue a run again with its checkpoints, so the coordinator resumes it where it stopped."""
+        with self._db.write() as conn:
+            runs.reopen_run(conn, run_id, message)
+
     def request_stop(self, run_id: str) -> None:
         """Ask the coordinator to stop the run after its current round."""
         with self._db.write() as conn:

@@ -6,7 +6,8 @@ leaves the node. Task kinds and their config:
 
 ``analytics.schema``
     ``columns``: JSON list. Replies ``types``: one code per requested column, an index into
-    :data:`~fedlearn.analytics.sources.TYPES` (0 = missing). Other columns stay private.
+    :data:`~fedlearn.analytics.sources.TYPES` (0 = missing, or not allowed: the two look the
+    same). Other columns stay private.
 ``analytics.summarize``
     ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters. With ``remaining``
     (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
@@ -18,7 +19,10 @@ leaves the node. Task kinds and their config:
     ``scale`` to apply to the features first. Replies
     :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
 
-Each reply that summarises rows passes the node's privacy guard first (``min_rows``).
+Every task passes the node's :class:`~fedlearn.analytics.policy.DisclosurePolicy`: a column it
+does not allow is refused as if it did not exist, histogram bins are capped before any is
+allocated, and every reply that summarises rows is released under the policy (``min_rows`` for
+the summary, its classes and its histogram cells; extrema only where allowed).
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
-from fedlearn.analytics.scan import check_counts, chunks_of, rescan, summarize
+from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy
+from fedlearn.analytics.scan import accumulate, chunks_of, rescan
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
-from fedlearn.core.errors import ConfigError, PrivacyError
+from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import (
     ANALYTICS_LOGISTIC_STEP,
     ANALYTICS_SCHEMA,
@@ -71,15 +76,16 @@ def config_list(task: Task, key: str) -> list[Any]:
 def analytics_handlers(
     datasets: Mapping[str, Dataset | Table | Mapping[str, Any]],
     *,
-    min_rows: int | None = None,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> dict[str, Handler]:
-    """Handlers answering analytics tasks from the node's named ``datasets``.
+    """Handlers answering analytics tasks from the node's named ``datasets`` under its ``policy``.
 
     ``datasets`` is read at each task, so a node that registers new data later is seen. A
     ``Dataset``'s targets answer to the column name ``y``; wrap it with
-    :func:`~fedlearn.analytics.sources.table_from_dataset` to choose another. ``min_rows`` is
-    this node's privacy threshold (default: number of features + 5).
+    :func:`~fedlearn.analytics.sources.table_from_dataset` to choose another. ``policy`` is
+    this node's :class:`~fedlearn.analytics.policy.DisclosurePolicy`; the default allows every
+    column, refuses summaries of fewer rows than the number of features plus 5 and withholds extrema.
     """
 
     def table(task: Task, key: str = "dataset") -> Table:
@@ -88,36 +94,31 @@ def analytics_handlers(
             raise ConfigError(f"this node has no dataset {name!r}; it has {sorted(datasets)}")
         return as_table(datasets[name])
 
+    def requested(task: Task, key: str = "dataset") -> tuple[SummarySpec, Table]:
+        """The task's spec and the table it names, once the policy allows the request."""
+        spec = SummarySpec.from_json(config_str(task, "spec"))
+        source = table(task, key)
+        policy.check_request(spec, source.schema())
+        return spec, source
+
     def schema(task: Task, app: NodeApp) -> Reply:
         columns = [str(c) for c in config_list(task, "columns")]
-        known = table(task).schema()
-        codes = np.array([TYPES.index(known.get(c, "missing")) for c in columns], dtype=np.int8)
+        visible = policy.visible(table(task).schema())
+        codes = np.array([TYPES.index(visible.get(c, "missing")) for c in columns], dtype=np.int8)
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=ParamSet({"types": codes}))
 
     def summarise(task: Task, app: NodeApp) -> Reply:
-        spec = SummarySpec.from_json(config_str(task, "spec"))
-        summary = summarize(table(task), spec, min_rows=min_rows, chunk_rows=chunk_rows)
+        spec, source = requested(task)
+        summary = policy.release(accumulate(source, spec, chunk_rows=chunk_rows))
         params = summary.to_params()
         if "remaining" in task.config:
-            remaining = rescan(table(task, "remaining"), spec, chunk_rows=chunk_rows)
-            class_counts = None
-            if spec.by_class:
-                class_counts = dict(
-                    zip(remaining["by_class/classes"].tolist(), remaining["by_class/count"].tolist(), strict=True)
-                )
-            check_counts(
-                spec,
-                int(remaining["count"]),
-                class_counts,
-                min_rows=min_rows,
-                allow_empty=True,
-                what="the rows left after the removal",
-            )
+            _, kept = requested(task, "remaining")
+            remaining = policy.release_rescan(rescan(kept, spec, chunk_rows=chunk_rows), spec)
             params = params.merged(remaining.with_prefix("remaining/"))
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
 
     def logistic_step(task: Task, app: NodeApp) -> Reply:
-        spec = SummarySpec.from_json(config_str(task, "spec"))
+        spec, source = requested(task)
         classes = np.array(config_list(task, "classes"), dtype=np.int64)
         fit_intercept = task.config.get("fit_intercept", True)
         if not isinstance(fit_intercept, bool):
@@ -126,18 +127,13 @@ def analytics_handlers(
             raise ConfigError("task params must carry the coefficients 'theta'")
         scaled = "shift" in task.params or "scale" in task.params
         stats = logistic_stats(
-            chunks_of(table(task), spec, chunk_rows=chunk_rows),
+            chunks_of(source, spec, chunk_rows=chunk_rows),
             np.asarray(task.params["theta"], dtype=np.float64),
             classes,
             fit_intercept=fit_intercept,
             scaling=FeatureScaling.from_params(task.params, spec.n_features) if scaled else None,
         )
-        threshold = spec.n_features + 5 if min_rows is None else min_rows
-        if stats.count < threshold:
-            raise PrivacyError(
-                f"refusing to share Newton statistics of {stats.count} rows: the privacy threshold is {threshold}; "
-                "the node's operator can change it with `min_rows`"
-            )
+        policy.check_newton(stats.count, spec)
         return Reply(
             node_id=app.node_id, kind=task.kind, round=task.round, params=stats.to_params(), num_examples=stats.count
         )

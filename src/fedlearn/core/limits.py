@@ -15,3 +15,18 @@ DEFAULT_MAX_EXAMPLES = 10**12
 
 DEFAULT_REORDER_BUFFER_BYTES = 2**30
 """1 GiB of early replies held in memory by a stage before the rest spill to disk."""
+
+DEFAULT_MAX_BINS = 1_000
+"""The most histogram bins one analytics task may ask a node for, summed over its histograms.
+
+A node allocates its counts before it reads a row, so the cap is checked first; past a few hundred
+bins most cells fall under the node's minimum-rows threshold anyway and are suppressed."""
+
+DEFAULT_MAX_AUDIT_CHARS = 200
+"""The longest string one field of a node's audit record keeps; longer ones are cut and marked."""
+
+DEFAULT_MAX_AUDIT_ITEMS = 50
+"""The most entries one list or mapping of a node's audit record keeps, then how many more there were.
+
+What a task names (run id, dataset, columns) comes from the coordinator, so without these bounds a
+hostile one could make every record, and the log, as large as its messages."""

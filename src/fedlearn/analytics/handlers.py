@@ -73,6 +73,30 @@ def config_list(task: Task, key: str) -> list[Any]:
     return value
 
 
+def audit_fields(task: Task, reply: Reply) -> dict[str, Any]:
+    """What an analytics task touched, for the node's audit log: its datasets, columns and bins, and extrema.
+
+    Reads only the task's own config, so a request too malformed to parse is recorded with
+    what could be read, beside the reply's reason.
+    """
+    fields: dict[str, Any] = {"dataset": task.config.get("dataset")}
+    if "remaining" in task.config:
+        fields["remaining"] = task.config["remaining"]
+    try:
+        if task.kind == SCHEMA:
+            fields["columns"] = [str(c) for c in config_list(task, "columns")]
+        else:
+            spec = SummarySpec.from_json(config_str(task, "spec"))
+            fields["columns"] = list(spec.all_columns)
+            if spec.histograms:
+                fields["bins"] = sum(h.bins for h in spec.histograms)
+    except ConfigError:
+        pass
+    if reply.ok and "moments/min" in reply.params:
+        fields["extrema"] = "withheld" if np.isnan(reply.params["moments/min"]).all() else "released"
+    return fields
+
+
 def analytics_handlers(
     datasets: Mapping[str, Dataset | Table | Mapping[str, Any]],
     *,

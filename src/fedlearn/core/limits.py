@@ -22,8 +22,8 @@ DEFAULT_MAX_BINS = 1_000
 A node allocates its counts before it reads a row, so the cap is checked first; past a few hundred
 bins most cells fall under the node's minimum-rows threshold anyway and are suppressed."""
 
-DEFAULT_MAX_AUDIT_CHARS = 200
-"""The longest string one field of a node's audit record keeps; longer ones are cut and marked."""
+DEFAULT_MAX_AUDIT_CHARS = 500
+"""The longest string one field of a node's audit record keeps (as long as a reply's error); longer ones are cut."""
 
 DEFAULT_MAX_AUDIT_ITEMS = 50
 """The most entries one list or mapping of a node's audit record keeps, then how many more there were.

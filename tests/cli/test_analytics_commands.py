@@ -135,6 +135,30 @@ def test_join_below_the_privacy_threshold_exits_3_with_one_line(tmp_path: Path) 
     assert not (job / "nodes" / "tiny.safetensors").exists()
 
 
+def test_join_withholds_minima_and_maxima_unless_the_node_releases_them(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    _invoke("create", job, "--columns", "a")
+    (tmp_path / "a.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(1, 21)))
+    _invoke("join", job, "--node", "n", "--csv", tmp_path / "a.csv")
+
+    code, out = _invoke("fit", job, "--model", "describe")
+
+    row = next(line for line in out.splitlines() if line.startswith("│ a "))
+    assert code == 0 and [cell.strip() for cell in row.split("│")[4:6]] == ["unknown", "unknown"]
+
+
+def test_join_refuses_more_histogram_bins_than_the_node_allows(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    _invoke("create", job, "--columns", "a", "--hist", "a=0:20:5000")
+    (tmp_path / "a.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(1, 21)))
+
+    code, out = _invoke("join", job, "--node", "n", "--csv", tmp_path / "a.csv")
+
+    assert code == 2
+    assert "refusing 5000 histogram bins: this node allows at most 1000 per task" in out
+    assert not (job / "nodes" / "n.safetensors").exists()
+
+
 def test_inspect_flags_a_node_whose_column_types_differ(tmp_path: Path) -> None:
     job = tmp_path / "job"
     _invoke("create", job, "--columns", "a,b")

@@ -80,13 +80,13 @@ class JobReport:
 
 
 def schema_problems(columns: Sequence[str], types: Mapping[str, Mapping[str, str]]) -> tuple[str, ...]:
-    """Disagreements between nodes' column types (``missing`` when absent), one line each."""
+    """Disagreements between nodes' column types (``missing`` when absent or withheld by a node's policy), one line each."""
     problems = []
     for column in columns:
         seen = {node: t.get(column, "missing") for node, t in types.items()}
         missing = sorted(n for n, t in seen.items() if t == "missing")
         if missing:
-            problems.append(f"column {column!r} is missing on {', '.join(missing)}")
+            problems.append(f"column {column!r} is not available on {', '.join(missing)}")
         text = sorted(n for n, t in seen.items() if t == "str")
         if text:
             problems.append(f"column {column!r} is text, not numeric, on {', '.join(text)}")

@@ -25,7 +25,7 @@ bins most cells fall under the node's minimum-rows threshold anyway and are supp
 DEFAULT_MAX_AUDIT_CHARS = 500
 """The longest string one field of a node's audit record keeps (as long as a reply's error); longer ones are cut."""
 
-DEFAULT_MAX_AUDIT_ITEMS = 50
+DEFAULT_MAX_AUDIT_ITEMS = 100
 """The most entries one list or mapping of a node's audit record keeps, then how many more there were.
 
 What a task names (run id, dataset, columns) comes from the coordinator, so without these bounds a

@@ -21,8 +21,8 @@ policy was in force.
 
 What a task names (its run id, kind, dataset, columns) comes from the coordinator, so every string
 is cut to :data:`~fedlearn.core.limits.DEFAULT_MAX_AUDIT_CHARS` characters and every list or mapping
-to :data:`~fedlearn.core.limits.DEFAULT_MAX_AUDIT_ITEMS` entries: one record stays a few kilobytes
-whatever the task.
+to :data:`~fedlearn.core.limits.DEFAULT_MAX_AUDIT_ITEMS` entries, so no task can make its record
+larger than some tens of kilobytes.
 """
 
 from __future__ import annotations

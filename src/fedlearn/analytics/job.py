@@ -80,7 +80,7 @@ class JobReport:
 
 
 def schema_problems(columns: Sequence[str], types: Mapping[str, Mapping[str, str]]) -> tuple[str, ...]:
-    """Disagreements between nodes' column types (``missing`` when absent or withheld by a node's policy), one line each."""
+    """Disagreements between nodes' column types, one line each; ``missing`` is absent or withheld by policy."""
     problems = []
     for column in columns:
         seen = {node: t.get(column, "missing") for node, t in types.items()}

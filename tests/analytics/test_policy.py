@@ -112,6 +112,22 @@ def test_the_bin_cap_counts_every_histogram_of_a_task() -> None:
     assert reply.error is not None and "refusing 300 histogram bins" in reply.error
 
 
+def test_a_newton_step_over_a_million_classes_is_refused_before_its_hessian_is_allocated() -> None:
+    spec = SummarySpec(columns=("age",), target="label")
+    classes = list(range(10**6))
+    params = ParamSet({"theta": np.zeros((len(classes), 2))})
+
+    tracemalloc.start()
+    try:
+        reply = _ask(_node(), LOGISTIC_STEP, params, spec=spec.to_json(), classes=json.dumps(classes))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert reply.error is not None and "refusing a Newton step over 2000000 coefficients" in reply.error
+    assert peak < 200 * 2**20  # the Hessian would take 32 TB
+
+
 # -- 2. extrema -------------------------------------------------------------------------------
 
 

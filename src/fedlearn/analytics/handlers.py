@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
 from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy
@@ -40,6 +41,7 @@ from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_tabl
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.limits import DEFAULT_MAX_NEWTON_COEFFICIENTS
 from fedlearn.core.messages import (
     ANALYTICS_LOGISTIC_STEP,
     ANALYTICS_SCHEMA,
@@ -71,6 +73,23 @@ def config_list(task: Task, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError(f"task config {key!r} must be a JSON list; got {type(value).__name__}")
     return value
+
+
+def _coefficients(task: Task, spec: SummarySpec, n_classes: int, *, fit_intercept: bool) -> NDArray[np.float64]:
+    """The task's ``theta``, once its shape fits the spec and classes and its Hessian fits the node's bound."""
+    if "theta" not in task.params:
+        raise ConfigError("task params must carry the coefficients 'theta'")
+    theta = np.asarray(task.params["theta"], dtype=np.float64)
+    shape = (1 if n_classes == 2 else n_classes, spec.n_features + int(fit_intercept))
+    if theta.shape != shape:
+        raise ConfigError(f"task params 'theta' must have shape {shape} for {n_classes} classes; got {theta.shape}")
+    cap = DEFAULT_MAX_NEWTON_COEFFICIENTS
+    if theta.size > cap:
+        raise ConfigError(
+            f"refusing a Newton step over {theta.size} coefficients: this node computes at most {cap}, "
+            f"whose Hessian alone takes {cap**2 * 8 // 10**6} MB"
+        )
+    return theta
 
 
 def audit_fields(task: Task, reply: Reply) -> dict[str, Any]:
@@ -147,12 +166,11 @@ def analytics_handlers(
         fit_intercept = task.config.get("fit_intercept", True)
         if not isinstance(fit_intercept, bool):
             raise ConfigError(f"task config 'fit_intercept' must be a bool; got {fit_intercept!r}")
-        if "theta" not in task.params:
-            raise ConfigError("task params must carry the coefficients 'theta'")
+        theta = _coefficients(task, spec, len(classes), fit_intercept=fit_intercept)
         scaled = "shift" in task.params or "scale" in task.params
         stats = logistic_stats(
             chunks_of(source, spec, chunk_rows=chunk_rows),
-            np.asarray(task.params["theta"], dtype=np.float64),
+            theta,
             classes,
             fit_intercept=fit_intercept,
             scaling=FeatureScaling.from_params(task.params, spec.n_features) if scaled else None,

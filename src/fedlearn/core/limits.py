@@ -30,3 +30,9 @@ DEFAULT_MAX_AUDIT_ITEMS = 100
 
 What a task names (run id, dataset, columns) comes from the coordinator, so without these bounds a
 hostile one could make every record, and the log, as large as its messages."""
+
+DEFAULT_MAX_NEWTON_COEFFICIENTS = 10_000
+"""The most coefficients a logistic-regression Newton step may ask a node for (classes × columns).
+
+A node sums a Hessian of this many squared entries, 800 MB at the cap, so a coordinator asking for
+a million classes is refused before the node allocates anything."""

@@ -128,6 +128,16 @@ def test_a_newton_step_over_a_million_classes_is_refused_before_its_hessian_is_a
     assert peak < 200 * 2**20  # the Hessian would take 32 TB
 
 
+def test_a_newton_step_over_a_class_of_one_row_is_refused() -> None:
+    rows = {"age": CLINIC["age"], "label": np.r_[np.arange(ROWS - 1) % 2, 2]}  # class 2: one person
+    spec = SummarySpec(columns=("age",), target="label")
+    params = ParamSet({"theta": np.zeros((3, 2))})
+
+    reply = _ask(_node(main=rows), LOGISTIC_STEP, params, spec=spec.to_json(), classes="[0, 1, 2]")
+
+    assert reply.error is not None and "Newton statistics: a class has fewer than 6 rows" in reply.error
+
+
 # -- 2. extrema -------------------------------------------------------------------------------
 
 

@@ -28,7 +28,8 @@ the summary, its classes and its histogram cells; extrema only where allowed).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,17 @@ def _coefficients(task: Task, spec: SummarySpec, n_classes: int, *, fit_intercep
             f"whose Hessian alone takes {cap**2 * 8 // 10**6} MB"
         )
     return theta
+
+
+def _counting_classes(chunks: Iterable[NDArray[np.float64]], counts: Counter[float]) -> Iterator[NDArray[np.float64]]:
+    """``chunks`` unchanged, adding the rows of each value of their last column (the classes) to ``counts``.
+
+    A Newton step's gradient holds a sum per class, so each class must reach the threshold, as in a summary.
+    """
+    for chunk in chunks:
+        values, rows = np.unique(chunk[:, -1], return_counts=True)
+        counts.update(dict(zip(values.tolist(), rows.tolist(), strict=True)))
+        yield chunk
 
 
 def audit_fields(task: Task, reply: Reply) -> dict[str, Any]:
@@ -168,14 +180,15 @@ def analytics_handlers(
             raise ConfigError(f"task config 'fit_intercept' must be a bool; got {fit_intercept!r}")
         theta = _coefficients(task, spec, len(classes), fit_intercept=fit_intercept)
         scaled = "shift" in task.params or "scale" in task.params
+        class_counts: Counter[float] = Counter()
         stats = logistic_stats(
-            chunks_of(source, spec, chunk_rows=chunk_rows),
+            _counting_classes(chunks_of(source, spec, chunk_rows=chunk_rows), class_counts),
             theta,
             classes,
             fit_intercept=fit_intercept,
             scaling=FeatureScaling.from_params(task.params, spec.n_features) if scaled else None,
         )
-        policy.check_newton(stats.count, spec)
+        policy.check_newton(stats.count, class_counts, spec)
         return Reply(
             node_id=app.node_id, kind=task.kind, round=task.round, params=stats.to_params(), num_examples=stats.count
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def not_available(column: str) -> str:
 def check_counts(
     spec: SummarySpec,
     count: int,
-    class_counts: Mapping[int, int] | None = None,
+    class_counts: Mapping[Any, int] | None = None,
     *,
     min_rows: int | None = None,
     allow_empty: bool = False,
@@ -165,9 +166,12 @@ class DisclosurePolicy:
                     released[name] = np.full(released[name].shape, np.nan)
         return ParamSet(released)
 
-    def check_newton(self, count: int, spec: SummarySpec) -> None:
-        """Refuse Newton statistics (logistic regression) of fewer rows than the threshold."""
-        check_counts(spec, count, min_rows=self.threshold(spec), what="Newton statistics")
+    def check_newton(self, count: int, class_counts: Mapping[float, int], spec: SummarySpec) -> None:
+        """Refuse Newton statistics (logistic regression) of fewer rows, or a class of fewer rows, than the threshold.
+
+        The gradient holds one sum of the features per class, so a class of one row would give that row away.
+        """
+        check_counts(spec, count, class_counts, min_rows=self.threshold(spec), what="Newton statistics")
 
 
 DEFAULT_POLICY = DisclosurePolicy()

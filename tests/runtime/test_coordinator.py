@@ -93,10 +93,9 @@ def test_each_runs_life_is_logged_one_line_per_event(tmp_path: Path, caplog: pyt
     assert f"run {good}: round 3 done, 1 of 1 replies" in lines
     assert f"run {good}: completed after 3 rounds" in lines
     assert any(line.startswith(f"run {bad}: failed: needed 2 nodes but only 1") for line in lines)
-    assert [line for line in lines if line.startswith("an analytics request:") and "waiting" not in line] == [
-        "an analytics request: has the nodes",
-        "an analytics request: done",
-    ]
+    assert [
+        line for line in lines if line.startswith("an analytics request:") and "waiting" not in line
+    ] == ["an analytics request: has the nodes", "an analytics request: done"]
 
 
 def test_a_resumed_run_says_from_which_round(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -24,6 +24,7 @@ from fedlearn.analytics import (
     FederatedLinearRegression,
     FederatedLogisticRegression,
     FederatedPCA,
+    HistogramSpec,
     analytics_handlers,
     table_from_dataset,
 )
@@ -159,6 +160,17 @@ def test_removing_rows_equals_refitting_the_pooled_data_and_restores_extrema() -
     assert_close(model.coef_, LinearRegression().fit(x[kept], y[kept]).coef_)
     assert job.summary.moments.max[-1] == y[kept].max()  # rescanned on the node, not left unknown
     assert job.summary.count == len(kept)
+
+
+def test_a_removal_takes_histograms_from_the_nodes_rescan_of_the_rows_it_keeps() -> None:
+    x, y = load("regression", "diabetes")
+    job = AnalyticsJob(columns=NAMES, target="y", histograms=[HistogramSpec(column="y", low=0, high=400, bins=8)])
+    job.join("a", _columns(x, y), policy=DisclosurePolicy(min_rows=12))
+
+    job.remove("a", _columns(x[:100], y[:100]))
+
+    kept = np.histogram(y[100:], bins=8, range=(0, 400))[0]
+    np.testing.assert_array_equal(job.summary.histograms[0].in_range, np.where(kept >= 12, kept, 0))
 
 
 def test_removal_keeps_full_accuracy_on_ill_conditioned_data_because_the_node_refactors_what_it_keeps() -> None:

@@ -15,9 +15,12 @@ from numpy.typing import NDArray
 from sklearn import datasets
 from sklearn.preprocessing import StandardScaler
 
-from fedlearn.analytics import Summary, SummarySpec, summarize
+from fedlearn.analytics import DisclosurePolicy, Summary, SummarySpec, summarize
 
 Data = tuple[NDArray[np.float64], NDArray[Any]]
+
+OPEN = DisclosurePolicy(min_rows=0, release_extrema=True)
+"""A node that shares everything a summary holds: for tests of the arithmetic, not of the policy."""
 
 
 def _breast_cancer_regression() -> Data:

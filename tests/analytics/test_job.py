@@ -19,10 +19,12 @@ from fedlearn.analytics import (
     SCHEMA,
     SUMMARIZE,
     AnalyticsJob,
+    DisclosurePolicy,
     FederatedGaussianNB,
     FederatedLinearRegression,
     FederatedLogisticRegression,
     FederatedPCA,
+    HistogramSpec,
     analytics_handlers,
     table_from_dataset,
 )
@@ -31,7 +33,7 @@ from fedlearn.core import ConfigError, ParamSet, PrivacyError, QuorumError, Repl
 from fedlearn.data.dataset import Dataset
 from fedlearn.simulation.inprocess import InProcessFleet
 from tests.analytics import exact
-from tests.analytics.conftest import assert_close, load, random_split
+from tests.analytics.conftest import OPEN, assert_close, load, random_split
 
 NAMES = tuple(f"f{i}" for i in range(10))
 
@@ -45,7 +47,7 @@ def _regression_job(nodes: int = 4, seed: int = 0) -> tuple[AnalyticsJob, np.nda
     parts = random_split(len(x), nodes, seed)
     job = AnalyticsJob(columns=NAMES, target="y")
     for i, part in enumerate(parts):
-        job.join(f"node-{i}", _columns(x[part], y[part]), min_rows=0)
+        job.join(f"node-{i}", _columns(x[part], y[part]), policy=OPEN)
     return job, x, y, parts
 
 
@@ -110,7 +112,7 @@ def test_logistic_step_refuses_a_malformed_feature_scaling(scaling: dict[str, np
 
 def test_joining_without_a_required_column_fails_with_the_nodes_reason() -> None:
     job = AnalyticsJob(columns=("age",), target="y")
-    with pytest.raises(ConfigError, match=r"node 'a'.*has no column 'age'"):
+    with pytest.raises(ConfigError, match=r"^node 'a': column 'age' is not available on this node$"):
         job.join("a", {"height": np.arange(20.0), "y": np.arange(20.0)})
     assert job.members == ()
 
@@ -118,7 +120,7 @@ def test_joining_without_a_required_column_fails_with_the_nodes_reason() -> None
 def test_node_refuses_to_share_a_summary_below_the_default_threshold() -> None:
     x, y = load("regression", "diabetes")
     job = AnalyticsJob(columns=NAMES, target="y")
-    with pytest.raises(PrivacyError, match=r"summary of 14 rows: the privacy threshold is 15 rows"):
+    with pytest.raises(PrivacyError, match=r"a summary: it covers fewer than 15 rows, the privacy threshold"):
         job.join("small", _columns(x[:14], y[:14]))
 
 
@@ -126,15 +128,15 @@ def test_node_shares_at_the_threshold_and_operators_can_raise_it() -> None:
     x, y = load("regression", "diabetes")
     job = AnalyticsJob(columns=NAMES, target="y")
     assert job.join("ok", _columns(x[:15], y[:15])) == 15
-    with pytest.raises(PrivacyError, match=r"threshold is 100 rows.*change it with `min_rows`"):
-        job.join("strict", _columns(x[15:60], y[15:60]), min_rows=100)
+    with pytest.raises(PrivacyError, match=r"fewer than 100 rows.*change it with `min_rows` in its \[policy\]"):
+        job.join("strict", _columns(x[15:60], y[15:60]), policy=DisclosurePolicy(min_rows=100))
 
 
 def test_per_class_statistics_of_a_rare_class_are_refused() -> None:
     x, y = load("classification", "iris")
     rows = np.concatenate([np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:3]])
     job = AnalyticsJob(columns=("a", "b", "c", "d"), target="y", task="classification")
-    with pytest.raises(PrivacyError, match="class 1 has 3 rows"):
+    with pytest.raises(PrivacyError, match="a class has fewer than 9 rows"):
         job.join("a", _columns(x[rows], y[rows], ("a", "b", "c", "d")))
 
 
@@ -160,12 +162,23 @@ def test_removing_rows_equals_refitting_the_pooled_data_and_restores_extrema() -
     assert job.summary.count == len(kept)
 
 
+def test_a_removal_takes_histograms_from_the_nodes_rescan_of_the_rows_it_keeps() -> None:
+    x, y = load("regression", "diabetes")
+    job = AnalyticsJob(columns=NAMES, target="y", histograms=[HistogramSpec(column="y", low=0, high=400, bins=8)])
+    job.join("a", _columns(x, y), policy=DisclosurePolicy(min_rows=12))
+
+    job.remove("a", _columns(x[:100], y[:100]))
+
+    kept = np.histogram(y[100:], bins=8, range=(0, 400))[0]
+    np.testing.assert_array_equal(job.summary.histograms[0].in_range, np.where(kept >= 12, kept, 0))
+
+
 def test_removal_keeps_full_accuracy_on_ill_conditioned_data_because_the_node_refactors_what_it_keeps() -> None:
     x, y = exact.ill_conditioned(300, 5, 1e6)
     names = NAMES[:5]
     job = AnalyticsJob(columns=names, target="y")
-    job.join("a", _columns(x[:200], y[:200], names), min_rows=0)
-    job.join("b", _columns(x[200:], y[200:], names), min_rows=0)
+    job.join("a", _columns(x[:200], y[:200], names), policy=OPEN)
+    job.join("b", _columns(x[200:], y[200:], names), policy=OPEN)
 
     job.remove("a", _columns(x[:60], y[:60], names))
 
@@ -239,7 +252,7 @@ def test_adding_a_batch_below_the_threshold_is_refused() -> None:
     x, y = load("regression", "diabetes")
     job = AnalyticsJob(columns=NAMES, target="y")
     job.join("a", _columns(x[:100], y[:100]))
-    with pytest.raises(PrivacyError, match="summary of 3 rows"):
+    with pytest.raises(PrivacyError, match="a summary: it covers fewer than 15 rows"):
         job.add("a", _columns(x[100:103], y[100:103]))
     assert job.summary.count == 100
 
@@ -249,7 +262,7 @@ def test_classification_job_fits_naive_bayes_and_logistic_regression() -> None:
     names = tuple(f"c{i}" for i in range(13))
     job = AnalyticsJob(columns=names, target="label", task="classification")
     for i, part in enumerate(random_split(len(x), 3, 7)):
-        job.join(f"n{i}", _columns(x[part], y[part], names, "label"), min_rows=0)
+        job.join(f"n{i}", _columns(x[part], y[part], names, "label"), policy=OPEN)
     nb = job.fit(FederatedGaussianNB())
     assert_close(nb.predict_proba(x), GaussianNB().fit(x, y).predict_proba(x))
     logistic = job.fit(FederatedLogisticRegression(C=0.5))

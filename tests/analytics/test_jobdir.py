@@ -18,7 +18,7 @@ from sklearn.linear_model import LinearRegression
 from fedlearn.analytics import FederatedLinearRegression, FederatedPCA, JobDir, SummarySpec
 from fedlearn.core import ParamSet, decode_with_metadata, encode
 from tests.analytics import exact
-from tests.analytics.conftest import assert_close, load
+from tests.analytics.conftest import OPEN, assert_close, load
 
 
 def _write(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
@@ -32,7 +32,7 @@ def _write(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
 def _joined_then_removed(tmp_path: Path, x: np.ndarray, y: np.ndarray, removed: int) -> JobDir:
     spec = SummarySpec(columns=tuple(f"x{i}" for i in range(x.shape[1])), target="y")
     job = JobDir.create(tmp_path / "job", spec)
-    job.update("a", _write(tmp_path / "all.csv", x, y), min_rows=0)
+    job.update("a", _write(tmp_path / "all.csv", x, y), policy=OPEN)
     job.update("a", _write(tmp_path / "gone.csv", x[:removed], y[:removed]), remove=True)
     return job
 

@@ -20,7 +20,7 @@ from fedlearn.analytics import (
     merge_all,
 )
 from fedlearn.core import ConfigError, ValidationError, decode, encode
-from tests.analytics.conftest import assert_close, load, random_split
+from tests.analytics.conftest import OPEN, assert_close, load, random_split
 
 
 def _federated_fit(
@@ -130,7 +130,7 @@ def test_a_federation_with_features_far_from_zero_fits_the_same_model(name: str)
     columns = tuple(f"c{i}" for i in range(x.shape[1]))
     job = AnalyticsJob(columns=columns, target="label", task="classification")
     for i, part in enumerate(random_split(len(x), 3, 11)):
-        job.join(f"n{i}", {**dict(zip(columns, x[part].T, strict=True)), "label": y[part]}, min_rows=0)
+        job.join(f"n{i}", {**dict(zip(columns, x[part].T, strict=True)), "label": y[part]}, policy=OPEN)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ours = job.fit(FederatedLogisticRegression())

@@ -10,21 +10,21 @@ import pytest
 from pydantic import ValidationError
 from sklearn.linear_model import LinearRegression
 
-from fedlearn.analytics import analytics_handlers
+from fedlearn.analytics import DisclosurePolicy, analytics_handlers
 from fedlearn.analytics.catalog import MODELS, build_estimator
 from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_request
 from fedlearn.client.node_app import NodeApp
 from fedlearn.core.errors import QuorumError
 from fedlearn.simulation.inprocess import InProcessFleet
-from tests.analytics.conftest import assert_close, load, random_split
+from tests.analytics.conftest import OPEN, assert_close, load, random_split
 
 NAMES = [f"f{i}" for i in range(10)]
 
 
-def _fleet(tables: dict[str, dict[str, np.ndarray]], *, min_rows: int | None = None) -> InProcessFleet:
+def _fleet(tables: dict[str, dict[str, np.ndarray]], *, policy: DisclosurePolicy = OPEN) -> InProcessFleet:
     return InProcessFleet(
         list(tables),
-        lambda node: NodeApp(node_id=node, handlers=analytics_handlers({"rows": tables[node]}, min_rows=min_rows)),
+        lambda node: NodeApp(node_id=node, handlers=analytics_handlers({"rows": tables[node]}, policy=policy)),
     )
 
 
@@ -35,7 +35,7 @@ def diabetes() -> Iterator[tuple[InProcessFleet, np.ndarray, np.ndarray]]:
         f"node-{i}": {**{n: x[p, j] for j, n in enumerate(NAMES)}, "y": y[p]}
         for i, p in enumerate(random_split(len(x), 3, 0))
     }
-    fleet = _fleet(tables)
+    fleet = _fleet(tables, policy=DisclosurePolicy())
     yield fleet, x, y
     fleet.close()
 
@@ -58,7 +58,7 @@ def test_linear_request_answers_the_pooled_fit_as_strict_json(
 
 
 def test_describe_of_statistics_that_are_not_finite_answers_null() -> None:
-    fleet = _fleet({"solo": {"a": np.array([2.0]), "y": np.array([1.0])}}, min_rows=1)
+    fleet = _fleet({"solo": {"a": np.array([2.0]), "y": np.array([1.0])}})
 
     result = run_request(_request(columns=["a"], members={"solo": "rows"}, model="describe"), fleet)
     fleet.close()

@@ -112,8 +112,8 @@ def test_removing_the_row_holding_a_maximum_leaves_it_unknown_not_stale(tmp_path
     _invoke("create", job, "--columns", "a", "--hist", "a=0:20:4")
     (tmp_path / "all.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(1, 21)))
     (tmp_path / "top.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(15, 21)))
-    _invoke("join", job, "--node", "n", "--csv", tmp_path / "all.csv")
-    assert _invoke("join", job, "--node", "n", "--remove", tmp_path / "top.csv")[0] == 0
+    _invoke("join", job, "--node", "n", "--csv", tmp_path / "all.csv", "--release-extrema")
+    assert _invoke("join", job, "--node", "n", "--remove", tmp_path / "top.csv", "--release-extrema")[0] == 0
     code, out = _invoke("fit", job, "--model", "describe")
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("│ a "))
@@ -130,9 +130,33 @@ def test_join_below_the_privacy_threshold_exits_3_with_one_line(tmp_path: Path) 
     small = _write(tmp_path / "small.csv", x[:5], y[:5], [*FEATURES, "species"])
     code, out = _invoke("join", job, "--node", "tiny", "--csv", small)
     assert code == 3
-    assert "error: refusing to share a summary of 5 rows: the privacy threshold is 9 rows" in out
+    assert "error: refusing to share a summary: it covers fewer than 9 rows, the privacy threshold" in out
     assert "Traceback" not in out
     assert not (job / "nodes" / "tiny.safetensors").exists()
+
+
+def test_join_withholds_minima_and_maxima_unless_the_node_releases_them(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    _invoke("create", job, "--columns", "a")
+    (tmp_path / "a.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(1, 21)))
+    _invoke("join", job, "--node", "n", "--csv", tmp_path / "a.csv")
+
+    code, out = _invoke("fit", job, "--model", "describe")
+
+    row = next(line for line in out.splitlines() if line.startswith("│ a "))
+    assert code == 0 and [cell.strip() for cell in row.split("│")[4:6]] == ["unknown", "unknown"]
+
+
+def test_join_refuses_more_histogram_bins_than_the_node_allows(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    _invoke("create", job, "--columns", "a", "--hist", "a=0:20:5000")
+    (tmp_path / "a.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(1, 21)))
+
+    code, out = _invoke("join", job, "--node", "n", "--csv", tmp_path / "a.csv")
+
+    assert code == 2
+    assert "refusing 5000 histogram bins: this node allows at most 1000 per task" in out
+    assert not (job / "nodes" / "n.safetensors").exists()
 
 
 def test_inspect_flags_a_node_whose_column_types_differ(tmp_path: Path) -> None:

@@ -122,3 +122,24 @@ def test_node_without_trainer_refuses_fit_and_names_what_it_handles() -> None:
 
     assert reply.error == "unknown task kind 'fit'; this node handles ['analytics.summarize']"
     assert app.handle(Task(kind="analytics.summarize", round=1)).ok
+
+
+def test_the_audit_hook_sees_every_task_with_its_reply_refusals_included() -> None:
+    seen: list[tuple[str, str | None]] = []
+    node = app(EchoTrainer(), audit=lambda task, reply: seen.append((task.kind, reply.error)))
+
+    answered = node.handle(Task(kind=FIT, round=1, params=PARAMS))
+    node.handle(Task(kind="steal", round=2))
+
+    assert answered.ok
+    assert seen == [(FIT, None), ("steal", "unknown task kind 'steal'; this node handles ['fit', 'evaluate']")]
+
+
+def test_a_reply_the_audit_hook_cannot_record_is_withheld() -> None:
+    def broken(task: Task, reply: Reply) -> None:
+        raise OSError("disk full")
+
+    reply = app(EchoTrainer(), audit=broken).handle(Task(kind=FIT, round=1, params=PARAMS))
+
+    assert reply.error == "the node could not record this task in its audit log, so it released nothing"
+    assert len(reply.params) == 0

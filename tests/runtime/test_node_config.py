@@ -1,14 +1,19 @@
-"""A node's config decides which of its rows fit tasks train on and which evaluate tasks score."""
+"""A node's config decides which of its rows fit tasks train on and which evaluate tasks score, what it
+discloses to analytics tasks, and where it records every task."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fedlearn.analytics import DisclosurePolicy
+from fedlearn.client.learners import build_learner
 from fedlearn.config import parse_config
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.messages import FIT, Task
 from fedlearn.runtime.node_config import load_node_config
 from fedlearn.runtime.node_runtime import build_node
 from fedlearn.simulation import plan_simulation
@@ -74,3 +79,55 @@ def test_an_evaluation_dataset_is_a_declared_one(tmp_path: Path) -> None:
 def test_impossible_evaluation_settings_fail_at_start_up_with_one_line(tmp_path: Path, node: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_node_config(_config(tmp_path, node))
+
+
+def test_the_policy_section_becomes_the_policy_the_analytics_handlers_enforce(tmp_path: Path) -> None:
+    policy = "[policy]\ncolumns = ['pixel_0_1', 'y']\nmin_rows = 20\nmax_bins = 64\nrelease_extrema = true\n"
+    config = load_node_config(_config(tmp_path, "", policy))
+
+    disclosed = DisclosurePolicy(**config.policy.model_dump(exclude={"audit_log"}))
+
+    assert disclosed == DisclosurePolicy(columns=["pixel_0_1", "y"], min_rows=20, max_bins=64, release_extrema=True)
+
+
+def test_without_a_policy_section_a_node_withholds_extrema_and_caps_bins(tmp_path: Path) -> None:
+    config = load_node_config(_config(tmp_path, ""))
+
+    assert DisclosurePolicy(**config.policy.model_dump(exclude={"audit_log"})) == DisclosurePolicy()
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("max_bins = 0", r"\[policy\] max_bins: Input should be greater than or equal to 1; got 0$"),
+        ("release_extrema = 'yes'", r"\[policy\] release_extrema: Input should be a valid boolean; got 'yes'$"),
+        ("columns = 'age'", r"\[policy\] columns: Input should be a valid list; got 'age'$"),
+        ("min_rows = 2.5", r"\[policy\] min_rows: Input should be a valid integer; got 2.5$"),
+        ("colums = ['age']", r"unknown key \[policy\] colums$"),
+    ],
+)
+def test_a_bad_policy_fails_at_start_up_with_one_line(tmp_path: Path, policy: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_node_config(_config(tmp_path, "", f"[policy]\n{policy}\n"))
+
+
+def test_the_old_node_min_rows_key_is_refused_saying_where_it_moved(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"node.toml: \[node\] min_rows has moved to the \[policy\] section"):
+        load_node_config(_config(tmp_path, "min_rows = 20"))
+
+
+def test_a_built_node_records_its_start_and_every_fit_task_in_its_audit_log(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    config = load_node_config(_config(tmp_path, "holdout_fraction = 0.25", f"[policy]\naudit_log = '{log}'\n"))
+    datasets = config.load_datasets()
+    node = build_node("n", config, datasets)
+    params = build_learner("numpy.softmax", datasets["digits"]).init_params(0)
+
+    node.handle(Task(kind=FIT, round=1, run_id="run-9", params=params, config={"seed": 0}))
+
+    start, fit = (json.loads(line) for line in log.read_text().splitlines())
+    assert (start["event"], start["policy"]["release_extrema"], start["policy"]["max_bins"]) == ("start", False, 1000)
+    assert (fit["kind"], fit["run_id"], fit["dataset"], fit["outcome"]) == (FIT, "run-9", "digits", "released")
+    assert fit["columns"][:2] == ["pixel_0_0", "pixel_0_1"] and fit["rows"] > 0
+    assert fit["released"] == {name: list(shape) for name, (shape, _) in params.spec().items()}
+    assert "loss" in fit["metrics"]

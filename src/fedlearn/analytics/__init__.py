@@ -17,7 +17,8 @@ milliseconds.
   :class:`FederatedLogisticRegression` (federated Newton rounds on features standardized by a
   :class:`FeatureScaling`); :func:`describe`.
 * Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated; node side
-  :func:`analytics_handlers`; file-backed :class:`JobDir` behind ``fedlearn analytics``.
+  :func:`analytics_handlers` under the node's :class:`DisclosurePolicy`; file-backed
+  :class:`JobDir` behind ``fedlearn analytics``.
 """
 
 from importlib import import_module
@@ -44,8 +45,9 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     )
     from fedlearn.analytics.moments import Moments, merge_all
     from fedlearn.analytics.pca import FederatedPCA
+    from fedlearn.analytics.policy import DisclosurePolicy, check_shareable
     from fedlearn.analytics.rfactor import RFactor
-    from fedlearn.analytics.scan import accumulate, check_shareable, rescan, summarize
+    from fedlearn.analytics.scan import accumulate, rescan, summarize
     from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
     from fedlearn.analytics.summary import Summary, SummarySpec
 
@@ -59,6 +61,7 @@ _LOCATIONS = {
     "ConcatTable": "fedlearn.analytics.sources",
     "CsvTable": "fedlearn.analytics.sources",
     "Description": "fedlearn.analytics.covariance",
+    "DisclosurePolicy": "fedlearn.analytics.policy",
     "FeatureScaling": "fedlearn.analytics.logistic",
     "FederatedCovariance": "fedlearn.analytics.covariance",
     "FederatedGaussianNB": "fedlearn.analytics.bayes",
@@ -84,7 +87,7 @@ _LOCATIONS = {
     "Table": "fedlearn.analytics.sources",
     "accumulate": "fedlearn.analytics.scan",
     "analytics_handlers": "fedlearn.analytics.handlers",
-    "check_shareable": "fedlearn.analytics.scan",
+    "check_shareable": "fedlearn.analytics.policy",
     "correlation": "fedlearn.analytics.covariance",
     "describe": "fedlearn.analytics.covariance",
     "logistic_stats": "fedlearn.analytics.logistic",
@@ -118,6 +121,7 @@ __all__ = [
     "ConcatTable",
     "CsvTable",
     "Description",
+    "DisclosurePolicy",
     "FeatureScaling",
     "FederatedCovariance",
     "FederatedGaussianNB",

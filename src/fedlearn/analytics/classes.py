@@ -19,7 +19,11 @@ from fedlearn.core.params import ParamSet
 
 
 def class_codes(values: ArrayLike, *, name: str = "target") -> NDArray[np.int64]:
-    """Integer class codes from a float or integer column; a fractional value is a config error."""
+    """Integer class codes from a float or integer column; a fractional value is a config error.
+
+    The error does not quote the value: it travels back to whoever asked, and a coordinator could
+    otherwise read a row's value by naming a continuous column as the classes.
+    """
     y = np.asarray(values)
     if y.dtype.kind in "iub":
         return y.astype(np.int64)
@@ -28,7 +32,7 @@ def class_codes(values: ArrayLike, *, name: str = "target") -> NDArray[np.int64]
     codes = y.astype(np.int64)
     bad = codes != y
     if bad.any():
-        raise ConfigError(f"`{name}` must hold integer class codes for per-class statistics; got {y[bad][0]!r}")
+        raise ConfigError(f"`{name}` must hold integer class codes for per-class statistics; it holds fractions")
     return codes
 
 

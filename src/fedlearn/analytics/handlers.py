@@ -6,7 +6,8 @@ leaves the node. Task kinds and their config:
 
 ``analytics.schema``
     ``columns``: JSON list. Replies ``types``: one code per requested column, an index into
-    :data:`~fedlearn.analytics.sources.TYPES` (0 = missing). Other columns stay private.
+    :data:`~fedlearn.analytics.sources.TYPES` (0 = missing, or not allowed: the two look the
+    same). Other columns stay private.
 ``analytics.summarize``
     ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters. With ``remaining``
     (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
@@ -18,23 +19,30 @@ leaves the node. Task kinds and their config:
     ``scale`` to apply to the features first. Replies
     :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
 
-Each reply that summarises rows passes the node's privacy guard first (``min_rows``).
+Every task passes the node's :class:`~fedlearn.analytics.policy.DisclosurePolicy`: a column it
+does not allow is refused as if it did not exist, histogram bins are capped before any is
+allocated, and every reply that summarises rows is released under the policy (``min_rows`` for
+the summary, its classes and its histogram cells; extrema only where allowed).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
-from fedlearn.analytics.scan import check_counts, chunks_of, rescan, summarize
+from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy
+from fedlearn.analytics.scan import accumulate, chunks_of, rescan
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
-from fedlearn.core.errors import ConfigError, PrivacyError
+from fedlearn.core.errors import ConfigError
+from fedlearn.core.limits import DEFAULT_MAX_NEWTON_COEFFICIENTS
 from fedlearn.core.messages import (
     ANALYTICS_LOGISTIC_STEP,
     ANALYTICS_SCHEMA,
@@ -68,18 +76,71 @@ def config_list(task: Task, key: str) -> list[Any]:
     return value
 
 
+def _coefficients(task: Task, spec: SummarySpec, n_classes: int, *, fit_intercept: bool) -> NDArray[np.float64]:
+    """The task's ``theta``, once its shape fits the spec and classes and its Hessian fits the node's bound."""
+    if "theta" not in task.params:
+        raise ConfigError("task params must carry the coefficients 'theta'")
+    theta = np.asarray(task.params["theta"], dtype=np.float64)
+    shape = (1 if n_classes == 2 else n_classes, spec.n_features + int(fit_intercept))
+    if theta.shape != shape:
+        raise ConfigError(f"task params 'theta' must have shape {shape} for {n_classes} classes; got {theta.shape}")
+    cap = DEFAULT_MAX_NEWTON_COEFFICIENTS
+    if theta.size > cap:
+        raise ConfigError(
+            f"refusing a Newton step over {theta.size} coefficients: this node computes at most {cap}, "
+            f"whose Hessian alone takes {cap**2 * 8 // 10**6} MB"
+        )
+    return theta
+
+
+def _counting_classes(chunks: Iterable[NDArray[np.float64]], counts: Counter[float]) -> Iterator[NDArray[np.float64]]:
+    """``chunks`` unchanged, adding the rows of each value of their last column (the classes) to ``counts``.
+
+    A Newton step's gradient holds a sum per class, so each class must reach the threshold, as in a summary.
+    """
+    for chunk in chunks:
+        values, rows = np.unique(chunk[:, -1], return_counts=True)
+        counts.update(dict(zip(values.tolist(), rows.tolist(), strict=True)))
+        yield chunk
+
+
+def audit_fields(task: Task, reply: Reply) -> dict[str, Any]:
+    """What an analytics task touched, for the node's audit log: its datasets, columns and bins, and extrema.
+
+    Reads only the task's own config, so a request too malformed to parse is recorded with
+    what could be read, beside the reply's reason.
+    """
+    fields: dict[str, Any] = {"dataset": task.config.get("dataset")}
+    if "remaining" in task.config:
+        fields["remaining"] = task.config["remaining"]
+    try:
+        if task.kind == SCHEMA:
+            fields["columns"] = [str(c) for c in config_list(task, "columns")]
+        else:
+            spec = SummarySpec.from_json(config_str(task, "spec"))
+            fields["columns"] = list(spec.all_columns)
+            if spec.histograms:
+                fields["bins"] = sum(h.bins for h in spec.histograms)
+    except ConfigError:
+        pass
+    if reply.ok and "moments/min" in reply.params:
+        fields["extrema"] = "withheld" if np.isnan(reply.params["moments/min"]).all() else "released"
+    return fields
+
+
 def analytics_handlers(
     datasets: Mapping[str, Dataset | Table | Mapping[str, Any]],
     *,
-    min_rows: int | None = None,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> dict[str, Handler]:
-    """Handlers answering analytics tasks from the node's named ``datasets``.
+    """Handlers answering analytics tasks from the node's named ``datasets`` under its ``policy``.
 
     ``datasets`` is read at each task, so a node that registers new data later is seen. A
     ``Dataset``'s targets answer to the column name ``y``; wrap it with
-    :func:`~fedlearn.analytics.sources.table_from_dataset` to choose another. ``min_rows`` is
-    this node's privacy threshold (default: number of features + 5).
+    :func:`~fedlearn.analytics.sources.table_from_dataset` to choose another. ``policy`` is
+    this node's :class:`~fedlearn.analytics.policy.DisclosurePolicy`; the default allows every
+    column, refuses summaries of fewer rows than the number of features plus 5 and withholds extrema.
     """
 
     def table(task: Task, key: str = "dataset") -> Table:
@@ -88,56 +149,46 @@ def analytics_handlers(
             raise ConfigError(f"this node has no dataset {name!r}; it has {sorted(datasets)}")
         return as_table(datasets[name])
 
+    def requested(task: Task, key: str = "dataset") -> tuple[SummarySpec, Table]:
+        """The task's spec and the table it names, once the policy allows the request."""
+        spec = SummarySpec.from_json(config_str(task, "spec"))
+        source = table(task, key)
+        policy.check_request(spec, source.schema())
+        return spec, source
+
     def schema(task: Task, app: NodeApp) -> Reply:
         columns = [str(c) for c in config_list(task, "columns")]
-        known = table(task).schema()
-        codes = np.array([TYPES.index(known.get(c, "missing")) for c in columns], dtype=np.int8)
+        visible = policy.visible(table(task).schema())
+        codes = np.array([TYPES.index(visible.get(c, "missing")) for c in columns], dtype=np.int8)
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=ParamSet({"types": codes}))
 
     def summarise(task: Task, app: NodeApp) -> Reply:
-        spec = SummarySpec.from_json(config_str(task, "spec"))
-        summary = summarize(table(task), spec, min_rows=min_rows, chunk_rows=chunk_rows)
+        spec, source = requested(task)
+        summary = policy.release(accumulate(source, spec, chunk_rows=chunk_rows))
         params = summary.to_params()
         if "remaining" in task.config:
-            remaining = rescan(table(task, "remaining"), spec, chunk_rows=chunk_rows)
-            class_counts = None
-            if spec.by_class:
-                class_counts = dict(
-                    zip(remaining["by_class/classes"].tolist(), remaining["by_class/count"].tolist(), strict=True)
-                )
-            check_counts(
-                spec,
-                int(remaining["count"]),
-                class_counts,
-                min_rows=min_rows,
-                allow_empty=True,
-                what="the rows left after the removal",
-            )
+            _, kept = requested(task, "remaining")
+            remaining = policy.release_rescan(rescan(kept, spec, chunk_rows=chunk_rows), spec)
             params = params.merged(remaining.with_prefix("remaining/"))
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
 
     def logistic_step(task: Task, app: NodeApp) -> Reply:
-        spec = SummarySpec.from_json(config_str(task, "spec"))
+        spec, source = requested(task)
         classes = np.array(config_list(task, "classes"), dtype=np.int64)
         fit_intercept = task.config.get("fit_intercept", True)
         if not isinstance(fit_intercept, bool):
             raise ConfigError(f"task config 'fit_intercept' must be a bool; got {fit_intercept!r}")
-        if "theta" not in task.params:
-            raise ConfigError("task params must carry the coefficients 'theta'")
+        theta = _coefficients(task, spec, len(classes), fit_intercept=fit_intercept)
         scaled = "shift" in task.params or "scale" in task.params
+        class_counts: Counter[float] = Counter()
         stats = logistic_stats(
-            chunks_of(table(task), spec, chunk_rows=chunk_rows),
-            np.asarray(task.params["theta"], dtype=np.float64),
+            _counting_classes(chunks_of(source, spec, chunk_rows=chunk_rows), class_counts),
+            theta,
             classes,
             fit_intercept=fit_intercept,
             scaling=FeatureScaling.from_params(task.params, spec.n_features) if scaled else None,
         )
-        threshold = spec.n_features + 5 if min_rows is None else min_rows
-        if stats.count < threshold:
-            raise PrivacyError(
-                f"refusing to share Newton statistics of {stats.count} rows: the privacy threshold is {threshold}; "
-                "the node's operator can change it with `min_rows`"
-            )
+        policy.check_newton(stats.count, class_counts, spec)
         return Reply(
             node_id=app.node_id, kind=task.kind, round=task.round, params=stats.to_params(), num_examples=stats.count
         )

@@ -2,9 +2,12 @@
 
 The bins are agreed before any node counts (from a job's declared range, or from the global
 min and max of a first pass), because counts over different bins cannot be added. Values below
-the first edge or above the last are counted in an underflow and an overflow bin, so a summary
-always accounts for every row. Bins are half-open ``[a, b)`` except the last, ``[a, b]``, as in
+the first edge or above the last are counted in an underflow and an overflow bin, so a node's
+histogram accounts for every row. Bins are half-open ``[a, b)`` except the last, ``[a, b]``, as in
 :func:`numpy.histogram`.
+
+What a node releases has every cell 0 or at least its privacy threshold (:meth:`Histogram.suppressed`),
+so a released histogram may account for fewer rows than the summary's count.
 """
 
 from __future__ import annotations
@@ -86,11 +89,33 @@ class Histogram:
         return Histogram(edges=self.edges, counts=self.counts + other.counts)
 
     def subtract(self, other: Histogram) -> Histogram:
+        """Counts without ``other``'s rows, a cell never below 0.
+
+        Nodes release a cell only when it holds at least their threshold of rows
+        (:meth:`suppressed`), so a removed batch may count more rows in a cell than the released
+        total shows. Such a cell reads 0; a node that rescans its remaining rows replaces these
+        counts with exact ones (see :meth:`~fedlearn.analytics.Summary.with_rescan`).
+        """
         self._check_same_bins(other)
-        left = self.counts - other.counts
-        if (left < 0).any():
-            raise ConfigError("cannot remove more rows from a histogram bin than it holds")
-        return Histogram(edges=self.edges, counts=left)
+        return Histogram(edges=self.edges, counts=np.maximum(self.counts - other.counts, 0))
+
+    def suppressed(self, min_rows: int) -> Histogram:
+        """These counts as a node may release them: every cell 0 or at least ``min_rows``.
+
+        A cell of 1 to ``min_rows - 1`` rows reads 0, so a bin per value shows no single row.
+        Edges stay fixed, because nodes' histograms merge by adding. The coordinator knows the total
+        count from the moments, so if only one cell were hidden, the total less the released cells
+        would give that cell's count back; the next smallest cell is then hidden too, and what a
+        reader can tell is the sum of the hidden cells, never one hidden cell's count.
+        """
+        counts = np.array(self.counts)
+        hidden = (counts > 0) & (counts < min_rows)
+        if hidden.sum() == 1:
+            shown = np.flatnonzero(counts >= max(min_rows, 1))
+            if len(shown):
+                hidden[shown[np.argmin(counts[shown])]] = True
+        counts[hidden] = 0
+        return Histogram(edges=self.edges, counts=counts)
 
     def _check_same_bins(self, other: Histogram) -> None:
         if not np.array_equal(self.edges, other.edges):

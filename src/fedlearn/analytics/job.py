@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,8 @@ from fedlearn.analytics._base import SummaryEstimator
 from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
 from fedlearn.analytics.logistic import FeatureScaling, FederatedLogisticRegression, NewtonStats
-from fedlearn.analytics.moments import merge_all
+from fedlearn.analytics.moments import Moments, merge_all
+from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy
 from fedlearn.analytics.rfactor import RFactor
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, ArrayTable, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
@@ -78,13 +80,13 @@ class JobReport:
 
 
 def schema_problems(columns: Sequence[str], types: Mapping[str, Mapping[str, str]]) -> tuple[str, ...]:
-    """Disagreements between nodes' column types (``missing`` when absent), one line each."""
+    """Disagreements between nodes' column types, one line each; ``missing`` is absent or withheld by policy."""
     problems = []
     for column in columns:
         seen = {node: t.get(column, "missing") for node, t in types.items()}
         missing = sorted(n for n, t in seen.items() if t == "missing")
         if missing:
-            problems.append(f"column {column!r} is missing on {', '.join(missing)}")
+            problems.append(f"column {column!r} is not available on {', '.join(missing)}")
         text = sorted(n for n, t in seen.items() if t == "str")
         if text:
             problems.append(f"column {column!r} is text, not numeric, on {', '.join(text)}")
@@ -122,7 +124,7 @@ class AnalyticsJob:
         self._chunk_rows = chunk_rows
         self._members: dict[str, Member] = {}
         self._simulated: dict[str, dict[str, Table]] = {}
-        self._min_rows: dict[str, int | None] = {}
+        self._policies: dict[str, DisclosurePolicy] = {}
         self._rounds = itertools.count(1)
         self._run_id = f"analytics-{uuid.uuid4().hex}"  # a late reply to another job never matches
         self._batches = itertools.count(1)
@@ -138,18 +140,18 @@ class AnalyticsJob:
             raise ConfigError(f"node {node_id!r} has not joined; members are {list(self._members)}")
         return self._members[node_id]
 
-    def join(self, node_id: str, data: object, *, min_rows: int | None = None) -> int:
+    def join(self, node_id: str, data: object, *, policy: DisclosurePolicy = DEFAULT_POLICY) -> int:
         """Add a node and its summary; returns its row count.
 
         ``data`` names a dataset on the node when the job runs over a fleet; in simulation it is
-        the node's data itself (``Dataset``, table or mapping of columns), and ``min_rows`` is
-        that simulated node's privacy threshold.
+        the node's data itself (``Dataset``, table or mapping of columns), and ``policy`` is that
+        simulated node's :class:`~fedlearn.analytics.policy.DisclosurePolicy` (a real node's is its own).
         """
         if node_id in self._members:
             raise ConfigError(f"node {node_id!r} has already joined; use add() for more rows")
         if self._fleet is None:
             self._simulated[node_id] = {}
-            self._min_rows[node_id] = min_rows
+            self._policies[node_id] = policy
         try:
             name = self._place(node_id, data, MAIN)
             summary = self._summaries({node_id: name})[node_id]
@@ -250,13 +252,17 @@ class AnalyticsJob:
         """A histogram of one column with fixed bins, in one more round.
 
         The range defaults to the column's global min and max from the summaries, which is what
-        lets every node count into the same bins without seeing anyone else's data.
+        lets every node count into the same bins without seeing anyone else's data. Where a node
+        withholds its extrema (its policy's ``release_extrema``), the range is the mean ± 3
+        standard deviations instead, and the underflow and overflow bins count the rest.
+        Each node releases only cells of at least its ``min_rows`` rows, so the counts may add up
+        to fewer rows than the column holds.
         """
         check("column", column, Options(self.spec.all_columns))
         index = self.spec.all_columns.index(column)
-        merged = self.summary.moments
-        lo = float(merged.min[index]) if low is None else low
-        hi = float(merged.max[index]) if high is None else high
+        auto_low, auto_high = _default_range(self.summary.moments, index)
+        lo = auto_low if low is None else low
+        hi = auto_high if high is None else high
         spec = SummarySpec(columns=(column,), histograms=(HistogramSpec(column=column, low=lo, high=hi, bins=bins),))
         replies = self._stage(
             SUMMARIZE,
@@ -356,9 +362,21 @@ class AnalyticsJob:
         return NodeApp(
             node_id=node_id,
             handlers=analytics_handlers(
-                self._simulated[node_id], min_rows=self._min_rows[node_id], chunk_rows=self._chunk_rows
+                self._simulated[node_id], policy=self._policies[node_id], chunk_rows=self._chunk_rows
             ),
         )
+
+
+def _default_range(moments: Moments, index: int) -> tuple[float, float]:
+    """Column ``index``'s global min and max, or the mean ± 3 standard deviations where they are unknown."""
+    lo, hi = float(moments.min[index]), float(moments.max[index])
+    if math.isfinite(lo) and math.isfinite(hi) and lo < hi:
+        return lo, hi
+    mean = float(moments.mean[index])
+    spread = 3 * math.sqrt(float(moments.variance(ddof=0)[index])) if int(moments.count) else 0.0
+    if spread == 0.0:
+        spread = max(abs(mean), 1.0) * 0.5  # a constant column: one bin around its value
+    return mean - spread, mean + spread
 
 
 def _check_fresh(factor: RFactor, what: str) -> None:

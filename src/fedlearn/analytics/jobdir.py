@@ -21,12 +21,13 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fedlearn.analytics.moments import Moments
+from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy
 from fedlearn.analytics.rfactor import RFactor
-from fedlearn.analytics.scan import check_shareable, summarize
+from fedlearn.analytics.scan import accumulate
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, CsvTable
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.codec import decode_with_metadata, encode
@@ -121,31 +122,35 @@ class JobDir:
         csv: str | Path,
         *,
         remove: bool = False,
-        min_rows: int | None = None,
+        policy: DisclosurePolicy = DEFAULT_POLICY,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> NodeRecord:
-        """Run on the node: summarise ``csv`` and add (or remove) it from the node's summary.
+        """Run on the node: summarise ``csv`` and add (or remove) it from the node's summary, under ``policy``.
 
         The batch itself must pass the privacy guard, and so must what remains after a removal
         (unless nothing remains), because the coordinator can difference consecutive summaries.
-        Extrema held by removed rows become unknown (see :meth:`Moments.subtract`), and so does
-        the R factor, since the node cannot read its remaining rows here: least squares and PCA
-        then fall back to the moments (see :func:`~fedlearn.analytics._base.solving_factor`).
+        A policy without ``min_rows`` keeps the threshold the node joined with. Extrema held by
+        removed rows become unknown (see :meth:`Moments.subtract`), and so does the R factor,
+        since the node cannot read its remaining rows here: least squares and PCA then fall back
+        to the moments (see :func:`~fedlearn.analytics._base.solving_factor`). Histogram cells
+        after a removal are the released cells less the removed batch's, suppressed again.
         """
         existing = self.load(name)
         if existing is None and remove:
             raise ConfigError(f"node {name!r} has not joined, so it has no rows to remove")
-        threshold = min_rows if min_rows is not None else (existing.min_rows if existing else None)
+        if policy.min_rows is None and existing is not None:
+            policy = replace(policy, min_rows=existing.min_rows)
         table = CsvTable(csv)
         types = dict(table.schema())
-        delta = summarize(table, self.spec, min_rows=threshold, chunk_rows=chunk_rows)
+        policy.check_request(self.spec, types)
+        delta = policy.release(accumulate(table, self.spec, chunk_rows=chunk_rows))
         sources: tuple[Source, ...] = ()
         if existing is None:
             summary = delta
         elif remove:
             summary, sources = existing.summary.subtract(delta), existing.sources
             if summary.count:
-                check_shareable(summary, min_rows=threshold, what="the rows left after the removal")
+                summary = policy.release(summary, what="the rows left after the removal")
         else:
             summary, sources = existing.summary.merge(delta), existing.sources
         source = Source(path=str(Path(csv).resolve()), op="remove" if remove else "add", rows=delta.count)
@@ -155,7 +160,7 @@ class JobDir:
             summary=summary,
             types=existing.types if existing else columns,
             sources=(*sources, source),
-            min_rows=threshold,
+            min_rows=policy.min_rows,
         )
         self.save(record)
         return record

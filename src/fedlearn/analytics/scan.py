@@ -4,11 +4,8 @@ Rows are read chunk by chunk; each chunk becomes a small summary (its moments, t
 its centred rows, ...) that is merged into a running one and then dropped, so memory is
 O(chunk + columns²) whatever the row count.
 
-The privacy guard: a summary of very few rows is almost the rows themselves (the mean of one
-row *is* that row). A node therefore refuses to share a summary, or a per-class part of one,
-that covers fewer than ``min_rows`` rows, by default the number of features plus 5. The same
-rule covers a batch added or removed incrementally, because the difference between two
-summaries is itself a summary of the batch.
+:func:`summarize` applies the privacy threshold (``min_rows``, see :mod:`.policy`) to what it
+returns; a node answering tasks applies its whole :class:`~fedlearn.analytics.policy.DisclosurePolicy`.
 """
 
 from __future__ import annotations
@@ -21,21 +18,17 @@ from numpy.typing import ArrayLike, NDArray
 
 from fedlearn.analytics.classes import ClassMoments, class_codes
 from fedlearn.analytics.histogram import Histogram
+from fedlearn.analytics.policy import check_shareable, suppress_cells
 from fedlearn.analytics.rfactor import RFactor
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.checks import check_int
-from fedlearn.core.errors import ConfigError, PrivacyError
+from fedlearn.core.errors import ConfigError
 from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import Dataset
 
 Data = Table | Dataset | Mapping[str, ArrayLike] | Iterable[ArrayLike]
 """A table-like source, or chunks whose columns are already in ``spec.all_columns`` order."""
-
-
-def default_min_rows(spec: SummarySpec) -> int:
-    """The default privacy threshold: the number of features plus 5."""
-    return spec.n_features + 5
 
 
 def chunks_of(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[Any]]:
@@ -86,64 +79,32 @@ def accumulate(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK
     return summary
 
 
-def check_counts(
-    spec: SummarySpec,
-    count: int,
-    class_counts: Mapping[int, int] | None = None,
-    *,
-    min_rows: int | None = None,
-    allow_empty: bool = False,
-    what: str = "a summary",
-) -> None:
-    """Raise :class:`PrivacyError` unless ``count`` rows (and each class's rows) reach the threshold.
-
-    ``allow_empty`` accepts zero rows: a node whose rows were all removed reveals nothing.
-    """
-    threshold = default_min_rows(spec) if min_rows is None else check_int("min_rows", min_rows, low=0)
-    how = "the node's operator can change it with `min_rows` (0 turns the guard off)"
-    if count < threshold and not (allow_empty and count == 0):
-        raise PrivacyError(
-            f"refusing to share {what} of {count} rows: the privacy threshold is {threshold} rows "
-            f"(number of features + 5 unless set); {how}"
-        )
-    for label, rows in (class_counts or {}).items():
-        if 0 < rows < threshold:
-            raise PrivacyError(
-                f"refusing to share per-class statistics of {what}: class {label} has {rows} rows, below the "
-                f"privacy threshold of {threshold}; {how}"
-            )
-
-
-def check_shareable(summary: Summary, *, min_rows: int | None = None, what: str = "a summary") -> None:
-    """Raise :class:`PrivacyError` unless every part of ``summary`` covers at least ``min_rows`` rows."""
-    by_class = summary.by_class
-    class_counts = (
-        None if by_class is None else {int(k): int(c) for k, c in zip(by_class.classes, by_class.counts, strict=True)}
-    )
-    check_counts(summary.spec, summary.count, class_counts, min_rows=min_rows, what=what)
-
-
 def summarize(
     data: Data, spec: SummarySpec, *, min_rows: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Summary:
-    """Summarise a node's rows in one pass for sharing; see the module docstring for the guard."""
+    """Summarise a node's rows in one pass for sharing: refused below ``min_rows`` rows (default:
+    features + 5), histogram cells below it suppressed. Extrema are kept; a node answering a
+    coordinator withholds them unless its :class:`~fedlearn.analytics.policy.DisclosurePolicy` allows them."""
     summary = accumulate(data, spec, chunk_rows=chunk_rows)
     check_shareable(summary, min_rows=min_rows)
-    return summary
+    return suppress_cells(summary, min_rows=min_rows)
 
 
 def rescan(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParamSet:
-    """Row counts, column minima and maxima (overall, and per class) and ``R``, in one pass.
+    """Row counts, column minima and maxima (overall, and per class), ``R`` and histograms, in one pass.
 
     This is the rescan incremental removal needs. Moments are subtracted exactly, but an extreme
     held by a removed row can only be recovered from the rows that remain (see
-    :meth:`~fedlearn.analytics.moments.Moments.subtract`), and rows cannot be taken out of an R
-    factor stably (see :mod:`~fedlearn.analytics.rfactor`), so the node factors what it keeps.
-    That costs what summarising the kept rows costs, O(rows × columns²), in O(chunk + columns²) memory.
+    :meth:`~fedlearn.analytics.moments.Moments.subtract`), rows cannot be taken out of an R
+    factor stably (see :mod:`~fedlearn.analytics.rfactor`), and histogram cells the node
+    suppressed cannot be subtracted from, so the node scans what it keeps. That costs what
+    summarising the kept rows costs, O(rows × columns²), in O(chunk + columns²) memory.
     """
     width, d = len(spec.all_columns), spec.n_features
     count, lo, hi = 0, np.full(width, np.inf), np.full(width, -np.inf)
     factor = RFactor.empty(width)
+    index = {name: i for i, name in enumerate(spec.all_columns)}
+    histograms = [Histogram.empty(h) for h in spec.histograms]
     per_class: dict[int, tuple[int, NDArray[Any], NDArray[Any]]] = {}
     for x in chunks_of(data, spec, chunk_rows=chunk_rows):
         if not len(x):
@@ -151,6 +112,10 @@ def rescan(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROW
         count += len(x)
         lo, hi = np.minimum(lo, x.min(axis=0)), np.maximum(hi, x.max(axis=0))
         factor = factor.merge(RFactor.of(x))
+        histograms = [
+            h.merge(Histogram.of(x[:, index[bins.column]], bins))
+            for h, bins in zip(histograms, spec.histograms, strict=True)
+        ]
         if spec.by_class:
             codes = class_codes(x[:, d], name=str(spec.target))
             for label in np.unique(codes).tolist():
@@ -163,6 +128,8 @@ def rescan(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROW
                 )
     out: dict[str, ArrayLike] = {"count": np.int64(count), "min": lo, "max": hi}
     out.update(factor.to_params().with_prefix("factor/"))
+    for i, histogram in enumerate(histograms):
+        out.update(histogram.to_params().with_prefix(f"hist/{i}/"))
     if spec.by_class:
         labels = sorted(per_class)
         out["by_class/classes"] = np.array(labels, dtype=np.int64)

@@ -12,7 +12,7 @@ the task config.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -188,12 +188,26 @@ class Summary:
             histograms=tuple(a.subtract(b) for a, b in zip(self.histograms, other.histograms, strict=True)),
         )
 
+    def without_extrema(self) -> Summary:
+        """A copy whose minima and maxima (overall and per class) are NaN, i.e. unknown.
+
+        Extrema are values of single rows; a node releases them only where its policy allows.
+        NaN is what the summaries already use for an unknown extreme, so it merges and prints as one.
+        """
+        unknown = np.full(self.moments.min.shape, np.nan)
+        by_class = self.by_class
+        if by_class is not None:
+            per_class = np.full(by_class.moments.min.shape, np.nan)
+            moments = by_class.moments.with_extrema(per_class, per_class)
+            by_class = ClassMoments(classes=by_class.classes, moments=moments)
+        return replace(self, moments=self.moments.with_extrema(unknown, unknown), by_class=by_class)
+
     def with_rescan(self, rescan: ParamSet) -> Summary:
-        """A copy whose extrema and R factor come from the owning node's fresh scan of its rows.
+        """A copy whose extrema, R factor and histograms come from the owning node's fresh scan of its rows.
 
         ``rescan`` is what :func:`~fedlearn.analytics.scan.rescan` returns: ``count``,
-        ``min`` and ``max`` over all columns, the R factor under ``factor/`` and, for per-class
-        summaries, ``by_class/{classes,count,min,max}``.
+        ``min`` and ``max`` over all columns, the R factor under ``factor/``, for per-class
+        summaries ``by_class/{classes,count,min,max}`` and each histogram under ``hist/<i>/``.
         """
         if int(rescan["count"]) != self.count:
             raise ValidationError(
@@ -212,7 +226,10 @@ class Summary:
                 classes=by_class.classes,
                 moments=by_class.moments.with_extrema(rescan["by_class/min"], rescan["by_class/max"]),
             )
-        return Summary(spec=self.spec, moments=moments, factor=factor, by_class=by_class, histograms=self.histograms)
+        histograms = tuple(Histogram.from_params(rescan.select(f"hist/{i}/")) for i in range(len(self.histograms)))
+        if any(not np.array_equal(new.edges, old.edges) for new, old in zip(histograms, self.histograms, strict=True)):
+            raise ValidationError("rescan: a histogram does not use the agreed bins")
+        return Summary(spec=self.spec, moments=moments, factor=factor, by_class=by_class, histograms=histograms)
 
     def _check_same_spec(self, other: Summary) -> None:
         if self.spec != other.spec:

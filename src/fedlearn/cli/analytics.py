@@ -41,6 +41,7 @@ from fedlearn.cli.analytics_output import (
 from fedlearn.cli.options import DEFAULT_API, AdminToken, ApiOption
 from fedlearn.cli.reporting import command_group
 from fedlearn.core.errors import ConfigError, FedlearnError
+from fedlearn.core.limits import DEFAULT_MAX_BINS
 
 app = command_group(help="Exact federated statistics and models: nodes share summaries, never rows.")
 
@@ -96,18 +97,26 @@ def join(
     node: Annotated[str, typer.Option(help="This node's name.")],
     csv: Annotated[Path | None, typer.Option(help="CSV of rows to add (header row required).")] = None,
     remove: Annotated[Path | None, typer.Option(help="CSV of rows to remove instead.")] = None,
-    min_rows: Annotated[int | None, typer.Option(help="Privacy threshold; default: features + 5.")] = None,
+    min_rows: Annotated[
+        int | None, typer.Option(help="Privacy threshold; default: as this node joined, else features + 5.")
+    ] = None,
+    release_extrema: Annotated[
+        bool, typer.Option(help="Share the columns' minima and maxima, which are values of single rows.")
+    ] = False,
+    max_bins: Annotated[int, typer.Option(help="Most histogram bins to count for the job.")] = DEFAULT_MAX_BINS,
 ) -> None:
-    """Join from a node (or add/remove rows): summarise locally, store only the summary."""
+    """Join from a node (or add/remove rows): summarise locally under this node's policy, store only the summary."""
     from fedlearn.analytics.jobdir import JobDir
+    from fedlearn.analytics.policy import DisclosurePolicy
 
     if (csv is None) == (remove is None):
         raise ConfigError("pass exactly one of `--csv` (rows to add) and `--remove` (rows to remove)")
+    policy = DisclosurePolicy(min_rows=min_rows, release_extrema=release_extrema, max_bins=max_bins)
     jobdir = JobDir(job)
     source = csv if csv is not None else remove
     assert source is not None
     before = jobdir.load(node)
-    record = jobdir.update(node, source, remove=remove is not None, min_rows=min_rows)
+    record = jobdir.update(node, source, remove=remove is not None, policy=policy)
     verb = "removed" if remove is not None else ("joined with" if before is None else "added")
     typer.echo(f"node {node}: {verb} {record.sources[-1].rows} rows; it now holds {record.summary.count}")
 
@@ -176,6 +185,7 @@ def fit(
 def _fit_logistic(jobdir: Any, records: Sequence[Any], estimator: Any) -> Any:
     """Replay each node's recorded CSVs in place as a simulated node, then run Newton rounds."""
     from fedlearn.analytics.job import AnalyticsJob
+    from fedlearn.analytics.policy import DisclosurePolicy
     from fedlearn.analytics.sources import ConcatTable, CsvTable
 
     spec = jobdir.spec
@@ -186,7 +196,8 @@ def _fit_logistic(jobdir: Any, records: Sequence[Any], estimator: Any) -> Any:
                 f"node {record.name!r} has removed rows, so its CSVs no longer describe its data; "
                 "re-join it from one CSV of its current rows to fit logistic regression"
             )
-        rows = job.join(record.name, ConcatTable([CsvTable(s.path) for s in record.sources]), min_rows=record.min_rows)
+        data = ConcatTable([CsvTable(s.path) for s in record.sources])
+        rows = job.join(record.name, data, policy=DisclosurePolicy(min_rows=record.min_rows))
         if rows != record.summary.count:
             raise ConfigError(
                 f"node {record.name!r}: its CSVs now hold {rows} rows, not the {record.summary.count} "

@@ -123,7 +123,11 @@ def _number(value: float | None) -> str:
 
 
 def print_histograms(out: Console, summary: Any) -> None:
-    """One table per histogram of the job: the rows below the range, each bin, and the rows above it."""
+    """One table per histogram of the job: the rows below the range, each bin, and the rows above it.
+
+    Nodes release only cells of at least their privacy threshold, so a note says how many rows
+    the cells leave out when they add up to fewer than the summary's count.
+    """
     for spec, hist in zip(summary.spec.histograms, summary.histograms, strict=True):
         table = RichTable(title=f"histogram of {spec.column}")
         table.add_column("bin")
@@ -133,6 +137,9 @@ def print_histograms(out: Console, summary: Any) -> None:
             table.add_row(f"[{lo:.4g}, {hi:.4g}{']' if hi == hist.edges[-1] else ')'}", str(count))
         table.add_row(f"> {spec.high:g}", str(hist.counts[-1]))
         out.print(table)
+        hidden = summary.count - int(hist.counts.sum())
+        if hidden > 0:
+            typer.echo(f"{hidden} rows are in cells below a node's privacy threshold, which show as 0")
 
 
 def save_arrays(path: Path, model: str, arrays: Mapping[str, Any], columns: Sequence[str]) -> None:

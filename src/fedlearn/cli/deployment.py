@@ -100,7 +100,7 @@ def coordinator(
 def node(
     coordinator: Annotated[str, typer.Option(help="HOST:PORT of the coordinator's gRPC address.")],
     name: Annotated[str, typer.Option(help="This node's registered name.")],
-    config: Annotated[Path, typer.Option(help="Node config (TOML): datasets and learner.")],
+    config: Annotated[Path, typer.Option(help="Node config (TOML): datasets, learner and policy.")],
     token: Annotated[str, typer.Option(envvar="FEDLEARN_NODE_TOKEN", help="Token from `fedlearn nodes add`.")] = "",
     tls_ca: Annotated[Path | None, typer.Option(help="CA certificate that signed the coordinator's.")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="This node's certificate (mutual TLS).")] = None,
@@ -109,7 +109,8 @@ def node(
     max_message_bytes: Annotated[int, typer.Option(help="Largest model or task accepted.")] = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> None:
     """Run a node: connect out to the coordinator and answer its tasks with local data."""
-    from fedlearn.analytics.handlers import analytics_handlers
+    from fedlearn.analytics.handlers import analytics_handlers, audit_fields
+    from fedlearn.analytics.policy import DisclosurePolicy
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.agent import NodeAgent
     from fedlearn.runtime.node_config import load_node_config
@@ -125,8 +126,10 @@ def node(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     node_config = load_node_config(config)
     datasets = node_config.load_datasets()
+    policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
+    analytics = analytics_handlers(datasets, policy=policy)
     handler = build_node(
-        name, node_config, datasets, handlers=analytics_handlers(datasets, min_rows=node_config.node.min_rows)
+        name, node_config, datasets, handlers=analytics, describe=dict.fromkeys(analytics, audit_fields)
     )
     tls = load_client_tls(tls_ca, tls_cert, tls_key, server_name) if tls_ca else None
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,

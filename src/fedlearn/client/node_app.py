@@ -5,6 +5,10 @@ node's ``Trainer``; other kinds (analytics summaries, secure-aggregation stages)
 registered at construction. A node must outlive bad tasks, so any exception becomes a reply with
 ``error`` set to one line naming the exception and its cause, and the traceback goes to the node's
 log at INFO level.
+
+An optional ``audit`` hook sees every task with the reply it got, refusals included, before the
+reply leaves the node; the node's audit log (``fedlearn.runtime.audit``) is one. The app itself
+writes no files.
 """
 
 from __future__ import annotations
@@ -30,7 +34,14 @@ class Handler(Protocol):
     def __call__(self, task: Task, node: NodeApp, /) -> Reply: ...
 
 
+class AuditHook(Protocol):
+    """Records one answered task and its reply. Raising withholds the reply: nothing unrecorded is released."""
+
+    def __call__(self, task: Task, reply: Reply, /) -> None: ...
+
+
 _MAX_ERROR_CHARS = 500
+_UNRECORDED = "the node could not record this task in its audit log, so it released nothing"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +53,7 @@ class NodeApp:
     federated metrics measure the model on data it did not learn from. Without one they fall back
     to ``trainer``'s training rows, and every evaluate reply says which it used (``heldout``).
     ``contract`` describes the node's data; a fit or evaluate task that does not fit it is refused.
+    ``audit`` is called with every task and its reply before the reply is returned.
     """
 
     node_id: str
@@ -50,6 +62,7 @@ class NodeApp:
     contract: DataContract | None = None
     state: NodeState = field(default_factory=dict)
     handlers: Mapping[str, Handler] = field(default_factory=dict)
+    audit: AuditHook | None = None
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -68,7 +81,24 @@ class NodeApp:
         return (*built_in, *sorted(self.handlers))
 
     def handle(self, task: Task) -> Reply:
-        """Answer ``task``; never raises for anything the task or the trainer does wrong."""
+        """Answer ``task``; never raises for anything the task, the trainer or the audit hook does wrong."""
+        reply = self._answer(task)
+        if self.audit is None:
+            return reply
+        try:
+            self.audit(task, reply)
+        except Exception:  # an unrecorded answer must not leave the node
+            logger.error(
+                "node %s: %s task of round %d not recorded; reply withheld",
+                self.node_id,
+                task.kind,
+                task.round,
+                exc_info=True,
+            )
+            return self._error(task, _UNRECORDED)
+        return reply
+
+    def _answer(self, task: Task) -> Reply:
         try:
             refusal = self.contract.refusal(task) if self.contract is not None else None
             if refusal is not None:

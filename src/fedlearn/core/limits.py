@@ -24,3 +24,24 @@ DEFAULT_REQUEST_SECONDS = 30.0
 """The longest the HTTP API waits for each part of a request: its headers, from when the connection
 opens or the previous answer ends, then its body, from the end of its headers. A client that
 trickles bytes cannot hold a connection open, and 1 MiB in 30 s needs only 35 KiB/s."""
+
+DEFAULT_MAX_BINS = 1_000
+"""The most histogram bins one analytics task may ask a node for, summed over its histograms.
+
+A node allocates its counts before it reads a row, so the cap is checked first; past a few hundred
+bins most cells fall under the node's minimum-rows threshold anyway and are suppressed."""
+
+DEFAULT_MAX_AUDIT_CHARS = 500
+"""The longest string one field of a node's audit record keeps (as long as a reply's error); longer ones are cut."""
+
+DEFAULT_MAX_AUDIT_ITEMS = 100
+"""The most entries one list or mapping of a node's audit record keeps, then how many more there were.
+
+What a task names (run id, dataset, columns) comes from the coordinator, so without these bounds a
+hostile one could make every record, and the log, as large as its messages."""
+
+DEFAULT_MAX_NEWTON_COEFFICIENTS = 10_000
+"""The most coefficients a logistic-regression Newton step may ask a node for (classes × columns).
+
+A node sums a Hessian of this many squared entries, 800 MB at the cap, so a coordinator asking for
+a million classes is refused before the node allocates anything."""

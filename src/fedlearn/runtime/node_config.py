@@ -1,9 +1,14 @@
-"""A node's own config (NODE.toml): the datasets it holds and the learner that trains on them.
+"""A node's own config (NODE.toml): the datasets it holds, the learner that trains on them, and its policy.
 
 Data sources are declared here, on the node, and never in a run config: the coordinator only
 ever refers to a dataset by name. Sources are a built-in dataset partitioned exactly as
 ``fedlearn simulate`` would (for rehearsals and parity checks), a CSV file, or an SQL query that
 runs inside the data's own database.
+
+``[policy]`` is what the node discloses to analytics tasks, whatever a coordinator asks (see
+:mod:`fedlearn.analytics.policy`), and where it records every task it answers (see
+:mod:`fedlearn.runtime.audit`). It used to be ``[node] min_rows``; that key is refused with a
+message saying where it moved, so a node never runs with a threshold it did not mean.
 
 ::
 
@@ -14,6 +19,13 @@ runs inside the data's own database.
     learner = "sklearn.sgd"            # built-in name, or "package.module:function"
     learner_options = { alpha = 1e-4 }
     blas_threads = 1                   # fixed, so results match a simulation bit for bit
+
+    [policy]
+    columns = ["age", "bmi", "bp", "y"]  # what analytics tasks may use (absent: every column); a target is "y"
+    min_rows = 20                      # no summary, class or histogram cell of fewer rows (default: features + 5)
+    max_bins = 1000                    # histogram bins one task may ask for
+    release_extrema = false            # minima and maxima are values of single rows
+    audit_log = "/var/log/fedlearn/audit.jsonl"   # one JSON line per task answered
 
     [datasets.visits]
     source = "sql"
@@ -34,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedlearn.core.config_files import read_toml, validate
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.limits import DEFAULT_MAX_BINS
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.sources import load_csv, load_sql
 from fedlearn.data.split import hold_out, split_over_nodes
@@ -83,9 +96,7 @@ class CsvSource(_TabularSource):
     path: Path
 
     def load(self) -> Dataset:
-        return load_csv(
-            self.path, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes
-        )
+        return load_csv(self.path, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes)
 
 
 class SqlSource(_TabularSource):
@@ -110,11 +121,21 @@ class NodeSection(_Section):
     learner: str | None = None
     learner_options: dict[str, Any] = Field(default_factory=dict)
     blas_threads: int | None = Field(1, ge=1)
-    min_rows: int | None = Field(None, ge=1)
+
+
+class PolicySection(_Section):
+    """What the node discloses to analytics tasks, and where it records every task; TOML types only."""
+
+    columns: list[Annotated[str, Field(min_length=1)]] | None = None
+    min_rows: int | None = Field(None, ge=0, strict=True)
+    max_bins: int = Field(DEFAULT_MAX_BINS, ge=1, strict=True)
+    release_extrema: bool = Field(False, strict=True)
+    audit_log: Path | None = None
 
 
 class NodeConfig(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
+    policy: PolicySection = Field(default_factory=PolicySection)
     datasets: dict[str, Source] = Field(default_factory=dict)
 
     def training_dataset(self) -> str | None:
@@ -167,7 +188,10 @@ class NodeConfig(_Section):
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
-    config = validate(NodeConfig, read_toml(path, what="node config file"), source=str(path))
+    raw = read_toml(path, what="node config file")
+    if isinstance(raw.get("node"), dict) and "min_rows" in raw["node"]:
+        raise ConfigError(f"{path}: [node] min_rows has moved to the [policy] section; write it there as min_rows")
+    config = validate(NodeConfig, raw, source=str(path))
     if not config.datasets:
         raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
     config.training_dataset()  # fail now, not at the first task

@@ -7,7 +7,9 @@ the network equal scikit-learn's on the pooled rows, and that refusals come back
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -76,17 +78,28 @@ def _cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]
     )  # fmt: skip
 
 
+def audit_log(deployment: Deployment, node: str) -> Path:
+    return deployment.tmp / f"{node}.audit.jsonl"
+
+
+def audit_records(deployment: Deployment, node: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in audit_log(deployment, node).read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """Three nodes holding diabetes and iris, and a fourth whose privacy threshold refuses them."""
+    """Three nodes holding diabetes and iris (the first keeping an audit log), and a fourth whose
+    policy refuses them: a privacy threshold above their row counts, and all but one iris column."""
     tmp = tmp_path_factory.mktemp("analytics")
     deployed = Deployment(tmp=tmp, store_url=f"sqlite:///{tmp / 'coordinator.db'}")
     try:
         deployed.register(*NODES, STRICT)
         deployed.start_coordinator()
         for i, name in enumerate(NODES):
-            deployed.start_node(name, "[node]\n" + datasets_toml(i))
-        deployed.start_node(STRICT, "[node]\nmin_rows = 1000\n" + datasets_toml(0))
+            policy = f"[policy]\naudit_log = '{audit_log(deployed, name)}'\n" if i == 0 else ""
+            deployed.start_node(name, policy + datasets_toml(i))
+        strict = f"[policy]\nmin_rows = 1000\ncolumns = {json.dumps([*DIABETES, *IRIS[1:], 'y'])}\n"
+        deployed.start_node(STRICT, strict + datasets_toml(0))
         deployed.wait_for_nodes(4)
         yield deployed
     finally:
@@ -129,7 +142,7 @@ def test_answer_reports_each_members_rows_and_agreeing_column_types(federation: 
     assert {t for m in result.members for t in m.types.values()} == {"float"}
 
 
-def test_describe_over_the_nodes_equals_the_pooled_column_statistics(federation: Deployment) -> None:
+def test_describe_over_the_nodes_equals_the_pooled_column_statistics_without_extrema(federation: Deployment) -> None:
     x, y, _ = _pooled(federation, "diabetes")
     pooled = np.column_stack([x, y])
 
@@ -140,8 +153,15 @@ def test_describe_over_the_nodes_equals_the_pooled_column_statistics(federation:
     assert [row.column for row in result.description] == [*DIABETES, "y"]
     assert_close(table["mean"], pooled.mean(axis=0))
     assert_close(table["std"], pooled.std(axis=0, ddof=1))
-    assert_close(table["min"], pooled.min(axis=0))
-    assert_close(table["max"], pooled.max(axis=0))
+    assert table["min"] == table["max"] == [None] * 11  # values of single rows: the nodes' policies withhold them
+
+
+def test_cli_prints_withheld_extrema_as_unknown(federation: Deployment) -> None:
+    done = _cli(federation, "--columns", "age,bmi", *(f"--member={n}=diabetes" for n in NODES), "--model", "describe")
+
+    assert done.returncode == 0, done.stderr
+    age = next(line for line in done.stdout.splitlines() if line.startswith("│ age "))
+    assert [cell.strip() for cell in age.split("│")[4:6]] == ["unknown", "unknown"]  # min, max
 
 
 def test_cli_fits_lda_over_the_nodes_equal_to_sklearn_and_saves_it(federation: Deployment, tmp_path: Path) -> None:
@@ -165,7 +185,7 @@ def test_a_node_below_its_privacy_threshold_is_refused_with_its_reason(federatio
         client.analytics(columns=DIABETES, target="y", members=_members("diabetes", NODES[0], STRICT), model="linear")
 
     assert f"node {STRICT!r}: refusing to share" in str(refused.value)
-    assert "the privacy threshold is 1000 rows" in str(refused.value)
+    assert "fewer than 1000 rows, the privacy threshold" in str(refused.value)
 
 
 def test_cli_reports_a_refusal_in_one_line_with_the_privacy_exit_code(federation: Deployment) -> None:
@@ -173,7 +193,32 @@ def test_cli_reports_a_refusal_in_one_line_with_the_privacy_exit_code(federation
                 "--model", "linear")  # fmt: skip
 
     assert done.returncode == PrivacyError.exit_code
-    assert "privacy threshold is 1000 rows" in done.stderr and "Traceback" not in done.stderr
+    assert "fewer than 1000 rows, the privacy threshold" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("column", [IRIS[0], "ssn"], ids=["withheld", "missing"])
+def test_a_column_outside_a_nodes_allow_list_is_refused_as_if_it_did_not_exist(
+    federation: Deployment, column: str
+) -> None:
+    body = {"columns": [IRIS[1], column], "members": {STRICT: "iris"}, "model": "describe"}
+
+    response = _post(federation, body)
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == f"node {STRICT!r}: column {column!r} is not available on this node"
+
+
+def test_a_real_node_records_each_task_it_answered_in_its_audit_log(federation: Deployment) -> None:
+    with federation.client() as client:
+        client.analytics(columns=["age", "bmi"], target="y", members=_members("diabetes"), model="linear")
+
+    records = audit_records(federation, NODES[0])
+    summaries = [r for r in records if r.get("kind") == "analytics.summarize" and r["columns"] == ["age", "bmi", "y"]]
+    _, _, rows = _pooled(federation, "diabetes")
+    assert records[0]["event"] == "start" and records[0]["policy"]["release_extrema"] is False
+    assert summaries and summaries[-1]["dataset"] == "diabetes" and summaries[-1]["rows"] == rows[0]
+    assert summaries[-1]["outcome"] == "released" and summaries[-1]["released"]["moments/mean"] == [3]
+    assert stat.S_IMODE(audit_log(federation, NODES[0]).stat().st_mode) == 0o600
 
 
 def test_over_http_a_privacy_refusal_is_a_403(federation: Deployment) -> None:
@@ -235,7 +280,7 @@ def test_analytics_needs_the_admin_token(federation: Deployment) -> None:
 
 @pytest.fixture(scope="module")
 def training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """Three nodes that train slowly (1.5 s per fit) on digits and also hold diabetes."""
+    """Three nodes that train slowly (1.5 s per fit) on digits and also hold diabetes; the first keeps an audit log."""
     tmp = tmp_path_factory.mktemp("training")
     deployed = Deployment(tmp=tmp, store_url=f"sqlite:///{tmp / 'coordinator.db'}")
     try:
@@ -243,7 +288,9 @@ def training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         deployed.start_coordinator()
         for i, name in enumerate(NODES):
             config = node_toml(i, 3, learner=SLOW, options="{ delay = 1.5 }")
-            deployed.start_node(name, config.replace("[node]\n", '[node]\ndataset = "digits"\n') + datasets_toml(i))
+            config = config.replace("[node]\n", '[node]\ndataset = "digits"\n') + datasets_toml(i)
+            policy = f"[policy]\naudit_log = '{audit_log(deployed, name)}'\n" if i == 0 else ""
+            deployed.start_node(name, config + policy)
         deployed.wait_for_nodes(3)
         yield deployed
     finally:
@@ -279,3 +326,15 @@ def test_analytics_during_a_run_is_answered_between_rounds_and_disturbs_neither(
     assert run.status == "completed", run.message
     with training.client() as client:
         assert decode(client.model(run_id)).bitwise_equal(_simulated(config))
+
+
+def test_a_real_node_records_the_fit_and_evaluate_tasks_of_a_run(training: Deployment) -> None:
+    run_id = training.submit(run_toml(rounds=1))
+    assert training.wait_for_run(run_id).status == "completed"
+
+    records = [r for r in audit_records(training, NODES[0]) if r.get("run_id") == run_id]
+
+    fits = [r for r in records if r["kind"] == "fit"]
+    assert fits and fits[0]["dataset"] == "digits" and fits[0]["outcome"] == "released" and fits[0]["rows"] > 0
+    assert len(fits[0]["columns"]) == 64 and fits[0]["columns"][0] == "pixel_0_0"
+    assert {r["kind"] for r in records} <= {"fit", "evaluate"}

@@ -131,3 +131,9 @@ def test_a_built_node_records_its_start_and_every_fit_task_in_its_audit_log(tmp_
     assert fit["columns"][:2] == ["pixel_0_0", "pixel_0_1"] and fit["rows"] > 0
     assert fit["released"] == {name: list(shape) for name, (shape, _) in params.spec().items()}
     assert "loss" in fit["metrics"]
+
+
+def test_a_relative_audit_log_lies_beside_the_node_config(tmp_path: Path) -> None:
+    config = load_node_config(_config(tmp_path, "", extra="\n[policy]\naudit_log = 'logs/node.audit.jsonl'\n"))
+
+    assert config.policy.audit_log == tmp_path / "logs" / "node.audit.jsonl"

@@ -196,4 +196,12 @@ def load_node_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
     config.training_dataset()  # fail now, not at the first task
     config.check_evaluation()
-    return config
+    return _relative_to(config, Path(path).parent)
+
+
+def _relative_to(config: NodeConfig, directory: Path) -> NodeConfig:
+    """A relative ``audit_log`` names a file beside the config, wherever the node was started from."""
+    log = config.policy.audit_log
+    if log is None or log.is_absolute():
+        return config
+    return config.model_copy(update={"policy": config.policy.model_copy(update={"audit_log": directory / log})})

@@ -58,9 +58,7 @@ def test_hkdf_sha256_known_answer_rfc5869_case_1() -> None:
 
     okm = hkdf.derive(b"\x0b" * 22)
 
-    assert okm.hex() == (
-        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
-    )
+    assert okm.hex() == ("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
 
 
 def test_ed25519_known_answer_rfc8032_test_1() -> None:
@@ -120,13 +118,18 @@ def test_key_changes_with_run_round_and_pair(change: dict[str, object]) -> None:
     base = {"node_id": "alice", "peer_id": "bob", **CONTEXT}
 
     assert pairwise_mask_seed(ALICE_PRIVATE, BOB_PUBLIC, **base) != pairwise_mask_seed(  # type: ignore[arg-type]
-        ALICE_PRIVATE, BOB_PUBLIC, **{**base, **change}  # type: ignore[arg-type]
+        ALICE_PRIVATE,
+        BOB_PUBLIC,
+        **{**base, **change},  # type: ignore[arg-type]
     )
 
 
 def test_key_info_is_order_independent() -> None:
     assert key_info(purpose="share-key", node_id="a", peer_id="b", **CONTEXT) == key_info(  # type: ignore[arg-type]
-        purpose="share-key", node_id="b", peer_id="a", **CONTEXT  # type: ignore[arg-type]
+        purpose="share-key",
+        node_id="b",
+        peer_id="a",
+        **CONTEXT,  # type: ignore[arg-type]
     )
 
 

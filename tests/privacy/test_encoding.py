@@ -141,7 +141,7 @@ def test_non_finite_values_are_refused() -> None:
 def test_output_of_the_wrong_dtype_is_refused() -> None:
     encoding = FixedPoint(clip=1.0, max_weight=1, fraction_bits=0)
 
-    with pytest.raises(ConfigError, match="`out` must be uint32"):
+    with pytest.raises(ConfigError, match="`out` must be a uint32 array"):
         encode_into(np.zeros(3), weight=1, encoding=encoding, seed=SEED, offset=0, out=np.empty(3, np.uint64))
 
 

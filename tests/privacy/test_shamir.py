@@ -162,7 +162,11 @@ def test_inconsistent_shares_are_refused() -> None:
         ({"threshold": 1, "x_values": [1, 2]}, "at least 2"),
         ({"threshold": 3, "x_values": [1, 2]}, "at most the number of shares, 2"),
         ({"threshold": 2, "x_values": [1, 1]}, "distinct"),
-        ({"threshold": 2, "x_values": [0, 1]}, "`x_values` must be an integer >= 1"),
+        (
+            {"threshold": 2, "x_values": [0, 1]},
+            r"`x_values` must be node indices, integers in \[1, 2\^32\); got \[0, 1\]",
+        ),
+        ({"threshold": 2, "x_values": [1, 2**32]}, "`x_values` must be node indices"),
     ],
 )
 def test_split_refuses_bad_arguments(kwargs: dict[str, object], message: str) -> None:

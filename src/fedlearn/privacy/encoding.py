@@ -156,10 +156,9 @@ def encode_into(
     weight = encode_weight(weight, encoding)
     offset = check_int("offset", offset)
     scaled = np.array(values, dtype=np.float64, copy=True).reshape(-1)
-    if out.dtype != encoding.dtype or out.shape != scaled.shape:
-        raise ConfigError(
-            f"`out` must be {encoding.dtype} of shape {scaled.shape}; got {out.dtype} of shape {out.shape}"
-        )
+    if not isinstance(out, np.ndarray) or out.dtype != encoding.dtype or out.shape != scaled.shape:
+        got = f"{out.dtype} of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ConfigError(f"`out` must be a {encoding.dtype} array of shape {scaled.shape}; got {got}")
     if not np.isfinite(scaled).all():
         raise ConfigError(f"`values` must be finite; got {scaled[~np.isfinite(scaled)][0]} at some coordinate")
     limit = encoding._limit()

@@ -140,7 +140,8 @@ def check_secagg_parameters(
     if bounds.log_disconnect > problem.log_security:
         raise ConfigError(
             f"`degree` {degree} is too small for {n} nodes: the honest survivors may be disconnected with probability "
-            f"up to 2^{bounds.log_disconnect / math.log(2):.1f}, above 2^-{problem.security_bits + 1}; raise `degree`"
+            f"up to 2^{min(bounds.log_disconnect, 0.0) / math.log(2):.1f}, above 2^-{problem.security_bits + 1}; "
+            "raise `degree`"
         )
     if threshold < bounds.lowest_threshold:
         raise ConfigError(

@@ -73,7 +73,9 @@ def split_secret(secret: bytes, *, threshold: int, x_values: Sequence[int]) -> t
     """
     if not isinstance(secret, bytes) or len(secret) != SECRET_BYTES:
         raise ConfigError(f"`secret` must be {SECRET_BYTES} bytes; got {secret!r:.40}")
-    xs = [check_int("x_values", x, low=1) for x in x_values]
+    xs = list(x_values)
+    if not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x < 2 ** (8 * _X_BYTES) for x in xs):
+        raise ConfigError(f"`x_values` must be node indices, integers in [1, 2^32); got {xs}")
     if len(set(xs)) != len(xs):
         raise ConfigError(f"`x_values` must be distinct; got {sorted(xs)}")
     threshold = _check_threshold(threshold)

@@ -7,6 +7,8 @@ import math
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedlearn.core.errors import ConfigError
 from fedlearn.privacy.graph import (
@@ -18,6 +20,7 @@ from fedlearn.privacy.graph import (
 )
 
 NODES = [f"node-{i:03d}" for i in range(40)]
+PROPERTY = settings(max_examples=40, deadline=None)
 
 # (n, corrupt, dropout, adversary) -> (degree, threshold) as precomputed for the same sigma = 40 and eta = 20 by
 # the open-source parameter finder of Google's federated-compute (fcp/secagg/server/graph_parameter_finder_test.cc).
@@ -76,6 +79,34 @@ def test_smallest_safe_degree_is_returned() -> None:
             check_secagg_parameters(
                 2000, degree=chosen.degree - 2, threshold=threshold, dropout_fraction=0.1, corrupt_fraction=0.05
             )
+
+
+@PROPERTY
+@given(
+    n=st.integers(3, 5000),
+    corrupt=st.sampled_from([0.0, 0.01, 0.1, 0.2]),
+    dropout=st.sampled_from([0.0, 0.05, 0.2, 0.3]),
+    adversary=st.sampled_from(["semi-honest", "semi-malicious"]),
+)
+def test_every_default_passes_the_check_of_a_hand_picked_pair(
+    n: int, corrupt: float, dropout: float, adversary: str
+) -> None:
+    try:
+        chosen = secagg_parameters(n, dropout_fraction=dropout, corrupt_fraction=corrupt, adversary=adversary)  # type: ignore[arg-type]
+    except ConfigError:
+        return  # refused: nothing to check
+
+    checked = check_secagg_parameters(
+        n,
+        degree=chosen.degree,
+        threshold=chosen.threshold,
+        dropout_fraction=dropout,
+        corrupt_fraction=corrupt,
+        adversary=adversary,  # type: ignore[arg-type]
+    )
+    assert checked == chosen
+    assert chosen.security_failure <= 2.0**-40 and chosen.correctness_failure <= 2.0**-20
+    assert 2 <= chosen.threshold <= chosen.degree <= n - 1
 
 
 def test_full_secagg_on_request() -> None:
@@ -185,6 +216,19 @@ def test_graph_is_regular_and_symmetric() -> None:
         assert len(neighbours) == 6 and node not in neighbours
         assert all(graph.are_neighbours(node, peer) and node in graph.neighbours(peer) for peer in neighbours)
     assert sum(graph.are_neighbours(a, b) for a, b in itertools.combinations(NODES, 2)) == 40 * 6 // 2
+
+
+@PROPERTY
+@given(n=st.integers(3, 60), data=st.data())
+def test_any_graph_is_regular_and_symmetric(n: int, data: st.DataObject) -> None:
+    choices = [*range(2, n - 1, 2), n - 1]
+    degree = data.draw(st.sampled_from(choices))
+    nodes = NODES[:n] if n <= len(NODES) else [f"x{i}" for i in range(n)]
+
+    graph = neighbour_graph(nodes, degree=degree, seed=data.draw(st.integers(0, 2**64)), round=0)
+
+    assert all(len(set(graph.neighbours(node))) == degree for node in nodes)
+    assert all(node in graph.neighbours(peer) for node in nodes for peer in graph.neighbours(node))
 
 
 def test_graph_stays_connected_without_any_degree_minus_one_nodes() -> None:

@@ -12,6 +12,9 @@ do not know about us. The CLI turns any ``FedlearnError`` into one line and ``ex
     ├── CodecError(ValueError)           bytes on the wire cannot be decoded
     ├── TrainerError(RuntimeError)       a node's local training or evaluation failed
     ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
+    ├── SecureAggregationError(ValueError)
+    │                                    a secure-aggregation message fails a cryptographic check
+    │                                    (bad signature, tampered ciphertext, too few shares)
     ├── QuorumError(RuntimeError)        too few nodes were available or replied
     ├── RunStopped                       an operator stopped a run between two rounds
     ├── StoreError(RuntimeError)         the state store is unreachable, corrupt or refuses an operation
@@ -53,6 +56,14 @@ class PrivacyError(FedlearnError, PermissionError):
     """A node refuses to share something because a privacy guard forbids it."""
 
     exit_code = 3
+
+
+class SecureAggregationError(FedlearnError, ValueError):
+    """A secure-aggregation message fails a check: a bad signature, a substituted key, a ciphertext
+    that does not authenticate, too few or duplicate shares, or a request an honest node must refuse.
+
+    Upstream, the peer or coordinator that sent it is treated as having dropped out of the round.
+    """
 
 
 class QuorumError(FedlearnError, RuntimeError):

@@ -1,0 +1,221 @@
+"""Fixed-point encoding of weighted updates into integers mod 2^bits, and decoding of their sum.
+
+What secure aggregation sums is, for each node ``i`` with weight ``w_i`` (its example count) and
+update ``x_i``, the vector ``w_i * clip(x_i)`` plus the weight ``w_i`` itself, so the coordinator
+can form the weighted mean from two sums. :func:`encode_into` turns one block of an update into
+integers modulo ``2^bits``:
+
+1. clip each coordinate to ``[-clip, clip]``;
+2. multiply by ``w_i * 2^fraction_bits`` (in float64; ``w_i <= max_weight``);
+3. round stochastically to an integer ``q``: up with probability equal to the fractional part,
+   so ``E[q]`` is the scaled value and the rounding is unbiased;
+4. store ``q mod 2^bits``: negative values wrap, as in two's complement.
+
+The weight is stored as the plain integer ``w_i`` (:func:`encode_weight`). Summing encodings
+modulo ``2^bits`` sums the ``q``; :func:`decode_sum` reads the sum back as a signed integer and
+divides by ``2^fraction_bits``. That is exact as long as no sum leaves
+``[-2^(bits-1), 2^(bits-1))``, which :func:`check_capacity` guarantees up front for a given
+number of nodes: with ``B = ceil(max_weight * clip * 2^fraction_bits)`` (the largest ``|q|`` a
+node can send) it requires ``n * B <= 2^(bits-1) - 1`` and ``n * max_weight <= 2^bits - 1``.
+
+Error bound. For every coordinate, the decoded sum ``S`` of ``n`` encodings and the exact sum
+``T = sum_i w_i * clip(x_i)`` satisfy::
+
+    |S - T| < n * 2^-fraction_bits * (1 + 2^-52)  +  n * max_weight * clip * 2^-51
+
+The first term is stochastic rounding (each ``|q - scaled value| < 1`` unit of ``2^-fraction_bits``)
+and dominates in practice; the second covers float64 rounding in step 2 and in decoding.
+The rounding error has mean zero and standard deviation at most ``sqrt(n) * 2^-fraction_bits / 2``.
+:meth:`FixedPoint.error_bound` gives the bound for a configuration.
+
+Where the rounding randomness comes from. Step 3 draws one 64-bit uniform per coordinate from
+AES-256-CTR (the mask PRG, :func:`fedlearn.privacy.masks.expand_seed_into`) under a key derived
+with HKDF from the ``seed`` argument, at the coordinate's offset, so encoding block by block
+gives the same integers whatever the blocks. The randomness need not be secret for privacy:
+the coordinator only ever sees masked values and their sum, and rounding is not a privacy
+mechanism (differential privacy is added separately). It must be independent of the data for
+the rounding to be unbiased, which a PRG keyed by a seed chosen before the data satisfies.
+A deployed node draws a fresh seed per round with :func:`fedlearn.privacy.masks.new_seed` and
+never reuses a mask seed for it; a simulation may derive it from the run's seed to be
+reproducible. numpy's generators are not used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from fedlearn.core.checks import Interval, Options, check, check_fields, check_int
+from fedlearn.core.errors import ConfigError
+from fedlearn.privacy.framing import canonical
+from fedlearn.privacy.masks import SEED_BYTES, expand_seed_into
+
+MAX_FRACTION_BITS = 512
+"""A bound on ``fraction_bits`` that keeps ``2^fraction_bits`` a finite float64."""
+
+MAX_WEIGHT_LIMIT = 2**53
+"""``max_weight`` stays below this, so that ``w * 2^fraction_bits`` is exact in float64."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FixedPoint:
+    """A fixed-point encoding: coordinates clipped to ``[-clip, clip]``, weighted, scaled by ``2^fraction_bits``.
+
+    ``bits`` (32 or 64) is the width of an encoded integer and sets the modulus ``2^bits`` that
+    masks and sums wrap around. Use :meth:`fit` to get the finest ``fraction_bits`` that cannot
+    overflow for a number of nodes, and :func:`check_capacity` to check a given configuration.
+    """
+
+    clip: float
+    max_weight: int
+    fraction_bits: int
+    bits: int = 32
+
+    def __post_init__(self) -> None:
+        check_fields(
+            self,
+            {
+                "clip": Interval(0, math.inf, closed="neither"),
+                "max_weight": Interval(1, MAX_WEIGHT_LIMIT - 1, integer=True),
+                "fraction_bits": Interval(0, MAX_FRACTION_BITS, integer=True),
+                "bits": Options((32, 64)),
+            },
+        )
+        if not math.isfinite(self._limit()):
+            raise ConfigError(
+                f"`max_weight` × `clip` × 2^`fraction_bits` must be finite; got {self.max_weight} × {self.clip} "
+                f"× 2^{self.fraction_bits}"
+            )
+
+    @property
+    def dtype(self) -> np.dtype:
+        """``uint32`` or ``uint64``: the dtype of an encoded block."""
+        return np.dtype(np.uint32 if self.bits == 32 else np.uint64)
+
+    @property
+    def node_bound(self) -> int:
+        """``B``: the largest ``|q|`` one node's encoding can hold."""
+        return math.ceil(self._limit())
+
+    def error_bound(self, n_nodes: int) -> float:
+        """The largest absolute error of a decoded coordinate of the sum of ``n_nodes`` encodings (see the module)."""
+        n = check_int("n_nodes", n_nodes, low=1)
+        return n * 2.0**-self.fraction_bits * (1 + 2.0**-52) + n * self.max_weight * self.clip * 2.0**-51
+
+    @classmethod
+    def fit(cls, n_nodes: int, *, clip: float, max_weight: int, bits: int = 32) -> FixedPoint:
+        """The encoding with the most ``fraction_bits`` whose sum over ``n_nodes`` nodes cannot overflow."""
+        coarsest = cls(clip=clip, max_weight=max_weight, fraction_bits=0, bits=bits)
+        check_capacity(n_nodes, coarsest)
+        fraction_bits = _largest_fraction_bits(n_nodes, coarsest)
+        return cls(clip=clip, max_weight=max_weight, fraction_bits=fraction_bits, bits=bits)
+
+    def _limit(self) -> float:
+        """``max_weight * clip * 2^fraction_bits`` in float64, the value scaled coordinates are clipped to."""
+        return float(self.max_weight) * self.clip * 2.0**self.fraction_bits
+
+
+def check_capacity(n_nodes: int, encoding: FixedPoint) -> None:
+    """Refuse, naming the parameter to change, an encoding whose sum over ``n_nodes`` nodes could overflow."""
+    n = check_int("n_nodes", n_nodes, low=1)
+    largest = 2 ** (encoding.bits - 1) - 1
+    if n * encoding.node_bound > largest:
+        fits = _largest_fraction_bits(n, encoding)
+        if fits >= 0:
+            advice = f"set `fraction_bits` to at most {fits}"
+        else:
+            per_unit = encoding.clip * 2.0**encoding.fraction_bits
+            advice = f"lower `max_weight` to at most {max(0, math.floor(largest / n / per_unit))}"
+        raise ConfigError(
+            f"secure-aggregation sums of {n} nodes could overflow {encoding.bits} bits: the worst case is {n} × "
+            f"ceil(`max_weight` {encoding.max_weight} × `clip` {encoding.clip:g} × 2^`fraction_bits` "
+            f"{encoding.fraction_bits}) = {n * encoding.node_bound}, above 2^{encoding.bits - 1} - 1 = {largest}; "
+            f"{advice}" + (", or lower `clip`, or set `bits` to 64" if encoding.bits == 32 else ", or lower `clip`")
+        )
+    if n * encoding.max_weight > 2**encoding.bits - 1:
+        raise ConfigError(
+            f"the sum of {n} weights up to `max_weight` {encoding.max_weight} could overflow {encoding.bits} bits; "
+            f"lower `max_weight` to at most {(2**encoding.bits - 1) // n}"
+            + (" or set `bits` to 64" if encoding.bits == 32 else "")
+        )
+
+
+def encode_into(
+    values: np.ndarray, *, weight: int, encoding: FixedPoint, seed: bytes, offset: int, out: np.ndarray
+) -> np.ndarray:
+    """Encode one block of an update, weighted by ``weight``, into ``out``, and return ``out``.
+
+    ``values`` holds elements ``offset .. offset + len(values)`` of the flattened update (finite
+    floats); ``out`` is a writable contiguous array of ``encoding.dtype`` and the same length;
+    ``seed`` (32 bytes) keys the rounding randomness, as the module explains.
+    """
+    weight = encode_weight(weight, encoding)
+    offset = check_int("offset", offset)
+    scaled = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+    if not isinstance(out, np.ndarray) or out.dtype != encoding.dtype or out.shape != scaled.shape:
+        got = f"{out.dtype} of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ConfigError(f"`out` must be a {encoding.dtype} array of shape {scaled.shape}; got {got}")
+    if not np.isfinite(scaled).all():
+        raise ConfigError(f"`values` must be finite; got {scaled[~np.isfinite(scaled)][0]} at some coordinate")
+    limit = encoding._limit()
+    np.clip(scaled, -encoding.clip, encoding.clip, out=scaled)
+    scaled *= weight * 2.0**encoding.fraction_bits  # exact factor: weight < 2^53 times a power of two
+    np.clip(scaled, -limit, limit, out=scaled)
+    rounded = np.floor(scaled)
+    scaled -= rounded  # the fractional parts, in [0, 1)
+    uniforms = expand_seed_into(_rounding_key(seed), offset, np.empty(len(scaled), dtype=np.uint64))
+    uniforms >>= np.uint64(11)
+    rounded += uniforms * 2.0**-53 < scaled  # round up with probability equal to the fractional part
+    integers = rounded.astype(np.int64)
+    if encoding.bits == 64:
+        np.copyto(out, integers.view(np.uint64))
+    else:
+        np.copyto(out, integers, casting="unsafe")  # int64 -> uint32 keeps the value modulo 2^32
+    return out
+
+
+def encode_weight(weight: int, encoding: FixedPoint) -> int:
+    """The integer that carries ``weight`` (an example count in ``[0, max_weight]``) in the summed vector."""
+    return int(check("weight", weight, Interval(0, encoding.max_weight, integer=True)))
+
+
+def decode_sum(total: np.ndarray, *, encoding: FixedPoint) -> np.ndarray:
+    """The float64 sum of ``w_i * clip(x_i)`` from a block of the unmasked sum of encodings."""
+    if not isinstance(total, np.ndarray) or total.dtype != encoding.dtype:
+        got = total.dtype if isinstance(total, np.ndarray) else type(total).__name__
+        raise ConfigError(f"`total` must be a {encoding.dtype} array; got {got}")
+    signed = total.view(np.int32 if encoding.bits == 32 else np.int64)
+    return signed.astype(np.float64) * 2.0**-encoding.fraction_bits
+
+
+def decode_weight(total: int, *, encoding: FixedPoint) -> int:
+    """The sum of the weights from its element of the unmasked sum (already reduced mod 2^bits)."""
+    value = check_int("total", int(total))
+    if value >= 2**encoding.bits:
+        raise ConfigError(f"`total` must be below 2^{encoding.bits}; got {value}")
+    return value
+
+
+def _rounding_key(seed: bytes) -> bytes:
+    """The AES key of the rounding stream: HKDF of ``seed``, so it never equals a mask's keystream."""
+    if not isinstance(seed, bytes) or len(seed) != SEED_BYTES:
+        raise ConfigError(f"the rounding `seed` must be {SEED_BYTES} bytes; got {type(seed).__name__}")
+    info = canonical("stochastic-rounding")
+    return HKDF(algorithm=hashes.SHA256(), length=SEED_BYTES, salt=None, info=info).derive(seed)
+
+
+def _largest_fraction_bits(n_nodes: int, encoding: FixedPoint) -> int:
+    """The largest ``fraction_bits`` (at most MAX_FRACTION_BITS) that fits ``n_nodes`` nodes, or -1 if none does."""
+    largest = 2 ** (encoding.bits - 1) - 1
+    base = float(encoding.max_weight) * encoding.clip
+    fits = -1
+    for fraction_bits in range(MAX_FRACTION_BITS + 1):
+        scaled = base * 2.0**fraction_bits
+        if not math.isfinite(scaled) or n_nodes * math.ceil(scaled) > largest:
+            break
+        fits = fraction_bits
+    return fits

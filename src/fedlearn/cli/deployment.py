@@ -20,11 +20,13 @@ import typer
 
 from fedlearn.cli.follow import DEFAULT_RECONNECT_SECONDS, report_end
 from fedlearn.cli.follow import follow as follow_run
+from fedlearn.cli.logs import LogFormat, LogFormatOption, LogLevel, LogLevelOption, configure_logging
 from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, ReconnectOption, StoreOption
 from fedlearn.cli.reporting import command_group
 from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES
 
 app = command_group()
+logger = logging.getLogger(__name__)
 
 
 
@@ -52,6 +54,8 @@ def coordinator(
         int, typer.Option(min=1, help="Largest HTTP API request body accepted (a run config, an analytics request).")
     ] = DEFAULT_MAX_REQUEST_BYTES,
     allow_learner: Annotated[list[str] | None, typer.Option(help="Allow a module:function learner.")] = None,
+    log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run the coordinator: the gRPC fleet for nodes, the run queue and the HTTP API."""
     from fedlearn.core.errors import ConfigError
@@ -71,7 +75,7 @@ def coordinator(
     host, _, port = http.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--http must be HOST:PORT; got {http!r}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     tls = load_server_tls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     state = open_store(store)
     fleet = GrpcFleet(
@@ -84,8 +88,8 @@ def coordinator(
     server, bound = serve(fleet, listen, tls)
     service = Coordinator(state, fleet, allowed_learners=allow_learner or ())
     service.start()
-    typer.echo(f"coordinator: nodes connect to {listen} (port {bound}, {'TLS' if tls else 'no TLS'}), "
-               f"API on http://{http}, store {state.url}", err=True)  # fmt: skip
+    logger.info("coordinator: nodes connect to %s (port %d, %s), API on http://%s, store %s",
+                listen, bound, "TLS" if tls else "no TLS", http, state.url)  # fmt: skip
     try:
         api = create_app(service, admin_token=admin_token, max_request_bytes=max_request_bytes)
         api_server(api, host=host, port=int(port)).run()
@@ -107,6 +111,8 @@ def node(
     tls_key: Annotated[Path | None, typer.Option(help="This node's private key (mutual TLS).")] = None,
     server_name: Annotated[str | None, typer.Option(help="Name to check the coordinator's certificate for.")] = None,
     max_message_bytes: Annotated[int, typer.Option(help="Largest model or task accepted.")] = DEFAULT_MAX_MESSAGE_BYTES,
+    log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a node: connect out to the coordinator and answer its tasks with local data."""
     from fedlearn.analytics.handlers import analytics_handlers, audit_fields
@@ -123,7 +129,7 @@ def node(
         raise ConfigError("a node certificate needs both --tls-cert and --tls-key")
     if tls_cert is not None and tls_ca is None:
         raise ConfigError("--tls-cert needs --tls-ca, the CA that signed the coordinator's certificate")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     node_config = load_node_config(config)
     datasets = node_config.load_datasets()
     policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
@@ -135,8 +141,11 @@ def node(
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,
                       max_message_bytes=max_message_bytes)  # fmt: skip
     rows = ", ".join(f"{k}: {len(v)} rows" for k, v in datasets.items())
-    typer.echo(f"node {name}: connecting to {coordinator} ({'TLS' if tls else 'no TLS'}); datasets {rows}", err=True)
-    agent.run(_stop_on_signals())
+    logger.info("node %s: starting, connecting to %s (%s); datasets %s", name, coordinator,
+                "TLS" if tls else "no TLS", rows)  # fmt: skip
+    stop = _stop_on_signals()
+    agent.run(stop)
+    logger.info("node %s: stopped%s", name, " on a signal" if stop.is_set() else "")
 
 
 @app.command()

@@ -317,8 +317,10 @@ def serve(
 ) -> tuple[grpc.Server, int]:
     """Start a gRPC server for ``fleet`` on ``address`` (port 0 picks a free port); returns it and its port.
 
-    Each connected node holds one worker thread for its session, so the pool has ``max_nodes``
-    threads for sessions plus ``max_transfers`` for concurrent downloads and uploads. Port reuse
+    Under mutual TLS every call's certificate must be issued to the node it names (see
+    ``FleetService``). Each connected node holds one worker thread for its session, so the pool
+    has ``max_nodes`` threads for sessions plus ``max_transfers`` for concurrent downloads and
+    uploads. Port reuse
     is off, so a second coordinator on the same port fails instead of silently sharing it. The
     transport pings every node each ``heartbeat_interval`` and drops it when a ping goes
     unanswered for ``heartbeat_timeout`` (see ``limits.server_options``).
@@ -329,7 +331,7 @@ def serve(
             keepalive_interval=fleet.heartbeat_interval, keepalive_timeout=fleet.heartbeat_timeout
         ),
     )
-    FleetService(fleet).register(server)
+    FleetService(fleet, certificate_names=tls is not None and tls.mutual).register(server)
     try:
         port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError as exc:

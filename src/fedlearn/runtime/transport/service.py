@@ -2,12 +2,13 @@
 
 Handlers only translate between the wire and a :class:`Hub` (the ``GrpcFleet``), which owns
 sessions and open tasks. Each call is authenticated first from its metadata; a refusal is
-``UNAUTHENTICATED`` with a message that says what to do. Everything a peer sends is hostile until
-checked: a bad upload becomes an error reply for its task (the engine records the reason) and an
-error status for the caller, and never an exception that escapes into the server. Requests reach
-the handlers as raw bytes and are parsed here, so an unparsable frame is an ordinary
-``INVALID_ARGUMENT``; left to gRPC's own deserialisation failure path, a garbage frame on a
-stream could leave the call unfinished and hang the server's shutdown.
+``UNAUTHENTICATED`` with a message that says what to do. Under mutual TLS the client
+certificate's common name must also be the node's name (``PERMISSION_DENIED`` otherwise).
+Everything a peer sends is hostile until checked: a bad upload becomes an error reply for its
+task (the engine records the reason) and an error status for the caller, and never an exception
+that escapes into the server. Requests reach the handlers as raw bytes and are parsed here, so an
+unparsable frame is an ordinary ``INVALID_ARGUMENT``; left to gRPC's own deserialisation failure
+path, a garbage frame on a stream could leave the call unfinished and hang the server's shutdown.
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ class Hub(Protocol):
 class FleetService:
     """The ``Fleet`` gRPC service over a :class:`Hub`; see the module docstring."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, *, certificate_names: bool = False) -> None:
         self._hub = hub
+        self._certificate_names = certificate_names
 
     def register(self, server: grpc.Server) -> None:
         """Serve the three methods; requests arrive as raw bytes and are parsed by ``envelope.parse``."""
@@ -275,6 +277,8 @@ class FleetService:
             )
         if len(node) > _MAX_NAME_CHARS:
             _abort(context, grpc.StatusCode.UNAUTHENTICATED, f"node names are at most {_MAX_NAME_CHARS} characters")
+        if self._certificate_names:
+            self._check_certificate(context, node)
         try:
             allowed = self._hub.authenticate(node, token)
         except Exception:  # the store is down: say so rather than call the node an impostor
@@ -287,6 +291,21 @@ class FleetService:
                 f"node {node!r} is unknown or its token was revoked; ask the operator for a new token",
             )
         return node
+
+
+    @staticmethod
+    def _check_certificate(context: grpc.ServicerContext, node: str) -> None:
+        """Under mutual TLS a node's certificate names it (its subject's common name), so one node's
+        certificate cannot carry another node's name and token: both secrets must be that node's."""
+        names = [raw.decode("utf-8", "replace") for raw in context.auth_context().get("x509_common_name", [])]
+        if names != [node]:
+            holder = repr(names[0])[:80] if names else "no name"
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"its client certificate is issued to {holder}, not {node!r}; with mutual TLS each node must present "
+                "the certificate issued for its own name",
+            )
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:

@@ -9,7 +9,10 @@ decoding it and skip what it already holds.
 Failure is reported, never waited out. A session ends when its stream breaks (a killed node's
 socket closes at once), when the transport's keepalive ping goes unanswered for
 ``heartbeat_timeout`` (a frozen or unreachable node), when an idle node sends no heartbeat for
-that long (a hung one), or when it is replaced. Its open tasks then become error replies at once,
+that long (a hung one), when it is replaced, or when its token stops being valid: every live
+session's token is checked again each ``revocation_check_interval``, so a node revoked (or its
+token rotated) in the store, even by another process, loses its session within a second and is
+sent nothing more. Its open tasks then become error replies at once,
 so the engine can close the round with the remaining nodes. A reply for a task that is no longer
 open is dropped.
 
@@ -33,7 +36,7 @@ from typing import Protocol
 
 import grpc
 
-from fedlearn.core.errors import CodecError, ConfigError
+from fedlearn.core.errors import CodecError, ConfigError, FedlearnError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.runtime.proto import fleet_pb2 as pb
 from fedlearn.runtime.tls import ServerTLS
@@ -109,12 +112,14 @@ class GrpcFleet:
         heartbeat_interval: float = 2.0,
         heartbeat_timeout: float = 6.0,
         max_nodes: int = 256,
+        revocation_check_interval: float = limits.DEFAULT_REVOCATION_CHECK_INTERVAL,
         on_node_status: NodeStatusCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         limits.check_sizes(max_message_bytes=max_message_bytes, chunk_bytes=chunk_bytes)
         limits.check_timeout("heartbeat_interval", heartbeat_interval)
         limits.check_timeout("heartbeat_timeout", heartbeat_timeout)
+        limits.check_timeout("revocation_check_interval", revocation_check_interval)
         if heartbeat_timeout <= heartbeat_interval:
             raise ConfigError(
                 f"`heartbeat_timeout` must exceed `heartbeat_interval` ({heartbeat_interval}); got {heartbeat_timeout}"
@@ -127,10 +132,13 @@ class GrpcFleet:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.max_nodes = max_nodes
+        self.revocation_check_interval = revocation_check_interval
         self.clock = clock
         self._on_node_status = on_node_status
         self._lock = threading.Lock()
         self._state = _State()
+        self._closing = threading.Event()
+        self._token_checker: threading.Thread | None = None
         self._blobs = BlobStore()
         self._replies: queue.Queue[Reply] = queue.Queue()
 
@@ -188,6 +196,7 @@ class GrpcFleet:
 
     def close(self) -> None:
         """End every session (nodes will reconnect to whoever serves next) and refuse new ones."""
+        self._closing.set()
         with self._lock:
             self._state.closed = True
             sessions = list(self._state.sessions.values())
@@ -222,6 +231,11 @@ class GrpcFleet:
             if old is None and len(self._state.sessions) >= self.max_nodes:
                 return grpc.StatusCode.RESOURCE_EXHAUSTED, f"the coordinator is full (max_nodes={self.max_nodes})"
             self._state.sessions[session.node] = session
+            if self._token_checker is None:
+                self._token_checker = threading.Thread(
+                    target=self._check_tokens, name="fedlearn-token-checker", daemon=True
+                )
+                self._token_checker.start()
         if old is not None:
             reason = f"node {session.node} connected again from another session"
             self.end_session(old, reason, grpc.StatusCode.ALREADY_EXISTS)
@@ -247,6 +261,30 @@ class GrpcFleet:
         if current:
             logger.info("node %s is offline: %s", session.node, reason)
             self._notify(session.node, online=False)
+
+    def _check_tokens(self) -> None:
+        """End every session whose token is no longer valid, each ``revocation_check_interval``.
+
+        Authentication is checked on every call, but a session is one long call: without this a
+        revoked node would keep its session, and be sent tasks, until it reconnected. While the
+        store cannot answer, sessions are left alone and that is logged once, not on every pass.
+        """
+        store_down = False
+        while not self._closing.wait(self.revocation_check_interval):
+            with self._lock:
+                sessions = list(self._state.sessions.values())
+            try:
+                invalid = [s for s in sessions if not self.authenticate(s.node, s.token)]
+            except Exception as exc:
+                if not store_down:
+                    logger.warning("cannot re-check node tokens, sessions stay open meanwhile: %s", exc)
+                store_down = True
+                continue
+            if store_down:
+                logger.info("node tokens can be checked again")
+            store_down = False
+            for session in invalid:
+                self.end_session(session, "its token was revoked or rotated", grpc.StatusCode.UNAUTHENTICATED)
 
     def open_task(self, task_id: str, node: str) -> tuple[str, int] | None:
         """Kind and round of an open task of ``node``, or None when it is unknown or not theirs."""
@@ -304,7 +342,9 @@ class GrpcFleet:
             return
         try:
             self._on_node_status(node, online)
-        except Exception:  # a failing status hook must not take the link down
+        except FedlearnError as exc:  # e.g. the store is down: one line, and the link stays up
+            logger.warning("could not record node %s as %s: %s", node, "online" if online else "offline", exc)
+        except Exception:  # a bug in the hook: worth its traceback, but it must not take the link down
             logger.exception("on_node_status(%r, %r) failed", node, online)
 
 

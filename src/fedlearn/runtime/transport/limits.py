@@ -24,6 +24,10 @@ MAX_FRAME_BYTES = MAX_CHUNK_BYTES + HEADER_ALLOWANCE
 
 DEFAULT_MAX_MESSAGE_BYTES = core_limits.DEFAULT_MAX_MESSAGE_BYTES
 
+DEFAULT_REVOCATION_CHECK_INTERVAL = 0.5
+"""Seconds between re-checks of every live session's token, so revoking a node (in the store,
+perhaps from another process) closes its session within a second."""
+
 
 def check_sizes(*, max_message_bytes: int, chunk_bytes: int) -> None:
     """Refuse sizes that could not work, naming the parameter."""

@@ -47,6 +47,7 @@ class SessionRecord:
     """One node's live session; ``outbox`` feeds its stream and ``None`` in it ends the stream."""
 
     node: str
+    token: str  # re-checked while the session lives, so revoking the node ends it
     last_seen: float
     outbox: queue.SimpleQueue[pb.CoordinatorMessage | None] = field(default_factory=queue.SimpleQueue)
     hello: threading.Event = field(default_factory=threading.Event)
@@ -108,9 +109,9 @@ class FleetService:
     def session(
         self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[pb.CoordinatorMessage]:
-        node = self._authenticate(context)
+        node, token = self._authenticate(context)
         hub = self._hub
-        session = SessionRecord(node=node, last_seen=hub.clock())
+        session = SessionRecord(node=node, token=token, last_seen=hub.clock())
         context.add_callback(lambda: hub.end_session(session, "the connection closed", grpc.StatusCode.CANCELLED))
         reader = threading.Thread(
             target=self._read, args=(session, request_iterator), name=f"fedlearn-session-{node}", daemon=True
@@ -197,7 +198,7 @@ class FleetService:
     # -- Download --------------------------------------------------------------------------------
 
     def download(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
-        node = self._authenticate(context)
+        node, _ = self._authenticate(context)
         try:
             request = parse(pb.BlobRequest, raw)
         except CodecError as exc:
@@ -215,7 +216,7 @@ class FleetService:
     # -- Upload ----------------------------------------------------------------------------------
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> pb.UploadAck:
-        node = self._authenticate(context)
+        node, _ = self._authenticate(context)
         hub = self._hub
         messages = (parse(pb.UploadMessage, raw) for raw in request_iterator)
         try:
@@ -267,8 +268,8 @@ class FleetService:
 
     # -- authentication --------------------------------------------------------------------------
 
-    def _authenticate(self, context: grpc.ServicerContext) -> str:
-        """The caller's node name once its token checks out; otherwise the call ends here."""
+    def _authenticate(self, context: grpc.ServicerContext) -> tuple[str, str]:
+        """The caller's node name and token once they check out; otherwise the call ends here."""
         metadata = dict(context.invocation_metadata())
         node, token = metadata.get(NODE_KEY), metadata.get(TOKEN_KEY)
         if not isinstance(node, str) or not isinstance(token, str) or not node or not token:
@@ -290,7 +291,7 @@ class FleetService:
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"node {node!r} is unknown or its token was revoked; ask the operator for a new token",
             )
-        return node
+        return node, token
 
 
     @staticmethod

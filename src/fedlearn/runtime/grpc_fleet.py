@@ -12,9 +12,15 @@ socket closes at once), when the transport's keepalive ping goes unanswered for
 that long (a hung one), when it is replaced, or when its token stops being valid: every live
 session's token is checked again each ``revocation_check_interval``, so a node revoked (or its
 token rotated) in the store, even by another process, loses its session within a second and is
-sent nothing more. Its open tasks then become error replies at once,
-so the engine can close the round with the remaining nodes. A reply for a task that is no longer
-open is dropped.
+sent nothing more. Its open tasks then become error replies at once, so the engine can close the
+round with the remaining nodes. A reply for a task that is no longer open is dropped.
+
+No node can starve the others, whatever it sends (see ``transport.admission`` and
+``transport.deadlines``): it may hold ``max_calls_per_node`` calls at once; a stream must send its
+first message within ``first_message_timeout`` and may not stand still for longer than
+``stream_idle_timeout``; a task takes one upload; and replies being received hold at most
+``node_upload_bytes`` per node and ``upload_buffer_bytes`` in all (a single larger reply is
+received alone).
 
 A node name holds at most one session. A new session *replaces* the old one rather than being
 refused: a node that restarts after a crash must get back in at once, without waiting for the
@@ -36,6 +42,8 @@ from typing import Protocol
 
 import grpc
 
+from fedlearn.core import limits as core_limits
+from fedlearn.core.checks import check_int
 from fedlearn.core.errors import CodecError, ConfigError, FedlearnError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.runtime.proto import fleet_pb2 as pb
@@ -96,6 +104,7 @@ class _Counters:
 class _State:
     sessions: dict[str, SessionRecord] = field(default_factory=dict)
     tasks: dict[str, _OpenTask] = field(default_factory=dict)
+    uploading: set[str] = field(default_factory=set)  # open tasks whose reply is being uploaded
     counters: _Counters = field(default_factory=_Counters)
     closed: bool = False
 
@@ -112,14 +121,24 @@ class GrpcFleet:
         heartbeat_interval: float = 2.0,
         heartbeat_timeout: float = 6.0,
         max_nodes: int = 256,
+        max_calls_per_node: int = core_limits.DEFAULT_MAX_CALLS_PER_NODE,
+        upload_buffer_bytes: int = core_limits.DEFAULT_UPLOAD_BUFFER_BYTES,
+        node_upload_bytes: int = core_limits.DEFAULT_NODE_UPLOAD_BYTES,
+        first_message_timeout: float = limits.DEFAULT_FIRST_MESSAGE_TIMEOUT,
+        stream_idle_timeout: float = limits.DEFAULT_STREAM_IDLE_TIMEOUT,
         revocation_check_interval: float = limits.DEFAULT_REVOCATION_CHECK_INTERVAL,
         on_node_status: NodeStatusCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         limits.check_sizes(max_message_bytes=max_message_bytes, chunk_bytes=chunk_bytes)
-        limits.check_timeout("heartbeat_interval", heartbeat_interval)
-        limits.check_timeout("heartbeat_timeout", heartbeat_timeout)
-        limits.check_timeout("revocation_check_interval", revocation_check_interval)
+        for name, value in (("max_calls_per_node", max_calls_per_node), ("upload_buffer_bytes", upload_buffer_bytes),
+                            ("node_upload_bytes", node_upload_bytes)):  # fmt: skip
+            check_int(name, value, low=1)
+        for name, seconds in (("heartbeat_interval", heartbeat_interval), ("heartbeat_timeout", heartbeat_timeout),
+                              ("first_message_timeout", first_message_timeout),
+                              ("stream_idle_timeout", stream_idle_timeout),
+                              ("revocation_check_interval", revocation_check_interval)):  # fmt: skip
+            limits.check_timeout(name, seconds)
         if heartbeat_timeout <= heartbeat_interval:
             raise ConfigError(
                 f"`heartbeat_timeout` must exceed `heartbeat_interval` ({heartbeat_interval}); got {heartbeat_timeout}"
@@ -132,6 +151,11 @@ class GrpcFleet:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.max_nodes = max_nodes
+        self.max_calls_per_node = max_calls_per_node
+        self.upload_buffer_bytes = upload_buffer_bytes
+        self.node_upload_bytes = node_upload_bytes
+        self.first_message_timeout = first_message_timeout
+        self.stream_idle_timeout = stream_idle_timeout
         self.revocation_check_interval = revocation_check_interval
         self.clock = clock
         self._on_node_status = on_node_status
@@ -286,11 +310,21 @@ class GrpcFleet:
             for session in invalid:
                 self.end_session(session, "its token was revoked or rotated", grpc.StatusCode.UNAUTHENTICATED)
 
-    def open_task(self, task_id: str, node: str) -> tuple[str, int] | None:
-        """Kind and round of an open task of ``node``, or None when it is unknown or not theirs."""
+    def claim_upload(self, task_id: str, node: str) -> tuple[str, int] | str:
+        """Kind and round of an open task of ``node``, now claimed by one upload; or why it cannot be.
+
+        A task takes one upload. Without that rule any number of uploads of one reply would each
+        buffer it in full; a second one is refused while the first runs, and once the first has
+        settled the task, it is no longer open.
+        """
         with self._lock:
             task = self._state.tasks.get(task_id)
-            return (task.kind, task.round) if task is not None and task.node == node else None
+            if task is None or task.node != node:
+                return f"task {task_id[:40]!r} is not open for node {node}"
+            if task_id in self._state.uploading:
+                return f"task {task_id[:40]!r} is already being uploaded; a task takes one upload"
+            self._state.uploading.add(task_id)
+            return task.kind, task.round
 
     def busy(self, session: SessionRecord) -> bool:
         """Whether tasks sent on ``session`` are still open."""
@@ -301,6 +335,7 @@ class GrpcFleet:
         """Close an open task with ``reply``; False when it was already closed (the reply is dropped)."""
         with self._lock:
             task = self._state.tasks.pop(task_id, None)
+            self._state.uploading.discard(task_id)
             if task is not None:
                 task.session.tasks.pop(task_id, None)
         if task is None:
@@ -360,7 +395,8 @@ def serve(
     Under mutual TLS every call's certificate must be issued to the node it names (see
     ``FleetService``). Each connected node holds one worker thread for its session, so the pool
     has ``max_nodes`` threads for sessions plus ``max_transfers`` for concurrent downloads and
-    uploads. Port reuse
+    uploads; a node holds at most ``max_calls_per_node`` of them, each for a bounded time while
+    its peer is silent, so one node cannot take the others' threads. Port reuse
     is off, so a second coordinator on the same port fails instead of silently sharing it. The
     transport pings every node each ``heartbeat_interval`` and drops it when a ping goes
     unanswered for ``heartbeat_timeout`` (see ``limits.server_options``).

@@ -24,6 +24,13 @@ MAX_FRAME_BYTES = MAX_CHUNK_BYTES + HEADER_ALLOWANCE
 
 DEFAULT_MAX_MESSAGE_BYTES = core_limits.DEFAULT_MAX_MESSAGE_BYTES
 
+DEFAULT_FIRST_MESSAGE_TIMEOUT = 10.0
+"""Seconds a new stream may take to send its first message (a session's Hello, an upload's header)."""
+
+DEFAULT_STREAM_IDLE_TIMEOUT = 30.0
+"""Seconds a transfer may stand still: no chunk of an upload arrives, no chunk of a download is
+taken, or an upload waits for room in the reply buffer. A transfer that moves is never cut off."""
+
 DEFAULT_REVOCATION_CHECK_INTERVAL = 0.5
 """Seconds between re-checks of every live session's token, so revoking a node (in the store,
 perhaps from another process) closes its session within a second."""

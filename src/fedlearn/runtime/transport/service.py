@@ -6,9 +6,12 @@ sessions and open tasks. Each call is authenticated first from its metadata; a r
 certificate's common name must also be the node's name (``PERMISSION_DENIED`` otherwise).
 Everything a peer sends is hostile until checked: a bad upload becomes an error reply for its
 task (the engine records the reason) and an error status for the caller, and never an exception
-that escapes into the server. Requests reach the handlers as raw bytes and are parsed here, so an
-unparsable frame is an ordinary ``INVALID_ARGUMENT``; left to gRPC's own deserialisation failure
-path, a garbage frame on a stream could leave the call unfinished and hang the server's shutdown.
+that escapes into the server. What a node may hold is bounded too: every call counts against its
+node's ``max_calls_per_node``, every stream has server-side deadlines (a :class:`Watchdog`), and
+replies are received into a bounded :class:`ReplyBuffer`, one upload per task. Requests reach
+the handlers as raw bytes and are parsed here, so an unparsable frame is an ordinary
+``INVALID_ARGUMENT``; left to gRPC's own deserialisation failure path, a garbage frame on a
+stream could leave the call unfinished and hang the server's shutdown.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import grpc
 from fedlearn.core.errors import CodecError
 from fedlearn.core.messages import Reply
 from fedlearn.runtime.proto import fleet_pb2 as pb
+from fedlearn.runtime.transport.admission import CallLimit, ReplyBuffer
 from fedlearn.runtime.transport.chunks import Assembler
+from fedlearn.runtime.transport.deadlines import Deadline, Watchdog
 from fedlearn.runtime.transport.envelope import (
     NODE_KEY,
     PROTOCOL_VERSION,
@@ -71,11 +76,21 @@ class Hub(Protocol):
     @property
     def heartbeat_timeout(self) -> float: ...
     @property
+    def max_calls_per_node(self) -> int: ...
+    @property
+    def upload_buffer_bytes(self) -> int: ...
+    @property
+    def node_upload_bytes(self) -> int: ...
+    @property
+    def first_message_timeout(self) -> float: ...
+    @property
+    def stream_idle_timeout(self) -> float: ...
+    @property
     def clock(self) -> Callable[[], float]: ...
 
     def open_session(self, session: SessionRecord) -> tuple[grpc.StatusCode, str] | None: ...
     def end_session(self, session: SessionRecord, reason: str, code: grpc.StatusCode) -> None: ...
-    def open_task(self, task_id: str, node: str) -> tuple[str, int] | None: ...
+    def claim_upload(self, task_id: str, node: str) -> tuple[str, int] | str: ...
     def busy(self, session: SessionRecord) -> bool: ...
     def settle(self, task_id: str, reply: Reply) -> bool: ...
     def blob_for(self, node: str, digest: str) -> Blob | None: ...
@@ -88,6 +103,9 @@ class FleetService:
     def __init__(self, hub: Hub, *, certificate_names: bool = False) -> None:
         self._hub = hub
         self._certificate_names = certificate_names
+        self._calls = CallLimit(hub.max_calls_per_node)
+        self._replies = ReplyBuffer(total=hub.upload_buffer_bytes, per_node=hub.node_upload_bytes, clock=hub.clock)
+        self._watchdog = Watchdog(clock=hub.clock)
 
     def register(self, server: grpc.Server) -> None:
         """Serve the three methods; requests arrive as raw bytes and are parsed by ``envelope.parse``."""
@@ -109,7 +127,7 @@ class FleetService:
     def session(
         self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[pb.CoordinatorMessage]:
-        node, token = self._authenticate(context)
+        node, token = self._admit(context)
         hub = self._hub
         session = SessionRecord(node=node, token=token, last_seen=hub.clock())
         context.add_callback(lambda: hub.end_session(session, "the connection closed", grpc.StatusCode.CANCELLED))
@@ -139,13 +157,17 @@ class FleetService:
 
     def _talk(self, session: SessionRecord, context: grpc.ServicerContext) -> Iterator[pb.CoordinatorMessage]:
         hub = self._hub
-        hello = session.hello.wait(hub.heartbeat_timeout)
+        hello = session.hello.wait(hub.first_message_timeout)
         if session.ended:
             _finish(context, *session.status)
             return
         if not hello:
             hub.end_session(session, "no Hello", grpc.StatusCode.DEADLINE_EXCEEDED)
-            _finish(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {hub.heartbeat_timeout:g} s")
+            _finish(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no Hello within {hub.first_message_timeout:g} s (first_message_timeout)",
+            )
             return
         if session.protocol != PROTOCOL_VERSION:
             hub.end_session(session, "protocol mismatch", grpc.StatusCode.FAILED_PRECONDITION)
@@ -198,7 +220,7 @@ class FleetService:
     # -- Download --------------------------------------------------------------------------------
 
     def download(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
-        node, _ = self._authenticate(context)
+        node, _ = self._admit(context)
         try:
             request = parse(pb.BlobRequest, raw)
         except CodecError as exc:
@@ -211,27 +233,47 @@ class FleetService:
                 f"blob {request.digest[:16]!r} is not open for node {node}: its task has ended or was never sent",
             )
         self._hub.count_transfer(download=True, nbytes=blob.size)
-        return (pb.Chunk(data=chunk) for chunk in blob.chunks(self._hub.chunk_bytes))
+        return self._send(blob, self._deadline(context), node)
+
+    def _send(self, blob: Blob, deadline: Deadline, node: str) -> Iterator[pb.Chunk]:
+        """The blob's chunks; a node that stops taking them is cut off after ``stream_idle_timeout``."""
+        idle = self._hub.stream_idle_timeout
+        for chunk in blob.chunks(self._hub.chunk_bytes):
+            deadline.expect(idle, f"node {node} took no chunk of a download for {idle:g} s (stream_idle_timeout)")
+            yield pb.Chunk(data=chunk)
 
     # -- Upload ----------------------------------------------------------------------------------
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> pb.UploadAck:
-        node, _ = self._authenticate(context)
+        """Receive one reply: a header that claims its task, then chunks into a bounded buffer.
+
+        Every wait here has a deadline: the header must come within ``first_message_timeout``,
+        each chunk within ``stream_idle_timeout`` of the last, and room in the reply buffer
+        within ``stream_idle_timeout`` too.
+        """
+        node, _ = self._admit(context)
         hub = self._hub
+        deadline = self._deadline(context)
         messages = (parse(pb.UploadMessage, raw) for raw in request_iterator)
+        wait = hub.first_message_timeout
+        deadline.expect(wait, f"node {node} opened an upload and sent no header in {wait:g} s (first_message_timeout)")
         try:
             first = next(messages, None)
         except CodecError as exc:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except grpc.RpcError:
             return pb.UploadAck(accepted=False, detail="the upload broke off")
+        finally:
+            deadline.clear()
+        if deadline.missed is not None:  # cut off, which gRPC may show as an empty stream; nobody listens
+            return pb.UploadAck(accepted=False, detail=deadline.missed)
         if first is None or first.WhichOneof("body") != "header":
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "an upload must start with a reply header")
         header = first.header
-        task = hub.open_task(header.task_id, node)
-        if task is None:
-            return pb.UploadAck(accepted=False, detail=f"task {header.task_id[:40]!r} is not open for node {node}")
-        kind, round = task
+        claim = hub.claim_upload(header.task_id, node)
+        if isinstance(claim, str):
+            return pb.UploadAck(accepted=False, detail=claim)
+        kind, round = claim
 
         def fail(code: grpc.StatusCode, reason: str) -> NoReturn:
             hub.settle(header.task_id, Reply(node_id=node, kind=kind, round=round, error=reason))
@@ -244,27 +286,68 @@ class FleetService:
                 f"node {node}'s reply is {size} bytes; the coordinator accepts at most {hub.max_message_bytes} "
                 "(raise max_message_bytes)",
             )
+        refusal = self._replies.acquire(node, size, timeout=hub.stream_idle_timeout)
+        if refusal is not None:
+            fail(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+        broke = None
         try:
-            check_ref(header.payload, what="reply payload")
-            assembler = Assembler(
-                size=size, digest=header.payload.digest, max_bytes=hub.max_message_bytes, what="reply"
-            )
-            for message in messages:
-                if message.WhichOneof("body") != "chunk":
-                    raise CodecError("an upload carries one header, then only chunks")
-                assembler.add(message.chunk)
-            payload = assembler.finish()
-            reply = decode_reply(header, payload, node_id=node, kind=kind, round=round, max_bytes=hub.max_message_bytes)
+            reply = self._receive(header, messages, deadline, node=node, kind=kind, round=round)
         except CodecError as exc:
-            fail(grpc.StatusCode.INVALID_ARGUMENT, f"node {node} sent an unreadable reply: {exc}")
-        except grpc.RpcError:  # the node went away mid-upload; nobody is left to tell
-            broke = f"node {node}'s upload broke off"
+            if deadline.missed is None:
+                fail(grpc.StatusCode.INVALID_ARGUMENT, f"node {node} sent an unreadable reply: {exc}")
+            broke = deadline.missed  # the stream ended because it was cut off, not because the node ended it
+        except grpc.RpcError:  # the node went away mid-upload, or was cut off; nobody is left to tell
+            broke = deadline.missed or f"node {node}'s upload broke off"
+        finally:
+            self._replies.release(node, size)
+        if broke is not None:
             hub.settle(header.task_id, Reply(node_id=node, kind=kind, round=round, error=broke))
             return pb.UploadAck(accepted=False, detail=broke)
         hub.count_transfer(download=False, nbytes=size)
         if not hub.settle(header.task_id, reply):
             return pb.UploadAck(accepted=False, detail=f"task {header.task_id!r} ended while its reply was uploading")
         return pb.UploadAck(accepted=True)
+
+    def _receive(
+        self, header: pb.ReplyHeader, messages: Iterator[pb.UploadMessage], deadline: Deadline, *, node: str,
+        kind: str, round: int,
+    ) -> Reply:  # fmt: skip
+        """Assemble and decode the payload that follows ``header``; each chunk is due within the idle timeout."""
+        hub = self._hub
+        idle = hub.stream_idle_timeout
+        check_ref(header.payload, what="reply payload")
+        assembler = Assembler(
+            size=header.payload.size, digest=header.payload.digest, max_bytes=hub.max_message_bytes, what="reply"
+        )
+        while True:
+            deadline.expect(idle, f"node {node} sent no chunk of its upload for {idle:g} s (stream_idle_timeout)")
+            message = next(messages, None)
+            deadline.clear()
+            if message is None:
+                break
+            if message.WhichOneof("body") != "chunk":
+                raise CodecError("an upload carries one header, then only chunks")
+            assembler.add(message.chunk)
+        payload = assembler.finish()
+        return decode_reply(header, payload, node_id=node, kind=kind, round=round, max_bytes=hub.max_message_bytes)
+
+    # -- admission -------------------------------------------------------------------------------
+
+    def _admit(self, context: grpc.ServicerContext) -> tuple[str, str]:
+        """Authenticate the call and count it against its node's ``max_calls_per_node`` until it ends."""
+        node, token = self._authenticate(context)
+        refusal = self._calls.admit(node)
+        if refusal is not None:
+            _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+        if not context.add_callback(lambda: self._calls.release(node)):
+            self._calls.release(node)  # the call had already ended
+        return node, token
+
+    def _deadline(self, context: grpc.ServicerContext) -> Deadline:
+        """A watchdog deadline that cancels this call when missed, and lapses when the call ends."""
+        deadline = self._watchdog.watch(context.cancel)
+        context.add_callback(deadline.clear)
+        return deadline
 
     # -- authentication --------------------------------------------------------------------------
 

@@ -273,6 +273,24 @@ def test_impossible_heartbeat_settings_are_refused() -> None:
         GrpcFleet(authenticate=lambda node, token: True, heartbeat_interval=2.0, heartbeat_timeout=1.0)
 
 
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"max_calls_per_node": 0}, "`max_calls_per_node` must be an integer >= 1; got 0"),
+        ({"upload_buffer_bytes": -1}, "`upload_buffer_bytes` must be an integer >= 1; got -1"),
+        ({"node_upload_bytes": 1.5}, "`node_upload_bytes` must be an integer >= 1; got 1.5 (float)"),
+        ({"first_message_timeout": 0}, "`first_message_timeout` must be a positive number of seconds; got 0"),
+        ({"stream_idle_timeout": -2.0}, "`stream_idle_timeout` must be a positive number of seconds; got -2.0"),
+        ({"revocation_check_interval": 0}, "`revocation_check_interval` must be a positive number of seconds; got 0"),
+    ],
+)
+def test_impossible_limits_are_refused_naming_them(setting: dict[str, float], expected: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        GrpcFleet(authenticate=lambda node, token: True, **setting)  # type: ignore[arg-type]
+
+    assert str(refused.value) == expected
+
+
 def test_heartbeat_timeout_marks_a_silent_idle_node_offline(start_coordinator: StartCoordinator) -> None:
     coordinator = start_coordinator()
     with raw_session(coordinator, heartbeat=False):

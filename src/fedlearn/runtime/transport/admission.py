@@ -11,7 +11,6 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +66,9 @@ class ReplyBuffer:
     Waiting has a deadline: an upload that finds no room within it is refused.
     """
 
-    def __init__(self, *, total: int, per_node: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, total: int, per_node: int) -> None:
         self.total = total
         self.per_node = per_node
-        self._clock = clock
         self._changed = threading.Condition()
         self._held = 0
         self._by_node: dict[str, int] = {}
@@ -90,10 +88,10 @@ class ReplyBuffer:
             self._by_node[node] = mine + nbytes
             ticket = object()
             self._queue.append(ticket)
-            deadline = self._clock() + timeout
+            deadline = time.monotonic() + timeout
             try:
                 while self._queue[0] is not ticket or (self._held > 0 and self._held + nbytes > self.total):
-                    remaining = deadline - self._clock()
+                    remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         self._give_back(node, nbytes)
                         return (

@@ -55,8 +55,7 @@ class Deadline:
 class Watchdog:
     """Cancels calls whose peer misses its deadline; see the module docstring."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._due: dict[Deadline, tuple[float, str]] = {}
         self._running = False
@@ -67,7 +66,7 @@ class Watchdog:
 
     def arm(self, deadline: Deadline, seconds: float, reason: str) -> None:
         with self._lock:
-            self._due[deadline] = (self._clock() + seconds, reason)
+            self._due[deadline] = (time.monotonic() + seconds, reason)
             if self._running:
                 return
             self._running = True
@@ -78,10 +77,10 @@ class Watchdog:
             self._due.pop(deadline, None)
 
     def _run(self) -> None:
-        last = self._clock()
+        last = time.monotonic()
         while True:
             time.sleep(_TICK)
-            now = self._clock()
+            now = time.monotonic()
             stalled = now - last - _TICK
             last = now
             with self._lock:

@@ -104,8 +104,8 @@ class FleetService:
         self._hub = hub
         self._certificate_names = certificate_names
         self._calls = CallLimit(hub.max_calls_per_node)
-        self._replies = ReplyBuffer(total=hub.upload_buffer_bytes, per_node=hub.node_upload_bytes, clock=hub.clock)
-        self._watchdog = Watchdog(clock=hub.clock)
+        self._replies = ReplyBuffer(total=hub.upload_buffer_bytes, per_node=hub.node_upload_bytes)
+        self._watchdog = Watchdog()
 
     def register(self, server: grpc.Server) -> None:
         """Serve the three methods; requests arrive as raw bytes and are parsed by ``envelope.parse``."""

@@ -19,8 +19,8 @@ No node can starve the others, whatever it sends (see ``transport.admission`` an
 ``transport.deadlines``): it may hold ``max_calls_per_node`` calls at once; a stream must send its
 first message within ``first_message_timeout`` and may not stand still for longer than
 ``stream_idle_timeout``; a task takes one upload; and replies being received hold at most
-``node_upload_bytes`` per node and ``upload_buffer_bytes`` in all (a single larger reply is
-received alone).
+``node_upload_bytes`` per node and ``upload_buffer_bytes`` in all, plus one larger reply at a
+time.
 
 A node name holds at most one session. A new session *replaces* the old one rather than being
 refused: a node that restarts after a crash must get back in at once, without waiting for the
@@ -126,18 +126,33 @@ class GrpcFleet:
         node_upload_bytes: int = core_limits.DEFAULT_NODE_UPLOAD_BYTES,
         first_message_timeout: float = limits.DEFAULT_FIRST_MESSAGE_TIMEOUT,
         stream_idle_timeout: float = limits.DEFAULT_STREAM_IDLE_TIMEOUT,
+        upload_wait_timeout: float = limits.DEFAULT_UPLOAD_WAIT_TIMEOUT,
         revocation_check_interval: float = limits.DEFAULT_REVOCATION_CHECK_INTERVAL,
         on_node_status: NodeStatusCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         limits.check_sizes(max_message_bytes=max_message_bytes, chunk_bytes=chunk_bytes)
-        for name, value in (("max_calls_per_node", max_calls_per_node), ("upload_buffer_bytes", upload_buffer_bytes),
-                            ("node_upload_bytes", node_upload_bytes)):  # fmt: skip
-            check_int(name, value, low=1)
-        for name, seconds in (("heartbeat_interval", heartbeat_interval), ("heartbeat_timeout", heartbeat_timeout),
-                              ("first_message_timeout", first_message_timeout),
-                              ("stream_idle_timeout", stream_idle_timeout),
-                              ("revocation_check_interval", revocation_check_interval)):  # fmt: skip
+        counts = {
+            "max_calls_per_node": max_calls_per_node,
+            "node_upload_bytes": node_upload_bytes,
+            "upload_buffer_bytes": upload_buffer_bytes,
+        }
+        for name, count in counts.items():
+            check_int(name, count, low=1)
+        if upload_buffer_bytes < node_upload_bytes:
+            raise ConfigError(
+                f"`upload_buffer_bytes` must be at least `node_upload_bytes` ({node_upload_bytes}); "
+                f"got {upload_buffer_bytes}"
+            )
+        timeouts = {
+            "heartbeat_interval": heartbeat_interval,
+            "heartbeat_timeout": heartbeat_timeout,
+            "first_message_timeout": first_message_timeout,
+            "stream_idle_timeout": stream_idle_timeout,
+            "upload_wait_timeout": upload_wait_timeout,
+            "revocation_check_interval": revocation_check_interval,
+        }
+        for name, seconds in timeouts.items():
             limits.check_timeout(name, seconds)
         if heartbeat_timeout <= heartbeat_interval:
             raise ConfigError(
@@ -156,6 +171,7 @@ class GrpcFleet:
         self.node_upload_bytes = node_upload_bytes
         self.first_message_timeout = first_message_timeout
         self.stream_idle_timeout = stream_idle_timeout
+        self.upload_wait_timeout = upload_wait_timeout
         self.revocation_check_interval = revocation_check_interval
         self.clock = clock
         self._on_node_status = on_node_status

@@ -17,11 +17,11 @@ def _acquire_later(buffer: ReplyBuffer, node: str, nbytes: int, timeout: float =
     return answer
 
 
-def test_a_reply_larger_than_the_buffer_is_received_alone() -> None:
-    buffer = ReplyBuffer(total=100, per_node=1000)
+def test_replies_larger_than_a_nodes_share_are_received_one_at_a_time() -> None:
+    buffer = ReplyBuffer(total=100, per_node=50)
 
     assert buffer.acquire("a", 500, timeout=1) is None
-    waiting = _acquire_later(buffer, "b", 10)
+    waiting = _acquire_later(buffer, "b", 80)
     assert waiting == []
     buffer.release("a", 500)
     time.sleep(0.1)
@@ -29,8 +29,17 @@ def test_a_reply_larger_than_the_buffer_is_received_alone() -> None:
     assert waiting == [None]
 
 
+def test_a_large_reply_in_flight_holds_up_no_reply_within_a_nodes_share() -> None:
+    buffer = ReplyBuffer(total=100, per_node=50)
+    assert buffer.acquire("trickler", 10**9, timeout=1) is None  # announced huge, then sent slowly
+
+    answers = [buffer.acquire(node, 50, timeout=0.2) for node in ("a", "b")]
+
+    assert answers == [None, None]
+
+
 def test_uploads_are_served_in_arrival_order_so_a_large_one_is_not_overtaken() -> None:
-    buffer = ReplyBuffer(total=100, per_node=1000)
+    buffer = ReplyBuffer(total=100, per_node=100)
     assert buffer.acquire("a", 60, timeout=1) is None
 
     large = _acquire_later(buffer, "b", 80)
@@ -56,17 +65,29 @@ def test_a_nodes_second_upload_past_its_share_is_refused_at_once() -> None:
 
 
 def test_an_upload_that_finds_no_room_in_time_is_refused_naming_the_limit() -> None:
-    buffer = ReplyBuffer(total=100, per_node=1000)
+    buffer = ReplyBuffer(total=100, per_node=100)
     assert buffer.acquire("a", 90, timeout=1) is None
 
     refusal = buffer.acquire("b", 20, timeout=0.2)
 
     assert refusal == (
-        "node b's reply of 20 bytes found no room in 0.2 s: the coordinator is receiving 90 bytes of other "
-        "replies (upload_buffer_bytes=100)"
+        "node b's reply of 20 bytes waited 0.2 s (upload_wait_timeout) for room: 90 bytes of other replies fill "
+        "upload_buffer_bytes (100)"
     )
     buffer.release("a", 90)
     assert buffer.acquire("b", 100, timeout=1) is None  # b's refused bytes were given back
+
+
+def test_a_large_upload_that_gets_no_turn_in_time_is_refused_naming_the_limit() -> None:
+    buffer = ReplyBuffer(total=100, per_node=100)
+    assert buffer.acquire("a", 500, timeout=1) is None
+
+    refusal = buffer.acquire("b", 200, timeout=0.2)
+
+    assert refusal == (
+        "node b's reply of 200 bytes waited 0.2 s (upload_wait_timeout) behind another reply larger than "
+        "node_upload_bytes (100); such replies are received one at a time"
+    )
 
 
 def test_calls_are_counted_per_node_and_released() -> None:

@@ -281,7 +281,9 @@ def test_impossible_heartbeat_settings_are_refused() -> None:
         ({"node_upload_bytes": 1.5}, "`node_upload_bytes` must be an integer >= 1; got 1.5 (float)"),
         ({"first_message_timeout": 0}, "`first_message_timeout` must be a positive number of seconds; got 0"),
         ({"stream_idle_timeout": -2.0}, "`stream_idle_timeout` must be a positive number of seconds; got -2.0"),
+        ({"upload_wait_timeout": 0}, "`upload_wait_timeout` must be a positive number of seconds; got 0"),
         ({"revocation_check_interval": 0}, "`revocation_check_interval` must be a positive number of seconds; got 0"),
+        ({"upload_buffer_bytes": 10}, "`upload_buffer_bytes` must be at least `node_upload_bytes` (268435456); got 10"),
     ],
 )
 def test_impossible_limits_are_refused_naming_them(setting: dict[str, float], expected: str) -> None:

@@ -56,23 +56,26 @@ class CallLimit:
 class ReplyBuffer:
     """Bytes of replies being received, bounded per node and in total.
 
-    A reply counts at the size its header announces, from the header on, before a byte of it is
-    buffered, and until its upload ends. Per node: a node's uploads together may hold
-    ``per_node`` bytes, but a single upload may be as large as a reply may be, so a node can
-    always send its reply; a second upload that would pass the bound is refused at once (an honest
-    node uploads one reply at a time). In total: uploads wait, first come first served, until
-    they fit in ``total`` bytes, a single one again being allowed to exceed it. So memory for
-    replies being received is at most ``max(total, the largest reply)``, however many nodes send.
-    Waiting has a deadline: an upload that finds no room within it is refused.
+    A reply counts at the size its header announces, from the header on (before a byte of it is
+    buffered) until its upload ends. A node's replies together may take ``per_node`` bytes of a
+    shared buffer of ``total`` bytes, so however slowly it sends, no node holds more than its
+    share; a second upload of a node that would pass its share is refused at once (an honest node
+    uploads one reply at a time). A reply larger than ``per_node``, from a node with nothing else
+    in flight, goes through a lane of its own, one such reply at a time: a large model can still
+    be sent, and a node that announces a huge reply and then trickles it holds up only the other
+    large replies. Memory for replies being received is thus at most ``total`` plus the largest
+    reply, however many nodes send. Uploads wait for room first come first served, in each lane,
+    for at most ``timeout``; then they are refused with a message naming the limit.
     """
 
     def __init__(self, *, total: int, per_node: int) -> None:
         self.total = total
         self.per_node = per_node
         self._changed = threading.Condition()
-        self._held = 0
+        self._shared = 0  # bytes held in the shared buffer
+        self._large = False  # whether the lane for a reply larger than per_node is taken
         self._by_node: dict[str, int] = {}
-        self._queue: collections.deque[object] = collections.deque()
+        self._queues: dict[bool, collections.deque[object]] = {False: collections.deque(), True: collections.deque()}
 
     def acquire(self, node: str, nbytes: int, *, timeout: float) -> str | None:
         """Hold ``nbytes`` for ``node``'s upload, waiting up to ``timeout`` s; or say why not."""
@@ -80,29 +83,31 @@ class ReplyBuffer:
             return None
         with self._changed:
             mine = self._by_node.get(node, 0)
-            if mine and mine + nbytes > self.per_node:
+            large = mine + nbytes > self.per_node
+            if large and mine:
                 return (
                     f"node {node} is already sending {mine} bytes of replies; another {nbytes} would pass the "
                     f"{self.per_node} bytes a node's uploads may hold at once (node_upload_bytes)"
                 )
             self._by_node[node] = mine + nbytes
+            queue = self._queues[large]
             ticket = object()
-            self._queue.append(ticket)
+            queue.append(ticket)
             deadline = time.monotonic() + timeout
             try:
-                while self._queue[0] is not ticket or (self._held > 0 and self._held + nbytes > self.total):
+                while queue[0] is not ticket or (self._large if large else self._shared + nbytes > self.total):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         self._give_back(node, nbytes)
-                        return (
-                            f"node {node}'s reply of {nbytes} bytes found no room in {timeout:g} s: the coordinator "
-                            f"is receiving {self._held} bytes of other replies (upload_buffer_bytes={self.total})"
-                        )
+                        return self._no_room(node, nbytes, large, timeout)
                     self._changed.wait(remaining)
-                self._held += nbytes
+                if large:
+                    self._large = True
+                else:
+                    self._shared += nbytes
                 return None
             finally:
-                self._queue.remove(ticket)
+                queue.remove(ticket)
                 self._changed.notify_all()
 
     def release(self, node: str, nbytes: int) -> None:
@@ -110,7 +115,10 @@ class ReplyBuffer:
         if nbytes == 0:
             return
         with self._changed:
-            self._held -= nbytes
+            if nbytes > self.per_node:  # only a reply in the large lane can be this big
+                self._large = False
+            else:
+                self._shared -= nbytes
             self._give_back(node, nbytes)
             self._changed.notify_all()
 
@@ -118,3 +126,12 @@ class ReplyBuffer:
         left = self._by_node.pop(node) - nbytes
         if left:
             self._by_node[node] = left
+
+    def _no_room(self, node: str, nbytes: int, large: bool, timeout: float) -> str:
+        waited = f"node {node}'s reply of {nbytes} bytes waited {timeout:g} s (upload_wait_timeout)"
+        if large:
+            return (
+                f"{waited} behind another reply larger than node_upload_bytes ({self.per_node}); such replies are "
+                "received one at a time"
+            )
+        return f"{waited} for room: {self._shared} bytes of other replies fill upload_buffer_bytes ({self.total})"

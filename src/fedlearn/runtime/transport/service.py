@@ -86,6 +86,8 @@ class Hub(Protocol):
     @property
     def stream_idle_timeout(self) -> float: ...
     @property
+    def upload_wait_timeout(self) -> float: ...
+    @property
     def clock(self) -> Callable[[], float]: ...
 
     def open_session(self, session: SessionRecord) -> tuple[grpc.StatusCode, str] | None: ...
@@ -249,7 +251,7 @@ class FleetService:
 
         Every wait here has a deadline: the header must come within ``first_message_timeout``,
         each chunk within ``stream_idle_timeout`` of the last, and room in the reply buffer
-        within ``stream_idle_timeout`` too.
+        within ``upload_wait_timeout``.
         """
         node, _ = self._admit(context)
         hub = self._hub
@@ -286,7 +288,7 @@ class FleetService:
                 f"node {node}'s reply is {size} bytes; the coordinator accepts at most {hub.max_message_bytes} "
                 "(raise max_message_bytes)",
             )
-        refusal = self._replies.acquire(node, size, timeout=hub.stream_idle_timeout)
+        refusal = self._replies.acquire(node, size, timeout=hub.upload_wait_timeout)
         if refusal is not None:
             fail(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
         broke = None

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.runtime.deploy.conftest import ROOT
 
+pytestmark = pytest.mark.slow
 GUIDE = ROOT / "docs" / "deployment.md"
 
 

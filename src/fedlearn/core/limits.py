@@ -45,3 +45,14 @@ DEFAULT_MAX_NEWTON_COEFFICIENTS = 10_000
 
 A node sums a Hessian of this many squared entries, 800 MB at the cap, so a coordinator asking for
 a million classes is refused before the node allocates anything."""
+
+DEFAULT_MAX_CALLS_PER_NODE = 8
+"""Calls one node may have open on the coordinator at once. An honest node needs two or three
+(its session, a transfer, a second session while it reconnects); the bound keeps a node that
+opens hundreds of streams from taking the server's threads."""
+
+DEFAULT_UPLOAD_BUFFER_BYTES = 2**30
+"""1 GiB of replies being received at once, over all nodes; one larger reply is received alone."""
+
+DEFAULT_NODE_UPLOAD_BYTES = 2**28
+"""256 MiB of replies one node may be sending at once; a single larger reply is still accepted."""

@@ -14,7 +14,7 @@ a node nothing. Liveness is the transport's job on purpose: its pings are answer
 C core, so neither side looks dead while the other is busy holding the GIL (decoding a large
 model does). The heartbeats this agent sends let the coordinator drop a node that is idle yet
 silent, e.g. one whose Python is hung. Being refused is different: an unknown or
-revoked token, a name taken over by another agent, or a protocol mismatch raises
+revoked token, another node's certificate, a name taken over by another agent, or a protocol mismatch raises
 :class:`ConfigError` with a message that says what to do, instead of retrying forever.
 """
 
@@ -240,7 +240,7 @@ class NodeAgent:
             raise ConfigError(
                 f"node {self.name} was replaced by another agent using the same name; give every node its own name"
             ) from exc
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
+        if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
             raise ConfigError(f"the coordinator refused node {self.name}: {exc.details()}") from exc
 
     # -- the worker ------------------------------------------------------------------------------

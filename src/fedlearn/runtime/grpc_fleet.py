@@ -9,9 +9,18 @@ decoding it and skip what it already holds.
 Failure is reported, never waited out. A session ends when its stream breaks (a killed node's
 socket closes at once), when the transport's keepalive ping goes unanswered for
 ``heartbeat_timeout`` (a frozen or unreachable node), when an idle node sends no heartbeat for
-that long (a hung one), or when it is replaced. Its open tasks then become error replies at once,
-so the engine can close the round with the remaining nodes. A reply for a task that is no longer
-open is dropped.
+that long (a hung one), when it is replaced, or when its token stops being valid: every live
+session's token is checked again each ``revocation_check_interval``, so a node revoked (or its
+token rotated) in the store, even by another process, loses its session within a second and is
+sent nothing more. Its open tasks then become error replies at once, so the engine can close the
+round with the remaining nodes. A reply for a task that is no longer open is dropped.
+
+No node can starve the others, whatever it sends (see ``transport.admission`` and
+``transport.deadlines``): it may hold ``max_calls_per_node`` calls at once; a stream must send its
+first message within ``first_message_timeout`` and may not stand still for longer than
+``stream_idle_timeout``; a task takes one upload; and replies being received hold at most
+``node_upload_bytes`` per node and ``upload_buffer_bytes`` in all, plus one larger reply at a
+time.
 
 A node name holds at most one session. A new session *replaces* the old one rather than being
 refused: a node that restarts after a crash must get back in at once, without waiting for the
@@ -33,7 +42,9 @@ from typing import Protocol
 
 import grpc
 
-from fedlearn.core.errors import CodecError, ConfigError
+from fedlearn.core import limits as core_limits
+from fedlearn.core.checks import check_int
+from fedlearn.core.errors import CodecError, ConfigError, FedlearnError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.runtime.proto import fleet_pb2 as pb
 from fedlearn.runtime.tls import ServerTLS
@@ -93,6 +104,7 @@ class _Counters:
 class _State:
     sessions: dict[str, SessionRecord] = field(default_factory=dict)
     tasks: dict[str, _OpenTask] = field(default_factory=dict)
+    uploading: set[str] = field(default_factory=set)  # open tasks whose reply is being uploaded
     counters: _Counters = field(default_factory=_Counters)
     closed: bool = False
 
@@ -109,12 +121,39 @@ class GrpcFleet:
         heartbeat_interval: float = 2.0,
         heartbeat_timeout: float = 6.0,
         max_nodes: int = 256,
+        max_calls_per_node: int = core_limits.DEFAULT_MAX_CALLS_PER_NODE,
+        upload_buffer_bytes: int = core_limits.DEFAULT_UPLOAD_BUFFER_BYTES,
+        node_upload_bytes: int = core_limits.DEFAULT_NODE_UPLOAD_BYTES,
+        first_message_timeout: float = limits.DEFAULT_FIRST_MESSAGE_TIMEOUT,
+        stream_idle_timeout: float = limits.DEFAULT_STREAM_IDLE_TIMEOUT,
+        upload_wait_timeout: float = limits.DEFAULT_UPLOAD_WAIT_TIMEOUT,
+        revocation_check_interval: float = limits.DEFAULT_REVOCATION_CHECK_INTERVAL,
         on_node_status: NodeStatusCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         limits.check_sizes(max_message_bytes=max_message_bytes, chunk_bytes=chunk_bytes)
-        limits.check_timeout("heartbeat_interval", heartbeat_interval)
-        limits.check_timeout("heartbeat_timeout", heartbeat_timeout)
+        counts = {
+            "max_calls_per_node": max_calls_per_node,
+            "node_upload_bytes": node_upload_bytes,
+            "upload_buffer_bytes": upload_buffer_bytes,
+        }
+        for name, count in counts.items():
+            check_int(name, count, low=1)
+        if upload_buffer_bytes < node_upload_bytes:
+            raise ConfigError(
+                f"`upload_buffer_bytes` must be at least `node_upload_bytes` ({node_upload_bytes}); "
+                f"got {upload_buffer_bytes}"
+            )
+        timeouts = {
+            "heartbeat_interval": heartbeat_interval,
+            "heartbeat_timeout": heartbeat_timeout,
+            "first_message_timeout": first_message_timeout,
+            "stream_idle_timeout": stream_idle_timeout,
+            "upload_wait_timeout": upload_wait_timeout,
+            "revocation_check_interval": revocation_check_interval,
+        }
+        for name, seconds in timeouts.items():
+            limits.check_timeout(name, seconds)
         if heartbeat_timeout <= heartbeat_interval:
             raise ConfigError(
                 f"`heartbeat_timeout` must exceed `heartbeat_interval` ({heartbeat_interval}); got {heartbeat_timeout}"
@@ -127,10 +166,19 @@ class GrpcFleet:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.max_nodes = max_nodes
+        self.max_calls_per_node = max_calls_per_node
+        self.upload_buffer_bytes = upload_buffer_bytes
+        self.node_upload_bytes = node_upload_bytes
+        self.first_message_timeout = first_message_timeout
+        self.stream_idle_timeout = stream_idle_timeout
+        self.upload_wait_timeout = upload_wait_timeout
+        self.revocation_check_interval = revocation_check_interval
         self.clock = clock
         self._on_node_status = on_node_status
         self._lock = threading.Lock()
         self._state = _State()
+        self._closing = threading.Event()
+        self._token_checker: threading.Thread | None = None
         self._blobs = BlobStore()
         self._replies: queue.Queue[Reply] = queue.Queue()
 
@@ -188,6 +236,7 @@ class GrpcFleet:
 
     def close(self) -> None:
         """End every session (nodes will reconnect to whoever serves next) and refuse new ones."""
+        self._closing.set()
         with self._lock:
             self._state.closed = True
             sessions = list(self._state.sessions.values())
@@ -222,6 +271,11 @@ class GrpcFleet:
             if old is None and len(self._state.sessions) >= self.max_nodes:
                 return grpc.StatusCode.RESOURCE_EXHAUSTED, f"the coordinator is full (max_nodes={self.max_nodes})"
             self._state.sessions[session.node] = session
+            if self._token_checker is None:
+                self._token_checker = threading.Thread(
+                    target=self._check_tokens, name="fedlearn-token-checker", daemon=True
+                )
+                self._token_checker.start()
         if old is not None:
             reason = f"node {session.node} connected again from another session"
             self.end_session(old, reason, grpc.StatusCode.ALREADY_EXISTS)
@@ -248,11 +302,45 @@ class GrpcFleet:
             logger.info("node %s is offline: %s", session.node, reason)
             self._notify(session.node, online=False)
 
-    def open_task(self, task_id: str, node: str) -> tuple[str, int] | None:
-        """Kind and round of an open task of ``node``, or None when it is unknown or not theirs."""
+    def _check_tokens(self) -> None:
+        """End every session whose token is no longer valid, each ``revocation_check_interval``.
+
+        Authentication is checked on every call, but a session is one long call: without this a
+        revoked node would keep its session, and be sent tasks, until it reconnected. While the
+        store cannot answer, sessions are left alone and that is logged once, not on every pass.
+        """
+        store_down = False
+        while not self._closing.wait(self.revocation_check_interval):
+            with self._lock:
+                sessions = list(self._state.sessions.values())
+            try:
+                invalid = [s for s in sessions if not self.authenticate(s.node, s.token)]
+            except Exception as exc:
+                if not store_down:
+                    logger.warning("cannot re-check node tokens, sessions stay open meanwhile: %s", exc)
+                store_down = True
+                continue
+            if store_down:
+                logger.info("node tokens can be checked again")
+            store_down = False
+            for session in invalid:
+                self.end_session(session, "its token was revoked or rotated", grpc.StatusCode.UNAUTHENTICATED)
+
+    def claim_upload(self, task_id: str, node: str) -> tuple[str, int] | str:
+        """Kind and round of an open task of ``node``, now claimed by one upload; or why it cannot be.
+
+        A task takes one upload. Without that rule any number of uploads of one reply would each
+        buffer it in full; a second one is refused while the first runs, and once the first has
+        settled the task, it is no longer open.
+        """
         with self._lock:
             task = self._state.tasks.get(task_id)
-            return (task.kind, task.round) if task is not None and task.node == node else None
+            if task is None or task.node != node:
+                return f"task {task_id[:40]!r} is not open for node {node}"
+            if task_id in self._state.uploading:
+                return f"task {task_id[:40]!r} is already being uploaded; a task takes one upload"
+            self._state.uploading.add(task_id)
+            return task.kind, task.round
 
     def busy(self, session: SessionRecord) -> bool:
         """Whether tasks sent on ``session`` are still open."""
@@ -263,6 +351,7 @@ class GrpcFleet:
         """Close an open task with ``reply``; False when it was already closed (the reply is dropped)."""
         with self._lock:
             task = self._state.tasks.pop(task_id, None)
+            self._state.uploading.discard(task_id)
             if task is not None:
                 task.session.tasks.pop(task_id, None)
         if task is None:
@@ -304,7 +393,9 @@ class GrpcFleet:
             return
         try:
             self._on_node_status(node, online)
-        except Exception:  # a failing status hook must not take the link down
+        except FedlearnError as exc:  # e.g. the store is down: one line, and the link stays up
+            logger.warning("could not record node %s as %s: %s", node, "online" if online else "offline", exc)
+        except Exception:  # a bug in the hook: worth its traceback, but it must not take the link down
             logger.exception("on_node_status(%r, %r) failed", node, online)
 
 
@@ -317,8 +408,11 @@ def serve(
 ) -> tuple[grpc.Server, int]:
     """Start a gRPC server for ``fleet`` on ``address`` (port 0 picks a free port); returns it and its port.
 
-    Each connected node holds one worker thread for its session, so the pool has ``max_nodes``
-    threads for sessions plus ``max_transfers`` for concurrent downloads and uploads. Port reuse
+    Under mutual TLS every call's certificate must be issued to the node it names (see
+    ``FleetService``). Each connected node holds one worker thread for its session, so the pool
+    has ``max_nodes`` threads for sessions plus ``max_transfers`` for concurrent downloads and
+    uploads; a node holds at most ``max_calls_per_node`` of them, each for a bounded time while
+    its peer is silent, so one node cannot take the others' threads. Port reuse
     is off, so a second coordinator on the same port fails instead of silently sharing it. The
     transport pings every node each ``heartbeat_interval`` and drops it when a ping goes
     unanswered for ``heartbeat_timeout`` (see ``limits.server_options``).
@@ -329,7 +423,7 @@ def serve(
             keepalive_interval=fleet.heartbeat_interval, keepalive_timeout=fleet.heartbeat_timeout
         ),
     )
-    FleetService(fleet).register(server)
+    FleetService(fleet, certificate_names=tls is not None and tls.mutual).register(server)
     try:
         port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError as exc:

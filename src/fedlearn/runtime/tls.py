@@ -2,7 +2,9 @@
 
 Both ends take PEM bytes, loaded once from files. A server with ``client_ca`` set demands client
 certificates signed by that CA (mutual TLS); a client with ``cert``/``key`` presents one. Tokens
-still identify each node on top of TLS, so a stolen certificate alone is not enough.
+still identify each node on top of TLS, so a stolen certificate alone is not enough; and under
+mutual TLS a certificate serves only the node whose name it carries, so a stolen token alone is
+not enough either (the check is in ``transport.service``).
 """
 
 from __future__ import annotations

@@ -128,6 +128,25 @@ def test_mark_node_offline_keeps_last_seen(store):
     assert node.last_seen is not None
 
 
+def test_marking_a_revoked_node_offline_is_recorded_without_error(store):
+    store.add_node("site-a")
+    store.mark_node("site-a", online=True)
+    store.revoke_node("site-a")
+
+    store.mark_node("site-a", online=False)  # its session ends after the revocation commits
+
+    [node] = store.list_nodes()
+    assert node.revoked and node.status == "offline"
+
+
+def test_a_revoked_node_cannot_be_marked_online(store):
+    store.add_node("site-a")
+    store.revoke_node("site-a")
+
+    with pytest.raises(StoreError, match="'site-a' is revoked"):
+        store.mark_node("site-a", online=True)
+
+
 def test_mark_node_of_unknown_node_is_refused(store):
     with pytest.raises(StoreError, match="not registered"):
         store.mark_node("ghost", online=True)

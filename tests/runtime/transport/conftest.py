@@ -6,6 +6,7 @@ failure handling is observable in a fraction of a second.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.runtime.agent import NodeAgent, TaskHandler
 from fedlearn.runtime.grpc_fleet import GrpcFleet, serve
+from fedlearn.runtime.proto import fleet_pb2 as pb
 from fedlearn.runtime.proto import fleet_pb2_grpc as pb_grpc
 from fedlearn.runtime.tls import ClientTLS, ServerTLS
 from fedlearn.runtime.transport.backoff import Backoff
@@ -168,3 +170,48 @@ def params() -> ParamSet:
             "double": rng.standard_normal(5),
         }
     )
+
+
+class RawSession:
+    """A hand-driven session for one node (``raw`` unless told): its task headers land in a queue."""
+
+    def __init__(self, coordinator: Coordinator, *, node: str, heartbeat: bool) -> None:
+        self.headers: queue.Queue[pb.TaskHeader] = queue.Queue()
+        self._done = threading.Event()
+        self._heartbeat = heartbeat
+        self._call = coordinator.stub().Session(self._requests(), metadata=metadata(node))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_until(lambda: node in coordinator.fleet.available())
+
+    def _requests(self) -> Iterator[pb.NodeMessage]:
+        yield pb.NodeMessage(hello=pb.Hello(protocol=1))
+        while not self._done.wait(0.05):
+            if self._heartbeat:
+                yield pb.NodeMessage(heartbeat=pb.Heartbeat())
+
+    def _read(self) -> None:
+        try:
+            for message in self._call:
+                if message.HasField("task"):
+                    self.headers.put(message.task)
+        except grpc.RpcError:
+            pass
+
+    def get(self) -> pb.TaskHeader:
+        return self.headers.get(timeout=5)
+
+    def close(self) -> None:
+        self._done.set()
+        self._call.cancel()
+        self._reader.join(timeout=5)
+
+    def __enter__(self) -> RawSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def raw_session(coordinator: Coordinator, *, node: str = "raw", heartbeat: bool = True) -> RawSession:
+    return RawSession(coordinator, node=node, heartbeat=heartbeat)

@@ -14,8 +14,10 @@ class Pki:
     ca: bytes
     server_cert: bytes
     server_key: bytes
-    client_cert: bytes
+    client_cert: bytes  # node "a"'s
     client_key: bytes
+    other_cert: bytes  # node "b"'s
+    other_key: bytes
 
 
 def make_pki() -> Pki:
@@ -24,10 +26,13 @@ def make_pki() -> Pki:
         ca = init_ca(directory, common_name="fedlearn test CA")
         server = issue(directory, "coordinator", kind="server", hosts=["localhost", "127.0.0.1"])
         client = issue(directory, "a", kind="client")
+        other = issue(directory, "b", kind="client")
         return Pki(
             ca=ca.cert.read_bytes(),
             server_cert=server.cert.read_bytes(),
             server_key=server.key.read_bytes(),
             client_cert=client.cert.read_bytes(),
             client_key=client.key.read_bytes(),
+            other_cert=other.cert.read_bytes(),
+            other_key=other.key.read_bytes(),
         )

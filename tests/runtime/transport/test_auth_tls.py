@@ -130,6 +130,50 @@ def test_mutual_tls_server_refuses_a_client_without_a_certificate(
     assert coordinator.fleet.available() == []
 
 
+def test_mutual_tls_refuses_a_node_presenting_another_nodes_certificate(
+    start_coordinator: StartCoordinator, start_agent: StartAgent, pki: Pki
+) -> None:
+    coordinator = start_coordinator(tls=ServerTLS(cert=pki.server_cert, key=pki.server_key, client_ca=pki.ca))
+
+    agent = start_agent(coordinator, "b", tls=ClientTLS(ca=pki.ca, cert=pki.client_cert, key=pki.client_key))
+    assert agent.thread is not None
+    agent.thread.join(timeout=10)
+
+    assert isinstance(agent.error, ConfigError)
+    assert str(agent.error) == (
+        "the coordinator refused node b: its client certificate is issued to 'a', not 'b'; with mutual TLS each "
+        "node must present the certificate issued for its own name"
+    )
+    assert coordinator.fleet.available() == []
+
+
+@pytest.mark.parametrize("method", ["Download", "Upload"])
+def test_mutual_tls_binds_every_call_to_the_certificates_name(
+    start_coordinator: StartCoordinator, pki: Pki, method: str
+) -> None:
+    coordinator = start_coordinator(tls=ServerTLS(cert=pki.server_cert, key=pki.server_key, client_ca=pki.ca))
+    stub = coordinator.stub(ClientTLS(ca=pki.ca, cert=pki.other_cert, key=pki.other_key))
+
+    with pytest.raises(grpc.RpcError) as refused:
+        if method == "Download":
+            list(stub.Download(pb.BlobRequest(digest="0" * 64), metadata=metadata("a"), timeout=5))
+        else:
+            stub.Upload(iter([pb.UploadMessage(header=pb.ReplyHeader(task_id="t"))]), metadata=metadata("a"), timeout=5)
+
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "issued to 'b', not 'a'" in (refused.value.details() or "")
+
+
+def test_server_only_tls_does_not_ask_for_a_certificate_name(
+    start_coordinator: StartCoordinator, start_agent: StartAgent, pki: Pki
+) -> None:
+    coordinator = start_coordinator(tls=ServerTLS(cert=pki.server_cert, key=pki.server_key))
+
+    start_agent(coordinator, "a", tls=ClientTLS(ca=pki.ca, cert=pki.other_cert, key=pki.other_key))
+
+    _round_trip(coordinator)
+
+
 def test_plaintext_client_cannot_talk_to_a_tls_server(start_coordinator: StartCoordinator, pki: Pki) -> None:
     coordinator = start_coordinator(tls=ServerTLS(cert=pki.server_cert, key=pki.server_key))
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -22,6 +21,7 @@ from tests.runtime.transport.conftest import (
     Coordinator,
     ShiftHandler,
     metadata,
+    raw_session,
     receive_all,
     wait_until,
 )
@@ -144,7 +144,7 @@ def test_upload_announcing_an_oversized_payload_is_refused_by_the_server(
     start_coordinator: StartCoordinator, params: ParamSet
 ) -> None:
     coordinator = start_coordinator(max_message_bytes=1000)
-    with _raw_session(coordinator) as raw:
+    with raw_session(coordinator) as raw:
         coordinator.fleet.send("raw", _task(params))
         header = raw.get()
         upload = pb.ReplyHeader(task_id=header.task_id, payload=pb.BlobRef(digest="0" * 64, size=10**9))
@@ -163,7 +163,7 @@ def test_upload_with_garbage_payload_becomes_an_error_reply_and_the_server_serve
     coordinator = start_coordinator()
     start_agent(coordinator, "a")
     garbage = np.random.default_rng(2).bytes(5000)
-    with _raw_session(coordinator) as raw:
+    with raw_session(coordinator) as raw:
         coordinator.fleet.send("raw", _task(params))
         header = raw.get()
         upload = pb.ReplyHeader(
@@ -234,7 +234,7 @@ def test_a_blob_is_served_only_to_nodes_with_an_open_task_for_it(
     start_coordinator: StartCoordinator, params: ParamSet
 ) -> None:
     coordinator = start_coordinator()
-    with _raw_session(coordinator) as raw:
+    with raw_session(coordinator) as raw:
         coordinator.fleet.send("raw", _task(params))
         digest = raw.get().params.digest
         stranger = metadata("a")
@@ -260,7 +260,7 @@ def test_a_node_with_too_many_open_tasks_has_its_oldest_superseded(
     start_coordinator: StartCoordinator, params: ParamSet
 ) -> None:
     coordinator = start_coordinator()
-    with _raw_session(coordinator):
+    with raw_session(coordinator):
         for round in range(1, 10):
             coordinator.fleet.send("raw", _task(params, round))
         [reply] = receive_all(coordinator.fleet, 1)
@@ -273,9 +273,29 @@ def test_impossible_heartbeat_settings_are_refused() -> None:
         GrpcFleet(authenticate=lambda node, token: True, heartbeat_interval=2.0, heartbeat_timeout=1.0)
 
 
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"max_calls_per_node": 0}, "`max_calls_per_node` must be an integer >= 1; got 0"),
+        ({"upload_buffer_bytes": -1}, "`upload_buffer_bytes` must be an integer >= 1; got -1"),
+        ({"node_upload_bytes": 1.5}, "`node_upload_bytes` must be an integer >= 1; got 1.5 (float)"),
+        ({"first_message_timeout": 0}, "`first_message_timeout` must be a positive number of seconds; got 0"),
+        ({"stream_idle_timeout": -2.0}, "`stream_idle_timeout` must be a positive number of seconds; got -2.0"),
+        ({"upload_wait_timeout": 0}, "`upload_wait_timeout` must be a positive number of seconds; got 0"),
+        ({"revocation_check_interval": 0}, "`revocation_check_interval` must be a positive number of seconds; got 0"),
+        ({"upload_buffer_bytes": 10}, "`upload_buffer_bytes` must be at least `node_upload_bytes` (268435456); got 10"),
+    ],
+)
+def test_impossible_limits_are_refused_naming_them(setting: dict[str, float], expected: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        GrpcFleet(authenticate=lambda node, token: True, **setting)  # type: ignore[arg-type]
+
+    assert str(refused.value) == expected
+
+
 def test_heartbeat_timeout_marks_a_silent_idle_node_offline(start_coordinator: StartCoordinator) -> None:
     coordinator = start_coordinator()
-    with _raw_session(coordinator, heartbeat=False):
+    with raw_session(coordinator, heartbeat=False):
         started = time.monotonic()
         wait_until(lambda: coordinator.fleet.available() == [], timeout=5)
         silent_for = time.monotonic() - started
@@ -288,7 +308,7 @@ def test_silent_node_with_an_open_task_is_kept_while_its_transport_answers(
     start_coordinator: StartCoordinator, params: ParamSet
 ) -> None:
     coordinator = start_coordinator()
-    with _raw_session(coordinator, heartbeat=False) as raw:
+    with raw_session(coordinator, heartbeat=False) as raw:
         coordinator.fleet.send("raw", _task(params))
         task_id = raw.get().task_id
         time.sleep(1.5)  # well past the 0.6 s heartbeat timeout: busy, e.g. decoding with the GIL held
@@ -368,50 +388,3 @@ def test_disconnect_ends_a_session_and_a_revoked_node_stops(
 
     assert isinstance(agent.error, ConfigError) and "revoked token" in str(agent.error)
     assert coordinator.statuses == [("c", True), ("c", False)]
-
-
-class _RawSession:
-    """A hand-driven session for node ``raw``: its task headers land in a queue."""
-
-    def __init__(self, coordinator: Coordinator, *, heartbeat: bool) -> None:
-        import queue
-
-        self.headers: queue.Queue[pb.TaskHeader] = queue.Queue()
-        self._done = threading.Event()
-        self._heartbeat = heartbeat
-        self._call = coordinator.stub().Session(self._requests(), metadata=metadata())
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        wait_until(lambda: "raw" in coordinator.fleet.available())
-
-    def _requests(self) -> Iterator[pb.NodeMessage]:
-        yield pb.NodeMessage(hello=pb.Hello(protocol=1))
-        while not self._done.wait(0.05):
-            if self._heartbeat:
-                yield pb.NodeMessage(heartbeat=pb.Heartbeat())
-
-    def _read(self) -> None:
-        try:
-            for message in self._call:
-                if message.HasField("task"):
-                    self.headers.put(message.task)
-        except grpc.RpcError:
-            pass
-
-    def get(self) -> pb.TaskHeader:
-        return self.headers.get(timeout=5)
-
-    def close(self) -> None:
-        self._done.set()
-        self._call.cancel()
-        self._reader.join(timeout=5)
-
-    def __enter__(self) -> _RawSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _raw_session(coordinator: Coordinator, *, heartbeat: bool = True) -> _RawSession:
-    return _RawSession(coordinator, heartbeat=heartbeat)

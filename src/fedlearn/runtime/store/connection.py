@@ -12,8 +12,10 @@ PostgreSQL, reads run at REPEATABLE READ so a checkpoint and its history are rea
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from fedlearn.core.errors import ConfigError, StoreError
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 POSTGRES_CONNECT_TIMEOUT_S = 10
@@ -81,6 +85,7 @@ class Database:
         self.is_sqlite = url.get_backend_name() == "sqlite"
         connect_args: dict[str, Any]
         if self.is_sqlite:
+            _keep_private(str(url.database))
             connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         else:
             connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
@@ -125,6 +130,25 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _keep_private(path: str) -> None:
+    """Create a new SQLite file 0600, and warn when an existing one is readable by others.
+
+    The store holds models and token hashes. SQLite would create the file under the process's
+    umask (usually 0644) and gives its ``-wal`` and ``-shm`` files the database file's mode, so
+    creating the file first, empty, makes all three private. An existing file is the operator's:
+    it is not changed behind their back, but they are told how to fix it.
+    """
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return  # SQLite's own open reports it, with a hint
+    if mode & 0o077:
+        logger.warning("the store %s is readable by other users (mode %04o); run `chmod 600 %s`", path, mode, path)
 
 
 def _configure_sqlite(dbapi_conn: Any, _record: Any) -> None:

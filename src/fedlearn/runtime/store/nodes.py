@@ -42,7 +42,7 @@ def rotate_token(conn: Connection, name: str) -> str:
     """Replace an active node's token; the old one stops working when this commits."""
     name = validate_node_name(name)
     token = new_token()
-    _update_active(conn, name, token_sha256=hash_token(token))
+    _update(conn, name, token_sha256=hash_token(token))
     return token
 
 
@@ -56,8 +56,12 @@ def revoke_node(conn: Connection, name: str) -> None:
 
 
 def mark_node(conn: Connection, name: str, *, online: bool) -> None:
-    """Record that the node was just heard from (``online=True``) or has gone away."""
-    _update_active(conn, validate_node_name(name), last_seen=utcnow(), online=online)
+    """Record that the node was just heard from (``online=True``) or has gone away.
+
+    Only an active node can come online, but any registered node can go offline: a revoked node's
+    session ends after its revocation commits, and recording that is no error.
+    """
+    _update(conn, validate_node_name(name), only_active=online, last_seen=utcnow(), online=online)
 
 
 def mark_all_nodes_offline(conn: Connection) -> int:
@@ -69,9 +73,11 @@ def mark_all_nodes_offline(conn: Connection) -> int:
     return conn.execute(sa.update(nodes).where(nodes.c.online.is_(True)).values(online=False)).rowcount
 
 
-def _update_active(conn: Connection, name: str, **values: object) -> None:
-    result = conn.execute(sa.update(nodes).where(nodes.c.name == name, nodes.c.revoked_at.is_(None)).values(**values))
-    if result.rowcount == 0:
+def _update(conn: Connection, name: str, *, only_active: bool = True, **values: object) -> None:
+    query = sa.update(nodes).where(nodes.c.name == name)
+    if only_active:
+        query = query.where(nodes.c.revoked_at.is_(None))
+    if conn.execute(query.values(**values)).rowcount == 0:
         state = "is revoked" if _exists(conn, name) else "is not registered"
         raise StoreError(f"node {name!r} {state}; register it with `fedlearn nodes add {name}`")
 

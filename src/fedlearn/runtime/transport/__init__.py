@@ -3,7 +3,9 @@
 ``limits`` (sizes and deadlines), ``chunks`` (cutting blobs and verifying their reassembly),
 ``stream`` (safetensors blobs straight from the arrays), ``envelope`` (tasks and replies to and
 from protobuf headers plus blobs), ``blobs`` (encode-once store on the coordinator, decoded cache
-on the node), ``backoff`` (reconnect delays) and ``service`` (the coordinator's RPC handlers).
+on the node), ``backoff`` (reconnect delays), ``service`` (the coordinator's RPC handlers), and
+what keeps one node from starving the others: ``admission`` (calls and reply bytes per node)
+and ``deadlines`` (server-side deadlines for silent streams).
 """
 
 from fedlearn.runtime.transport.backoff import Backoff

@@ -24,6 +24,22 @@ MAX_FRAME_BYTES = MAX_CHUNK_BYTES + HEADER_ALLOWANCE
 
 DEFAULT_MAX_MESSAGE_BYTES = core_limits.DEFAULT_MAX_MESSAGE_BYTES
 
+DEFAULT_FIRST_MESSAGE_TIMEOUT = 10.0
+"""Seconds a new stream may take to send its first message (a session's Hello, an upload's header)."""
+
+DEFAULT_STREAM_IDLE_TIMEOUT = 30.0
+"""Seconds a transfer may stand still: no chunk of an upload arrives, or no chunk of a download
+is taken. A transfer that moves is never cut off."""
+
+DEFAULT_UPLOAD_WAIT_TIMEOUT = 300.0
+"""Seconds an upload may wait for room in the coordinator's reply buffer. Generous, because
+replies larger than ``node_upload_bytes`` are received one at a time and a large model's take
+a while each; the waiting upload costs a thread, not memory."""
+
+DEFAULT_REVOCATION_CHECK_INTERVAL = 0.5
+"""Seconds between re-checks of every live session's token, so revoking a node (in the store,
+perhaps from another process) closes its session within a second."""
+
 
 def check_sizes(*, max_message_bytes: int, chunk_bytes: int) -> None:
     """Refuse sizes that could not work, naming the parameter."""

@@ -23,7 +23,13 @@ from fedlearn.cli.follow import follow as follow_run
 from fedlearn.cli.logs import LogFormat, LogFormatOption, LogLevel, LogLevelOption, configure_logging
 from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, ReconnectOption, StoreOption
 from fedlearn.cli.reporting import command_group
-from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES
+from fedlearn.core.limits import (
+    DEFAULT_MAX_CALLS_PER_NODE,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_NODE_UPLOAD_BYTES,
+    DEFAULT_UPLOAD_BUFFER_BYTES,
+)
 
 app = command_group()
 logger = logging.getLogger(__name__)
@@ -54,6 +60,15 @@ def coordinator(
         int, typer.Option(min=1, help="Largest HTTP API request body accepted (a run config, an analytics request).")
     ] = DEFAULT_MAX_REQUEST_BYTES,
     allow_learner: Annotated[list[str] | None, typer.Option(help="Allow a module:function learner.")] = None,
+    max_calls_per_node: Annotated[
+        int, typer.Option(min=1, help="Calls one node may have open at once; more are refused.")
+    ] = DEFAULT_MAX_CALLS_PER_NODE,
+    upload_buffer_bytes: Annotated[
+        int, typer.Option(min=1, help="Bytes of replies being received at once, over all nodes.")
+    ] = DEFAULT_UPLOAD_BUFFER_BYTES,
+    node_upload_bytes: Annotated[
+        int, typer.Option(min=1, help="Each node's share of the upload buffer; larger replies wait for a lane.")
+    ] = DEFAULT_NODE_UPLOAD_BYTES,
     log_level: LogLevelOption = LogLevel.info,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
@@ -84,6 +99,9 @@ def coordinator(
         heartbeat_timeout=heartbeat_timeout,
         heartbeat_interval=min(2.0, heartbeat_timeout / 3),
         on_node_status=state.mark_node,
+        max_calls_per_node=max_calls_per_node,
+        upload_buffer_bytes=upload_buffer_bytes,
+        node_upload_bytes=node_upload_bytes,
     )
     server, bound = serve(fleet, listen, tls)
     service = Coordinator(state, fleet, allowed_learners=allow_learner or ())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,29 @@ def test_a_resumed_run_says_from_which_round(tmp_path: Path, caplog: pytest.LogC
         second.close()
 
     assert f"run {run_id}: resumed after round 1 from its checkpoint" in [r.getMessage() for r in caplog.records]
+
+
+class _Inflating(tracked_learner.TrackingTrainer):
+    """Claims a million examples for each fit: a node trying to outweigh the others."""
+
+    def fit(self, params, config, state, extras=None):  # type: ignore[no-untyped-def]
+        result = super().fit(params, config, state, extras)
+        return replace(result, num_examples=10**6)
+
+
+def test_a_reply_claiming_more_rows_than_its_node_declared_is_rejected_with_the_reason(tmp_path: Path) -> None:
+    fleet = InProcessFleet(["n1", "n2"], lambda name: NodeApp(
+        node_id=name, trainer=_Inflating() if name == "n1" else tracked_learner.TrackingTrainer()))  # fmt: skip
+    tracked_learner.ALIVE_DURING_FIT.clear()
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        store.add_node("n1", max_examples=50)
+        coordinator = Coordinator(store, fleet, poll_interval=0.05, allowed_learners=[LEARNER])
+        coordinator.start()
+        run_id = coordinator.submit(CONFIG.replace("min_reply_fraction = 1.0", "min_reply_fraction = 0.5")).id
+        _finish(store, run_id)
+        coordinator.close()
+        run, history = store.get_run(run_id), store.round_history(run_id)
+
+    assert run.status == "completed", run.message
+    assert all(record.replies == 1 for record in history)
+    assert all("claims 1000000 examples, but the node declared 50 rows" in r.failures["n1"] for r in history)

@@ -27,14 +27,38 @@ nodes = command_group(help="Register, list and revoke nodes (run on the coordina
 runs = command_group(help="List, inspect, follow, stop and resume runs on a coordinator.")
 
 
+MaxExamplesOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Rows the node holds, as its site declares: a reply claiming more examples is rejected."),
+]
+
+
 @nodes.command("add")
-def nodes_add(name: str, store: StoreOption = DEFAULT_STORE) -> None:
+def nodes_add(name: str, store: StoreOption = DEFAULT_STORE, max_examples: MaxExamplesOption = None) -> None:
     """Register a node and print its token (shown once; only its hash is stored)."""
     from fedlearn.runtime.store import open_store
 
     with open_store(announce_default_store(store)) as state:
-        issued = state.add_node(name)
+        issued = state.add_node(name, max_examples=max_examples)
     typer.echo(f"node {name} registered. Its token, shown only now:\n{issued}")
+
+
+@nodes.command("declare")
+def nodes_declare(
+    name: str,
+    store: StoreOption = DEFAULT_STORE,
+    max_examples: MaxExamplesOption = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the declared row count.")] = False,
+) -> None:
+    """Declare how many rows a node holds (from the next run on), or clear the declaration."""
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.runtime.store import open_store
+
+    if (max_examples is None) != clear:
+        raise ConfigError("give either --max-examples N or --clear")
+    with open_store(announce_default_store(store)) as state:
+        state.declare_rows(name, max_examples)
+    typer.echo(f"node {name}: " + ("no declared row count" if clear else f"declared {max_examples} rows"))
 
 
 @nodes.command("rotate")
@@ -67,11 +91,12 @@ def nodes_list(store: StoreOption = DEFAULT_STORE) -> None:
 
     with open_store(announce_default_store(store)) as state:
         records = state.list_nodes()
-    table = Table("name", "status", "last seen", "registered")
+    table = Table("name", "status", "last seen", "registered", "declared rows")
     for n in records:
         status = "revoked" if n.revoked else n.status
         table.add_row(n.name, status, n.last_seen.isoformat(timespec="seconds") if n.last_seen else "never",
-                      n.created_at.isoformat(timespec="seconds"))  # fmt: skip
+                      n.created_at.isoformat(timespec="seconds"),
+                      "-" if n.max_examples is None else str(n.max_examples))  # fmt: skip
     Console().print(table)
 
 

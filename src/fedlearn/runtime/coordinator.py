@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from fedlearn.config import RunConfig, parse_config
 from fedlearn.core.config_files import parse_toml
@@ -154,7 +155,7 @@ class Coordinator:
             engine = Engine(
                 self.fleet,
                 plan.strategy,
-                plan.engine,
+                replace(plan.engine, declared_examples=self.store.declared_rows()),
                 checkpoint=lambda s: self.store.save_checkpoint(run.id, s),
                 on_round=lambda record: self._between_rounds(run.id, record),
             )

@@ -16,6 +16,8 @@ Version history:
 - 1: ``nodes.last_seen`` and ``nodes.online`` for presence, ``runs.stop_requested`` for a clean stop.
 - 2: ``runs.error``, the class name of the error that failed a run, so that a client following the run
   can exit with that error's code (a quorum failure with 4) rather than a generic 1.
+- 3: ``nodes.max_examples``, the row count an operator declared for a node: a reply claiming more
+  examples is rejected, so a node cannot weight its update beyond the data it holds.
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ def _v1_to_v2(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN error VARCHAR(64)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2)
+def _v2_to_v3(conn: Connection) -> None:
+    """Add each node's declared row count; nodes registered before it have none (NULL: not declared)."""
+    conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN max_examples BIGINT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
 
 
 def ensure_schema(db: Database) -> None:

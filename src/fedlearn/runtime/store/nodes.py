@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from fedlearn.core.checks import check_int
 from fedlearn.core.errors import NotFoundError, StoreError
 from fedlearn.runtime.store.records import NodeRecord
 from fedlearn.runtime.store.schema import nodes, utcnow
@@ -14,9 +15,13 @@ from fedlearn.runtime.tokens import hash_token, is_valid_node_name, new_token, t
 _NO_MATCH = hash_token("fedlearn: no such node")
 
 
-def add_node(conn: Connection, name: str) -> str:
-    """Register ``name`` (or re-register a revoked one) and return its token, the only time it is seen."""
+def add_node(conn: Connection, name: str, *, max_examples: int | None = None) -> str:
+    """Register ``name`` (or re-register a revoked one) and return its token, the only time it is seen.
+
+    ``max_examples`` declares how many rows the node holds; None leaves it undeclared.
+    """
     name = validate_node_name(name)
+    _check_max_examples(max_examples)
     row = conn.execute(sa.select(nodes.c.revoked_at).where(nodes.c.name == name).with_for_update()).first()
     if row is not None and row.revoked_at is None:
         raise StoreError(
@@ -30,6 +35,7 @@ def add_node(conn: Connection, name: str) -> str:
         "revoked_at": None,
         "last_seen": None,
         "online": False,
+        "max_examples": max_examples,
     }
     if row is None:
         conn.execute(sa.insert(nodes).values(name=name, **values))
@@ -44,6 +50,25 @@ def rotate_token(conn: Connection, name: str) -> str:
     token = new_token()
     _update(conn, name, token_sha256=hash_token(token))
     return token
+
+
+def declare_rows(conn: Connection, name: str, max_examples: int | None) -> None:
+    """Set (or, with None, clear) the row count declared for an active node."""
+    _check_max_examples(max_examples)
+    _update(conn, validate_node_name(name), max_examples=max_examples)
+
+
+def declared_rows(conn: Connection) -> dict[str, int]:
+    """Each active node's declared row count, for the nodes that have one."""
+    query = sa.select(nodes.c.name, nodes.c.max_examples).where(
+        nodes.c.revoked_at.is_(None), nodes.c.max_examples.is_not(None)
+    )
+    return {row.name: int(row.max_examples) for row in conn.execute(query)}
+
+
+def _check_max_examples(max_examples: int | None) -> None:
+    if max_examples is not None:
+        check_int("max_examples", max_examples, low=1)
 
 
 def revoke_node(conn: Connection, name: str) -> None:
@@ -110,6 +135,7 @@ def list_nodes(conn: Connection) -> list[NodeRecord]:
             revoked=row.revoked_at is not None,
             last_seen=row.last_seen,
             status="online" if row.online and row.revoked_at is None else "offline",
+            max_examples=row.max_examples,
         )
         for row in rows
     ]

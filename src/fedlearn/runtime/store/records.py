@@ -20,6 +20,8 @@ class NodeRecord:
     revoked: bool
     last_seen: datetime | None
     status: NodeStatus
+    max_examples: int | None = None
+    """The rows the operator declared the node holds; a reply claiming more examples is rejected."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -60,10 +60,23 @@ class Store:
 
     # Nodes
 
-    def add_node(self, name: str) -> str:
-        """Register a node and return its token. Only a hash is kept: show the token now or lose it."""
+    def add_node(self, name: str, *, max_examples: int | None = None) -> str:
+        """Register a node and return its token. Only a hash is kept: show the token now or lose it.
+
+        ``max_examples`` declares the rows the node holds: a reply claiming more is rejected.
+        """
         with self._db.write() as conn:
-            return nodes.add_node(conn, name)
+            return nodes.add_node(conn, name, max_examples=max_examples)
+
+    def declare_rows(self, name: str, max_examples: int | None) -> None:
+        """Set or clear the row count declared for an active node."""
+        with self._db.write() as conn:
+            nodes.declare_rows(conn, name, max_examples)
+
+    def declared_rows(self) -> dict[str, int]:
+        """Active nodes' declared row counts, by name, for the nodes that have one."""
+        with self._db.read() as conn:
+            return nodes.declared_rows(conn)
 
     def rotate_token(self, name: str) -> str:
         """Issue an active node a new token; the old one is refused from the commit on."""

@@ -39,9 +39,9 @@ def test_revoked_node_loses_its_session_within_a_second_and_the_run_goes_on_with
     assert noticed_after < 1.0
     assert "node node-002 is offline: its token was revoked or rotated" in deployment.log("coordinator")
     assert exit_code != 0 and "revoked token" in deployment.log("node-002")
-    assert run["status"] == "completed", run["message"]
-    first, second = run["history"]
-    assert first["replies"] == 2 and "its token was revoked" in first["failures"]["node-002"]
-    assert second["sampled"] == 2 and second["replies"] == 2
+    assert run.status == "completed", run.message
+    first, second = run.history
+    assert first.replies == 2 and "its token was revoked" in first.failures["node-002"]
+    assert second.sampled == 2 and second.replies == 2
     assert "Traceback" not in deployment.log("coordinator")
     assert "Traceback" not in deployment.log("node-002")

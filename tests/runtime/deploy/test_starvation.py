@@ -48,8 +48,8 @@ def test_honest_run_completes_while_a_node_holds_a_thousand_silent_streams(deplo
 
     run = deployment.wait_for_run(deployment.submit(config), timeout=60)
 
-    assert run["status"] == "completed", run["message"]
-    assert [r["replies"] for r in run["history"]] == [3, 3]
+    assert run.status == "completed", run.message
+    assert [r.replies for r in run.history] == [3, 3]
     assert deployment.coordinator is not None
     assert psutil.Process(deployment.coordinator.pid).memory_info().rss < 400 * MiB
     assert "Traceback" not in deployment.log("coordinator")
@@ -66,8 +66,8 @@ def test_duplicate_uploads_of_one_task_buffer_one_reply(deployment: Deployment) 
     run = deployment.wait_for_run(deployment.submit(config), timeout=90)
     grown = _peak_rss(deployment.coordinator.pid) - before
 
-    assert run["status"] == "completed", run["message"]
-    assert [r["replies"] for r in run["history"]] == [3, 3]
+    assert run.status == "completed", run.message
+    assert [r.replies for r in run.history] == [3, 3]
     assert grown < 2.5 * size, f"the coordinator grew by {grown / MiB:.0f} MiB for one {size / MiB:.0f} MiB reply"
     attempts = [line for line in log.read_text().splitlines() if line.startswith("duplicates")]
     assert len(attempts) == 2 and all(line.count("unreadable reply") == 1 for line in attempts), attempts  # read once

@@ -259,6 +259,7 @@ class NodeAgent:
                     logger.exception("node %s: task %s failed unexpectedly", self.name, header.task_id)
 
     def _serve(self, link: _Link, header: pb.TaskHeader) -> None:
+        started = time.monotonic()
         try:
             params = self._fetch(link, header.params, "parameter blob")
             extras = self._fetch(link, header.extras, "extras blob")
@@ -272,6 +273,7 @@ class NodeAgent:
                 link.cancel()  # the next session is refused with a clear error
                 return
             reply = self._failed(header, f"node {self.name} could not download the task: {_describe(exc)}")
+        _log_task(self.name, header, reply, time.monotonic() - started)
         if not link.closed.is_set():
             self._upload(link, header, reply)
 
@@ -331,6 +333,15 @@ class NodeAgent:
 
     def _failed(self, header: pb.TaskHeader, reason: str) -> Reply:
         return Reply(node_id=self.name, kind=header.kind, round=header.round, error=reason)
+
+
+def _log_task(name: str, header: pb.TaskHeader, reply: Reply, seconds: float) -> None:
+    """One line per task answered, so a site's log shows what its node did and how it went."""
+    where = f"node {name}: {header.kind} task of run {header.run_id or '-'} round {header.round}"
+    if reply.error is None:
+        logger.info("%s: answered in %.2f s (%d examples)", where, seconds, reply.num_examples)
+    else:
+        logger.info("%s: refused or failed in %.2f s: %s", where, seconds, reply.error)
 
 
 def _describe(exc: grpc.RpcError) -> str:

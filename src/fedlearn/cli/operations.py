@@ -22,6 +22,7 @@ from fedlearn.cli.options import (
     announce_default_store,
 )
 from fedlearn.cli.reporting import command_group
+from fedlearn.cli.secrets_files import refuse_to_overwrite, write_secret
 
 nodes = command_group(help="Register, list and revoke nodes (run on the coordinator's host).")
 runs = command_group(help="List, inspect, follow, stop and resume runs on a coordinator.")
@@ -33,14 +34,26 @@ MaxExamplesOption = Annotated[
 ]
 
 
+TokenFileOption = Annotated[
+    Path | None, typer.Option(help="Write the token to this file (mode 0600) instead of printing it.")
+]
+
+
 @nodes.command("add")
-def nodes_add(name: str, store: StoreOption = DEFAULT_STORE, max_examples: MaxExamplesOption = None) -> None:
-    """Register a node and print its token (shown once; only its hash is stored)."""
+def nodes_add(
+    name: str,
+    store: StoreOption = DEFAULT_STORE,
+    max_examples: MaxExamplesOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Register a node and hand out its token, once; only its hash is stored."""
     from fedlearn.runtime.store import open_store
 
+    if token_file is not None:
+        refuse_to_overwrite(token_file, name)
     with open_store(announce_default_store(store)) as state:
         issued = state.add_node(name, max_examples=max_examples)
-    typer.echo(f"node {name} registered. Its token, shown only now:\n{issued}")
+    _hand_out(name, "registered", issued, token_file)
 
 
 @nodes.command("declare")
@@ -62,13 +75,22 @@ def nodes_declare(
 
 
 @nodes.command("rotate")
-def nodes_rotate(name: str, store: StoreOption = DEFAULT_STORE) -> None:
+def nodes_rotate(name: str, store: StoreOption = DEFAULT_STORE, token_file: TokenFileOption = None) -> None:
     """Issue a new token for a node; the old one stops working."""
     from fedlearn.runtime.store import open_store
 
     with open_store(announce_default_store(store)) as state:
         issued = state.rotate_token(name)
-    typer.echo(f"node {name} has a new token, shown only now:\n{issued}")
+    _hand_out(name, "has a new token", issued, token_file)
+
+
+def _hand_out(name: str, what: str, token: str, token_file: Path | None) -> None:
+    """Print the token, or write it to ``token_file`` readable by its owner only."""
+    if token_file is None:
+        typer.echo(f"node {name} {what}. Its token, shown only now:\n{token}")
+        return
+    write_secret(token_file, token + "\n")
+    typer.echo(f"node {name} {what}; its token is in {token_file} (mode 0600)")
 
 
 @nodes.command("revoke")

@@ -30,7 +30,7 @@ def postgres_store() -> Iterator[str]:
     schema = f"fedlearn_deploy_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    yield f"{POSTGRES_URL}?schema={schema}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 

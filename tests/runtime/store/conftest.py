@@ -1,7 +1,7 @@
 """Every store test runs twice: on a SQLite file, and on the real PostgreSQL in a schema of its own.
 
 Each PostgreSQL test gets a freshly created schema, named uniquely and selected through
-``search_path`` in the URL, and dropped afterwards, so tests never see each other's tables.
+``?schema=`` in the URL, and dropped afterwards, so tests never see each other's tables.
 Set ``FEDLEARN_TEST_POSTGRES_URL`` to point at another server.
 """
 
@@ -43,7 +43,7 @@ def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         schema = f"fedlearn_test_{uuid.uuid4().hex[:16]}"
         _admin(f'CREATE SCHEMA "{schema}"')
         schemas.append(schema)
-        return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        return f"{POSTGRES_URL}?schema={schema}"
 
     yield make
     for schema in schemas:

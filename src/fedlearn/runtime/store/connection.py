@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 POSTGRES_CONNECT_TIMEOUT_S = 10
+DEFAULT_POSTGRES_SCHEMA = "fedlearn"
+"""The PostgreSQL schema the store's tables live in, so they cannot clash with others in a shared database."""
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _WRITE = "fedlearn_write"  # execution option marking a transaction that will write
 
 
@@ -40,7 +44,9 @@ def parse_store_url(url: str | os.PathLike[str]) -> URL:
     """Turn a store location into a SQLAlchemy URL.
 
     A plain path is a SQLite file; ``postgresql://`` (or ``postgres://``) uses the psycopg 3 driver,
-    the one fedlearn installs. An in-memory SQLite database is refused: it would vanish on exit.
+    the one fedlearn installs, and keeps the tables in the schema named by ``?schema=NAME``
+    (``fedlearn`` by default), selected through the connection's ``search_path``. An in-memory
+    SQLite database is refused: it would vanish on exit.
     """
     text = os.fspath(url)
     if "://" not in text:
@@ -51,7 +57,7 @@ def parse_store_url(url: str | os.PathLike[str]) -> URL:
         raise ConfigError(f"store URL {text!r} is malformed: {exc}") from exc
     backend = "postgresql" if parsed.get_backend_name() == "postgres" else parsed.get_backend_name()
     if backend == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")
+        return _in_schema(parsed.set(drivername="postgresql+psycopg"))
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise ConfigError(
@@ -64,9 +70,37 @@ def parse_store_url(url: str | os.PathLike[str]) -> URL:
     )
 
 
+def postgres_schema(url: URL) -> str | None:
+    """The schema a parsed PostgreSQL store URL keeps its tables in; None for SQLite."""
+    options = url.query.get("options", "")
+    text = options if isinstance(options, str) else " ".join(options)
+    match = re.search(r"-csearch_path=([a-z0-9_]+)", text)
+    return match.group(1) if match else None
+
+
+def _in_schema(url: URL) -> URL:
+    """Move ``?schema=NAME`` into the connection's ``search_path``, which every statement then obeys."""
+    schema = url.query.get("schema", DEFAULT_POSTGRES_SCHEMA)
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            f"the store URL's schema must be 1-63 lowercase letters, digits or '_', not starting with a digit; "
+            f"got {schema!r}"
+        )
+    options = url.query.get("options", "")
+    if not isinstance(options, str) or "search_path" in options:
+        raise ConfigError("choose the store's PostgreSQL schema with ?schema=NAME in its URL, not with search_path")
+    merged = f"{options} -csearch_path={schema}".strip()
+    return url.difference_update_query(["schema"]).update_query_dict({"options": merged})
+
+
 def describe_url(url: URL) -> str:
-    """The URL as people should see it: password hidden, driver name as they wrote it."""
+    """The URL as people should see it: password hidden, driver name and schema as they wrote them."""
     shown = url.set(drivername=url.get_backend_name())
+    schema = postgres_schema(url)
+    if schema is not None:
+        shown = shown.difference_update_query(["options"])
+        if schema != DEFAULT_POSTGRES_SCHEMA:
+            shown = shown.update_query_dict({"schema": schema})
     return shown.render_as_string(hide_password=True)
 
 
@@ -83,6 +117,7 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.display = describe_url(url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
+        self.schema = postgres_schema(url)
         connect_args: dict[str, Any]
         if self.is_sqlite:
             _keep_private(str(url.database))

@@ -22,6 +22,7 @@ Version history:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -30,6 +31,8 @@ from sqlalchemy.engine import Connection
 from fedlearn.core.errors import StoreError
 from fedlearn.runtime.store.connection import Database
 from fedlearn.runtime.store.schema import SCHEMA_VERSION, meta, metadata
+
+logger = logging.getLogger(__name__)
 
 Migration = Callable[[Connection], None]
 
@@ -72,6 +75,8 @@ def ensure_schema(db: Database) -> None:
     with db.write() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_LOCK_KEY)))
+            if db.schema is not None:
+                _enter_schema(conn, db.schema)
         found = _read_version(conn, db)
         if found is None:
             metadata.create_all(conn)
@@ -80,6 +85,24 @@ def ensure_schema(db: Database) -> None:
         for step in MIGRATIONS[found:SCHEMA_VERSION]:
             step(conn)
         conn.execute(sa.update(meta).where(meta.c.key == _VERSION_KEY).values(value=str(SCHEMA_VERSION)))
+
+
+def _enter_schema(conn: Connection, schema: str) -> None:
+    """Create the store's schema, and move into it a store that older versions kept in ``public``.
+
+    Older fedlearn put its tables (``nodes``, ``runs``, ...) in ``public``, where they could clash
+    with other applications' tables in a shared database. Moving is a rename, so nothing is copied.
+    """
+    conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    inspector = sa.inspect(conn)
+    if schema == "public" or inspector.has_table(meta.name, schema=schema):
+        return
+    if not inspector.has_table(meta.name, schema="public"):
+        return
+    ours = sorted(name for name in metadata.tables if inspector.has_table(name, schema="public"))
+    for name in ours:
+        conn.exec_driver_sql(f'ALTER TABLE public."{name}" SET SCHEMA "{schema}"')
+    logger.warning("moved the store's tables %s from schema public to %s", ours, schema)
 
 
 def _read_version(conn: Connection, db: Database) -> int | None:

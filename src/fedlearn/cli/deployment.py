@@ -20,7 +20,7 @@ import typer
 
 from fedlearn.cli.follow import DEFAULT_RECONNECT_SECONDS, report_end
 from fedlearn.cli.follow import follow as follow_run
-from fedlearn.cli.logs import LogFormat, LogFormatOption, LogLevel, LogLevelOption, configure_logging
+from fedlearn.cli.logs import LogFormat, LogFormatOption, LogLevel, LogLevelOption, configure_logging, quiet_grpc
 from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, ReconnectOption, StoreOption
 from fedlearn.cli.reporting import command_group
 from fedlearn.core.limits import (
@@ -73,6 +73,7 @@ def coordinator(
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run the coordinator: the gRPC fleet for nodes, the run queue and the HTTP API."""
+    quiet_grpc(log_level)
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.coordinator import Coordinator
     from fedlearn.runtime.grpc_fleet import GrpcFleet, serve
@@ -133,6 +134,7 @@ def node(
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a node: connect out to the coordinator and answer its tasks with local data."""
+    quiet_grpc(log_level)
     from fedlearn.analytics.handlers import analytics_handlers, audit_fields
     from fedlearn.analytics.policy import DisclosurePolicy
     from fedlearn.core.errors import ConfigError

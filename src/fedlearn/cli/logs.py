@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -48,6 +49,15 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+def quiet_grpc(level: LogLevel) -> None:
+    """Keep gRPC's C core from writing its own lines (raw OpenSSL errors) between ours, unless debugging.
+
+    It reads ``GRPC_VERBOSITY`` once, when grpc is first imported, so this runs before that; an
+    operator's own setting of the variable wins.
+    """
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level is LogLevel.debug else "NONE")
 
 
 def configure_logging(level: LogLevel, log_format: LogFormat) -> None:

@@ -227,7 +227,7 @@ class NodeAgent:
             if link.timed_out:
                 return False, f"no Welcome from the coordinator within {link.connect_timeout:g} s"
             self._raise_if_refused(exc)
-            return link.welcomed, _describe(exc)
+            return link.welcomed, _connection_problem(exc, self._coordinator, self._tls)
         return link.welcomed, "the coordinator ended the session"
 
     def _raise_if_refused(self, exc: grpc.RpcError) -> None:
@@ -342,6 +342,43 @@ def _log_task(name: str, header: pb.TaskHeader, reply: Reply, seconds: float) ->
         logger.info("%s: answered in %.2f s (%d examples)", where, seconds, reply.num_examples)
     else:
         logger.info("%s: refused or failed in %.2f s: %s", where, seconds, reply.error)
+
+
+def _connection_problem(exc: grpc.RpcError, address: str, tls: ClientTLS | None) -> str:
+    """Why a session failed, in one line, with what to check for the usual set-up mistakes.
+
+    gRPC reports them as OpenSSL codes or a bare "Socket closed"; the operator wants to know that
+    the port is wrong, that one side speaks TLS and the other does not, or that a certificate is missing.
+    """
+    details = exc.details() or ""
+    if "Connection refused" in details:
+        return f"nothing listens at {address}: is the coordinator running, and is this its --listen address?"
+    if "WRONG_VERSION_NUMBER" in details:
+        return (
+            f"the coordinator at {address} does not speak TLS: leave out --tls-ca (and --tls-cert/--tls-key), "
+            "or start the coordinator with --tls-cert and --tls-key"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in details:
+        return (
+            f"the certificate of the coordinator at {address} is not signed by the CA in --tls-ca, or not issued "
+            "for the name dialled (--server-name sets the name to check)"
+        )
+    if "Socket closed" in details:
+        if tls is None:
+            return (
+                f"the coordinator at {address} closed the connection: if it uses TLS, pass --tls-ca; and check "
+                "that this is its gRPC --listen address, not its HTTP API"
+            )
+        if tls.cert is None:
+            return (
+                f"the coordinator at {address} closed the TLS handshake: it probably requires client certificates "
+                "(mutual TLS), so pass --tls-cert and --tls-key"
+            )
+        return (
+            f"the coordinator at {address} closed the TLS handshake: check that this node's certificate was "
+            "issued by the CA the coordinator trusts (--tls-client-ca)"
+        )
+    return _describe(exc)
 
 
 def _describe(exc: grpc.RpcError) -> str:

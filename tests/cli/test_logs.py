@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,22 +26,12 @@ def test_json_formatter_writes_one_object_with_time_level_logger_and_message() -
     assert entry["time"].endswith("+00:00")
 
 
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    """The root logger, put back as it was: configuring it here must not change other tests' logging."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield root
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def test_configure_logging_sets_the_level_of_every_logger(root_logger: logging.Logger) -> None:
-    configure_logging(LogLevel.warning, LogFormat.text)
+def test_configure_logging_sets_the_level_of_every_logger() -> None:
+    configure_logging(LogLevel.warning, LogFormat.text)  # conftest puts the root logger back afterwards
 
     assert not logging.getLogger("fedlearn.anything").isEnabledFor(logging.INFO)
     assert logging.getLogger("fedlearn.anything").isEnabledFor(logging.WARNING)
-    assert root_logger.level == logging.WARNING
+    assert logging.getLogger().level == logging.WARNING
 
 
 @pytest.mark.slow

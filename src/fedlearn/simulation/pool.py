@@ -163,6 +163,9 @@ class ProcessPoolFleet:
                 worker.conn.send_bytes(_STOP)
         for worker in self._workers:
             worker.process.join(timeout=5)
+            if worker.process.is_alive():  # stuck in a task: SIGTERM lets it unlink its reply slots first
+                worker.process.terminate()
+                worker.process.join(timeout=2)
             if worker.process.is_alive():
                 worker.process.kill()
             worker.conn.close()

@@ -149,3 +149,31 @@ def test_pool_reply_still_held_is_never_overwritten_by_later_replies(params: Par
             del later
 
         np.testing.assert_array_equal(held.params["w"], 1)
+
+
+class _AnswersOnceThenHangs(CountingNode):
+    def handle(self, task: Task) -> Reply:
+        if self.calls >= 1:
+            time.sleep(60)
+        return super().handle(task)
+
+
+def _reply_slots() -> set[str]:
+    """Workers' reply slots (``psm_`` and 16 hex digits), not the parent's published blocks."""
+    return {name for name in _shm_entries() if len(name) == len("psm_") + 16}
+
+
+def test_closing_a_pool_whose_worker_hangs_in_a_task_leaves_no_reply_slot_behind(params: ParamSet) -> None:
+    before = _reply_slots()
+    fleet = ProcessPoolFleet(["a"], _AnswersOnceThenHangs, workers=1)
+    fleet.send("a", Task(kind="fit", round=1, params=params))  # answered into a slot the parent never maps
+    fleet.send("a", Task(kind="fit", round=2, params=params))  # the worker then hangs in this one
+    deadline = time.monotonic() + 10
+    while not _reply_slots() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    written = _reply_slots() - before
+    assert written, "the worker was meant to have written a reply slot"
+
+    fleet.close()
+
+    assert not written & _reply_slots()

@@ -236,7 +236,8 @@ class SecureAggregationNode:
         spec = task.params.spec()
         controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(spec)] if scaffold else []
         layout = VectorLayout.of(spec, control_names=controls)
-        weight = min(trained.num_examples, encoding.max_weight)
+        weighted = task.config.get(f"{SECAGG_CONFIG_PREFIX}weighted", True) is not False
+        weight = min(trained.num_examples, encoding.max_weight) if weighted else 1
         seed = rounding_seed(
             node_seed=int(task.config.get(SEED_KEY, 0)), run_id=task.run_id, round=task.round, node_id=me
         )

@@ -242,6 +242,7 @@ class Engine:
             },
             fit_extras=extras,
             control_variates=self.strategy.control_variates,
+            weighted=self.strategy.weighted,
         )
         update = self.strategy.aggregate(
             state.params,

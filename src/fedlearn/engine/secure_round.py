@@ -96,6 +96,9 @@ class _Stages:
 class SecureRound:
     """Runs the five stages of one SecAgg+ round over a fleet (see the module docstring).
 
+    With ``weighted=False`` (the unweighted mean, SCAFFOLD's) every node's update counts once: nodes
+    encode it with weight 1, and the pseudo-reply's weight is the number of nodes summed.
+
     ``identity_keys`` maps node ids to their registered Ed25519 public keys; ``graph_seed`` is
     the run's secret graph seed, drawn from the OS when the run starts and shown to nodes only
     after they committed to their round keys; ``min_replies`` is the engine's own quorum.
@@ -135,6 +138,7 @@ class SecureRound:
         fit_config: Callable[[str], Mapping[str, Scalar]],
         fit_extras: ParamSet,
         control_variates: bool,
+        weighted: bool = True,
     ) -> SecureOutcome:
         """Aggregate round ``number`` securely over ``sampled``; QuorumError or SecureAggregationError if it cannot."""
         n = len(sampled)
@@ -187,7 +191,7 @@ class SecureRound:
                 round=number,
                 run_id=self._run_id,
                 params=params,
-                config={**fit_config(u), **encoding_config(encoding)},
+                config={**fit_config(u), **encoding_config(encoding), "secagg.weighted": weighted},
                 extras=fit_extras.merged({f"{P}in/{s}": a for s, a in outbox[u].items() if s in commitments}),
             )
             for u in u2

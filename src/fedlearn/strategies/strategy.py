@@ -30,7 +30,7 @@ from fedlearn.core.messages import (
 from fedlearn.core.params import ParamSet, Spec
 from fedlearn.privacy.protocol import SecureAggregation
 from fedlearn.strategies.base import Reducer, Sampler, ServerTransform
-from fedlearn.strategies.reducers import WeightedMean
+from fedlearn.strategies.reducers import UnweightedMean, WeightedMean
 
 TRANSFORM_PREFIX = "transform/"
 
@@ -71,6 +71,11 @@ class Strategy:
                 )
         if self.secure_aggregation is not None:
             _check_secure_reducer(self.reducer)
+
+    @property
+    def weighted(self) -> bool:
+        """False when every reply counts once (the unweighted mean), so a secure sum weights each node by 1."""
+        return not isinstance(self.reducer, UnweightedMean)
 
     def init_state(self, params: ParamSet) -> ParamSet:
         state = self.transform.init(params).with_prefix(TRANSFORM_PREFIX)
@@ -165,10 +170,10 @@ def _check_secure_reducer(reducer: Reducer) -> None:
             "individual update, and under secure aggregation the coordinator sees only their sum; use the "
             "weighted mean (FedAvg and the FedOpt transforms all work) or turn secure aggregation off"
         )
-    if not isinstance(reducer, WeightedMean):
+    if not isinstance(reducer, (WeightedMean, UnweightedMean)):
         raise ConfigError(
-            f"secure aggregation sums updates weighted by example count, so it needs the weighted mean reducer; "
-            f"got {type(reducer).__name__}"
+            "secure aggregation yields a sum of updates, so it needs the weighted mean reducer (or the unweighted "
+            f"mean, for which every node counts once); got {type(reducer).__name__}"
         )
 
 

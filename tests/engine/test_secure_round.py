@@ -1,0 +1,270 @@
+"""SecAgg+ as an engine round: exact sums under dropouts, hostile nodes and a cheating coordinator."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from fedlearn.core.errors import QuorumError, SecureAggregationError
+from fedlearn.core.messages import (
+    SECAGG_ADVERTISE,
+    SECAGG_CONSISTENCY,
+    SECAGG_KINDS,
+    SECAGG_MASKED_INPUT,
+    SECAGG_SHARE,
+    SECAGG_UNMASK,
+    Reply,
+    Task,
+)
+from fedlearn.core.params import ParamSet
+from fedlearn.privacy.protocol import SecureAggregation, commitment
+from fedlearn.privacy.shamir import PRIME, Share, combine_shares, interpolate_at_zero
+from tests.engine.secure_helpers import federation, with_extra
+
+CLIP = 1.0
+SETTINGS = SecureAggregation(clip=CLIP, max_weight=100, dropout_fraction=0.3, corrupt_fraction=0.05)
+
+
+def _assert_exact(fed, outcome, survivors, settings=SETTINGS):
+    mean, total = fed.expected_mean(survivors, settings.clip)
+    assert outcome.reply.num_examples == total
+    bound = settings.encoding(len(fed.ids)).error_bound(len(survivors)) / total
+    for name, expected in mean.items():
+        got = outcome.reply.params[name] - fed.params[name]
+        assert np.abs(got - expected).max() <= bound + 1e-12, name
+
+
+def test_full_secagg_without_dropouts_gives_the_weighted_mean():
+    fed = federation(4, scale=2.0)  # updates beyond the clip range are clipped on the nodes
+
+    outcome = fed.run(SETTINGS)
+
+    assert (outcome.survived, outcome.dropped, outcome.failures) == (4, 0, {})
+    _assert_exact(fed, outcome, fed.ids)
+
+
+def test_secagg_plus_uses_a_sparse_graph_and_stays_exact():
+    fed = federation(30, size=5)
+    light = SecureAggregation(clip=CLIP, max_weight=100, dropout_fraction=0.1)
+    assert light.parameters(30).degree < 29
+
+    outcome = fed.run(light)
+
+    _assert_exact(fed, outcome, fed.ids, light)
+    share_task = fed.fleet.tasks[(fed.ids[0], SECAGG_SHARE)]
+    assert len(share_task.extras) == 3 * (light.parameters(30).degree + 1)  # its own and its neighbours' adverts
+
+
+@pytest.mark.parametrize("kind", SECAGG_KINDS)
+def test_dropouts_at_any_stage_leave_the_sum_exact(kind):
+    fed = federation(10, seed=1, drops={kind: {"n02", "n07"}})
+
+    outcome = fed.run(SETTINGS)
+
+    dead_before_input = kind in (SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_MASKED_INPUT)
+    survivors = [u for u in fed.ids if not (dead_before_input and u in ("n02", "n07"))]
+    assert outcome.survived == len(survivors)
+    _assert_exact(fed, outcome, survivors)
+    assert {"n02", "n07"} <= set(outcome.failures)
+
+
+def test_dropouts_between_masked_input_and_unmask_at_30_percent():
+    fed = federation(10, seed=2, drops={SECAGG_CONSISTENCY: {"n01"}, SECAGG_UNMASK: {"n04", "n08"}})
+
+    outcome = fed.run(SETTINGS)
+
+    _assert_exact(fed, outcome, fed.ids)  # all ten inputs are in; three nodes helped no further
+
+
+def test_more_dropouts_than_configured_fail_the_round_with_a_message():
+    fed = federation(10, drops={SECAGG_MASKED_INPUT: {"n01", "n02", "n03", "n04"}})
+
+    with pytest.raises(QuorumError, match=r"dropout_fraction` 0\.3.*quorum is 7"):
+        fed.run(SETTINGS)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(4, 9),
+    seed=st.integers(0, 2**16),
+    deaths=st.lists(st.tuples(st.integers(0, 8), st.sampled_from(SECAGG_KINDS)), max_size=3),
+)
+def test_unmasked_sum_equals_plain_sum_within_the_bound_for_random_inputs_and_dropouts(n, seed, deaths):
+    allowed = int(SETTINGS.dropout_fraction * n + 1e-9)
+    drops: dict[str, set[str]] = {}
+    dead: dict[str, str] = {}
+    for index, kind in deaths[:allowed]:
+        node = f"n{index % n:02d}"
+        if node not in dead:
+            dead[node] = kind
+            drops.setdefault(kind, set()).add(node)
+    fed = federation(n, seed=seed, size=3, drops=drops, scale=1.5)
+
+    outcome = fed.run(SETTINGS)
+
+    early = (SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_MASKED_INPUT)
+    _assert_exact(fed, outcome, [u for u in fed.ids if dead.get(u) not in early])
+
+
+# -- hostile nodes: treated as dropped, the reason recorded, the round goes on -------------------
+
+
+def _short_key(task: Task, reply: Reply) -> Reply:
+    return with_extra(reply, "secagg/cipher", reply.extras["secagg/cipher"][:31])
+
+
+def _bad_signature(task: Task, reply: Reply) -> Reply:
+    signature = reply.extras["secagg/signature"].copy()
+    signature[0] ^= 1
+    return with_extra(reply, "secagg/signature", signature)
+
+
+def _garbled_shares(task: Task, reply: Reply) -> Reply:
+    name = sorted(k for k in reply.extras if k.startswith("secagg/out/"))[0]
+    sealed = reply.extras[name].copy()
+    sealed[20] ^= 0xFF
+    return with_extra(reply, name, sealed)
+
+
+def _short_vector(task: Task, reply: Reply) -> Reply:
+    return replace(reply, params=ParamSet({"secagg/masked": reply.params["secagg/masked"][:-1]}))
+
+
+@pytest.mark.parametrize(
+    ("kind", "tamper", "reason"),
+    [
+        (SECAGG_ADVERTISE, _short_key, "cipher key must be 32 bytes"),
+        (SECAGG_ADVERTISE, _bad_signature, "not signed by its registered identity key"),
+        (SECAGG_MASKED_INPUT, _short_vector, "masked vector is uint32"),
+    ],
+)
+def test_a_node_sending_malformed_messages_is_dropped_with_its_reason(kind, tamper, reason):
+    fed = federation(8, seed=3, hostile={"n05": (kind, tamper)})
+
+    outcome = fed.run(SETTINGS)
+
+    assert reason in outcome.failures["n05"]
+    _assert_exact(fed, outcome, [u for u in fed.ids if u != "n05"])
+
+
+def test_undecryptable_shares_are_recorded_and_the_sum_stays_exact():
+    fed = federation(8, seed=4, hostile={"n03": (SECAGG_SHARE, _garbled_shares)})
+
+    outcome = fed.run(SETTINGS)
+
+    assert "do not open" in outcome.failures["n03"]
+    _assert_exact(fed, outcome, fed.ids)  # its other neighbours still hold enough of its shares
+
+
+# -- a cheating coordinator is refused or detected ------------------------------------------------
+
+
+def test_substituted_keys_are_refused_by_the_nodes():
+    def substitute(node: str, task: Task) -> Task:
+        if task.kind != SECAGG_SHARE or node != "n00":
+            return task
+        extras = task.extras.to_dict(writable=True)
+        peer = next(k for k in sorted(extras) if k.endswith("/mask") and "/n00/" not in k)
+        extras[peer] = np.frombuffer(bytes(range(32)), dtype=np.uint8)
+        return replace(task, extras=ParamSet(extras))
+
+    fed = federation(6, tamper_task=substitute)
+
+    outcome = fed.run(SETTINGS)
+
+    assert "not signed by its registered identity key" in outcome.failures["n00"]
+    _assert_exact(fed, outcome, fed.ids[1:])
+
+
+def test_a_node_refuses_to_unmask_a_survivor_set_other_than_the_one_it_signed():
+    fed = federation(6)
+    fed.run(SETTINGS)
+    task = fed.fleet.tasks[("n00", SECAGG_UNMASK)]
+    node = fed.node("n00")
+    node_secrets = node.handlers[SECAGG_UNMASK].__self__._round  # type: ignore[attr-defined]
+    node_secrets.unmasked = False  # as if this were its first answer
+    fewer = replace(task, config={**task.config, "secagg.survivors": '["n00", "n02", "n03", "n04", "n05"]'})
+
+    reply = node.handle(fewer)
+
+    assert "another survivor set" in reply.error
+
+
+def test_a_node_answers_one_unmasking_request_per_round():
+    fed = federation(6)
+    fed.run(SETTINGS)
+
+    reply = fed.node("n00").handle(fed.fleet.tasks[("n00", SECAGG_UNMASK)])
+
+    assert "already answered an unmasking request" in reply.error
+
+
+def test_a_node_signs_one_survivor_set_per_round():
+    fed = federation(6)
+    fed.run(SETTINGS)
+    task = fed.fleet.tasks[("n00", SECAGG_CONSISTENCY)]
+
+    reply = fed.node("n00").handle(replace(task, config={"secagg.survivors": '["n00", "n01", "n02"]'}))
+
+    assert "second, different survivor set" in reply.error
+
+
+def test_a_node_reveals_nothing_without_threshold_signatures_on_the_survivor_set():
+    fed = federation(6)
+    fed.run(SETTINGS)
+    task = fed.fleet.tasks[("n01", SECAGG_UNMASK)]
+    node = fed.node("n01")
+    node.handlers[SECAGG_UNMASK].__self__._round.unmasked = False  # type: ignore[attr-defined]
+    kept = {k: v for k, v in task.extras.items() if k in ("secagg/sig/n00", "secagg/sig/n01")}
+
+    reply = node.handle(replace(task, extras=ParamSet(kept)))
+
+    assert "fewer than the threshold" in reply.error
+
+
+def test_split_survivor_views_are_detected_before_any_share_is_revealed():
+    def lie(node: str, task: Task) -> Task:  # tell n00 that n05 dropped out, everyone else that it survived
+        if task.kind == SECAGG_CONSISTENCY and node == "n00":
+            return replace(task, config={"secagg.survivors": '["n00", "n01", "n02", "n03", "n04"]'})
+        return task
+
+    fed = federation(6, tamper_task=lie)
+
+    outcome = fed.run(SETTINGS)
+
+    assert "does not verify" in outcome.failures["n00"]
+    _assert_exact(fed, outcome, fed.ids)
+
+
+# -- what the coordinator sees ----------------------------------------------------------------------
+
+
+def test_one_masked_input_looks_uniformly_random():
+    fed = federation(5, size=4000, scale=0.0)  # the updates are all zero: their encoding is all zeros
+
+    fed.run(SETTINGS)
+
+    masked = fed.fleet.replies[("n00", SECAGG_MASKED_INPUT)].params["secagg/masked"]
+    counts = np.bincount(masked.view(np.uint8), minlength=256)
+    assert stats.chisquare(counts).pvalue > 1e-4
+    bits = np.unpackbits(masked.view(np.uint8))
+    assert abs(bits.mean() - 0.5) < 4 * 0.5 / np.sqrt(bits.size)
+
+
+def test_fewer_than_threshold_shares_do_not_rebuild_a_survivors_self_mask():
+    fed = federation(6)
+    fed.run(SETTINGS)
+    threshold = SETTINGS.parameters(6).threshold
+    revealed = [fed.fleet.replies[(u, SECAGG_UNMASK)].extras for u in fed.ids[1:]]
+    shares = [Share.from_bytes(e["secagg/self/n00"].tobytes()) for e in revealed if "secagg/self/n00" in e]
+    committed = commitment(combine_shares(shares, threshold=threshold))  # threshold-many do rebuild it
+
+    with pytest.raises(SecureAggregationError, match="at least"):
+        combine_shares(shares[: threshold - 1], threshold=threshold)
+    guess = interpolate_at_zero([(s.x, s.y) for s in shares[: threshold - 1]], PRIME)
+    assert guess >= 2**256 or commitment(guess.to_bytes(32, "big")) != committed

@@ -133,7 +133,6 @@ class SecureAggregationSection(_Section):
     fraction_bits: int | None = Field(None, ge=0)
     dropout_fraction: float = Field(0.1, ge=0, lt=1)
     corrupt_fraction: float = Field(0.05, ge=0, lt=1)
-    adversary: Literal["semi-honest", "semi-malicious"] = "semi-malicious"
     degree: int | None = Field(None, ge=2)
     threshold: int | None = Field(None, ge=2)
 

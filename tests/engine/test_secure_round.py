@@ -268,3 +268,35 @@ def test_fewer_than_threshold_shares_do_not_rebuild_a_survivors_self_mask():
         combine_shares(shares[: threshold - 1], threshold=threshold)
     guess = interpolate_at_zero([(s.x, s.y) for s in shares[: threshold - 1]], PRIME)
     assert guess >= 2**256 or commitment(guess.to_bytes(32, "big")) != committed
+
+
+def test_hand_picked_degree_and_threshold_are_used():
+    fed = federation(12, seed=5)
+    chosen = SecureAggregation(clip=CLIP, max_weight=100, dropout_fraction=0.1, degree=10, threshold=7)
+
+    outcome = fed.run(chosen)
+
+    assert fed.fleet.tasks[("n00", SECAGG_SHARE)].config["secagg.degree"] == 10
+    assert fed.fleet.tasks[("n00", SECAGG_SHARE)].config["secagg.threshold"] == 7
+    _assert_exact(fed, outcome, fed.ids, chosen)
+
+
+def test_a_node_takes_part_in_a_round_once():
+    fed = federation(6)
+    fed.run(SETTINGS)
+
+    reply = fed.node("n00").handle(fed.fleet.tasks[("n00", SECAGG_ADVERTISE)])
+
+    assert "already advertised keys for this round" in reply.error
+
+
+def test_a_node_refuses_a_threshold_that_would_let_one_peer_be_split():
+    def weaken(node: str, task: Task) -> Task:
+        if task.kind == SECAGG_SHARE:
+            return replace(task, config={**task.config, "secagg.threshold": 2})
+        return task
+
+    fed = federation(6, tamper_task=weaken)
+
+    with pytest.raises(QuorumError, match="2 × threshold > degree"):
+        fed.run(SETTINGS)

@@ -129,6 +129,9 @@ class SecureAggregationNode:
     # -- stage 1 -----------------------------------------------------------------------------
 
     def advertise(self, task: Task, node: NodeApp) -> Reply:
+        previous = self._round
+        if previous is not None and (previous.run_id, previous.round) == (task.run_id, task.round):
+            raise SecureAggregationError("this node already advertised keys for this round; it takes part once")
         keys = RoundKeys.generate()
         self._round = _RoundSecrets(run_id=task.run_id, round=task.round, keys=keys)
         advert = keys.advertise(run_id=task.run_id, round=task.round, node_id=node.node_id)
@@ -289,6 +292,11 @@ class SecureAggregationNode:
         if not secrets.masked:
             raise SecureAggregationError("a survivor set was sent before this node sent its masked input")
         survivors = tuple(sorted(node_list(task.config.get(f"{SECAGG_CONFIG_PREFIX}survivors"), what="survivors")))
+        assert secrets.graph is not None
+        if not set(survivors) <= set(secrets.graph.ring) or len(survivors) < secrets.threshold:
+            raise SecureAggregationError(
+                f"the survivor set must name at least {secrets.threshold} of the round's nodes and no others"
+            )
         if secrets.signed is not None and secrets.signed != survivors:
             raise SecureAggregationError(
                 "the coordinator asked this node to sign a second, different survivor set this round; it signs one"

@@ -191,18 +191,7 @@ class Engine:
             failures=dict(report.failures),
             capped=capped,
         )
-        new_state = replace(
-            state,
-            round=number,
-            params=update.params,
-            strategy_state=update.state,
-            history=(*state.history, record),
-        )
-        if self._checkpoint is not None:
-            self._checkpoint(new_state)
-        if self._on_round is not None:
-            self._on_round(record)
-        return new_state
+        return self._finish(state, number, update.params, update.state, record)
 
     def _secure_round(
         self,

@@ -27,13 +27,16 @@ from fedlearn.core.params import Spec
 from fedlearn.privacy.encoding import MAX_WEIGHT_LIMIT, FixedPoint, check_capacity
 from fedlearn.privacy.framing import canonical
 from fedlearn.privacy.graph import (
-    ADVERSARIES,
     MIN_NODES,
     Adversary,
     SecAggParameters,
     check_secagg_parameters,
     secagg_parameters,
 )
+
+ADVERSARY: Adversary = "semi-malicious"
+"""The protocol assumes a coordinator that may lie about who dropped out, so thresholds meet ``2t > k + c``;
+honest nodes refuse thresholds with ``2t <= k`` whatever the coordinator claims."""
 
 DEFAULT_CLIP = 1.0
 DEFAULT_MAX_WEIGHT = 10_000
@@ -48,7 +51,8 @@ class SecureAggregation:
     32 or 64, the width of the modular sum. ``fraction_bits``: fixed-point precision; ``None``
     picks the finest that cannot overflow. ``dropout_fraction`` / ``corrupt_fraction``: the
     fractions of nodes that may drop out during a round and that may be corrupt; they set the
-    default ``degree`` and ``threshold``, which can be given by hand instead (both together).
+    default ``degree`` and ``threshold``, which can be given by hand instead (both together). The
+    adversary is always semi-malicious (:data:`ADVERSARY`).
     """
 
     clip: float = DEFAULT_CLIP
@@ -57,7 +61,6 @@ class SecureAggregation:
     fraction_bits: int | None = None
     dropout_fraction: float = 0.1
     corrupt_fraction: float = 0.05
-    adversary: Adversary = "semi-malicious"
     degree: int | None = None
     threshold: int | None = None
 
@@ -70,7 +73,6 @@ class SecureAggregation:
                 "bits": Options((32, 64)),
                 "dropout_fraction": Interval(0, 1, closed="left"),
                 "corrupt_fraction": Interval(0, 1, closed="left"),
-                "adversary": Options(ADVERSARIES),
             },
         )
         if (self.degree is None) != (self.threshold is None):
@@ -91,7 +93,7 @@ class SecureAggregation:
         common = {
             "dropout_fraction": self.dropout_fraction,
             "corrupt_fraction": self.corrupt_fraction,
-            "adversary": self.adversary,
+            "adversary": ADVERSARY,
         }
         if self.degree is None or self.threshold is None:
             return secagg_parameters(n_nodes, **common)  # type: ignore[arg-type]

@@ -300,3 +300,43 @@ def test_a_node_refuses_a_threshold_that_would_let_one_peer_be_split():
 
     with pytest.raises(QuorumError, match="2 × threshold > degree"):
         fed.run(SETTINGS)
+
+
+def _peak_bytes(n: int) -> int:
+    import tracemalloc
+
+    fed = federation(n, size=20_000, seed=6)
+    fed.fleet.record = False  # recorded replies would hold every masked vector
+    for node in fed.ids:  # nodes are built lazily; build them (and their fixed updates) before tracing
+        fed.node(node)
+    tracemalloc.start()
+    try:
+        fed.run(SecureAggregation(clip=CLIP, max_weight=100, dropout_fraction=0.1))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_of_the_order_of_the_model_whatever_the_number_of_nodes():
+    model_bytes = 20_004 * 8
+
+    small, large = _peak_bytes(4), _peak_bytes(16)
+
+    assert large < 1.3 * small
+    assert large < 12 * model_bytes
+
+
+def _wrong_self_share(task: Task, reply: Reply) -> Reply:
+    name = sorted(k for k in reply.extras if k.startswith("secagg/self/"))[0]
+    share = Share.from_bytes(reply.extras[name].tobytes())
+    wrong = Share(share.x, (share.y + 1) % PRIME)
+    return with_extra(reply, name, np.frombuffer(wrong.to_bytes(), dtype=np.uint8))
+
+
+def test_a_wrong_share_revealed_at_unmasking_is_caught_and_its_holder_named():
+    fed = federation(10, seed=7, hostile={"n04": (SECAGG_UNMASK, _wrong_self_share)})
+
+    outcome = fed.run(SETTINGS)
+
+    assert "revealed a wrong share of the self-mask seed" in outcome.failures["n04"]
+    _assert_exact(fed, outcome, fed.ids)

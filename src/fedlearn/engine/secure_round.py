@@ -22,6 +22,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
@@ -251,7 +252,7 @@ class SecureRound:
                 (self_shares if kind == "self" else key_shares)[peer].append(share)
 
         seeds = self._unmasking_seeds(
-            number, graph, survivors, self_shares, key_shares, adverts, commitments, threshold
+            number, graph, survivors, self_shares, key_shares, adverts, commitments, threshold, stages.failures
         )
         scratch = np.empty(min(self._block, layout.length), dtype=total.dtype)
         for start, stop in blocks(layout.length, self._block):
@@ -331,29 +332,33 @@ class SecureRound:
         adverts: Mapping[str, AdvertisedKeys],
         commitments: Mapping[str, bytes],
         threshold: int,
+        failures: dict[str, str],
     ) -> list[tuple[bytes, int]]:
-        """The masks to take off the sum: survivors' self masks, and dropped nodes' pairwise masks on survivors."""
+        """The masks to take off the sum: survivors' self masks, and dropped nodes' pairwise masks on survivors.
+
+        Every rebuilt secret is checked: a self-mask seed against its owner's commitment, a mask
+        key against its owner's advert. A holder who revealed a wrong share is found and recorded
+        when one more share than the threshold arrived; otherwise the round fails.
+        """
         seeds: list[tuple[bytes, int]] = []
         survivor_set = set(survivors)
+        holders = {graph.index(u): u for u in graph.ring}
         for node in survivors:
-            seed = _rebuild(number, node, "self-mask seed", self_shares[node], threshold)
-            if commitment(seed) != commitments[node]:
-                raise SecureAggregationError(
-                    f"round {number}: the self-mask seed rebuilt for {node!r} does not match its commitment (a "
-                    "neighbour revealed a wrong share); the round fails rather than return a wrong sum"
-                )
+            committed = commitments[node]
+            seed = _rebuild(
+                number, node, "self-mask seed", self_shares[node], threshold, holders, failures,
+                partial(_matches_commitment, committed),
+            )  # fmt: skip
             seeds.append((seed, -1))
         for node, shares in key_shares.items():
             partners = [v for v in graph.neighbours(node) if v in survivor_set]
             if not partners:
                 continue
-            secret = _rebuild(number, node, "mask key", shares, threshold)
-            public = X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
-            if public != adverts[node].mask_key:
-                raise SecureAggregationError(
-                    f"round {number}: the mask key rebuilt for dropped node {node!r} does not match its advert; "
-                    "the round fails rather than return a wrong sum"
-                )
+            mask_key = adverts[node].mask_key
+            secret = _rebuild(
+                number, node, "mask key", shares, threshold, holders, failures,
+                partial(_matches_key, mask_key),
+            )  # fmt: skip
             for peer in partners:
                 pair_seed = pairwise_mask_seed(
                     secret, adverts[peer].mask_key, run_id=self._run_id, round=number, node_id=node, peer_id=peer
@@ -362,13 +367,48 @@ class SecureRound:
         return seeds
 
 
-def _rebuild(number: int, node: str, what: str, shares: list[Share], threshold: int) -> bytes:
+def _matches_commitment(committed: bytes, seed: bytes) -> bool:
+    return commitment(seed) == committed
+
+
+def _matches_key(public_key: bytes, secret: bytes) -> bool:
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw() == public_key
+
+
+def _rebuild(
+    number: int,
+    node: str,
+    what: str,
+    shares: list[Share],
+    threshold: int,
+    holders: Mapping[int, str],
+    failures: dict[str, str],
+    valid: Callable[[bytes], bool],
+) -> bytes:
+    """The secret of ``node`` from ``shares``, checked by ``valid``; tolerates one wrong share when there is a spare."""
     if len(shares) < threshold:
         raise QuorumError(
             f"round {number}: only {len(shares)} of the {threshold} shares needed to rebuild the {what} of {node!r} "
             "arrived; more nodes dropped out than `dropout_fraction` allows, so the round fails"
         )
-    return combine_shares(shares, threshold=threshold)
+    ordered = sorted(shares, key=lambda s: s.x)
+    attempts: list[tuple[Share | None, list[Share]]] = [(None, ordered[:threshold])]
+    if len(ordered) > threshold:
+        attempts += [(left_out, [s for s in ordered if s is not left_out][:threshold]) for left_out in ordered]
+    for left_out, chosen in attempts:
+        try:
+            secret = combine_shares(chosen, threshold=threshold)
+        except SecureAggregationError:
+            continue
+        if valid(secret):
+            if left_out is not None:
+                holder = holders.get(left_out.x, f"x={left_out.x}")
+                failures.setdefault(holder, f"{SECAGG_UNMASK}: revealed a wrong share of the {what} of {node!r}")
+            return secret
+    raise SecureAggregationError(
+        f"round {number}: the shares revealed for the {what} of {node!r} do not rebuild the committed secret (some "
+        "neighbours revealed wrong shares); the round fails rather than return a wrong sum"
+    )
 
 
 def _adverts_for(

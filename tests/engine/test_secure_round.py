@@ -16,6 +16,7 @@ from fedlearn.core.messages import (
     SECAGG_CONSISTENCY,
     SECAGG_KINDS,
     SECAGG_MASKED_INPUT,
+    SECAGG_RECEIVE,
     SECAGG_SHARE,
     SECAGG_UNMASK,
     Reply,
@@ -66,7 +67,7 @@ def test_dropouts_at_any_stage_leave_the_sum_exact(kind):
 
     outcome = fed.run(SETTINGS)
 
-    dead_before_input = kind in (SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_MASKED_INPUT)
+    dead_before_input = kind in (SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_RECEIVE, SECAGG_MASKED_INPUT)
     survivors = [u for u in fed.ids if not (dead_before_input and u in ("n02", "n07"))]
     assert outcome.survived == len(survivors)
     _assert_exact(fed, outcome, survivors)
@@ -107,7 +108,7 @@ def test_unmasked_sum_equals_plain_sum_within_the_bound_for_random_inputs_and_dr
 
     outcome = fed.run(SETTINGS)
 
-    early = (SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_MASKED_INPUT)
+    early = (SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_RECEIVE, SECAGG_MASKED_INPUT)
     _assert_exact(fed, outcome, [u for u in fed.ids if dead.get(u) not in early])
 
 
@@ -152,13 +153,14 @@ def test_a_node_sending_malformed_messages_is_dropped_with_its_reason(kind, tamp
     _assert_exact(fed, outcome, [u for u in fed.ids if u != "n05"])
 
 
-def test_undecryptable_shares_are_recorded_and_the_sum_stays_exact():
+def test_a_node_sending_undecryptable_shares_is_dropped_before_anyone_masks_with_it():
     fed = federation(8, seed=4, hostile={"n03": (SECAGG_SHARE, _garbled_shares)})
 
     outcome = fed.run(SETTINGS)
 
-    assert "do not open" in outcome.failures["n03"]
-    _assert_exact(fed, outcome, fed.ids)  # its other neighbours still hold enough of its shares
+    assert "do not open; treated as dropped" in outcome.failures["n03"]
+    assert ("n03", SECAGG_MASKED_INPUT) not in fed.fleet.tasks
+    _assert_exact(fed, outcome, [u for u in fed.ids if u != "n03"])
 
 
 # -- a cheating coordinator is refused or detected ------------------------------------------------

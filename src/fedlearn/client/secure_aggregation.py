@@ -10,12 +10,13 @@ The stages, in order (docs/secure-aggregation.md, "The protocol"):
    their registered identity keys (a substituted key is refused: the coordinator vouched for
    it), draws its self-mask seed, Shamir-shares its mask key and seed among its neighbours and
    seals each neighbour's two shares for it; it also commits to the seed.
-3. ``secagg.masked_input``: the sealed shares addressed to it, with the global model. The node
-   opens the shares (a sender whose message does not open is reported back as rejected), trains,
-   encodes its weighted update in fixed point and adds its self mask and one pairwise mask per
-   neighbour that shared, block by block.
-4. ``secagg.consistency``: the survivor set; the node signs it, and never signs another this round.
-5. ``secagg.unmask``: the survivor set with at least ``threshold`` valid signatures on it. The
+3. ``secagg.receive``: the sealed shares addressed to it. The node opens them and reports the
+   senders whose messages do not open; the coordinator drops those senders before anyone masks.
+4. ``secagg.masked_input``: the global model and the nodes to mask with. The node trains, encodes
+   its weighted update in fixed point and adds its self mask and one pairwise mask per listed
+   neighbour (all of whose shares it holds), block by block.
+5. ``secagg.consistency``: the survivor set; the node signs it, and never signs another this round.
+6. ``secagg.unmask``: the survivor set with at least ``threshold`` valid signatures on it. The
    node reveals, once per round, self-mask shares of surviving neighbours and mask-key shares of
    dropped ones, never both of one peer.
 
@@ -43,6 +44,7 @@ from fedlearn.core.messages import (
     SECAGG_CONFIG_PREFIX,
     SECAGG_CONSISTENCY,
     SECAGG_MASKED_INPUT,
+    SECAGG_RECEIVE,
     SECAGG_SHARE,
     SECAGG_UNMASK,
     SEED_KEY,
@@ -92,6 +94,8 @@ class _RoundSecrets:
     adverts: dict[str, AdvertisedKeys] = field(default_factory=dict)
     self_seed: bytes | None = None
     held: dict[str, ShareMessage] = field(default_factory=dict)
+    received: bool = False
+    partners: tuple[str, ...] = ()
     masked: bool = False
     signed: tuple[str, ...] | None = None
     unmasked: bool = False
@@ -121,6 +125,7 @@ class SecureAggregationNode:
         return {
             SECAGG_ADVERTISE: self.advertise,
             SECAGG_SHARE: self.share,
+            SECAGG_RECEIVE: self.receive,
             SECAGG_MASKED_INPUT: self.masked_input,
             SECAGG_CONSISTENCY: self.consistency,
             SECAGG_UNMASK: self.unmask,
@@ -181,21 +186,21 @@ class SecureAggregationNode:
 
     # -- stage 3 -----------------------------------------------------------------------------
 
-    def masked_input(self, task: Task, node: NodeApp) -> Reply:
-        secrets = self._current(task, "masked input")
-        if secrets.graph is None or secrets.self_seed is None:
-            raise SecureAggregationError("a masked input was asked for before this node shared its keys")
-        if secrets.masked:
-            raise SecureAggregationError("this node already sent its masked input this round; it sends one")
+    def receive(self, task: Task, node: NodeApp) -> Reply:
+        """Open the shares addressed to this node; report the senders whose shares do not open."""
+        secrets = self._current(task, "share delivery")
+        if secrets.graph is None:
+            raise SecureAggregationError("shares were delivered before this node shared its keys")
+        if secrets.received:
+            raise SecureAggregationError("this node already received its shares this round; it receives once")
+        secrets.received = True
         me = node.node_id
         index = secrets.graph.index(me)
-        partners: list[str] = []
         rejected: list[int] = []
         for peer in secrets.graph.neighbours(me):
             sealed = task.extras.get(f"{P}in/{peer}")
             if sealed is None:
-                continue  # the peer dropped out before sharing: no mask with it
-            partners.append(peer)
+                continue  # the peer dropped out before sharing
             try:
                 message = decrypt_shares(
                     self._share_key(secrets, secrets.adverts[peer], me),
@@ -210,12 +215,31 @@ class SecureAggregationNode:
                 secrets.held[peer] = message
             except SecureAggregationError:
                 rejected.append(secrets.graph.index(peer))
+        return _reply(task, node, extras={f"{P}rejected": np.array(sorted(rejected), dtype=np.int64)})
+
+    # -- stage 4 -----------------------------------------------------------------------------
+
+    def masked_input(self, task: Task, node: NodeApp) -> Reply:
+        secrets = self._current(task, "masked input")
+        if secrets.graph is None or secrets.self_seed is None or not secrets.received:
+            raise SecureAggregationError("a masked input was asked for before this node shared and received shares")
+        if secrets.masked:
+            raise SecureAggregationError("this node already sent its masked input this round; it sends one")
+        me = node.node_id
+        listed = set(node_list(task.config.get(f"{SECAGG_CONFIG_PREFIX}partners"), what="`secagg.partners`"))
+        partners = [peer for peer in secrets.graph.neighbours(me) if peer in listed]
+        unheld = [peer for peer in partners if peer not in secrets.held]
+        if unheld:
+            raise SecureAggregationError(
+                f"the coordinator asks this node to mask with {unheld}, whose shares it does not hold"
+            )
         if len(partners) < secrets.threshold:
             raise SecureAggregationError(
-                f"only {len(partners)} neighbours shared keys, fewer than the threshold {secrets.threshold}; "
+                f"only {len(partners)} neighbours take part, fewer than the threshold {secrets.threshold}; "
                 "this node sends no input"
             )
         secrets.masked = True
+        secrets.partners = tuple(partners)
         fit_task = Task(
             kind=FIT,
             round=task.round,
@@ -229,8 +253,7 @@ class SecureAggregationNode:
             raise SecureAggregationError(f"training failed: {trained.error}")
         masked = self._encode(task, trained, secrets, partners, me)
         del trained
-        extras = {f"{P}rejected": np.array(sorted(rejected), dtype=np.int64)}
-        return _reply(task, node, params={f"{P}masked": masked}, extras=extras)
+        return _reply(task, node, params={f"{P}masked": masked}, extras={})
 
     def _encode(self, task: Task, trained: Reply, secrets: _RoundSecrets, partners: list[str], me: str) -> np.ndarray:
         """The trained update as one encoded, masked vector, built and masked block by block."""
@@ -285,7 +308,7 @@ class SecureAggregationNode:
             apply_masks(out[start:stop], start, seeds, scratch=scratch)
         return out
 
-    # -- stage 4 -----------------------------------------------------------------------------
+    # -- stage 5 -----------------------------------------------------------------------------
 
     def consistency(self, task: Task, node: NodeApp) -> Reply:
         secrets = self._current(task, "consistency check")
@@ -305,7 +328,7 @@ class SecureAggregationNode:
         signature = self._identity.sign(survivors_bytes(run_id=task.run_id, round=task.round, survivors=survivors))
         return _reply(task, node, extras={f"{P}signature": to_array(signature)})
 
-    # -- stage 5 -----------------------------------------------------------------------------
+    # -- stage 6 -----------------------------------------------------------------------------
 
     def unmask(self, task: Task, node: NodeApp) -> Reply:
         secrets = self._current(task, "unmasking")
@@ -335,9 +358,9 @@ class SecureAggregationNode:
                 f"only {valid} valid signatures on the survivor set, fewer than the threshold {secrets.threshold}; "
                 "the nodes may have been told different sets, so this node reveals nothing"
             )
-        survived = [peer for peer in secrets.held if peer in survivors]
-        dropped = [peer for peer in secrets.held if peer not in survivors]
-        plan = plan_disclosure(held=secrets.held, survivors=survived, dropped=dropped, threshold=secrets.threshold)
+        survived = [peer for peer in secrets.partners if peer in survivors]
+        dropped = [peer for peer in secrets.partners if peer not in survivors]
+        plan = plan_disclosure(held=secrets.partners, survivors=survived, dropped=dropped, threshold=secrets.threshold)
         secrets.unmasked = True
         extras = {
             f"{P}self/{peer}": to_array(secrets.held[peer].self_mask_share.to_bytes())

@@ -1,4 +1,4 @@
-"""The coordinator side of SecAgg+: one securely aggregated round as five ``Gather`` stages.
+"""The coordinator side of SecAgg+: one securely aggregated round as six ``Gather`` stages.
 
 The engine calls :meth:`SecureRound.run` in place of its fit stage when the strategy holds a
 :class:`~fedlearn.privacy.protocol.SecureAggregation` piece. It talks to nodes only through the
@@ -37,6 +37,7 @@ from fedlearn.core.messages import (
     SECAGG_ARRAY_PREFIX,
     SECAGG_CONSISTENCY,
     SECAGG_MASKED_INPUT,
+    SECAGG_RECEIVE,
     SECAGG_SHARE,
     SECAGG_UNMASK,
     Reply,
@@ -95,7 +96,7 @@ class _Stages:
 
 
 class SecureRound:
-    """Runs the five stages of one SecAgg+ round over a fleet (see the module docstring).
+    """Runs the six stages of one SecAgg+ round over a fleet (see the module docstring).
 
     With ``weighted=False`` (the unweighted mean, SCAFFOLD's) every node's update counts once: nodes
     encode it with weight 1, and the pseudo-reply's weight is the number of nodes summed.
@@ -183,38 +184,57 @@ class SecureRound:
             commitments[reply.node_id] = from_array(reply.extras[f"{P}commitment"], what="commitment", length=32)
         u2 = [u for u in u1 if u in commitments]
 
-        # 3. masked input, streamed into one modular sum
+        # 3. receive shares: senders whose shares do not open are dropped before anyone masks
+        by_index = {graph.index(u): u for u in u1}
+        receive_tasks = {
+            u: self._task(
+                number,
+                SECAGG_RECEIVE,
+                extras=ParamSet({f"{P}in/{s}": a for s, a in outbox[u].items() if s in commitments}),
+            )
+            for u in u2
+        }
+        bad_senders: set[str] = set()
+        gather = self._gather(number, SECAGG_RECEIVE, receive_tasks, need, lambda r: _check_received(r, graph))
+        for reply in self._drain(gather, stages, SECAGG_RECEIVE):
+            for index in reply.extras[f"{P}rejected"].tolist():
+                sender = by_index[int(index)]
+                bad_senders.add(sender)
+                stages.failures.setdefault(
+                    sender, f"{SECAGG_SHARE}: sent {reply.node_id} shares that do not open; treated as dropped"
+                )
+        partners = [u for u in u2 if u in gather.report.accepted and u not in bad_senders]
+        del outbox
+
+        # 4. masked input, streamed into one modular sum
         controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(params)] if control_variates else []
         layout = VectorLayout.of(params.spec(), control_names=controls)
+        masked_config = {
+            **encoding_config(encoding),
+            "secagg.weighted": weighted,
+            "secagg.partners": json.dumps(partners),
+        }
         masked_tasks = {
             u: Task(
                 kind=SECAGG_MASKED_INPUT,
                 round=number,
                 run_id=self._run_id,
                 params=params,
-                config={**fit_config(u), **encoding_config(encoding), "secagg.weighted": weighted},
-                extras=fit_extras.merged({f"{P}in/{s}": a for s, a in outbox[u].items() if s in commitments}),
+                config={**fit_config(u), **masked_config},
+                extras=fit_extras,
             )
-            for u in u2
+            for u in partners
         }
         total = np.zeros(layout.length, dtype=encoding.dtype)
-        by_index = {graph.index(u): u for u in u1}
         gather = self._gather(
-            number, SECAGG_MASKED_INPUT, masked_tasks, need, lambda r: _check_masked(r, layout, encoding, graph)
+            number, SECAGG_MASKED_INPUT, masked_tasks, need, lambda r: _check_masked(r, layout, encoding)
         )
         for reply in self._drain(gather, stages, SECAGG_MASKED_INPUT):
             np.add(total, reply.params[f"{P}masked"], out=total)
-            for index in reply.extras[f"{P}rejected"].tolist():
-                sender = by_index[int(index)]
-                stages.failures.setdefault(
-                    sender,
-                    f"{SECAGG_SHARE}: sent {reply.node_id} shares that do not open (the shares are discarded; its "
-                    "input, already masked with that neighbour, stays in the sum)",
-                )
             del reply
-        survivors = [u for u in u2 if u in gather.report.accepted]
+        survivors = [u for u in partners if u in gather.report.accepted]
 
-        # 4. consistency: every survivor signs the one survivor set
+        # 5. consistency: every survivor signs the one survivor set
         listed = {"secagg.survivors": json.dumps(sorted(survivors))}
         signed_bytes = survivors_bytes(run_id=self._run_id, round=number, survivors=survivors)
         signatures: dict[str, np.ndarray] = {}
@@ -233,17 +253,17 @@ class SecureRound:
                 f"{threshold}; the round fails rather than unmask"
             )
 
-        # 5. unmask
+        # 6. unmask
         signers = [u for u in survivors if f"{P}sig/{u}" in signatures]
         self_shares: dict[str, list[Share]] = {u: [] for u in survivors}
-        key_shares: dict[str, list[Share]] = {u: [] for u in u2 if u not in survivors}
+        key_shares: dict[str, list[Share]] = {u: [] for u in partners if u not in survivors}
         survivor_set = set(survivors)
         gather = self._gather(
             number,
             SECAGG_UNMASK,
             {u: self._task(number, SECAGG_UNMASK, config=listed, extras=ParamSet(signatures)) for u in signers},
             need,
-            lambda r: _check_unmask(r, graph, survivor_set, set(u2)),
+            lambda r: _check_unmask(r, graph, survivor_set, set(partners)),
         )
         for reply in self._drain(gather, stages, SECAGG_UNMASK):
             for name, array in reply.extras.items():
@@ -437,20 +457,24 @@ def _check_shares(reply: Reply, graph: NeighbourGraph) -> None:
         from_array(reply.extras[name], what=name, length=32 if name.endswith("commitment") else CIPHERTEXT_BYTES)
 
 
-def _check_masked(reply: Reply, layout: VectorLayout, encoding: FixedPoint, graph: NeighbourGraph) -> None:
-    masked = reply.params.get(f"{P}masked")
-    if set(reply.params) != {f"{P}masked"} or masked is None:
-        raise SecureAggregationError("its reply carries no masked vector")
-    if masked.dtype != encoding.dtype or masked.shape != (layout.length,):
-        raise SecureAggregationError(
-            f"its masked vector is {masked.dtype}{masked.shape}; expected {encoding.dtype}({layout.length},)"
-        )
-    rejected = reply.extras.get(f"{P}rejected")
-    if set(reply.extras) != {f"{P}rejected"} or rejected is None or rejected.dtype != np.int64 or rejected.ndim != 1:
+def _check_received(reply: Reply, graph: NeighbourGraph) -> None:
+    _only(reply, {f"{P}rejected"})
+    rejected = reply.extras[f"{P}rejected"]
+    if rejected.dtype != np.int64 or rejected.ndim != 1:
         raise SecureAggregationError("its reply must carry the int64 list of senders whose shares it rejected")
     indices = {graph.index(peer) for peer in graph.neighbours(reply.node_id)}
     if not set(rejected.tolist()) <= indices:
         raise SecureAggregationError("it reports rejected shares from nodes that are not its neighbours")
+
+
+def _check_masked(reply: Reply, layout: VectorLayout, encoding: FixedPoint) -> None:
+    masked = reply.params.get(f"{P}masked")
+    if set(reply.params) != {f"{P}masked"} or masked is None or len(reply.extras):
+        raise SecureAggregationError("its reply must carry exactly one masked vector")
+    if masked.dtype != encoding.dtype or masked.shape != (layout.length,):
+        raise SecureAggregationError(
+            f"its masked vector is {masked.dtype}{masked.shape}; expected {encoding.dtype}({layout.length},)"
+        )
 
 
 def _check_unmask(reply: Reply, graph: NeighbourGraph, survivors: set[str], shared: set[str]) -> None:

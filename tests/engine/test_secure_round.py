@@ -94,8 +94,10 @@ def test_more_dropouts_than_configured_fail_the_round_with_a_message():
     n=st.integers(4, 9),
     seed=st.integers(0, 2**16),
     deaths=st.lists(st.tuples(st.integers(0, 8), st.sampled_from(SECAGG_KINDS)), max_size=3),
+    bits=st.sampled_from((32, 64)),
 )
-def test_unmasked_sum_equals_plain_sum_within_the_bound_for_random_inputs_and_dropouts(n, seed, deaths):
+def test_unmasked_sum_equals_plain_sum_within_the_bound_for_random_inputs_and_dropouts(n, seed, deaths, bits):
+    chosen = replace(SETTINGS, bits=bits)
     allowed = int(SETTINGS.dropout_fraction * n + 1e-9)
     drops: dict[str, set[str]] = {}
     dead: dict[str, str] = {}
@@ -106,10 +108,10 @@ def test_unmasked_sum_equals_plain_sum_within_the_bound_for_random_inputs_and_dr
             drops.setdefault(kind, set()).add(node)
     fed = federation(n, seed=seed, size=3, drops=drops, scale=1.5)
 
-    outcome = fed.run(SETTINGS)
+    outcome = fed.run(chosen)
 
     early = (SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_RECEIVE, SECAGG_MASKED_INPUT)
-    _assert_exact(fed, outcome, [u for u in fed.ids if dead.get(u) not in early])
+    _assert_exact(fed, outcome, [u for u in fed.ids if dead.get(u) not in early], chosen)
 
 
 # -- hostile nodes: treated as dropped, the reason recorded, the round goes on -------------------

@@ -299,8 +299,8 @@ class SecureRound:
         def validate(reply: Reply) -> None:
             try:
                 check(reply)
-            except (SecureAggregationError, KeyError, ValueError) as exc:
-                raise ValidationError(f"treated as dropped: {exc}") from None
+            except Exception as exc:  # whatever a hostile reply trips, the node is dropped, never the round
+                raise ValidationError(f"treated as dropped: {type(exc).__name__}: {exc}") from None
 
         return Gather(
             self._fleet,

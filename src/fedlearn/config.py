@@ -190,6 +190,7 @@ def engine_config(config: RunConfig) -> EngineConfig:
         limits=Limits(max_bytes=e.max_message_bytes),
         reorder_buffer_bytes=e.reorder_buffer_bytes,
         max_examples_per_reply=e.max_examples_per_reply,
+        require_secure_aggregation=config.privacy.secure_aggregation.enabled,
     )
 
 

@@ -51,3 +51,11 @@ def test_an_engine_without_identity_keys_refuses_a_secure_strategy():
 
     with pytest.raises(ConfigError, match="identity_keys"):
         Engine(fed.fleet, strategy, EngineConfig(rounds=1, seed=0))
+
+
+def test_an_engine_whose_run_requires_secure_aggregation_refuses_a_plain_strategy():
+    fed = federation(3)
+    config = EngineConfig(rounds=1, seed=0, require_secure_aggregation=True)
+
+    with pytest.raises(ConfigError, match="aggregated in the clear"):
+        Engine(fed.fleet, build_strategy("fedavg"), config)

@@ -154,3 +154,11 @@ def test_the_aggregate_is_handed_over_as_one_summed_reply():
 
     assert result.history[0].num_examples == sum(len(p) for p in parts)
     assert isinstance(result.params, ParamSet)
+
+
+def test_the_toml_section_makes_the_engine_require_secure_aggregation():
+    from fedlearn.config import engine_config
+
+    config = parse_config({"privacy": {"secure_aggregation": {"enabled": True}}})
+
+    assert engine_config(config).require_secure_aggregation

@@ -57,6 +57,8 @@ class EngineConfig:
     reorder_buffer_bytes: int = DEFAULT_REORDER_BUFFER_BYTES
     max_examples_per_reply: int | None = None
     declared_examples: Mapping[str, int] = field(default_factory=dict)
+    require_secure_aggregation: bool = False
+    """The run config asks for secure aggregation: the engine refuses a strategy that would aggregate in the clear."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
@@ -120,6 +122,12 @@ class Engine:
         self._sleep = sleep
         self._identity_keys = dict(identity_keys or {})
         self._graph_seed = secrets.randbits(63)  # secret, per run: nodes learn it only after committing to keys
+        if config.require_secure_aggregation and strategy.secure_aggregation is None:
+            raise ConfigError(
+                "the run config enables [privacy.secure_aggregation], but the strategy has no secure-aggregation "
+                "piece, so updates would be aggregated in the clear; refusing to run (a deployment path that does "
+                "not support secure aggregation yet must not drop it)"
+            )
         if strategy.secure_aggregation is not None and not self._identity_keys:
             raise ConfigError("secure aggregation needs the nodes' registered `identity_keys`; got none")
 

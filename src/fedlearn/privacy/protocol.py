@@ -15,6 +15,7 @@ model's spec. Everything here is pure: no I/O, no state.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -175,8 +176,7 @@ def rounding_seed(*, node_seed: int, run_id: str, round: int, node_id: str) -> b
 
 def to_array(data: bytes) -> np.ndarray:
     """Bytes as a read-only uint8 array, the form they travel in."""
-    array = np.frombuffer(data, dtype=np.uint8)
-    return array
+    return np.frombuffer(data, dtype=np.uint8)
 
 
 def from_array(array: np.ndarray, *, what: str, length: int | None = None) -> bytes:
@@ -191,8 +191,6 @@ def from_array(array: np.ndarray, *, what: str, length: int | None = None) -> by
 
 def node_list(value: object, *, what: str) -> tuple[str, ...]:
     """A JSON list of distinct node ids from a task config entry; SecureAggregationError otherwise."""
-    import json
-
     try:
         nodes = json.loads(value) if isinstance(value, str) else None
     except ValueError:

@@ -162,3 +162,31 @@ def test_the_toml_section_makes_the_engine_require_secure_aggregation():
     config = parse_config({"privacy": {"secure_aggregation": {"enabled": True}}})
 
     assert engine_config(config).require_secure_aggregation
+
+
+def _stage_faulty_run(executor: str):
+    from fedlearn.core.messages import SECAGG_MASKED_INPUT, SECAGG_UNMASK
+    from fedlearn.engine import Engine
+    from fedlearn.simulation.run import learner_nodes, make_fleet, secure_nodes
+    from tests.engine.secure_helpers import StageDrops
+
+    learner, parts = _iris(10)
+    ids, factory = learner_nodes(learner, parts)
+    factory, registry = secure_nodes(ids, factory)
+    drops = {SECAGG_MASKED_INPUT: {ids[2]}, SECAGG_UNMASK: {ids[4], ids[7]}}
+    fleet = StageDrops(make_fleet(ids, factory, executor=executor, workers=2), drops=drops, record=False)
+    strategy = replace(build_strategy("fedyogi"), secure_aggregation=SECURE)
+    engine = Engine(fleet, strategy, EngineConfig(rounds=2, seed=4, client_config=CLIENT), identity_keys=registry)
+    try:
+        return engine.run(engine.initial_state(learner.init_params(4)))
+    finally:
+        fleet.close()
+
+
+def test_dropouts_after_masking_give_bit_identical_models_across_executors():
+    reference = _stage_faulty_run("inprocess")
+
+    pooled = _stage_faulty_run("pool")
+
+    assert pooled.params.bitwise_equal(reference.params)
+    assert [(r.survived, r.dropped) for r in pooled.history] == [(9, 1), (9, 1)]

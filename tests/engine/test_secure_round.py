@@ -344,3 +344,21 @@ def test_a_wrong_share_revealed_at_unmasking_is_caught_and_its_holder_named():
 
     assert "revealed a wrong share of the self-mask seed" in outcome.failures["n04"]
     _assert_exact(fed, outcome, fed.ids)
+
+
+def test_a_node_reveals_nothing_of_a_peer_whose_own_neighbours_did_not_sign_the_set():
+    fed = federation(30, size=3)
+    light = SecureAggregation(clip=CLIP, max_weight=100, dropout_fraction=0.1)
+    fed.run(light)
+    node = fed.node("n00")
+    secure_node = node.handlers[SECAGG_UNMASK].__self__  # type: ignore[attr-defined]
+    graph, peer = secure_node._round.graph, secure_node._round.partners[0]
+    secure_node._round.unmasked = False
+    task = fed.fleet.tasks[("n00", SECAGG_UNMASK)]
+    elsewhere = {k: v for k, v in task.extras.items() if k.removeprefix("secagg/sig/") not in graph.neighbours(peer)}
+    assert len(elsewhere) >= light.parameters(30).threshold  # enough signatures overall, none from around the peer
+
+    reply = node.handle(replace(task, extras=ParamSet(elsewhere)))
+
+    assert reply.ok
+    assert f"secagg/self/{peer}" not in reply.extras and f"secagg/key/{peer}" not in reply.extras

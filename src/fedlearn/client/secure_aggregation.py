@@ -18,7 +18,8 @@ The stages, in order (docs/secure-aggregation.md, "The protocol"):
 5. ``secagg.consistency``: the survivor set; the node signs it, and never signs another this round.
 6. ``secagg.unmask``: the survivor set with at least ``threshold`` valid signatures on it. The
    node reveals, once per round, self-mask shares of surviving neighbours and mask-key shares of
-   dropped ones, never both of one peer.
+   dropped ones, never both of one peer, and only for a peer ``threshold`` of whose own
+   neighbours signed the set.
 
 Any refusal raises SecureAggregationError; ``NodeApp`` turns it into an error reply, so a node
 never crashes or hangs on a malformed or cheating request.
@@ -340,7 +341,7 @@ class SecureAggregationNode:
         if survivors != secrets.signed:
             raise SecureAggregationError("the unmasking request names another survivor set than the one signed")
         message = survivors_bytes(run_id=task.run_id, round=task.round, survivors=survivors)
-        valid = 0
+        signers: set[str] = set()
         for signer in survivors:
             array = task.extras.get(f"{P}sig/{signer}")
             if array is None:
@@ -352,22 +353,31 @@ class SecureAggregationNode:
                 raise SecureAggregationError(
                     f"the signature of {signer!r} on the survivor set does not verify; refusing to unmask"
                 ) from None
-            valid += 1
-        if valid < secrets.threshold:
+            signers.add(signer)
+        if len(signers) < secrets.threshold:
             raise SecureAggregationError(
-                f"only {valid} valid signatures on the survivor set, fewer than the threshold {secrets.threshold}; "
-                "the nodes may have been told different sets, so this node reveals nothing"
+                f"only {len(signers)} valid signatures on the survivor set, fewer than the threshold "
+                f"{secrets.threshold}; the nodes may have been told different sets, so this node reveals nothing"
             )
         survived = [peer for peer in secrets.partners if peer in survivors]
         dropped = [peer for peer in secrets.partners if peer not in survivors]
         plan = plan_disclosure(held=secrets.partners, survivors=survived, dropped=dropped, threshold=secrets.threshold)
         secrets.unmasked = True
+        # A peer's secrets are revealed only when `threshold` of the peer's own neighbours signed this very
+        # set: its honest neighbours sign one set each, and 2t > k + c, so no second set can gather as many.
+        graph = secrets.graph
+        assert graph is not None
+        vouched = {
+            peer for peer in secrets.partners if len(signers.intersection(graph.neighbours(peer))) >= secrets.threshold
+        }
         extras = {
             f"{P}self/{peer}": to_array(secrets.held[peer].self_mask_share.to_bytes())
             for peer in plan.self_mask_shares_of
+            if peer in vouched
         }
         for peer in plan.mask_key_shares_of:
-            extras[f"{P}key/{peer}"] = to_array(secrets.held[peer].mask_key_share.to_bytes())
+            if peer in vouched:
+                extras[f"{P}key/{peer}"] = to_array(secrets.held[peer].mask_key_share.to_bytes())
         return _reply(task, node, extras=extras)
 
     # -- helpers -----------------------------------------------------------------------------

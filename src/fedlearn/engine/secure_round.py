@@ -261,7 +261,10 @@ class SecureRound:
         gather = self._gather(
             number,
             SECAGG_UNMASK,
-            {u: self._task(number, SECAGG_UNMASK, config=listed, extras=ParamSet(signatures)) for u in signers},
+            {
+                u: self._task(number, SECAGG_UNMASK, config=listed, extras=_signatures_for(graph, u, signatures))
+                for u in signers
+            },
             need,
             lambda r: _check_unmask(r, graph, survivor_set, set(partners)),
         )
@@ -429,6 +432,12 @@ def _rebuild(
         f"round {number}: the shares revealed for the {what} of {node!r} do not rebuild the committed secret (some "
         "neighbours revealed wrong shares); the round fails rather than return a wrong sum"
     )
+
+
+def _signatures_for(graph: NeighbourGraph, node: str, signatures: Mapping[str, np.ndarray]) -> ParamSet:
+    """The signatures a node checks before unmasking: those of its neighbours' neighbours (O(k^2), not O(n))."""
+    around = {peer for neighbour in graph.neighbours(node) for peer in graph.neighbours(neighbour)}
+    return ParamSet({name: array for name, array in signatures.items() if name.removeprefix(f"{P}sig/") in around})
 
 
 def _adverts_for(

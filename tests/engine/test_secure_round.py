@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -362,3 +363,18 @@ def test_a_node_reveals_nothing_of_a_peer_whose_own_neighbours_did_not_sign_the_
 
     assert reply.ok
     assert f"secagg/self/{peer}" not in reply.extras and f"secagg/key/{peer}" not in reply.extras
+
+
+def test_a_node_refuses_to_mask_with_a_peer_whose_shares_it_does_not_hold():
+    fed = federation(8, seed=4, hostile={"n03": (SECAGG_SHARE, _garbled_shares)})
+    fed.run(SETTINGS)
+    victim = next(
+        u for u in fed.ids if u != "n03" and fed.fleet.replies[(u, SECAGG_RECEIVE)].extras["secagg/rejected"].size
+    )
+    node = fed.node(victim)
+    node.handlers[SECAGG_UNMASK].__self__._round.masked = False  # type: ignore[attr-defined]
+    task = fed.fleet.tasks[(victim, SECAGG_MASKED_INPUT)]
+
+    reply = node.handle(replace(task, config={**task.config, "secagg.partners": json.dumps(fed.ids)}))
+
+    assert "whose shares it does not hold" in reply.error

@@ -378,3 +378,21 @@ def test_a_node_refuses_to_mask_with_a_peer_whose_shares_it_does_not_hold():
     reply = node.handle(replace(task, config={**task.config, "secagg.partners": json.dumps(fed.ids)}))
 
     assert "whose shares it does not hold" in reply.error
+
+
+def test_a_node_advertising_a_low_order_key_is_dropped_before_its_neighbours_see_it():
+    from fedlearn.privacy.keys import AdvertisedKeys, sign_keys
+
+    def low_order(task: Task, reply: Reply) -> Reply:  # validly signed, so only the point itself is wrong
+        identity = fed.node("n02").handlers[SECAGG_SHARE].__self__._identity  # type: ignore[attr-defined]
+        advert = AdvertisedKeys(run_id=task.run_id, round=task.round, node_id="n02", cipher_key=bytes(32),
+                                mask_key=reply.extras["secagg/mask"].tobytes())  # fmt: skip
+        reply = with_extra(reply, "secagg/cipher", np.zeros(32, np.uint8))
+        return with_extra(reply, "secagg/signature", np.frombuffer(sign_keys(identity, advert), np.uint8))
+
+    fed = federation(8, seed=9, hostile={"n02": (SECAGG_ADVERTISE, low_order)})
+
+    outcome = fed.run(SETTINGS)
+
+    assert "low-order point" in outcome.failures["n02"]
+    _assert_exact(fed, outcome, [u for u in fed.ids if u != "n02"])

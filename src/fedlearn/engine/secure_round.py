@@ -27,7 +27,7 @@ from functools import partial
 import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from fedlearn.core.errors import QuorumError, SecureAggregationError, ValidationError
 from fedlearn.core.messages import (
@@ -335,7 +335,14 @@ class SecureRound:
         mask = from_array(reply.extras[f"{P}mask"], what="mask key", length=KEY_BYTES)
         signature = from_array(reply.extras[f"{P}signature"], what="signature", length=SIGNATURE_BYTES)
         advert = AdvertisedKeys(run_id=self._run_id, round=number, node_id=node, cipher_key=cipher, mask_key=mask)
-        return verify_keys(advert, signature, identity_key=identity, run_id=self._run_id, round=number, node_id=node)
+        verify_keys(advert, signature, identity_key=identity, run_id=self._run_id, round=number, node_id=node)
+        probe = X25519PrivateKey.generate()
+        for name, key in (("cipher", cipher), ("mask", mask)):
+            try:  # a low-order point would make every neighbour refuse the share stage: refuse it here
+                probe.exchange(X25519PublicKey.from_public_bytes(key))
+            except ValueError:
+                raise SecureAggregationError(f"its {name} key is a low-order point") from None
+        return advert
 
     def _check_signature(self, reply: Reply, message: bytes) -> None:
         _only(reply, {f"{P}signature"})

@@ -144,6 +144,9 @@ def simulate(
     after the run, for the rest of the process's life. It is off by default because it changes
     the calling process, a notebook's for example; ``fedlearn simulate`` turns it on. The pool's
     workers always apply it, since they are processes of their own.
+
+    When ``strategy`` holds a secure-aggregation piece, it is checked for the number of nodes up
+    front, and every node is built by :func:`secure_nodes`: the coordinator sees only sums.
     """
     if not partitions:
         raise ConfigError("`partitions` must hold at least one dataset; got none")

@@ -9,6 +9,7 @@ option tables that are handed to a builder which checks them itself. Any problem
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ from fedlearn.core.validation import Limits
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import split_over_nodes
 from fedlearn.engine.engine import EngineConfig
+from fedlearn.privacy.protocol import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT, SecureAggregation
+from fedlearn.strategies.strategy import Strategy
 
 
 class _Section(BaseModel):
@@ -120,6 +123,30 @@ class FaultsSection(_Section):
     partial_work: float = Field(0.0, ge=0, le=1)
 
 
+class SecureAggregationSection(_Section):
+    """``[privacy.secure_aggregation]``: the coordinator sees only the sum of the updates (SecAgg+)."""
+
+    enabled: bool = False
+    bits: Literal[32, 64] = 32
+    clip: float = Field(DEFAULT_CLIP, gt=0)
+    max_weight: int = Field(DEFAULT_MAX_WEIGHT, ge=1)
+    fraction_bits: int | None = Field(None, ge=0)
+    dropout_fraction: float = Field(0.1, ge=0, lt=1)
+    corrupt_fraction: float = Field(0.05, ge=0, lt=1)
+    degree: int | None = Field(None, ge=2)
+    threshold: int | None = Field(None, ge=2)
+
+    def piece(self) -> SecureAggregation | None:
+        """The strategy piece, or None when secure aggregation is off."""
+        if not self.enabled:
+            return None
+        return SecureAggregation(**self.model_dump(exclude={"enabled"}))
+
+
+class PrivacySection(_Section):
+    secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
+
+
 class RunConfig(_Section):
     """The whole file. ``client`` is free-form: it is sent to nodes with every fit task."""
 
@@ -131,6 +158,19 @@ class RunConfig(_Section):
     engine: EngineSection = Field(default_factory=EngineSection)
     simulation: SimulationSection = Field(default_factory=SimulationSection)
     faults: FaultsSection = Field(default_factory=FaultsSection)
+    privacy: PrivacySection = Field(default_factory=PrivacySection)
+
+
+def secure_strategy(config: RunConfig, strategy: Strategy, *, n_nodes: int) -> Strategy:
+    """``strategy`` with the run's secure-aggregation piece, checked for ``n_nodes`` nodes; unchanged when it is off."""
+    piece = config.privacy.secure_aggregation.piece()
+    if piece is None:
+        return strategy
+    try:
+        piece.check(n_nodes)
+        return replace(strategy, secure_aggregation=piece)
+    except ConfigError as exc:
+        raise ConfigError(f"[privacy.secure_aggregation]: {exc}") from None
 
 
 def engine_config(config: RunConfig) -> EngineConfig:
@@ -150,6 +190,7 @@ def engine_config(config: RunConfig) -> EngineConfig:
         limits=Limits(max_bytes=e.max_message_bytes),
         reorder_buffer_bytes=e.reorder_buffer_bytes,
         max_examples_per_reply=e.max_examples_per_reply,
+        require_secure_aggregation=config.privacy.secure_aggregation.enabled,
     )
 
 

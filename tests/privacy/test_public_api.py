@@ -7,8 +7,9 @@ import fedlearn.privacy
 
 def test_privacy_all_is_pinned() -> None:
     assert sorted(fedlearn.privacy.__all__) == [
-        "AdvertisedKeys", "Disclosure", "FixedPoint", "NeighbourGraph", "RoundKeys", "SecAggParameters", "Share",
-        "ShareMessage", "apply_masks", "blocks", "check_capacity", "check_secagg_parameters", "combine_shares",
+        "AdvertisedKeys", "Disclosure", "FixedPoint", "NeighbourGraph", "RoundKeys", "SecAggParameters",
+        "SecureAggregation", "Share", "ShareMessage", "apply_masks", "blocks", "check_capacity",
+        "check_secagg_parameters", "combine_shares",
         "decode_sum", "decode_weight", "decrypt_shares", "encode_into", "encode_weight", "encrypt_shares",
         "expand_seed_into", "generate_identity", "identity_key", "neighbour_graph", "new_seed", "pairwise_mask_seed",
         "pairwise_sign", "plan_disclosure", "secagg_parameters", "share_key", "sign_keys", "split_secret",

@@ -41,6 +41,10 @@ class AuditHook(Protocol):
 
 
 _MAX_ERROR_CHARS = 500
+_CLEAR_REFUSED = (
+    "this node requires secure aggregation and refuses to send its update in the clear; "
+    "enable [privacy.secure_aggregation] in the run config"
+)
 _UNRECORDED = "the node could not record this task in its audit log, so it released nothing"
 
 
@@ -54,6 +58,8 @@ class NodeApp:
     to ``trainer``'s training rows, and every evaluate reply says which it used (``heldout``).
     ``contract`` describes the node's data; a fit or evaluate task that does not fit it is refused.
     ``audit`` is called with every task and its reply before the reply is returned.
+    ``require_secure_aggregation`` makes the node refuse plain fit tasks: its updates leave it only
+    masked, through the secure-aggregation stages (``fedlearn.client.secure_aggregation``).
     """
 
     node_id: str
@@ -63,6 +69,7 @@ class NodeApp:
     state: NodeState = field(default_factory=dict)
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     audit: AuditHook | None = None
+    require_secure_aggregation: bool = False
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -103,6 +110,8 @@ class NodeApp:
             refusal = self.contract.refusal(task) if self.contract is not None else None
             if refusal is not None:
                 return self._error(task, refusal)
+            if task.kind == FIT and self.require_secure_aggregation:
+                return self._error(task, _CLEAR_REFUSED)
             if task.kind in (FIT, EVALUATE) and self.trainer is not None:
                 return self._fit(task, self.trainer) if task.kind == FIT else self._evaluate(task, self.trainer)
             handler = self.handlers.get(task.kind)
@@ -116,6 +125,19 @@ class NodeApp:
             # INFO, not ERROR: a failed task is an expected outcome and the reason travels back;
             # operators who want the traceback turn on INFO logging for this module.
             logger.info("node %s: %s task of round %d failed", self.node_id, task.kind, task.round, exc_info=True)
+            return self._error(task, _one_line(exc))
+
+    def train(self, task: Task) -> Reply:
+        """Run a fit task locally and return its reply, for a protocol stage that trains (secure aggregation).
+
+        The reply does not leave the node as it is; the caller encodes or masks it first.
+        """
+        if self.trainer is None:
+            return self._error(task, "this node has no trainer, so it cannot train")
+        try:
+            return self._fit(task, self.trainer)
+        except Exception as exc:  # the caller turns a failure into its own refusal
+            logger.info("node %s: training for round %d failed", self.node_id, task.round, exc_info=True)
             return self._error(task, _one_line(exc))
 
     def _fit(self, task: Task, trainer: Trainer) -> Reply:

@@ -26,6 +26,31 @@ ANALYTICS_SCHEMA = "analytics.schema"
 ANALYTICS_SUMMARIZE = "analytics.summarize"
 ANALYTICS_LOGISTIC_STEP = "analytics.logistic_step"
 
+# Secure aggregation (SecAgg+): the six stages of one securely aggregated round, in order; nodes
+# built for a secure run mount their handlers (docs/secure-aggregation.md, "The protocol").
+SECAGG_ADVERTISE = "secagg.advertise"
+SECAGG_SHARE = "secagg.share"
+SECAGG_RECEIVE = "secagg.receive"
+SECAGG_MASKED_INPUT = "secagg.masked_input"
+SECAGG_CONSISTENCY = "secagg.consistency"
+SECAGG_UNMASK = "secagg.unmask"
+SECAGG_KINDS = (
+    SECAGG_ADVERTISE, SECAGG_SHARE, SECAGG_RECEIVE, SECAGG_MASKED_INPUT, SECAGG_CONSISTENCY, SECAGG_UNMASK
+)  # fmt: skip
+
+SECAGG_CONFIG_PREFIX = "secagg."
+"""Task config keys of the secure stages: ``secagg.nodes`` (JSON list of the round's nodes with valid
+keys), ``secagg.graph_seed``, ``secagg.degree``, ``secagg.threshold``, ``secagg.partners`` (JSON list of
+the nodes to mask with), ``secagg.survivors`` (JSON list), ``secagg.weighted``,
+and the encoding ``secagg.clip``, ``secagg.max_weight``, ``secagg.fraction_bits``, ``secagg.bits``."""
+SECAGG_ARRAY_PREFIX = "secagg/"
+"""Extras of the secure stages. Task: ``secagg/keys/<node>/{cipher,mask,signature}`` (adverts, share
+stage), ``secagg/in/<sender>`` (sealed shares for this node, receive stage),
+``secagg/sig/<node>`` (survivor-set signatures, unmask stage). Reply: ``secagg/{cipher,mask,signature}``
+(advert), ``secagg/out/<receiver>`` and ``secagg/commitment`` (share stage), ``secagg/rejected``
+(receive), ``secagg/masked`` (masked input), ``secagg/signature`` (consistency), ``secagg/self/<peer>`` and
+``secagg/key/<peer>`` (unmask). Byte strings travel as uint8 arrays."""
+
 # Config keys that the engine and strategies set on a fit task and that trainers read.
 SEED_KEY = "seed"
 """The node's seed for this round, derived from the run's seed; a trainer draws all its randomness from it."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from fedlearn.core.checks import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Constraint, Interval, check, check_fields
-from fedlearn.core.errors import QuorumError, ValidationError
+from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
 from fedlearn.core.limits import DEFAULT_REORDER_BUFFER_BYTES
 from fedlearn.core.messages import EVALUATE, FIT, ROUND_KEY, SEED_KEY, Reply, Scalar, Task, freeze_config
 from fedlearn.core.params import ParamSet
@@ -25,6 +26,7 @@ from fedlearn.core.validation import Limits, validate_metrics, validate_num_exam
 from fedlearn.engine import seeding
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
+from fedlearn.engine.secure_round import SecureOutcome, SecureRound
 from fedlearn.engine.stage import Clock, Gather, quorum_for
 from fedlearn.strategies.strategy import Strategy
 
@@ -55,6 +57,8 @@ class EngineConfig:
     reorder_buffer_bytes: int = DEFAULT_REORDER_BUFFER_BYTES
     max_examples_per_reply: int | None = None
     declared_examples: Mapping[str, int] = field(default_factory=dict)
+    require_secure_aggregation: bool = False
+    """The run config asks for secure aggregation: the engine refuses a strategy that would aggregate in the clear."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
@@ -105,7 +109,9 @@ class Engine:
         on_round: RoundCallback | None = None,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        identity_keys: Mapping[str, bytes] | None = None,
     ) -> None:
+        """``identity_keys`` are the nodes' registered Ed25519 public keys, needed under secure aggregation."""
         self.fleet = fleet
         self.strategy = strategy
         self.config = config
@@ -114,6 +120,16 @@ class Engine:
         self._on_round = on_round
         self._clock = clock
         self._sleep = sleep
+        self._identity_keys = dict(identity_keys or {})
+        self._graph_seed = secrets.randbits(63)  # secret, per run: nodes learn it only after committing to keys
+        if config.require_secure_aggregation and strategy.secure_aggregation is None:
+            raise ConfigError(
+                "the run config enables [privacy.secure_aggregation], but the strategy has no secure-aggregation "
+                "piece, so updates would be aggregated in the clear; refusing to run (a deployment path that does "
+                "not support secure aggregation yet must not drop it)"
+            )
+        if strategy.secure_aggregation is not None and not self._identity_keys:
+            raise ConfigError("secure aggregation needs the nodes' registered `identity_keys`; got none")
 
     def initial_state(self, params: ParamSet) -> RunState:
         return RunState(round=0, params=params, strategy_state=self.strategy.init_state(params))
@@ -133,6 +149,8 @@ class Engine:
         sampled = self.strategy.sample(available, seeding.round_rng(seed, number, seeding.SAMPLE))
         payload_config, extras = self.strategy.fit_payload(state.strategy_state)
         base_config = {**self.config.client_config, **payload_config}
+        if self.strategy.secure_aggregation is not None:
+            return self._secure_round(state, number, started, sampled, available, base_config, extras)
         tasks = {
             node: Task(
                 kind=FIT,
@@ -181,12 +199,78 @@ class Engine:
             failures=dict(report.failures),
             capped=capped,
         )
-        new_state = replace(
-            state,
+        return self._finish(state, number, update.params, update.state, record)
+
+    def _secure_round(
+        self,
+        state: RunState,
+        number: int,
+        started: float,
+        sampled: Sequence[str],
+        available: Sequence[str],
+        base_config: Mapping[str, Scalar],
+        extras: ParamSet,
+    ) -> RunState:
+        """A round whose fit stage is SecAgg+: the strategy folds one already-summed pseudo-reply."""
+        settings = self.strategy.secure_aggregation
+        assert settings is not None
+        seed = self.config.seed
+        secure = SecureRound(
+            self.fleet,
+            settings,
+            identity_keys=self._identity_keys,
+            graph_seed=self._graph_seed,
+            run_id=self.config.run_id,
+            timeout=self.config.round_timeout,
+            min_replies=quorum_for(
+                len(sampled), min_replies=self.config.min_replies, min_fraction=self.config.min_reply_fraction
+            ),
+            clock=self._clock,
+            buffer_bytes=self.config.reorder_buffer_bytes,
+        )
+        outcome: SecureOutcome = secure.run(
+            number,
+            state.params,
+            sampled,
+            fit_config=lambda node: {
+                **base_config,
+                ROUND_KEY: number,
+                SEED_KEY: seeding.node_seed(seed, number, node),
+            },
+            fit_extras=extras,
+            control_variates=self.strategy.control_variates,
+            weighted=self.strategy.weighted,
+        )
+        update = self.strategy.aggregate(
+            state.params,
+            state.strategy_state,
+            [outcome.reply],
+            num_nodes=len(available),
+            rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
+        )
+        federated, eval_bytes = self._evaluate_federated(update.params, number, available)
+        central = dict(self._central_evaluate(update.params)) if self._central_evaluate else {}
+        record = RoundRecord(
             round=number,
-            params=update.params,
-            strategy_state=update.state,
-            history=(*state.history, record),
+            sampled=len(sampled),
+            replies=outcome.survived,
+            num_examples=update.num_examples,
+            duration_s=self._clock() - started,
+            bytes_sent=outcome.bytes_sent + eval_bytes[0],
+            bytes_received=outcome.bytes_received + eval_bytes[1],
+            federated_metrics=federated,
+            central_metrics=central,
+            failures=outcome.failures,
+            secure=True,
+            survived=outcome.survived,
+            dropped=outcome.dropped,
+        )
+        return self._finish(state, number, update.params, update.state, record)
+
+    def _finish(self, state: RunState, number: int, params: ParamSet, strategy_state: ParamSet,
+                record: RoundRecord) -> RunState:  # fmt: skip
+        new_state = replace(
+            state, round=number, params=params, strategy_state=strategy_state, history=(*state.history, record)
         )
         if self._checkpoint is not None:
             self._checkpoint(new_state)

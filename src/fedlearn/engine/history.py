@@ -29,6 +29,12 @@ class RoundRecord:
     central_metrics: Mapping[str, float] = field(default_factory=dict)
     failures: Mapping[str, str] = field(default_factory=dict)
     capped: Mapping[str, str] = field(default_factory=dict)
+    secure: bool = False
+    """True when the round was securely aggregated: the coordinator saw only the sum."""
+    survived: int | None = None
+    """Under secure aggregation, the nodes whose masked input is in the sum; None otherwise."""
+    dropped: int | None = None
+    """Under secure aggregation, the sampled nodes whose input is not in the sum; None otherwise."""
 
     def to_json(self) -> dict[str, object]:
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()}
@@ -49,6 +55,8 @@ def history_from_json(text: str) -> list[RoundRecord]:
 def history_to_csv(history: Sequence[RoundRecord]) -> str:
     """One row per round; metric columns are prefixed ``fit_``, ``federated_`` and ``central_``."""
     scalar = ["round", "sampled", "replies", "num_examples", "duration_s", "bytes_sent", "bytes_received"]
+    if any(r.secure for r in history):  # older histories keep their columns
+        scalar += ["secure", "survived", "dropped"]
     groups = ("fit_metrics", "federated_metrics", "central_metrics")
     metric_cols: list[tuple[str, str]] = []
     for group in groups:

@@ -11,7 +11,9 @@ protocol stages are built on top of them elsewhere. Each module has one job:
 - ``masks``: AES-256-CTR expansion of seeds into masks mod 2^32 or 2^64, applied block by block;
 - ``encoding``: fixed-point encoding of weighted updates, the overflow check and the error bound;
 - ``graph``: SecAgg+ degree and threshold from n, dropouts and corruptions, and the neighbour graph;
-- ``disclosure``: which shares an honest node reveals at unmasking, never both of one peer.
+- ``disclosure``: which shares an honest node reveals at unmasking, never both of one peer;
+- ``protocol``: what both ends of the protocol agree on: the ``SecureAggregation`` settings (a
+  strategy piece), the layout of the summed vector, the bytes of the survivor set that is signed.
 
 Cryptography comes only from the ``cryptography`` package and secrets from the operating system.
 See docs/secure-aggregation.md for the guarantees, formulas and costs.
@@ -45,6 +47,7 @@ from fedlearn.privacy.keys import (
     verify_keys,
 )
 from fedlearn.privacy.masks import apply_masks, blocks, expand_seed_into, new_seed, pairwise_sign
+from fedlearn.privacy.protocol import SecureAggregation
 from fedlearn.privacy.shamir import Share, combine_shares, split_secret
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "NeighbourGraph",
     "RoundKeys",
     "SecAggParameters",
+    "SecureAggregation",
     "Share",
     "ShareMessage",
     "apply_masks",

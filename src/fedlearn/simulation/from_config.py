@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from fedlearn.client.learners import build_learner, check_fit_config
 from fedlearn.client.trainer import Learner
-from fedlearn.config import RunConfig, engine_config
+from fedlearn.config import RunConfig, engine_config, secure_strategy
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import hold_out
@@ -47,7 +47,9 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
         partitions=partitions,
         evaluation_data=evaluation_data,
         test_data=test,
-        strategy=build_strategy(config.strategy.name, **config.strategy.options()),
+        strategy=secure_strategy(
+            config, build_strategy(config.strategy.name, **config.strategy.options()), n_nodes=len(partitions)
+        ),
         engine=engine,
         faults=FaultPlan(seed=config.run.seed, **config.faults.model_dump()),
     )

@@ -8,12 +8,13 @@ faithful rehearsal, and the same seed gives bit-identical parameters whichever e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from fedlearn.client.allocator import retain_freed_memory
 from fedlearn.client.contract import DataContract
 from fedlearn.client.node_app import NodeApp
+from fedlearn.client.secure_aggregation import SecureAggregationNode
 from fedlearn.client.trainer import Learner
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.params import ParamSet
@@ -22,6 +23,7 @@ from fedlearn.engine.engine import Checkpoint, Engine, EngineConfig, RoundCallba
 from fedlearn.engine.faults import FaultPlan, FaultyFleet
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
+from fedlearn.privacy.keys import generate_identity, identity_key
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.simulation.nodes import NodeFactory
 from fedlearn.simulation.pool import ProcessPoolFleet
@@ -77,6 +79,27 @@ def learner_nodes(
     return ids, factory
 
 
+def secure_nodes(ids: Sequence[str], factory: NodeFactory) -> tuple[NodeFactory, dict[str, bytes]]:
+    """Nodes built for a secure run, and the registry of their identity keys.
+
+    Each simulated node gets a fresh Ed25519 identity key, made here, in the coordinator's
+    process, before the pool forks, and mounts the secure-aggregation handlers; its plain fit is
+    refused, as a node that requires secure aggregation would. Deployment registers identity keys
+    at enrollment instead.
+    """
+    identities = {node: generate_identity() for node in ids}
+    registry = {node: identity_key(key) for node, key in identities.items()}
+
+    def build(node_id: str) -> NodeApp:
+        app = factory(node_id)
+        if not isinstance(app, NodeApp):
+            raise ConfigError(f"secure aggregation needs NodeApp nodes; the factory built {type(app).__name__}")
+        handlers = {**app.handlers, **SecureAggregationNode(identities[node_id], registry).handlers()}
+        return replace(app, handlers=handlers, require_secure_aggregation=True)
+
+    return build, registry
+
+
 def central_evaluator(
     learner: Learner, test_data: Dataset, config: Mapping[str, bool | int | float | str]
 ) -> Callable[[ParamSet], dict[str, float]]:
@@ -121,12 +144,19 @@ def simulate(
     after the run, for the rest of the process's life. It is off by default because it changes
     the calling process, a notebook's for example; ``fedlearn simulate`` turns it on. The pool's
     workers always apply it, since they are processes of their own.
+
+    When ``strategy`` holds a secure-aggregation piece, it is checked for the number of nodes up
+    front, and every node is built by :func:`secure_nodes`: the coordinator sees only sums.
     """
     if not partitions:
         raise ConfigError("`partitions` must hold at least one dataset; got none")
     if tune_allocator:
         retain_freed_memory()
     ids, factory = learner_nodes(learner, partitions, evaluation_data)
+    identity_keys: dict[str, bytes] = {}
+    if strategy.secure_aggregation is not None:
+        strategy.secure_aggregation.check(len(ids))
+        factory, identity_keys = secure_nodes(ids, factory)
     fleet = make_fleet(ids, factory, executor=executor, workers=workers, blas_threads=blas_threads)
     if faults is not None and faults.active:
         fleet = FaultyFleet(fleet, faults)
@@ -138,6 +168,7 @@ def simulate(
             central_evaluate=central_evaluator(learner, test_data, config.client_config) if test_data else None,
             checkpoint=checkpoint,
             on_round=on_round,
+            identity_keys=identity_keys,
         )
         if isinstance(initial, RunState):
             state = initial

@@ -28,7 +28,9 @@ from fedlearn.core.messages import (
     freeze_config,
 )
 from fedlearn.core.params import ParamSet, Spec
+from fedlearn.privacy.protocol import SecureAggregation
 from fedlearn.strategies.base import Reducer, Sampler, ServerTransform
+from fedlearn.strategies.reducers import UnweightedMean, WeightedMean
 
 TRANSFORM_PREFIX = "transform/"
 
@@ -54,6 +56,8 @@ class Strategy:
     transform: ServerTransform
     client_config: Mapping[str, Scalar] = field(default_factory=dict)
     control_variates: bool = False
+    secure_aggregation: SecureAggregation | None = None
+    """When set, the coordinator sees only the sum of the updates (SecAgg+; see ``engine.secure_round``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
@@ -65,6 +69,13 @@ class Strategy:
                 raise ConfigError(
                     f"`{field_name}` must implement the {protocol.__name__} protocol; got {type(piece).__name__}"
                 )
+        if self.secure_aggregation is not None:
+            _check_secure_reducer(self.reducer)
+
+    @property
+    def weighted(self) -> bool:
+        """False when every reply counts once (the unweighted mean), so a secure sum weights each node by 1."""
+        return not isinstance(self.reducer, UnweightedMean)
 
     def init_state(self, params: ParamSet) -> ParamSet:
         state = self.transform.init(params).with_prefix(TRANSFORM_PREFIX)
@@ -148,6 +159,21 @@ class Strategy:
             count=count,
             examples=examples,
             metrics={k: v / examples for k, v in metric_sums.items()} if examples else {},
+        )
+
+
+def _check_secure_reducer(reducer: Reducer) -> None:
+    """Secure aggregation yields only the weighted sum, so only the weighted mean can consume it."""
+    if not reducer.streaming:
+        raise ConfigError(
+            f"secure aggregation cannot be used with the {type(reducer).__name__} reducer: it needs each node's "
+            "individual update, and under secure aggregation the coordinator sees only their sum; use the "
+            "weighted mean (FedAvg and the FedOpt transforms all work) or turn secure aggregation off"
+        )
+    if not isinstance(reducer, (WeightedMean, UnweightedMean)):
+        raise ConfigError(
+            "secure aggregation yields a sum of updates, so it needs the weighted mean reducer (or the unweighted "
+            f"mean, for which every node counts once); got {type(reducer).__name__}"
         )
 
 

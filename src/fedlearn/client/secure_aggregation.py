@@ -1,0 +1,443 @@
+"""The node side of SecAgg+: one handler per stage, and the per-round secrets they keep.
+
+A node built for a secure run mounts :meth:`SecureAggregationNode.handlers` on its ``NodeApp``.
+The stages, in order (docs/secure-aggregation.md, "The protocol"):
+
+1. ``secagg.advertise``: fresh X25519 key pairs for the round; their public halves, signed with
+   the node's long-term Ed25519 identity key.
+2. ``secagg.share``: the node list, graph seed, degree and threshold, plus every listed node's
+   signed advert. The node draws the round's graph, checks its neighbours' signatures against
+   their registered identity keys (a substituted key is refused: the coordinator vouched for
+   it), draws its self-mask seed, Shamir-shares its mask key and seed among its neighbours and
+   seals each neighbour's two shares for it; it also commits to the seed.
+3. ``secagg.receive``: the sealed shares addressed to it. The node opens them and reports the
+   senders whose messages do not open; the coordinator drops those senders before anyone masks.
+4. ``secagg.masked_input``: the global model and the nodes to mask with. The node trains, encodes
+   its weighted update in fixed point and adds its self mask and one pairwise mask per listed
+   neighbour (all of whose shares it holds), block by block.
+5. ``secagg.consistency``: the survivor set; the node signs it, and never signs another this round.
+6. ``secagg.unmask``: the survivor set with at least ``threshold`` valid signatures on it. The
+   node reveals, once per round, self-mask shares of surviving neighbours and mask-key shares of
+   dropped ones, never both of one peer, and only for a peer ``threshold`` of whose own
+   neighbours signed the set.
+
+Any refusal raises SecureAggregationError; ``NodeApp`` turns it into an error reply, so a node
+never crashes or hangs on a malformed or cheating request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.core.errors import SecureAggregationError
+from fedlearn.core.messages import (
+    CONTROL_DELTA_PREFIX,
+    FIT,
+    SCAFFOLD_KEY,
+    SECAGG_ADVERTISE,
+    SECAGG_ARRAY_PREFIX,
+    SECAGG_CONFIG_PREFIX,
+    SECAGG_CONSISTENCY,
+    SECAGG_MASKED_INPUT,
+    SECAGG_RECEIVE,
+    SECAGG_SHARE,
+    SECAGG_UNMASK,
+    SEED_KEY,
+    Reply,
+    Task,
+)
+from fedlearn.core.params import ParamSet
+from fedlearn.privacy.aead import CIPHERTEXT_BYTES, ShareMessage, decrypt_shares, encrypt_shares
+from fedlearn.privacy.disclosure import plan_disclosure
+from fedlearn.privacy.encoding import encode_into
+from fedlearn.privacy.graph import NeighbourGraph, neighbour_graph
+from fedlearn.privacy.keys import (
+    KEY_BYTES,
+    SIGNATURE_BYTES,
+    AdvertisedKeys,
+    RoundKeys,
+    pairwise_mask_seed,
+    share_key,
+    sign_keys,
+    verify_keys,
+)
+from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, apply_masks, blocks, new_seed, pairwise_sign
+from fedlearn.privacy.protocol import (
+    VectorLayout,
+    commitment,
+    encoding_from_config,
+    from_array,
+    node_list,
+    rounding_seed,
+    survivors_bytes,
+    to_array,
+)
+from fedlearn.privacy.shamir import split_secret
+
+P = SECAGG_ARRAY_PREFIX
+
+
+@dataclass(slots=True)
+class _RoundSecrets:
+    """What one node keeps between the stages of one round; forgotten when the next round starts."""
+
+    run_id: str
+    round: int
+    keys: RoundKeys
+    graph: NeighbourGraph | None = None
+    threshold: int = 0
+    adverts: dict[str, AdvertisedKeys] = field(default_factory=dict)
+    self_seed: bytes | None = None
+    held: dict[str, ShareMessage] = field(default_factory=dict)
+    received: bool = False
+    partners: tuple[str, ...] = ()
+    masked: bool = False
+    signed: tuple[str, ...] | None = None
+    unmasked: bool = False
+
+
+class SecureAggregationNode:
+    """One node's secure-aggregation handlers, its identity key and the peers' registered identities.
+
+    ``identity`` is the node's long-term Ed25519 key; ``registry`` maps every node id to the raw
+    public identity key registered for it (in simulation, generated per simulated node).
+    ``block_elements`` bounds the scratch memory of masking.
+    """
+
+    def __init__(
+        self,
+        identity: Ed25519PrivateKey,
+        registry: Mapping[str, bytes],
+        *,
+        block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    ) -> None:
+        self._identity = identity
+        self._registry = dict(registry)
+        self._block = block_elements
+        self._round: _RoundSecrets | None = None
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            SECAGG_ADVERTISE: self.advertise,
+            SECAGG_SHARE: self.share,
+            SECAGG_RECEIVE: self.receive,
+            SECAGG_MASKED_INPUT: self.masked_input,
+            SECAGG_CONSISTENCY: self.consistency,
+            SECAGG_UNMASK: self.unmask,
+        }
+
+    # -- stage 1 -----------------------------------------------------------------------------
+
+    def advertise(self, task: Task, node: NodeApp) -> Reply:
+        previous = self._round
+        if previous is not None and (previous.run_id, previous.round) == (task.run_id, task.round):
+            raise SecureAggregationError("this node already advertised keys for this round; it takes part once")
+        keys = RoundKeys.generate()
+        self._round = _RoundSecrets(run_id=task.run_id, round=task.round, keys=keys)
+        advert = keys.advertise(run_id=task.run_id, round=task.round, node_id=node.node_id)
+        signature = sign_keys(self._identity, advert)
+        extras = {
+            f"{P}cipher": to_array(advert.cipher_key),
+            f"{P}mask": to_array(advert.mask_key),
+            f"{P}signature": to_array(signature),
+        }
+        return _reply(task, node, extras=extras)
+
+    # -- stage 2 -----------------------------------------------------------------------------
+
+    def share(self, task: Task, node: NodeApp) -> Reply:
+        secrets = self._current(task, "share")
+        if secrets.graph is not None:
+            raise SecureAggregationError("this node already shared its keys this round; it shares once")
+        me = node.node_id
+        nodes = node_list(task.config.get(f"{SECAGG_CONFIG_PREFIX}nodes"), what="`secagg.nodes`")
+        if me not in nodes:
+            raise SecureAggregationError("the share request's node list does not include this node")
+        degree, threshold = _int(task, "degree"), _int(task, "threshold")
+        if threshold < 2 or threshold > degree or 2 * threshold <= degree:
+            raise SecureAggregationError(
+                f"threshold {threshold} with degree {degree} is unsafe: an honest node needs 2 × threshold > degree "
+                "so that no one peer's two secrets can both be rebuilt"
+            )
+        graph = neighbour_graph(nodes, degree=degree, seed=_int(task, "graph_seed"), round=task.round)
+        own = self._advert(task, me)
+        mine = secrets.keys.advertise(run_id=task.run_id, round=task.round, node_id=me)
+        if (own.cipher_key, own.mask_key) != (mine.cipher_key, mine.mask_key):
+            raise SecureAggregationError("the coordinator relayed keys for this node that it did not advertise")
+        neighbours = graph.neighbours(me)
+        adverts = {peer: self._advert(task, peer) for peer in neighbours}
+        seed = new_seed()
+        xs = [graph.index(peer) for peer in neighbours]
+        key_shares = split_secret(secrets.keys.mask_secret(), threshold=threshold, x_values=xs)
+        seed_shares = split_secret(seed, threshold=threshold, x_values=xs)
+        extras = {f"{P}commitment": to_array(commitment(seed))}
+        for peer, key_share, seed_share in zip(neighbours, key_shares, seed_shares, strict=True):
+            aead_key = self._share_key(secrets, adverts[peer], me)
+            message = ShareMessage(mask_key_share=key_share, self_mask_share=seed_share)
+            sealed = encrypt_shares(aead_key, message, run_id=task.run_id, round=task.round, sender=me, receiver=peer)
+            extras[f"{P}out/{peer}"] = to_array(sealed)
+        secrets.graph, secrets.threshold, secrets.adverts, secrets.self_seed = graph, threshold, adverts, seed
+        return _reply(task, node, extras=extras)
+
+    # -- stage 3 -----------------------------------------------------------------------------
+
+    def receive(self, task: Task, node: NodeApp) -> Reply:
+        """Open the shares addressed to this node; report the senders whose shares do not open."""
+        secrets = self._current(task, "share delivery")
+        if secrets.graph is None:
+            raise SecureAggregationError("shares were delivered before this node shared its keys")
+        if secrets.received:
+            raise SecureAggregationError("this node already received its shares this round; it receives once")
+        secrets.received = True
+        me = node.node_id
+        index = secrets.graph.index(me)
+        rejected: list[int] = []
+        for peer in secrets.graph.neighbours(me):
+            sealed = task.extras.get(f"{P}in/{peer}")
+            if sealed is None:
+                continue  # the peer dropped out before sharing
+            try:
+                message = decrypt_shares(
+                    self._share_key(secrets, secrets.adverts[peer], me),
+                    from_array(sealed, what=f"shares from {peer!r}", length=CIPHERTEXT_BYTES),
+                    run_id=task.run_id,
+                    round=task.round,
+                    sender=peer,
+                    receiver=me,
+                )
+                if message.mask_key_share.x != index:
+                    raise SecureAggregationError(f"shares from {peer!r} are for index {message.mask_key_share.x}")
+                secrets.held[peer] = message
+            except SecureAggregationError:
+                rejected.append(secrets.graph.index(peer))
+        return _reply(task, node, extras={f"{P}rejected": np.array(sorted(rejected), dtype=np.int64)})
+
+    # -- stage 4 -----------------------------------------------------------------------------
+
+    def masked_input(self, task: Task, node: NodeApp) -> Reply:
+        secrets = self._current(task, "masked input")
+        if secrets.graph is None or secrets.self_seed is None or not secrets.received:
+            raise SecureAggregationError("a masked input was asked for before this node shared and received shares")
+        if secrets.masked:
+            raise SecureAggregationError("this node already sent its masked input this round; it sends one")
+        me = node.node_id
+        listed = set(node_list(task.config.get(f"{SECAGG_CONFIG_PREFIX}partners"), what="`secagg.partners`"))
+        partners = [peer for peer in secrets.graph.neighbours(me) if peer in listed]
+        unheld = [peer for peer in partners if peer not in secrets.held]
+        if unheld:
+            raise SecureAggregationError(
+                f"the coordinator asks this node to mask with {unheld}, whose shares it does not hold"
+            )
+        if len(partners) < secrets.threshold:
+            raise SecureAggregationError(
+                f"only {len(partners)} neighbours take part, fewer than the threshold {secrets.threshold}; "
+                "this node sends no input"
+            )
+        secrets.masked = True
+        secrets.partners = tuple(partners)
+        fit_task = Task(
+            kind=FIT,
+            round=task.round,
+            run_id=task.run_id,
+            params=task.params,
+            config={k: v for k, v in task.config.items() if not k.startswith(SECAGG_CONFIG_PREFIX)},
+            extras=ParamSet({k: v for k, v in task.extras.items() if not k.startswith(P)}),
+        )
+        trained = node.train(fit_task)
+        if not trained.ok:
+            raise SecureAggregationError(f"training failed: {trained.error}")
+        masked = self._encode(task, trained, secrets, partners, me)
+        del trained
+        return _reply(task, node, params={f"{P}masked": masked}, extras={})
+
+    def _encode(self, task: Task, trained: Reply, secrets: _RoundSecrets, partners: list[str], me: str) -> np.ndarray:
+        """The trained update as one encoded, masked vector, built and masked block by block."""
+        encoding = encoding_from_config(task.config)
+        scaffold = bool(task.config.get(SCAFFOLD_KEY, False))
+        spec = task.params.spec()
+        controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(spec)] if scaffold else []
+        layout = VectorLayout.of(spec, control_names=controls)
+        weighted = task.config.get(f"{SECAGG_CONFIG_PREFIX}weighted", True) is not False
+        weight = min(trained.num_examples, encoding.max_weight) if weighted else 1
+        seed = rounding_seed(
+            node_seed=int(task.config.get(SEED_KEY, 0)), run_id=task.run_id, round=task.round, node_id=me
+        )
+        out = np.empty(layout.length, dtype=encoding.dtype)
+        for segment in layout.segments:
+            if segment.weighted:
+                trained_flat = trained.params[segment.name].reshape(-1)
+                base: np.ndarray | None = task.params[segment.name].reshape(-1)
+            else:
+                trained_flat, base = trained.extras[segment.name].reshape(-1), None
+            for start, stop in blocks(segment.size, self._block):
+                values = trained_flat[start:stop].astype(np.float64)
+                if base is not None:
+                    values -= base[start:stop]
+                at = segment.start + start
+                encode_into(
+                    values,
+                    weight=weight if segment.weighted else 1,
+                    encoding=encoding,
+                    seed=seed,
+                    offset=at,
+                    out=out[at : segment.start + stop],
+                )
+        out[layout.weight_index] = weight
+        keys = secrets.keys
+        seeds = [(secrets.self_seed or b"", 1)] + [
+            (
+                pairwise_mask_seed(
+                    keys.mask,
+                    secrets.adverts[peer].mask_key,
+                    run_id=task.run_id,
+                    round=task.round,
+                    node_id=me,
+                    peer_id=peer,
+                ),
+                pairwise_sign(me, peer),
+            )
+            for peer in partners
+        ]
+        scratch = np.empty(min(self._block, layout.length), dtype=out.dtype)
+        for start, stop in blocks(layout.length, self._block):
+            apply_masks(out[start:stop], start, seeds, scratch=scratch)
+        return out
+
+    # -- stage 5 -----------------------------------------------------------------------------
+
+    def consistency(self, task: Task, node: NodeApp) -> Reply:
+        secrets = self._current(task, "consistency check")
+        if not secrets.masked:
+            raise SecureAggregationError("a survivor set was sent before this node sent its masked input")
+        survivors = tuple(sorted(node_list(task.config.get(f"{SECAGG_CONFIG_PREFIX}survivors"), what="survivors")))
+        assert secrets.graph is not None
+        if not set(survivors) <= set(secrets.graph.ring) or len(survivors) < secrets.threshold:
+            raise SecureAggregationError(
+                f"the survivor set must name at least {secrets.threshold} of the round's nodes and no others"
+            )
+        if secrets.signed is not None and secrets.signed != survivors:
+            raise SecureAggregationError(
+                "the coordinator asked this node to sign a second, different survivor set this round; it signs one"
+            )
+        secrets.signed = survivors
+        signature = self._identity.sign(survivors_bytes(run_id=task.run_id, round=task.round, survivors=survivors))
+        return _reply(task, node, extras={f"{P}signature": to_array(signature)})
+
+    # -- stage 6 -----------------------------------------------------------------------------
+
+    def unmask(self, task: Task, node: NodeApp) -> Reply:
+        secrets = self._current(task, "unmasking")
+        if secrets.signed is None:
+            raise SecureAggregationError("unmasking was asked for before this node signed a survivor set")
+        if secrets.unmasked:
+            raise SecureAggregationError("this node already answered an unmasking request this round; it answers once")
+        survivors = tuple(sorted(node_list(task.config.get(f"{SECAGG_CONFIG_PREFIX}survivors"), what="survivors")))
+        if survivors != secrets.signed:
+            raise SecureAggregationError("the unmasking request names another survivor set than the one signed")
+        message = survivors_bytes(run_id=task.run_id, round=task.round, survivors=survivors)
+        signers: set[str] = set()
+        for signer in survivors:
+            array = task.extras.get(f"{P}sig/{signer}")
+            if array is None:
+                continue
+            signature = from_array(array, what=f"signature of {signer!r}", length=SIGNATURE_BYTES)
+            try:
+                Ed25519PublicKey.from_public_bytes(self._identity_of(signer)).verify(signature, message)
+            except InvalidSignature:
+                raise SecureAggregationError(
+                    f"the signature of {signer!r} on the survivor set does not verify; refusing to unmask"
+                ) from None
+            signers.add(signer)
+        if len(signers) < secrets.threshold:
+            raise SecureAggregationError(
+                f"only {len(signers)} valid signatures on the survivor set, fewer than the threshold "
+                f"{secrets.threshold}; the nodes may have been told different sets, so this node reveals nothing"
+            )
+        survived = [peer for peer in secrets.partners if peer in survivors]
+        dropped = [peer for peer in secrets.partners if peer not in survivors]
+        plan = plan_disclosure(held=secrets.partners, survivors=survived, dropped=dropped, threshold=secrets.threshold)
+        secrets.unmasked = True
+        # A peer's secrets are revealed only when `threshold` of the peer's own neighbours signed this very
+        # set: its honest neighbours sign one set each, and 2t > k + c, so no second set can gather as many.
+        graph = secrets.graph
+        assert graph is not None
+        vouched = {
+            peer for peer in secrets.partners if len(signers.intersection(graph.neighbours(peer))) >= secrets.threshold
+        }
+        extras = {
+            f"{P}self/{peer}": to_array(secrets.held[peer].self_mask_share.to_bytes())
+            for peer in plan.self_mask_shares_of
+            if peer in vouched
+        }
+        for peer in plan.mask_key_shares_of:
+            if peer in vouched:
+                extras[f"{P}key/{peer}"] = to_array(secrets.held[peer].mask_key_share.to_bytes())
+        return _reply(task, node, extras=extras)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _current(self, task: Task, stage: str) -> _RoundSecrets:
+        secrets = self._round
+        if secrets is None or (secrets.run_id, secrets.round) != (task.run_id, task.round):
+            raise SecureAggregationError(f"{stage} for round {task.round} came before this node advertised keys for it")
+        return secrets
+
+    def _identity_of(self, node_id: str) -> bytes:
+        key = self._registry.get(node_id)
+        if key is None:
+            raise SecureAggregationError(f"node {node_id!r} has no registered identity key")
+        return key
+
+    def _advert(self, task: Task, peer: str) -> AdvertisedKeys:
+        arrays = [task.extras.get(f"{P}keys/{peer}/{part}") for part in ("cipher", "mask", "signature")]
+        if any(a is None for a in arrays):
+            raise SecureAggregationError(f"the share request lacks the advertised keys of {peer!r}")
+        cipher, mask, signature = (
+            from_array(a, what=f"advert of {peer!r}", length=n)  # type: ignore[arg-type]
+            for a, n in zip(arrays, (KEY_BYTES, KEY_BYTES, SIGNATURE_BYTES), strict=True)
+        )
+        advert = AdvertisedKeys(run_id=task.run_id, round=task.round, node_id=peer, cipher_key=cipher, mask_key=mask)
+        return verify_keys(
+            advert,
+            signature,
+            identity_key=self._identity_of(peer),
+            run_id=task.run_id,
+            round=task.round,
+            node_id=peer,
+        )
+
+    @staticmethod
+    def _share_key(secrets: _RoundSecrets, peer: AdvertisedKeys, me: str) -> bytes:
+        return share_key(
+            secrets.keys.cipher,
+            peer.cipher_key,
+            run_id=secrets.run_id,
+            round=secrets.round,
+            node_id=me,
+            peer_id=peer.node_id,
+        )
+
+
+def _int(task: Task, name: str) -> int:
+    value = task.config.get(f"{SECAGG_CONFIG_PREFIX}{name}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SecureAggregationError(f"`secagg.{name}` must be a non-negative integer; got {value!r}")
+    return value
+
+
+def _reply(
+    task: Task, node: NodeApp, *, params: Mapping[str, np.ndarray] | None = None, extras: Mapping[str, np.ndarray]
+) -> Reply:
+    return Reply(
+        node_id=node.node_id,
+        kind=task.kind,
+        round=task.round,
+        params=ParamSet(params or {}),
+        extras=ParamSet(extras),
+    )

@@ -158,7 +158,7 @@ class Engine:
                 run_id=self.config.run_id,
                 params=state.params,
                 extras=extras,
-                config={**base_config, ROUND_KEY: number, SEED_KEY: seeding.node_seed(seed, number, node)},
+                config=self._fit_config(base_config, number, node),
             )
             for node in sampled
         }
@@ -182,8 +182,7 @@ class Engine:
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
         )
-        federated, eval_bytes = self._evaluate_federated(update.params, number, available)
-        central = dict(self._central_evaluate(update.params)) if self._central_evaluate else {}
+        federated, central, eval_bytes = self._evaluate(update.params, number, available)
         report = gather.report
         record = RoundRecord(
             round=number,
@@ -232,11 +231,7 @@ class Engine:
             number,
             state.params,
             sampled,
-            fit_config=lambda node: {
-                **base_config,
-                ROUND_KEY: number,
-                SEED_KEY: seeding.node_seed(seed, number, node),
-            },
+            fit_config=lambda node: self._fit_config(base_config, number, node),
             fit_extras=extras,
             control_variates=self.strategy.control_variates,
             weighted=self.strategy.weighted,
@@ -248,8 +243,7 @@ class Engine:
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
         )
-        federated, eval_bytes = self._evaluate_federated(update.params, number, available)
-        central = dict(self._central_evaluate(update.params)) if self._central_evaluate else {}
+        federated, central, eval_bytes = self._evaluate(update.params, number, available)
         record = RoundRecord(
             round=number,
             sampled=len(sampled),
@@ -266,6 +260,18 @@ class Engine:
             dropped=outcome.dropped,
         )
         return self._finish(state, number, update.params, update.state, record)
+
+    def _fit_config(self, base: Mapping[str, Scalar], number: int, node: str) -> dict[str, Scalar]:
+        """A node's fit config: the run's and the strategy's keys, the round, and the node's own seed."""
+        return {**base, ROUND_KEY: number, SEED_KEY: seeding.node_seed(self.config.seed, number, node)}
+
+    def _evaluate(
+        self, params: ParamSet, number: int, available: Sequence[str]
+    ) -> tuple[dict[str, float], dict[str, float], tuple[int, int]]:
+        """Federated and central metrics of the round's new model, and the bytes federated evaluation moved."""
+        federated, eval_bytes = self._evaluate_federated(params, number, available)
+        central = dict(self._central_evaluate(params)) if self._central_evaluate else {}
+        return federated, central, eval_bytes
 
     def _finish(self, state: RunState, number: int, params: ParamSet, strategy_state: ParamSet,
                 record: RoundRecord) -> RunState:  # fmt: skip

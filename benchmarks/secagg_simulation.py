@@ -1,0 +1,109 @@
+"""Secure aggregation against plain FedAvg in simulation: round time, bytes and peak memory.
+
+The workload is the simulation benchmark's: softmax regression with 5 local SGD steps of 32
+samples per node, FedAvg over every node. Each mode runs in a fresh interpreter, so peak RSS is
+its own, and the modes take turns within each repeat. Round 1 is warm-up and not counted.
+
+    .venv/bin/python benchmarks/secagg_simulation.py --nodes 100 --features 1000 --classes 1000
+    .venv/bin/python benchmarks/secagg_simulation.py --nodes 20 --features 1000 --classes 1000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("plain", "secure")
+STEPS, BATCH, LR, SEED = 5, 32, 0.1, 0
+
+
+def child(mode: str, nodes: int, features: int, classes: int, rounds: int) -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from fedlearn.client.numpy_trainer import softmax_regression
+    from fedlearn.data.dataset import Dataset
+    from fedlearn.engine import EngineConfig, RoundRecord
+    from fedlearn.privacy.protocol import SecureAggregation
+    from fedlearn.simulation.run import simulate
+    from fedlearn.strategies import fedavg
+
+    rng = np.random.default_rng(SEED)
+    rows = STEPS * BATCH
+    partitions = [
+        Dataset(x=rng.standard_normal((rows, features), dtype=np.float32), y=rng.integers(0, classes, rows),
+                n_classes=classes)
+        for _ in range(nodes)
+    ]  # fmt: skip
+    strategy = fedavg()
+    if mode == "secure":
+        strategy = replace(strategy, secure_aggregation=SecureAggregation(clip=1.0, max_weight=rows))
+    ends: list[float] = []
+    records: list[RoundRecord] = []
+
+    def on_round(record: RoundRecord) -> None:
+        ends.append(time.time())
+        records.append(record)
+
+    simulate(
+        softmax_regression(features, classes, learning_rate=LR),
+        partitions,
+        strategy,
+        EngineConfig(rounds=rounds, seed=SEED, client_config={"local_steps": STEPS, "batch_size": BATCH}),
+        on_round=on_round,
+        tune_allocator=True,
+    )
+    later = records[1:]
+    print(json.dumps({
+        "round_s": statistics.median(b - a for a, b in itertools.pairwise(ends)),
+        "bytes_sent": statistics.median(r.bytes_sent for r in later),
+        "bytes_received": statistics.median(r.bytes_received for r in later),
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))  # fmt: skip
+
+
+def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", mode, "--nodes", str(args.nodes), "--features",
+               str(args.features), "--classes", str(args.classes), "--rounds", str(args.rounds)]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--features", type=int, default=1000)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.nodes, args.features, args.classes, args.rounds)
+        return
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    for _ in range(args.repeats):
+        for mode in MODES:
+            runs[mode].append(measure(mode, args))
+    med = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
+    params = args.features * args.classes + args.classes
+    print(f"{args.nodes} nodes x {params:,} parameters, median of {args.repeats}")
+    print("| mode | round | ratio | bytes sent | bytes received | ratio of bytes | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in MODES:
+        m, p = med[mode], med["plain"]
+        total, plain_total = m["bytes_sent"] + m["bytes_received"], p["bytes_sent"] + p["bytes_received"]
+        sent, received = m["bytes_sent"] / 1e6, m["bytes_received"] / 1e6
+        print(f"| {mode} | {m['round_s']:.2f} s | {m['round_s'] / p['round_s']:.2f}x | {sent:.0f} MB "
+              f"| {received:.0f} MB | {total / plain_total:.2f}x | {m['rss_mb']:.0f} MB |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The privacy accountant: ε from dp-accounting's RDP and PLD accountants, calibration, and refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedlearn.core.errors import ConfigError, PrivacyError
+from fedlearn.privacy.accountant import Accountant, FixedSizeSampling, PoissonSampling
+
+POISSON = PoissonSampling(rate=0.01)
+
+
+@pytest.mark.parametrize("method", ["rdp", "pld"])
+def test_epsilon_grows_with_rounds_and_shrinks_with_noise(method: str) -> None:
+    accountant = Accountant(delta=1e-5, method=method)  # type: ignore[arg-type]
+
+    few = accountant.epsilon(noise_multiplier=1.1, sampling=POISSON, rounds=100)
+    many = accountant.epsilon(noise_multiplier=1.1, sampling=POISSON, rounds=1000)
+    noisier = accountant.epsilon(noise_multiplier=2.0, sampling=POISSON, rounds=1000)
+
+    assert 0 < few < many and noisier < many
+    assert accountant.epsilon(noise_multiplier=1.1, sampling=POISSON, rounds=0) == 0.0
+
+
+def test_pld_is_at_least_as_tight_as_rdp() -> None:
+    rdp = Accountant(delta=1e-5, method="rdp").epsilon(noise_multiplier=1.1, sampling=POISSON, rounds=1000)
+    pld = Accountant(delta=1e-5, method="pld").epsilon(noise_multiplier=1.1, sampling=POISSON, rounds=1000)
+
+    assert pld <= rdp
+    assert rdp == pytest.approx(1.71, abs=0.01)  # dp-accounting's RDP for q = 0.01, σ = 1.1, 1000 rounds, δ = 1e-5
+
+
+def test_sampling_amplifies_privacy() -> None:
+    accountant = Accountant(delta=1e-5)
+    everyone = accountant.epsilon(noise_multiplier=1.1, sampling=PoissonSampling(rate=1.0), rounds=10)
+    tenth = accountant.epsilon(noise_multiplier=1.1, sampling=PoissonSampling(rate=0.1), rounds=10)
+
+    assert tenth < everyone
+
+
+@pytest.mark.parametrize("method", ["rdp", "pld"])
+def test_calibrated_noise_spends_at_most_the_target_and_little_less(method: str) -> None:
+    accountant = Accountant(delta=1e-5, method=method)  # type: ignore[arg-type]
+
+    noise = accountant.calibrate(target_epsilon=2.0, sampling=POISSON, rounds=500)
+    spent = accountant.epsilon(noise_multiplier=noise, sampling=POISSON, rounds=500)
+
+    assert spent <= 2.0 + 1e-6
+    assert accountant.epsilon(noise_multiplier=noise * 0.95, sampling=POISSON, rounds=500) > 2.0
+
+
+def test_fixed_size_sampling_is_accounted_by_rdp_and_refused_by_pld() -> None:
+    sampling = FixedSizeSampling(population=1000, sample=10)
+
+    assert Accountant(delta=1e-5, method="rdp").epsilon(noise_multiplier=1.1, sampling=sampling, rounds=100) > 0
+    with pytest.raises(PrivacyError, match="PLD accountant cannot account for fixed-size sampling"):
+        Accountant(delta=1e-5, method="pld").epsilon(noise_multiplier=1.1, sampling=sampling, rounds=100)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Accountant(delta=0), r"`delta` must be in \(0, 1\); got 0"),
+        (lambda: Accountant(delta=1e-5, method="moments"), "`method` must be one of rdp, pld"),  # type: ignore[arg-type]
+        (lambda: PoissonSampling(rate=0), r"`rate` must be in \(0, 1\]; got 0"),
+        (lambda: FixedSizeSampling(population=10, sample=11), "`sample` must be at most `population` \\(10\\)"),
+        (lambda: Accountant(delta=1e-5).epsilon(noise_multiplier=0, sampling=POISSON, rounds=1), "noise_multiplier"),
+    ],
+)
+def test_impossible_settings_are_refused_naming_the_parameter(build, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        build()

@@ -17,9 +17,24 @@ pytestmark = pytest.mark.skipif(
 
 PAGES_PER_ROUND = 3 * 4_000_000 // 4096  # three 4 MB arrays, as a fit allocates them
 
-SCRIPT = """
-import resource, sys
+MEASURE = """
+import resource
 import numpy as np
+
+def faults_per_round():  # page faults of one round of a fit's model-sized allocations, after a warm-up
+    def round_of_allocations():
+        weights, scratch, grads = (np.ones(1_000_000, np.float32) for _ in range(3))
+        del weights, scratch, grads
+    for _ in range(3):
+        round_of_allocations()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        round_of_allocations()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20
+"""
+
+SCRIPT = MEASURE + """
+import sys
 from fedlearn.client.allocator import retain_freed_memory
 
 if sys.argv[1] == "tuned":
@@ -34,37 +49,18 @@ elif sys.argv[1] in ("simulation", "untuned-simulation"):  # only a simulation t
     simulate(linear_regression(2), [data], fedavg(), EngineConfig(rounds=1, seed=0),
              tune_allocator=sys.argv[1] == "simulation")
 
-def round_of_allocations():
-    weights, scratch, grads = (np.ones(1_000_000, np.float32) for _ in range(3))
-    del weights, scratch, grads
-
-for _ in range(3):
-    round_of_allocations()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
-    round_of_allocations()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+print(faults_per_round())
 """
 
 
-POOL_SCRIPT = """
-import resource
-import numpy as np
+POOL_SCRIPT = MEASURE + """
 from fedlearn.core.messages import Reply, Task
 from fedlearn.simulation.pool import ProcessPoolFleet
 
 class Allocating:  # a node that measures its own worker's page faults
     def handle(self, task):
-        def round_of_allocations():
-            weights, scratch, grads = (np.ones(1_000_000, np.float32) for _ in range(3))
-            del weights, scratch, grads
-        for _ in range(3):
-            round_of_allocations()
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(20):
-            round_of_allocations()
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20
-        return Reply(node_id="node-0", kind=task.kind, round=task.round, metrics={"faults": faults})
+        metrics = {"faults": faults_per_round()}
+        return Reply(node_id="node-0", kind=task.kind, round=task.round, metrics=metrics)
 
 fleet = ProcessPoolFleet(["node-0"], lambda node_id: Allocating(), workers=1)
 try:

@@ -44,13 +44,14 @@ def test_a_node_logs_its_start_and_its_stop_on_sigterm_as_json(tmp_path: Path) -
         cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "FEDLEARN_NODE_TOKEN": "t" * 32},
     )  # fmt: skip
     assert node.stderr is not None
-    first = json.loads(node.stderr.readline())
+    said = [json.loads(node.stderr.readline()) for _ in range(2)]  # its identity key, then its start
     time.sleep(0.5)
 
     node.send_signal(signal.SIGTERM)
     _, rest = node.communicate(timeout=30)
 
-    assert first["message"].startswith("node node-000: starting, connecting to 127.0.0.1:")
+    assert said[0]["message"].startswith("node node-000: identity key ")
+    assert said[1]["message"].startswith("node node-000: starting, connecting to 127.0.0.1:")
     entries = [json.loads(line) for line in rest.splitlines() if line.startswith("{")]
     assert entries[-1]["message"] == "node node-000: stopped on a signal"
     assert node.returncode == 0

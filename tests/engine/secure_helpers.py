@@ -8,14 +8,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fedlearn.client.node_app import NodeApp
+from fedlearn.client.secure_aggregation import SecureAggregationNode
 from fedlearn.client.trainer import EvalResult, FitResult
 from fedlearn.core.messages import SEED_KEY, Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.secure_round import SecureOutcome, SecureRound
+from fedlearn.privacy.keys import generate_identity, identity_key
 from fedlearn.privacy.protocol import SecureAggregation
 from fedlearn.simulation.inprocess import InProcessFleet
-from fedlearn.simulation.run import secure_nodes
 
 
 class FixedTrainer:
@@ -151,8 +152,13 @@ def federation(
     hostile: Mapping[str, tuple[str, Tamper]] | None = None,
     tamper_task: Callable[[str, Task], Task] | None = None,
     scale: float = 1.0,
+    vouched: frozenset[str] = frozenset(),
 ) -> Federation:
-    """``n`` nodes with random updates in ``[-scale, scale]`` and random weights, over an in-process fleet."""
+    """``n`` nodes with random updates in ``[-scale, scale]`` and random weights, over an in-process fleet.
+
+    Nodes pin the registry of identity keys, as simulated nodes do, except those in ``vouched``,
+    which take the identity keys the coordinator relays, as a deployed node without a registry does.
+    """
     rng = np.random.default_rng(seed)
     ids = [f"n{i:02d}" for i in range(n)]
     params = ParamSet({"w": rng.normal(size=(size,)), "b": rng.normal(size=(2, 2))})
@@ -163,7 +169,14 @@ def federation(
         i = ids.index(node_id)
         return NodeApp(node_id=node_id, trainer=FixedTrainer(updates[i], weights[i]))
 
-    build, registry = secure_nodes(ids, plain)
+    identities = {node: generate_identity() for node in ids}
+    registry = {node: identity_key(key) for node, key in identities.items()}
+
+    def build(node_id: str) -> NodeApp:
+        node = SecureAggregationNode(identities[node_id], None if node_id in vouched else registry)
+        app = plain(node_id)
+        return replace(app, handlers={**app.handlers, **node.handlers()}, require_secure_aggregation=True)
+
     hostile = dict(hostile or {})
 
     def factory(node_id: str) -> NodeApp | Hostile:

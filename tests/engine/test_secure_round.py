@@ -14,6 +14,7 @@ from scipy import stats
 from fedlearn.core.errors import QuorumError, SecureAggregationError
 from fedlearn.core.messages import (
     SECAGG_ADVERTISE,
+    SECAGG_ARRAY_PREFIX,
     SECAGG_CONSISTENCY,
     SECAGG_KINDS,
     SECAGG_MASKED_INPUT,
@@ -24,6 +25,7 @@ from fedlearn.core.messages import (
     Task,
 )
 from fedlearn.core.params import ParamSet
+from fedlearn.privacy.keys import RoundKeys, generate_identity, identity_key, sign_keys
 from fedlearn.privacy.protocol import SecureAggregation, commitment
 from fedlearn.privacy.shamir import PRIME, Share, combine_shares, interpolate_at_zero
 from tests.engine.secure_helpers import federation, with_extra
@@ -59,7 +61,8 @@ def test_secagg_plus_uses_a_sparse_graph_and_stays_exact():
 
     _assert_exact(fed, outcome, fed.ids, light)
     share_task = fed.fleet.tasks[(fed.ids[0], SECAGG_SHARE)]
-    assert len(share_task.extras) == 3 * (light.parameters(30).degree + 1)  # its own and its neighbours' adverts
+    # its own and its neighbours' adverts, each with its identity key
+    assert len(share_task.extras) == 4 * (light.parameters(30).degree + 1)
 
 
 @pytest.mark.parametrize("kind", SECAGG_KINDS)
@@ -184,6 +187,54 @@ def test_substituted_keys_are_refused_by_the_nodes():
 
     assert "not signed by its registered identity key" in outcome.failures["n00"]
     _assert_exact(fed, outcome, fed.ids[1:])
+
+
+def _forge_identity(node: str, task: Task) -> Task:
+    """The coordinator swaps a neighbour's keys for its own, signed with an identity key it made and vouches for."""
+    if task.kind != SECAGG_SHARE or node != "n00":
+        return task
+    extras = task.extras.to_dict(writable=True)
+    peer = next(k.split("/")[2] for k in sorted(extras) if k.endswith("/identity") and "/n00/" not in k)
+    forger, round_keys = generate_identity(), RoundKeys.generate()
+    advert = round_keys.advertise(run_id=task.run_id, round=task.round, node_id=peer)
+    for part, value in (("cipher", advert.cipher_key), ("mask", advert.mask_key),
+                        ("signature", sign_keys(forger, advert)), ("identity", identity_key(forger))):  # fmt: skip
+        extras[f"{SECAGG_ARRAY_PREFIX}keys/{peer}/{part}"] = np.frombuffer(value, dtype=np.uint8)
+    return replace(task, extras=ParamSet(extras))
+
+
+def test_a_forged_identity_the_coordinator_vouches_for_is_caught_by_a_pinned_registry():
+    fed = federation(6, tamper_task=_forge_identity)
+
+    outcome = fed.run(SETTINGS)
+
+    assert "differs from the pinned one" in outcome.failures["n00"]
+    _assert_exact(fed, outcome, fed.ids[1:])
+
+
+def test_a_node_refuses_a_share_request_that_holds_another_identity_key_for_it():
+    def misregister(node: str, task: Task) -> Task:
+        if task.kind != SECAGG_SHARE or node != "n01":
+            return task
+        extras = task.extras.to_dict(writable=True)
+        extras[f"{SECAGG_ARRAY_PREFIX}keys/n01/identity"] = np.frombuffer(identity_key(generate_identity()), np.uint8)
+        return replace(task, extras=ParamSet(extras))
+
+    fed = federation(6, tamper_task=misregister, vouched=frozenset({"n01"}))
+
+    outcome = fed.run(SETTINGS)
+
+    assert "is not this node's own" in outcome.failures["n01"]
+    _assert_exact(fed, outcome, [u for u in fed.ids if u != "n01"])
+
+
+def test_nodes_that_take_identity_keys_from_the_coordinator_aggregate_exactly():
+    fed = federation(6, vouched=frozenset(f"n{i:02d}" for i in range(6)))
+
+    outcome = fed.run(SETTINGS)
+
+    assert outcome.failures == {}
+    _assert_exact(fed, outcome, fed.ids)
 
 
 def test_a_node_refuses_to_unmask_a_survivor_set_other_than_the_one_it_signed():

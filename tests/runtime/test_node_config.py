@@ -13,9 +13,10 @@ from fedlearn.analytics import DisclosurePolicy
 from fedlearn.client.learners import build_learner
 from fedlearn.config import parse_config
 from fedlearn.core.errors import ConfigError
-from fedlearn.core.messages import FIT, Task
+from fedlearn.core.messages import FIT, SECAGG_KINDS, Task
+from fedlearn.runtime.identity import load_or_create_identity, public_key_hex, registry_toml
 from fedlearn.runtime.node_config import load_node_config
-from fedlearn.runtime.node_runtime import build_node
+from fedlearn.runtime.node_runtime import build_node, secure_aggregation_setup
 from fedlearn.simulation import plan_simulation
 
 BUILTIN = """
@@ -137,3 +138,61 @@ def test_a_relative_audit_log_lies_beside_the_node_config(tmp_path: Path) -> Non
     config = load_node_config(_config(tmp_path, "", extra="\n[policy]\naudit_log = 'logs/node.audit.jsonl'\n"))
 
     assert config.policy.audit_log == tmp_path / "logs" / "node.audit.jsonl"
+
+
+# -- secure aggregation ------------------------------------------------------------------------------
+
+
+def test_a_node_makes_its_identity_key_beside_its_config_and_mounts_the_secure_stages(tmp_path: Path) -> None:
+    config = load_node_config(_config(tmp_path, ""))
+
+    setup = secure_aggregation_setup("hospital-a", config, tmp_path)
+
+    assert setup is not None and set(setup.handlers) == set(SECAGG_KINDS)
+    key, created = load_or_create_identity(tmp_path / "hospital-a.identity.key")
+    assert not created and setup.identity_key.hex() == public_key_hex(key)
+
+
+def test_secure_aggregation_paths_are_relative_to_the_node_config(tmp_path: Path) -> None:
+    config = load_node_config(
+        _config(tmp_path, "", '\n[secure_aggregation]\nidentity_key = "keys/me.key"\npeers = "federation.toml"\n')
+    )
+
+    assert config.secure_aggregation.identity_key == tmp_path / "keys/me.key"
+    assert config.secure_aggregation.peers == tmp_path / "federation.toml"
+
+
+def test_a_node_that_requires_secure_aggregation_refuses_a_plain_fit(tmp_path: Path) -> None:
+    config = load_node_config(_config(tmp_path, "", "\n[secure_aggregation]\nrequire = true\n"))
+    node = build_node("hospital-a", config, config.load_datasets())
+    params = build_learner("numpy.softmax", config.load_datasets()["digits"]).init_params(0)
+
+    reply = node.handle(Task(kind=FIT, round=1, params=params))
+
+    assert reply.error is not None and "refuses to send its update in the clear" in reply.error
+
+
+def test_pinned_peers_that_do_not_name_this_nodes_own_key_are_refused_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "federation.toml").write_text(registry_toml({"hospital-a": bytes(32)}))
+    config = load_node_config(_config(tmp_path, "", '\n[secure_aggregation]\npeers = "federation.toml"\n'))
+
+    with pytest.raises(ConfigError, match="does not pin this node's own identity key"):
+        secure_aggregation_setup("hospital-a", config, tmp_path)
+
+
+def test_a_node_that_cannot_keep_a_key_runs_without_secure_aggregation_unless_it_asked_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_node_config(_config(tmp_path, ""))
+    unwritable = tmp_path / "absent"
+
+    assert secure_aggregation_setup("hospital-a", config, unwritable) is None
+    assert "takes no part in secure aggregation" in caplog.text
+    required = load_node_config(_config(tmp_path, "", "\n[secure_aggregation]\nrequire = true\n"))
+    with pytest.raises(ConfigError, match="cannot create the identity key"):
+        secure_aggregation_setup("hospital-a", required, unwritable)
+
+
+def test_an_unknown_secure_aggregation_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="requires"):
+        load_node_config(_config(tmp_path, "", "\n[secure_aggregation]\nrequires = true\n"))

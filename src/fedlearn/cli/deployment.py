@@ -35,7 +35,6 @@ app = command_group()
 logger = logging.getLogger(__name__)
 
 
-
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,6 +99,7 @@ def coordinator(
         heartbeat_timeout=heartbeat_timeout,
         heartbeat_interval=min(2.0, heartbeat_timeout / 3),
         on_node_status=state.mark_node,
+        bind_identity=state.bind_identity_key,
         max_calls_per_node=max_calls_per_node,
         upload_buffer_bytes=upload_buffer_bytes,
         node_upload_bytes=node_upload_bytes,
@@ -140,7 +140,7 @@ def node(
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.agent import NodeAgent
     from fedlearn.runtime.node_config import load_node_config
-    from fedlearn.runtime.node_runtime import build_node
+    from fedlearn.runtime.node_runtime import build_node, secure_aggregation_setup
     from fedlearn.runtime.tls import load_client_tls
 
     if not token:
@@ -154,12 +154,18 @@ def node(
     datasets = node_config.load_datasets()
     policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
     analytics = analytics_handlers(datasets, policy=policy)
+    secure = secure_aggregation_setup(name, node_config, config.parent)
     handler = build_node(
-        name, node_config, datasets, handlers=analytics, describe=dict.fromkeys(analytics, audit_fields)
+        name,
+        node_config,
+        datasets,
+        handlers={**analytics, **(secure.handlers if secure else {})},
+        describe=dict.fromkeys(analytics, audit_fields),
     )
     tls = load_client_tls(tls_ca, tls_cert, tls_key, server_name) if tls_ca else None
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,
-                      max_message_bytes=max_message_bytes)  # fmt: skip
+                      max_message_bytes=max_message_bytes,
+                      identity_key=secure.identity_key if secure else b"")  # fmt: skip
     rows = ", ".join(f"{k}: {len(v)} rows" for k, v in datasets.items())
     logger.info("node %s: starting, connecting to %s (%s); datasets %s", name, coordinator,
                 "TLS" if tls else "no TLS", rows)  # fmt: skip
@@ -194,3 +200,16 @@ def run(
 def token() -> None:
     """Print a fresh random token, e.g. for FEDLEARN_ADMIN_TOKEN."""
     typer.echo(secrets.token_urlsafe(32))
+
+
+@app.command()
+def identity(
+    key_file: Annotated[Path, typer.Argument(help="The node's identity key file; made (mode 0600) if missing.")],
+) -> None:
+    """Print a node's identity public key, making the key first if needed, for `fedlearn nodes add --identity-key`."""
+    from fedlearn.runtime.identity import load_or_create_identity, public_key_hex
+
+    key, created = load_or_create_identity(key_file)
+    if created:
+        typer.echo(f"made a new identity key in {key_file} (mode 0600); its public key:", err=True)
+    typer.echo(public_key_hex(key))

@@ -39,21 +39,73 @@ TokenFileOption = Annotated[
 ]
 
 
+IdentityKeyOption = Annotated[
+    str | None,
+    typer.Option(help="The node's Ed25519 public key (64 hex digits, from `fedlearn identity`); default: bound at "
+                 "its first connection."),
+]  # fmt: skip
+
+
 @nodes.command("add")
 def nodes_add(
     name: str,
     store: StoreOption = DEFAULT_STORE,
     max_examples: MaxExamplesOption = None,
     token_file: TokenFileOption = None,
+    identity_key: IdentityKeyOption = None,
 ) -> None:
     """Register a node and hand out its token, once; only its hash is stored."""
+    from fedlearn.runtime.identity import parse_public_key
     from fedlearn.runtime.store import open_store
 
     if token_file is not None:
         refuse_to_overwrite(token_file, name)
+    key = None if identity_key is None else parse_public_key(identity_key, what="--identity-key")
     with open_store(announce_default_store(store)) as state:
-        issued = state.add_node(name, max_examples=max_examples)
+        issued = state.add_node(name, max_examples=max_examples, identity_key=key)
     _hand_out(name, "registered", issued, token_file)
+
+
+@nodes.command("identity")
+def nodes_identity(
+    name: str,
+    store: StoreOption = DEFAULT_STORE,
+    key: Annotated[str | None, typer.Option(help="Pin this Ed25519 public key (64 hex digits).")] = None,
+    forget: Annotated[bool, typer.Option("--forget", help="Forget the key; the next connection binds one.")] = False,
+) -> None:
+    """Pin or forget the identity key that signs a node's secure-aggregation keys."""
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.runtime.identity import parse_public_key
+    from fedlearn.runtime.store import open_store
+
+    if (key is None) != forget:
+        raise ConfigError("give either --key HEX or --forget")
+    pinned = None if key is None else parse_public_key(key, what="--key")
+    with open_store(announce_default_store(store)) as state:
+        state.set_identity_key(name, pinned)
+    typer.echo(f"node {name}: " + ("identity key forgotten" if pinned is None else f"identity key {pinned.hex()}"))
+
+
+@nodes.command("identities")
+def nodes_identities(
+    store: StoreOption = DEFAULT_STORE,
+    out: Annotated[Path | None, typer.Option(help="Write the registry to this file instead of printing it.")] = None,
+) -> None:
+    """The registered identity keys as a registry file, to give every node as [secure_aggregation] peers."""
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.runtime.identity import registry_toml
+    from fedlearn.runtime.store import open_store
+
+    with open_store(announce_default_store(store)) as state:
+        keys = state.identity_keys()
+    if not keys:
+        raise ConfigError("no node has an identity key yet: nodes bind one when they first connect")
+    text = registry_toml(keys)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text)
+    typer.echo(f"{len(keys)} identity keys written to {out}")
 
 
 @nodes.command("declare")
@@ -113,12 +165,13 @@ def nodes_list(store: StoreOption = DEFAULT_STORE) -> None:
 
     with open_store(announce_default_store(store)) as state:
         records = state.list_nodes()
-    table = Table("name", "status", "last seen", "registered", "declared rows")
+    table = Table("name", "status", "last seen", "registered", "declared rows", "identity key")
     for n in records:
         status = "revoked" if n.revoked else n.status
         table.add_row(n.name, status, n.last_seen.isoformat(timespec="seconds") if n.last_seen else "never",
                       n.created_at.isoformat(timespec="seconds"),
-                      "-" if n.max_examples is None else str(n.max_examples))  # fmt: skip
+                      "-" if n.max_examples is None else str(n.max_examples),
+                      "-" if n.identity_key is None else n.identity_key[:12])  # fmt: skip
     Console().print(table)
 
 

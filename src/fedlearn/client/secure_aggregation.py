@@ -62,6 +62,7 @@ from fedlearn.privacy.keys import (
     SIGNATURE_BYTES,
     AdvertisedKeys,
     RoundKeys,
+    identity_key,
     pairwise_mask_seed,
     share_key,
     sign_keys,
@@ -105,20 +106,25 @@ class _RoundSecrets:
 class SecureAggregationNode:
     """One node's secure-aggregation handlers, its identity key and the peers' registered identities.
 
-    ``identity`` is the node's long-term Ed25519 key; ``registry`` maps every node id to the raw
-    public identity key registered for it (in simulation, generated per simulated node).
+    ``identity`` is the node's long-term Ed25519 key. ``registry`` pins the raw public identity key
+    of every node (in simulation, generated per simulated node; in a deployment, a file the
+    federation hands every site): the coordinator's claims about identities are then checked
+    against it, so not even a cheating coordinator can substitute a peer's keys. Without it
+    (None), the node takes the identity keys the coordinator relays, which protects against
+    anyone but the coordinator itself: docs/secure-aggregation.md, "Threat model".
     ``block_elements`` bounds the scratch memory of masking.
     """
 
     def __init__(
         self,
         identity: Ed25519PrivateKey,
-        registry: Mapping[str, bytes],
+        registry: Mapping[str, bytes] | None = None,
         *,
         block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     ) -> None:
         self._identity = identity
-        self._registry = dict(registry)
+        self._public = identity_key(identity)
+        self._registry = None if registry is None else dict(registry)
         self._block = block_elements
         self._round: _RoundSecrets | None = None
 
@@ -166,6 +172,11 @@ class SecureAggregationNode:
                 "so that no one peer's two secrets can both be rebuilt"
             )
         graph = neighbour_graph(nodes, degree=degree, seed=_int(task, "graph_seed"), round=task.round)
+        if self._identity_of(task, me) != self._public:
+            raise SecureAggregationError(
+                "the identity key the coordinator holds for this node is not this node's own; its peers could not "
+                "check its keys (re-register the node's key with `fedlearn nodes identity`)"
+            )
         own = self._advert(task, me)
         mine = secrets.keys.advertise(run_id=task.run_id, round=task.round, node_id=me)
         if (own.cipher_key, own.mask_key) != (mine.cipher_key, mine.mask_key):
@@ -348,7 +359,7 @@ class SecureAggregationNode:
                 continue
             signature = from_array(array, what=f"signature of {signer!r}", length=SIGNATURE_BYTES)
             try:
-                Ed25519PublicKey.from_public_bytes(self._identity_of(signer)).verify(signature, message)
+                Ed25519PublicKey.from_public_bytes(self._identity_of(task, signer)).verify(signature, message)
             except InvalidSignature:
                 raise SecureAggregationError(
                     f"the signature of {signer!r} on the survivor set does not verify; refusing to unmask"
@@ -388,11 +399,23 @@ class SecureAggregationNode:
             raise SecureAggregationError(f"{stage} for round {task.round} came before this node advertised keys for it")
         return secrets
 
-    def _identity_of(self, node_id: str) -> bytes:
-        key = self._registry.get(node_id)
-        if key is None:
-            raise SecureAggregationError(f"node {node_id!r} has no registered identity key")
-        return key
+    def _identity_of(self, task: Task, node_id: str) -> bytes:
+        """``node_id``'s identity key: the pinned one, which the coordinator's claim must match, or the claim."""
+        relayed = task.extras.get(f"{P}keys/{node_id}/identity")
+        claimed = None if relayed is None else from_array(relayed, what=f"identity of {node_id!r}", length=KEY_BYTES)
+        if self._registry is None:
+            if claimed is None:
+                raise SecureAggregationError(f"the share request lacks the identity key of {node_id!r}")
+            return claimed
+        pinned = self._registry.get(node_id)
+        if pinned is None:
+            raise SecureAggregationError(f"node {node_id!r} is not in this node's pinned identity registry")
+        if claimed is not None and claimed != pinned:
+            raise SecureAggregationError(
+                f"the coordinator vouches for an identity key of {node_id!r} that differs from the pinned one: "
+                "it substituted a key, or the registries disagree"
+            )
+        return pinned
 
     def _advert(self, task: Task, peer: str) -> AdvertisedKeys:
         arrays = [task.extras.get(f"{P}keys/{peer}/{part}") for part in ("cipher", "mask", "signature")]
@@ -406,7 +429,7 @@ class SecureAggregationNode:
         return verify_keys(
             advert,
             signature,
-            identity_key=self._identity_of(peer),
+            identity_key=self._identity_of(task, peer),
             run_id=task.run_id,
             round=task.round,
             node_id=peer,

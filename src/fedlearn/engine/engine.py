@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from types import MappingProxyType
 
 from fedlearn.core.checks import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Constraint, Interval, check, check_fields
@@ -36,6 +37,8 @@ _WAIT_LOG_INTERVAL = 10.0
 CentralEvaluate = Callable[[ParamSet], Mapping[str, float]]
 Checkpoint = Callable[["RunState"], None]
 RoundCallback = Callable[[RoundRecord], None]
+IdentityRegistry = Callable[[], Mapping[str, bytes]]
+"""Reads the nodes' registered identity keys, by name, when a secure round starts."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,9 +112,13 @@ class Engine:
         on_round: RoundCallback | None = None,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        identity_keys: Mapping[str, bytes] | None = None,
+        identity_keys: Mapping[str, bytes] | IdentityRegistry | None = None,
     ) -> None:
-        """``identity_keys`` are the nodes' registered Ed25519 public keys, needed under secure aggregation."""
+        """``identity_keys`` are the nodes' registered Ed25519 public keys, needed under secure aggregation.
+
+        A deployment passes a registry to read before each round, since nodes bind their keys
+        when they first connect, which may be after the run started.
+        """
         self.fleet = fleet
         self.strategy = strategy
         self.config = config
@@ -120,7 +127,9 @@ class Engine:
         self._on_round = on_round
         self._clock = clock
         self._sleep = sleep
-        self._identity_keys = dict(identity_keys or {})
+        self._identity_keys: IdentityRegistry = (
+            identity_keys if callable(identity_keys) else partial(dict, identity_keys or {})
+        )
         self._graph_seed = secrets.randbits(63)  # secret, per run: nodes learn it only after committing to keys
         if config.require_secure_aggregation and strategy.secure_aggregation is None:
             raise ConfigError(
@@ -128,7 +137,7 @@ class Engine:
                 "piece, so updates would be aggregated in the clear; refusing to run (a deployment path that does "
                 "not support secure aggregation yet must not drop it)"
             )
-        if strategy.secure_aggregation is not None and not self._identity_keys:
+        if strategy.secure_aggregation is not None and not callable(identity_keys) and not identity_keys:
             raise ConfigError("secure aggregation needs the nodes' registered `identity_keys`; got none")
 
     def initial_state(self, params: ParamSet) -> RunState:
@@ -217,7 +226,7 @@ class Engine:
         secure = SecureRound(
             self.fleet,
             settings,
-            identity_keys=self._identity_keys,
+            identity_keys=self._identity_keys(),
             graph_seed=self._graph_seed,
             run_id=self.config.run_id,
             timeout=self.config.round_timeout,

@@ -172,7 +172,12 @@ class SecureRound:
             "secagg.threshold": threshold,
         }
         share_tasks = {
-            u: self._task(number, SECAGG_SHARE, config=base, extras=_adverts_for(graph, u, adverts, signed_adverts))
+            u: self._task(
+                number,
+                SECAGG_SHARE,
+                config=base,
+                extras=_adverts_for(graph, u, adverts, signed_adverts, self._identities),
+            )
             for u in u1
         }
         outbox: dict[str, dict[str, np.ndarray]] = {u: {} for u in u1}  # receiver -> sender -> sealed shares
@@ -262,7 +267,9 @@ class SecureRound:
             number,
             SECAGG_UNMASK,
             {
-                u: self._task(number, SECAGG_UNMASK, config=listed, extras=_signatures_for(graph, u, signatures))
+                u: self._task(
+                    number, SECAGG_UNMASK, config=listed, extras=_signatures_for(graph, u, signatures, self._identities)
+                )
                 for u in signers
             },
             need,
@@ -441,22 +448,37 @@ def _rebuild(
     )
 
 
-def _signatures_for(graph: NeighbourGraph, node: str, signatures: Mapping[str, np.ndarray]) -> ParamSet:
-    """The signatures a node checks before unmasking: those of its neighbours' neighbours (O(k^2), not O(n))."""
+def _signatures_for(
+    graph: NeighbourGraph, node: str, signatures: Mapping[str, np.ndarray], identities: Mapping[str, bytes]
+) -> ParamSet:
+    """The signatures a node checks before unmasking, those of its neighbours' neighbours (O(k^2), not O(n)),
+    with the signers' identity keys."""
     around = {peer for neighbour in graph.neighbours(node) for peer in graph.neighbours(neighbour)}
-    return ParamSet({name: array for name, array in signatures.items() if name.removeprefix(f"{P}sig/") in around})
+    arrays: dict[str, np.ndarray] = {}
+    for name, array in signatures.items():
+        signer = name.removeprefix(f"{P}sig/")
+        if signer in around:
+            arrays[name] = array
+            arrays[f"{P}keys/{signer}/identity"] = to_array(identities[signer])
+    return ParamSet(arrays)
 
 
 def _adverts_for(
-    graph: NeighbourGraph, node: str, adverts: Mapping[str, AdvertisedKeys], signatures: Mapping[str, bytes]
+    graph: NeighbourGraph,
+    node: str,
+    adverts: Mapping[str, AdvertisedKeys],
+    signatures: Mapping[str, bytes],
+    identities: Mapping[str, bytes],
 ) -> ParamSet:
-    """The signed adverts a node needs in the share stage: its own and its neighbours'."""
+    """The signed adverts a node needs in the share stage, its own and its neighbours', with the identity
+    keys the coordinator holds for them (a node with its own pinned registry checks them against it)."""
     arrays: dict[str, np.ndarray] = {}
     for peer in (node, *graph.neighbours(node)):
         advert = adverts[peer]
         arrays[f"{P}keys/{peer}/cipher"] = to_array(advert.cipher_key)
         arrays[f"{P}keys/{peer}/mask"] = to_array(advert.mask_key)
         arrays[f"{P}keys/{peer}/signature"] = to_array(signatures[peer])
+        arrays[f"{P}keys/{peer}/identity"] = to_array(identities[peer])
     return ParamSet(arrays)
 
 

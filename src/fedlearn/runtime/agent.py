@@ -14,8 +14,12 @@ a node nothing. Liveness is the transport's job on purpose: its pings are answer
 C core, so neither side looks dead while the other is busy holding the GIL (decoding a large
 model does). The heartbeats this agent sends let the coordinator drop a node that is idle yet
 silent, e.g. one whose Python is hung. Being refused is different: an unknown or
-revoked token, another node's certificate, a name taken over by another agent, or a protocol mismatch raises
-:class:`ConfigError` with a message that says what to do, instead of retrying forever.
+revoked token, another node's certificate, a name taken over by another agent, a protocol mismatch, or an
+identity key other than the one registered for the node raises :class:`ConfigError` with a message that
+says what to do, instead of retrying forever.
+
+``identity_key`` is the public half of the node's long-term Ed25519 key, sent in the Hello; a node
+with one takes part in secure aggregation (see :mod:`fedlearn.runtime.identity`).
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class _Link:
     stub: pb_grpc.FleetStub
     connect_timeout: float
     max_reply_bytes: int
+    hello: pb.NodeMessage
     interval: float = 0.0
     welcomed: bool = False
     call: grpc.Future | None = None
@@ -82,7 +87,7 @@ class _Link:
 
     def requests(self, stop: threading.Event) -> Iterator[pb.NodeMessage]:
         """Hello, then a heartbeat every interval, until the link closes; no Welcome in time ends it."""
-        yield pb.NodeMessage(hello=pb.Hello(protocol=PROTOCOL_VERSION))
+        yield self.hello
         started = last_tx = time.monotonic()
         while not self.closed.is_set() and not stop.wait(_TICK):
             now = time.monotonic()
@@ -134,6 +139,7 @@ class NodeAgent:
         backoff: Backoff = DEFAULT_BACKOFF,
         give_up_after: float | None = None,
         rng: random.Random | None = None,
+        identity_key: bytes = b"",
     ) -> None:
         for what, value in (("name", name), ("token", token)):
             if not value or not value.isascii() or not value.isprintable():
@@ -158,6 +164,7 @@ class NodeAgent:
         self._give_up_after = give_up_after
         self._rng = rng if rng is not None else random.Random()  # OS-seeded: jitter must differ between nodes
         self._cache = ParamCache()
+        self._hello = pb.NodeMessage(hello=pb.Hello(protocol=PROTOCOL_VERSION, identity_key=identity_key))
 
     def run(self, stop: threading.Event) -> None:
         """Serve tasks until ``stop`` is set.
@@ -206,6 +213,7 @@ class NodeAgent:
             stub=pb_grpc.FleetStub(channel),  # type: ignore[no-untyped-call]
             connect_timeout=self._connect_timeout,
             max_reply_bytes=self._max_message_bytes,
+            hello=self._hello,
         )
 
     def _session(self, link: _Link, work: _Work, stop: threading.Event) -> tuple[bool, str]:

@@ -158,6 +158,7 @@ class Coordinator:
                 replace(plan.engine, declared_examples=self.store.declared_rows()),
                 checkpoint=lambda s: self.store.save_checkpoint(run.id, s),
                 on_round=lambda record: self._between_rounds(run.id, record),
+                identity_keys=self.store.identity_keys,
             )
             # No local may hold the first state: the engine replaces it every round, and a
             # reference kept here would keep its parameters, a whole model, alive all run long.

@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 
 from fedlearn.client.learners import build_learner, check_fit_config
 from fedlearn.client.trainer import Learner
-from fedlearn.config import RunConfig, engine_config
+from fedlearn.config import RunConfig, engine_config, secure_strategy
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import TaskType
 from fedlearn.engine.engine import EngineConfig
+from fedlearn.privacy.graph import MIN_NODES
 from fedlearn.strategies import build_strategy
 from fedlearn.strategies.strategy import Strategy
 
@@ -54,8 +55,10 @@ def plan_deployment(config: RunConfig, *, run_id: str, allowed_learners: Collect
     shape = ModelShape(n_features=n_features, n_classes=model.n_classes, task=model.task)
     learner = build_learner(model.learner, shape, **model.options())
     check_fit_config(learner, config.client)
+    strategy = build_strategy(config.strategy.name, **config.strategy.options())
     return DeploymentPlan(
         learner=learner,
-        strategy=build_strategy(config.strategy.name, **config.strategy.options()),
+        # Checked for the fewest nodes a secure round takes; each round checks again for the nodes it has.
+        strategy=secure_strategy(config, strategy, n_nodes=max(MIN_NODES, config.engine.min_available_nodes)),
         engine=replace(engine_config(config), run_id=run_id),
     )

@@ -57,12 +57,19 @@ from fedlearn.runtime.transport.stream import Blob
 logger = logging.getLogger(__name__)
 
 _MAX_OPEN_TASKS_PER_NODE = 8  # a stuck node must not pin old parameter versions forever
+IDENTITY_KEY_BYTES = 32  # a raw Ed25519 public key
 
 
 class Authenticate(Protocol):
     """True when ``token`` is the current token of node ``node``; the store provides it."""
 
     def __call__(self, node: str, token: str, /) -> bool: ...
+
+
+class BindIdentity(Protocol):
+    """Bind the identity key node ``node`` presented, or say why it is refused; the store provides it."""
+
+    def __call__(self, node: str, identity_key: bytes, /) -> str | None: ...
 
 
 class NodeStatusCallback(Protocol):
@@ -129,6 +136,7 @@ class GrpcFleet:
         upload_wait_timeout: float = limits.DEFAULT_UPLOAD_WAIT_TIMEOUT,
         revocation_check_interval: float = limits.DEFAULT_REVOCATION_CHECK_INTERVAL,
         on_node_status: NodeStatusCallback | None = None,
+        bind_identity: BindIdentity | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         limits.check_sizes(max_message_bytes=max_message_bytes, chunk_bytes=chunk_bytes)
@@ -175,6 +183,7 @@ class GrpcFleet:
         self.revocation_check_interval = revocation_check_interval
         self.clock = clock
         self._on_node_status = on_node_status
+        self._bind_identity = bind_identity
         self._lock = threading.Lock()
         self._state = _State()
         self._closing = threading.Event()
@@ -261,7 +270,14 @@ class GrpcFleet:
     # -- used by the service ---------------------------------------------------------------------
 
     def open_session(self, session: SessionRecord) -> tuple[grpc.StatusCode, str] | None:
-        """Register a session, replacing any older one of the same node; a refusal says why."""
+        """Register a session, replacing any older one of the same node; a refusal says why.
+
+        A node that presents an identity key (it takes part in secure aggregation) must present the
+        one bound to its name: see :class:`BindIdentity`.
+        """
+        refusal = self._check_identity(session)
+        if refusal is not None:
+            return refusal
         with self._lock:
             if self._state.closed:
                 return grpc.StatusCode.UNAVAILABLE, "the coordinator is shutting down"
@@ -281,6 +297,25 @@ class GrpcFleet:
             self.end_session(old, reason, grpc.StatusCode.ALREADY_EXISTS)
         else:
             self._notify(session.node, online=True)
+        return None
+
+    def _check_identity(self, session: SessionRecord) -> tuple[grpc.StatusCode, str] | None:
+        key = session.identity_key
+        if not key:
+            return None
+        if len(key) != IDENTITY_KEY_BYTES:
+            reason = f"node {session.node} sent a {len(key)}-byte identity key; an Ed25519 public key has 32 bytes"
+            return grpc.StatusCode.INVALID_ARGUMENT, reason
+        if self._bind_identity is None:
+            return None
+        try:
+            refusal = self._bind_identity(session.node, key)
+        except Exception:  # the store is down: say so rather than call the node an impostor
+            logger.exception("binding the identity key of node %r failed", session.node)
+            return grpc.StatusCode.UNAVAILABLE, "the coordinator cannot check identity keys right now; retry later"
+        if refusal is not None:
+            logger.warning("node %s refused: %s", session.node, refusal)
+            return grpc.StatusCode.PERMISSION_DENIED, refusal
         return None
 
     def end_session(self, session: SessionRecord, reason: str, code: grpc.StatusCode) -> None:

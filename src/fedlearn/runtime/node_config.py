@@ -27,6 +27,11 @@ message saying where it moved, so a node never runs with a threshold it did not 
     release_extrema = false            # minima and maxima are values of single rows
     audit_log = "/var/log/fedlearn/audit.jsonl"   # one JSON line per task answered
 
+    [secure_aggregation]
+    require = true                     # refuse to send an update in the clear
+    identity_key = "hospital-a.identity.key"   # made on first start (default: NAME.identity.key beside this file)
+    peers = "federation.toml"          # pinned identity keys of every node (absent: the coordinator vouches)
+
     [datasets.visits]
     source = "sql"
     url = "postgresql://reader@db.internal/clinic"
@@ -133,9 +138,22 @@ class PolicySection(_Section):
     audit_log: Path | None = None
 
 
+class SecureAggregationSection(_Section):
+    """How the node takes part in secure aggregation (docs/secure-aggregation.md, "In a deployment")."""
+
+    require: bool = Field(False, strict=True)
+    identity_key: Path | None = None
+    peers: Path | None = None
+
+    def identity_path(self, node_name: str, directory: Path) -> Path:
+        """The identity key file: the configured one, or ``NAME.identity.key`` beside the node config."""
+        return self.identity_key if self.identity_key is not None else directory / f"{node_name}.identity.key"
+
+
 class NodeConfig(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
     policy: PolicySection = Field(default_factory=PolicySection)
+    secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
     datasets: dict[str, Source] = Field(default_factory=dict)
 
     def training_dataset(self) -> str | None:
@@ -200,8 +218,18 @@ def load_node_config(path: str | Path) -> NodeConfig:
 
 
 def _relative_to(config: NodeConfig, directory: Path) -> NodeConfig:
-    """A relative ``audit_log`` names a file beside the config, wherever the node was started from."""
-    log = config.policy.audit_log
-    if log is None or log.is_absolute():
-        return config
-    return config.model_copy(update={"policy": config.policy.model_copy(update={"audit_log": directory / log})})
+    """Relative file names (audit log, identity key, peers) name files beside the config, wherever the
+    node was started from."""
+
+    def beside(path: Path | None) -> Path | None:
+        return path if path is None or path.is_absolute() else directory / path
+
+    policy, secure = config.policy, config.secure_aggregation
+    return config.model_copy(
+        update={
+            "policy": policy.model_copy(update={"audit_log": beside(policy.audit_log)}),
+            "secure_aggregation": secure.model_copy(
+                update={"identity_key": beside(secure.identity_key), "peers": beside(secure.peers)}
+            ),
+        }
+    )

@@ -2,19 +2,65 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fedlearn.client.allocator import retain_freed_memory
 from fedlearn.client.contract import DataContract
 from fedlearn.client.learners import build_learner
 from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.client.secure_aggregation import SecureAggregationNode
 from fedlearn.client.threads import BlasThreads
-from fedlearn.core.messages import EVALUATE, FIT, Reply, Task
+from fedlearn.core.errors import ConfigError
+from fedlearn.core.messages import EVALUATE, FIT, SECAGG_MASKED_INPUT, Reply, Task
 from fedlearn.data.dataset import Dataset
 from fedlearn.runtime.audit import AuditLog, Describe
+from fedlearn.runtime.identity import load_or_create_identity, load_registry, public_key_hex
 from fedlearn.runtime.node_config import NodeConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SecureAggregationSetup:
+    """The secure-aggregation stage handlers of a node and the public identity key it presents."""
+
+    handlers: Mapping[str, Handler]
+    identity_key: bytes
+
+
+def secure_aggregation_setup(name: str, config: NodeConfig, config_dir: Path) -> SecureAggregationSetup | None:
+    """Load (or make, on the first start) the node's identity key and its pinned peers, if it has them.
+
+    Every node takes part in secure aggregation unless it cannot keep a key: a node whose config
+    says nothing of it and whose default key file cannot be made (a read-only config directory)
+    runs without it, with a warning, rather than not at all. Anything configured must work.
+    """
+    section = config.secure_aggregation
+    path = section.identity_path(name, config_dir)
+    try:
+        identity, created = load_or_create_identity(path)
+    except ConfigError as exc:
+        if section.identity_key is not None or section.peers is not None or section.require:
+            raise
+        logger.warning("node %s: takes no part in secure aggregation: %s", name, exc)
+        return None
+    fingerprint = public_key_hex(identity)
+    logger.info("node %s: identity key %s (%s%s)", name, fingerprint, "made now in " if created else "", path)
+    registry = None
+    if section.peers is not None:
+        registry = load_registry(section.peers)
+        if registry.get(name) != bytes.fromhex(fingerprint):
+            raise ConfigError(
+                f"{section.peers} does not pin this node's own identity key {fingerprint} under {name!r}; "
+                "it was written for another key or another federation"
+            )
+        logger.info("node %s: peers' identity keys pinned from %s (%d nodes)", name, section.peers, len(registry))
+    node = SecureAggregationNode(identity, registry)
+    return SecureAggregationSetup(handlers=node.handlers(), identity_key=bytes.fromhex(fingerprint))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +110,7 @@ def build_node(
         contract=contract,
         handlers=dict(handlers or {}),
         audit=audit,
+        require_secure_aggregation=config.secure_aggregation.require,
     )
     return PinnedNode(app=app, threads=BlasThreads(config.node.blas_threads))
 
@@ -82,4 +129,4 @@ def _training_scopes(config: NodeConfig, datasets: Mapping[str, Dataset]) -> dic
     def evaluate(task: Task, reply: Reply) -> Mapping[str, Any]:
         return {"dataset": evaluation, "columns": list(datasets[evaluation].feature_names), "held_out": held_out}
 
-    return {FIT: fit, EVALUATE: evaluate}
+    return {FIT: fit, SECAGG_MASKED_INPUT: fit, EVALUATE: evaluate}

@@ -84,8 +84,8 @@ def secure_nodes(ids: Sequence[str], factory: NodeFactory) -> tuple[NodeFactory,
 
     Each simulated node gets a fresh Ed25519 identity key, made here, in the coordinator's
     process, before the pool forks, and mounts the secure-aggregation handlers; its plain fit is
-    refused, as a node that requires secure aggregation would. Deployment registers identity keys
-    at enrollment instead.
+    refused, as a node that requires secure aggregation would. A deployed node keeps its own key in
+    a file, and the coordinator binds its public half at enrollment (``fedlearn.runtime.identity``).
     """
     identities = {node: generate_identity() for node in ids}
     registry = {node: identity_key(key) for node, key in identities.items()}

@@ -183,3 +183,64 @@ def test_other_node_operations_refuse_bad_names(store, operation):
 
     with pytest.raises(ConfigError, match="node name must be 1-64 characters"):
         getattr(store, operation)("bad name", *args)
+
+
+# -- identity keys ---------------------------------------------------------------------------------
+
+KEY_A, KEY_B = bytes(range(32)), bytes(range(1, 33))
+
+
+def test_first_identity_key_a_node_presents_is_bound_and_kept(store):
+    store.add_node("alpha")
+
+    assert store.bind_identity_key("alpha", KEY_A) is None
+    assert store.bind_identity_key("alpha", KEY_A) is None
+    assert store.identity_keys() == {"alpha": KEY_A}
+    assert store.list_nodes()[0].identity_key == KEY_A.hex()
+
+
+def test_a_different_identity_key_is_refused_naming_both_and_the_way_out(store):
+    store.add_node("alpha", identity_key=KEY_A)
+
+    refusal = store.bind_identity_key("alpha", KEY_B)
+
+    assert refusal is not None
+    assert KEY_B.hex()[:16] in refusal and KEY_A.hex()[:16] in refusal
+    assert "fedlearn nodes identity alpha --forget" in refusal
+    assert store.identity_keys() == {"alpha": KEY_A}
+
+
+def test_a_forgotten_identity_key_is_bound_again_at_the_next_session(store):
+    store.add_node("alpha")
+    store.bind_identity_key("alpha", KEY_A)
+
+    store.set_identity_key("alpha", None)
+
+    assert store.identity_keys() == {}
+    assert store.bind_identity_key("alpha", KEY_B) is None
+    assert store.identity_keys() == {"alpha": KEY_B}
+
+
+def test_a_revoked_node_binds_nothing_and_its_key_is_not_listed(store):
+    store.add_node("alpha", identity_key=KEY_A)
+    store.revoke_node("alpha")
+
+    assert "revoked" in (store.bind_identity_key("alpha", KEY_B) or "")
+    assert store.identity_keys() == {}
+
+
+def test_registering_a_revoked_node_again_clears_its_old_identity_key(store):
+    store.add_node("alpha", identity_key=KEY_A)
+    store.revoke_node("alpha")
+
+    store.add_node("alpha")
+
+    assert store.bind_identity_key("alpha", KEY_B) is None
+
+
+@pytest.mark.parametrize("key", [b"", bytes(31), bytes(33)])
+def test_an_identity_key_of_the_wrong_length_is_refused(store, key):
+    store.add_node("alpha")
+
+    with pytest.raises(StoreError, match="32-byte Ed25519 public key"):
+        store.set_identity_key("alpha", key)

@@ -19,9 +19,10 @@ _T = "2024-05-01 12:00:00"
 def _make_version_1(url, sql):
     """A store as fedlearn left it before runs recorded their error, holding one failed run.
 
-    Version 1 had no ``runs.error``. Built by creating today's schema and removing what versions 2 and 3 added.
+    Version 1 had no ``runs.error``. Built by creating today's schema and removing what versions 2 to 4 added.
     """
     open_store(url).close()
+    sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("ALTER TABLE runs DROP COLUMN error")
     sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
@@ -37,6 +38,7 @@ def _make_version_1(url, sql):
 def _make_version_2(url, sql):
     """A store as fedlearn left it before nodes could declare their rows, holding one node."""
     open_store(url).close()
+    sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     sql("INSERT INTO nodes (name, token_sha256, created_at, online) VALUES ('v2-node', :h, :t, :f)",
@@ -47,9 +49,10 @@ def _make_version_0(url, sql):
     """A store as fedlearn's first prototype left it, holding one node and one run.
 
     Version 0 had no node presence (``nodes.last_seen``, ``nodes.online``) and no stop flag
-    (``runs.stop_requested``). Built by creating today's schema and removing what versions 1 to 3 added.
+    (``runs.stop_requested``). Built by creating today's schema and removing what versions 1 to 4 added.
     """
     open_store(url).close()
+    sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("ALTER TABLE runs DROP COLUMN error")
     sql("ALTER TABLE nodes DROP COLUMN last_seen")
@@ -83,7 +86,7 @@ def _columns(url):
 
 
 def test_migrations_cover_every_version():
-    assert len(MIGRATIONS) == SCHEMA_VERSION == 3
+    assert len(MIGRATIONS) == SCHEMA_VERSION == 4
 
 
 def test_new_store_records_the_current_schema_version(store, sql):
@@ -97,7 +100,7 @@ def test_store_from_version_0_is_migrated_keeping_its_rows(store_url, sql):
         [node] = store.list_nodes()
         [run] = store.list_runs()
 
-    assert _version(sql) == "3"
+    assert _version(sql) == "4"
     assert (node.name, node.status, node.last_seen, node.revoked) == ("old-node", "offline", None, False)
     assert (run.name, run.rounds_done, run.stop_requested) == ("old-run", 4, False)
 
@@ -108,7 +111,7 @@ def test_store_from_version_1_is_migrated_keeping_its_runs_with_their_error_unkn
     with open_store(store_url) as store:
         [run] = store.list_runs()
 
-    assert _version(sql) == "3"
+    assert _version(sql) == "4"
     assert (run.name, run.status, run.message, run.error) == ("v1-run", "failed", "needed 3 nodes", None)
 
 
@@ -120,7 +123,7 @@ def test_store_from_version_2_is_migrated_keeping_its_nodes_with_no_declared_row
         store.declare_rows("v2-node", 500)
         declared = store.declared_rows()
 
-    assert _version(sql) == "3"
+    assert _version(sql) == "4"
     assert (node.name, node.max_examples) == ("v2-node", None)
     assert declared == {"v2-node": 500}
 
@@ -169,13 +172,13 @@ def test_failed_migration_leaves_the_old_version_intact(store_url, sql, monkeypa
 
 def test_store_with_a_newer_schema_is_refused(store_url, sql):
     open_store(store_url).close()
-    sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    sql("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
 
     with pytest.raises(StoreError) as caught:
         open_store(store_url)
 
     assert str(caught.value).startswith(
-        "store schema is version 4 but this fedlearn supports up to 3; upgrade fedlearn (store: "
+        "store schema is version 5 but this fedlearn supports up to 4; upgrade fedlearn (store: "
     )
 
 

@@ -34,12 +34,14 @@ def _round_trip(coordinator: Coordinator) -> None:
     assert reply.ok, reply.error
 
 
-def _ping_session(coordinator: Coordinator, md: tuple[tuple[str, str], ...], protocol: int = 1) -> grpc.RpcError:
+def _ping_session(
+    coordinator: Coordinator, md: tuple[tuple[str, str], ...], protocol: int = 1, identity_key: bytes = b""
+) -> grpc.RpcError:
     """Say Hello and keep the stream open until the coordinator answers with an error."""
     answered = threading.Event()
 
     def hello() -> Iterator[pb.NodeMessage]:
-        yield pb.NodeMessage(hello=pb.Hello(protocol=protocol))
+        yield pb.NodeMessage(hello=pb.Hello(protocol=protocol, identity_key=identity_key))
         answered.wait(5)
 
     with pytest.raises(grpc.RpcError) as refused:
@@ -98,6 +100,42 @@ def test_a_failing_token_store_is_unavailable_not_a_refusal(start_coordinator: S
     refused = _ping_session(coordinator, metadata())
 
     assert refused.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_identity_key_of_the_wrong_length_is_refused_as_invalid(start_coordinator: StartCoordinator) -> None:
+    coordinator = start_coordinator(bind_identity=lambda node, key: None)
+
+    refused = _ping_session(coordinator, metadata(), identity_key=b"short")
+
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "5-byte identity key" in (refused.details() or "")
+    assert coordinator.fleet.available() == []
+
+
+def test_an_agent_whose_identity_key_is_not_the_bound_one_stops_with_the_reason(
+    start_coordinator: StartCoordinator, start_agent: StartAgent
+) -> None:
+    coordinator = start_coordinator(bind_identity=lambda node, key: f"node {node} presented another identity key")
+
+    agent = start_agent(coordinator, "a", identity_key=bytes(32))
+    assert agent.thread is not None
+    agent.thread.join(timeout=5)
+
+    assert isinstance(agent.error, ConfigError)
+    assert str(agent.error) == "the coordinator refused node a: node a presented another identity key"
+    assert coordinator.fleet.available() == []
+
+
+def test_a_failing_identity_store_is_unavailable_not_a_refusal(start_coordinator: StartCoordinator) -> None:
+    def broken(node: str, key: bytes) -> str | None:
+        raise OSError("database is down")
+
+    coordinator = start_coordinator(bind_identity=broken)
+
+    refused = _ping_session(coordinator, metadata(), identity_key=bytes(32))
+
+    assert refused.code() == grpc.StatusCode.UNAVAILABLE
+    assert "cannot check identity keys" in (refused.details() or "")
 
 
 def test_tls_round_trip(start_coordinator: StartCoordinator, start_agent: StartAgent, pki: Pki) -> None:

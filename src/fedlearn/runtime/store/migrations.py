@@ -18,6 +18,8 @@ Version history:
   can exit with that error's code (a quorum failure with 4) rather than a generic 1.
 - 3: ``nodes.max_examples``, the row count an operator declared for a node: a reply claiming more
   examples is rejected, so a node cannot weight its update beyond the data it holds.
+- 4: ``nodes.identity_key``, the node's long-term Ed25519 public key, which signs its secure-aggregation
+  keys; registered at enrollment or bound at the node's first session.
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ def _v2_to_v3(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN max_examples BIGINT")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
+def _v3_to_v4(conn: Connection) -> None:
+    """Add each node's identity key; nodes registered before it bind one at their next session."""
+    conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN identity_key VARCHAR(64)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4)
 
 
 def ensure_schema(db: Database) -> None:

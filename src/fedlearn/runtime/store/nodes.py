@@ -11,17 +11,22 @@ from fedlearn.runtime.store.records import NodeRecord
 from fedlearn.runtime.store.schema import nodes, utcnow
 from fedlearn.runtime.tokens import hash_token, is_valid_node_name, new_token, token_matches, validate_node_name
 
+IDENTITY_KEY_BYTES = 32
+"""A raw Ed25519 public key."""
+
 # Compared against when the name is unknown or revoked, so a refusal costs the same time as a check.
 _NO_MATCH = hash_token("fedlearn: no such node")
 
 
-def add_node(conn: Connection, name: str, *, max_examples: int | None = None) -> str:
+def add_node(conn: Connection, name: str, *, max_examples: int | None = None, identity_key: bytes | None = None) -> str:
     """Register ``name`` (or re-register a revoked one) and return its token, the only time it is seen.
 
     ``max_examples`` declares how many rows the node holds; None leaves it undeclared.
+    ``identity_key`` pins the node's Ed25519 public key; None lets its first session bind one.
     """
     name = validate_node_name(name)
     _check_max_examples(max_examples)
+    key_hex = None if identity_key is None else _check_identity_key(identity_key)
     row = conn.execute(sa.select(nodes.c.revoked_at).where(nodes.c.name == name).with_for_update()).first()
     if row is not None and row.revoked_at is None:
         raise StoreError(
@@ -36,6 +41,7 @@ def add_node(conn: Connection, name: str, *, max_examples: int | None = None) ->
         "last_seen": None,
         "online": False,
         "max_examples": max_examples,
+        "identity_key": key_hex,
     }
     if row is None:
         conn.execute(sa.insert(nodes).values(name=name, **values))
@@ -64,6 +70,52 @@ def declared_rows(conn: Connection) -> dict[str, int]:
         nodes.c.revoked_at.is_(None), nodes.c.max_examples.is_not(None)
     )
     return {row.name: int(row.max_examples) for row in conn.execute(query)}
+
+
+def set_identity_key(conn: Connection, name: str, identity_key: bytes | None) -> None:
+    """Pin an active node's identity key, or with None forget it so that its next session binds a new one."""
+    key_hex = None if identity_key is None else _check_identity_key(identity_key)
+    _update(conn, validate_node_name(name), identity_key=key_hex)
+
+
+def bind_identity_key(conn: Connection, name: str, identity_key: bytes) -> str | None:
+    """Bind the key a node presents to it on first use; the reason for refusing a different one, else None.
+
+    The first key an authenticated node presents is kept (trust on first use, under its token);
+    from then on only that key is accepted, so a stolen token alone cannot impersonate the node in
+    secure aggregation. An operator replaces a key on purpose with ``fedlearn nodes identity``.
+    """
+    key_hex = _check_identity_key(identity_key)
+    row = conn.execute(
+        sa.select(nodes.c.identity_key).where(nodes.c.name == name, nodes.c.revoked_at.is_(None)).with_for_update()
+    ).first()
+    if row is None:
+        return f"node {name!r} is not registered or is revoked"
+    if row.identity_key is None:
+        conn.execute(sa.update(nodes).where(nodes.c.name == name).values(identity_key=key_hex))
+        return None
+    if row.identity_key != key_hex:
+        return (
+            f"node {name} presented identity key {key_hex[:16]}..., but {row.identity_key[:16]}... is registered for "
+            f"it; if the node's key was replaced on purpose, run `fedlearn nodes identity {name} --forget` on the "
+            "coordinator's host"
+        )
+    return None
+
+
+def identity_keys(conn: Connection) -> dict[str, bytes]:
+    """Each active node's registered identity key, for the nodes that have one."""
+    query = sa.select(nodes.c.name, nodes.c.identity_key).where(
+        nodes.c.revoked_at.is_(None), nodes.c.identity_key.is_not(None)
+    )
+    return {row.name: bytes.fromhex(row.identity_key) for row in conn.execute(query)}
+
+
+def _check_identity_key(identity_key: bytes) -> str:
+    if not isinstance(identity_key, bytes) or len(identity_key) != IDENTITY_KEY_BYTES:
+        size = len(identity_key) if isinstance(identity_key, bytes) else type(identity_key).__name__
+        raise StoreError(f"an identity key is a raw {IDENTITY_KEY_BYTES}-byte Ed25519 public key; got {size}")
+    return identity_key.hex()
 
 
 def _check_max_examples(max_examples: int | None) -> None:
@@ -136,6 +188,7 @@ def list_nodes(conn: Connection) -> list[NodeRecord]:
             last_seen=row.last_seen,
             status="online" if row.online and row.revoked_at is None else "offline",
             max_examples=row.max_examples,
+            identity_key=row.identity_key,
         )
         for row in rows
     ]

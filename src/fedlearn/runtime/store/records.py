@@ -22,6 +22,8 @@ class NodeRecord:
     status: NodeStatus
     max_examples: int | None = None
     """The rows the operator declared the node holds; a reply claiming more examples is rejected."""
+    identity_key: str | None = None
+    """The hex Ed25519 public key that signs the node's secure-aggregation keys; None until it is bound."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -62,6 +62,7 @@ nodes = sa.Table(
     sa.Column("last_seen", UTCDateTime),  # added in version 1
     sa.Column("online", sa.Boolean, nullable=False, server_default=sa.false()),  # added in version 1
     sa.Column("max_examples", sa.BigInteger),  # added in version 3: the rows the operator says it holds
+    sa.Column("identity_key", sa.String(64)),  # added in version 4: hex Ed25519 public key for secure aggregation
 )
 
 # ``digest`` is NULL only inside the transaction that is still streaming the blob's chunks.

@@ -60,13 +60,14 @@ class Store:
 
     # Nodes
 
-    def add_node(self, name: str, *, max_examples: int | None = None) -> str:
+    def add_node(self, name: str, *, max_examples: int | None = None, identity_key: bytes | None = None) -> str:
         """Register a node and return its token. Only a hash is kept: show the token now or lose it.
 
         ``max_examples`` declares the rows the node holds: a reply claiming more is rejected.
+        ``identity_key`` pins its Ed25519 public key; without it, the node's first session binds one.
         """
         with self._db.write() as conn:
-            return nodes.add_node(conn, name, max_examples=max_examples)
+            return nodes.add_node(conn, name, max_examples=max_examples, identity_key=identity_key)
 
     def declare_rows(self, name: str, max_examples: int | None) -> None:
         """Set or clear the row count declared for an active node."""
@@ -77,6 +78,21 @@ class Store:
         """Active nodes' declared row counts, by name, for the nodes that have one."""
         with self._db.read() as conn:
             return nodes.declared_rows(conn)
+
+    def set_identity_key(self, name: str, identity_key: bytes | None) -> None:
+        """Pin an active node's identity key, or forget it (None) so that its next session binds one."""
+        with self._db.write() as conn:
+            nodes.set_identity_key(conn, name, identity_key)
+
+    def bind_identity_key(self, name: str, identity_key: bytes) -> str | None:
+        """Bind a node's presented identity key on first use; why a different key is refused, else None."""
+        with self._db.write() as conn:
+            return nodes.bind_identity_key(conn, name, identity_key)
+
+    def identity_keys(self) -> dict[str, bytes]:
+        """Active nodes' registered identity keys, by name: whom secure aggregation can include."""
+        with self._db.read() as conn:
+            return nodes.identity_keys(conn)
 
     def rotate_token(self, name: str) -> str:
         """Issue an active node a new token; the old one is refused from the commit on."""

@@ -57,6 +57,7 @@ class SessionRecord:
     outbox: queue.SimpleQueue[pb.CoordinatorMessage | None] = field(default_factory=queue.SimpleQueue)
     hello: threading.Event = field(default_factory=threading.Event)
     protocol: int = 0
+    identity_key: bytes = b""  # the node's Ed25519 public key from its Hello; empty if it has none
     tasks: dict[str, None] = field(default_factory=dict)  # open task ids in sending order; the hub's lock guards it
     ended: bool = False
     status: tuple[grpc.StatusCode, str] = (grpc.StatusCode.OK, "")
@@ -147,7 +148,8 @@ class FleetService:
                 message = parse(pb.NodeMessage, raw)
                 session.last_seen = self._hub.clock()
                 if not session.hello.is_set():
-                    session.protocol = message.hello.protocol if message.HasField("hello") else 0
+                    if message.HasField("hello"):
+                        session.protocol, session.identity_key = message.hello.protocol, message.hello.identity_key
                     session.hello.set()
         except CodecError as exc:
             reason, code = f"node {session.node} sent {exc}", grpc.StatusCode.INVALID_ARGUMENT
@@ -377,7 +379,6 @@ class FleetService:
                 f"node {node!r} is unknown or its token was revoked; ask the operator for a new token",
             )
         return node, token
-
 
     @staticmethod
     def _check_certificate(context: grpc.ServicerContext, node: str) -> None:

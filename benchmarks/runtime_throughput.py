@@ -49,7 +49,7 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_config(nodes: int, size: int, rounds: int) -> str:
+def run_config(nodes: int, size: int, rounds: int, extra: str = "") -> str:
     return f"""
 [run]
 name = "throughput"
@@ -68,10 +68,11 @@ wait_for_nodes_timeout = 120
 round_timeout = 3600
 min_reply_fraction = 1.0
 max_message_bytes = {2 * 4 * size + 2**20}
-"""
+{extra}"""
 
 
-def deployed(nodes: int, size: int, rounds: int, work: Path) -> dict[str, float]:
+def deployed(nodes: int, size: int, rounds: int, work: Path, extra: str = "") -> dict[str, float]:
+    """Median round time, throughput, bytes per round and peak RSS of a deployed run; ``extra`` joins its config."""
     from fedlearn.runtime.store import open_store
     from fedlearn.web.client import CoordinatorClient
 
@@ -104,23 +105,25 @@ def deployed(nodes: int, size: int, rounds: int, work: Path) -> dict[str, float]
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 try:
-                    if sum(n["status"] == "online" for n in client.nodes()) >= nodes:
+                    if sum(n.status == "online" for n in client.nodes()) >= nodes:
                         break
                 except Exception:  # the API is not up yet
                     pass
                 time.sleep(0.5)
-            run_id = client.submit(run_config(nodes, size, rounds))["id"]
-            while (run := client.run(run_id))["status"] not in ("completed", "failed", "stopped"):
+            run_id = client.submit(run_config(nodes, size, rounds, extra)).id
+            while (run := client.run(run_id)).status not in ("completed", "failed", "stopped"):
                 time.sleep(0.5)
-        if run["status"] != "completed":
-            raise SystemExit(f"run ended {run['status']}: {run['message']}")
-        durations = [r["duration_s"] for r in run["history"]]
-        moved = [r["bytes_sent"] + r["bytes_received"] for r in run["history"]]
+        if run.status != "completed":
+            raise SystemExit(f"run ended {run.status}: {run.message}")
+        durations = [r.duration_s for r in run.history]
+        moved = [r.bytes_sent + r.bytes_received for r in run.history]
         later = durations[1:] or durations  # round 1 includes connection warm-up
         print("round times:", ", ".join(f"{d:.1f} s" for d in durations), file=sys.stderr)
         return {
             "round_s": statistics.median(later),
             "mb_per_s": statistics.median(m / d for m, d in zip(moved[1:] or moved, later, strict=True)) / 1e6,
+            "bytes_sent": statistics.median(r.bytes_sent for r in run.history),
+            "bytes_received": statistics.median(r.bytes_received for r in run.history),
             "coordinator_rss_mb": _peak_rss_mb(coordinator.pid),
             "node_rss_mb": max(_peak_rss_mb(p.pid) for p in processes[1:]),
         }

@@ -64,7 +64,7 @@ def test_aggregate_consumes_a_generator_of_replies_once() -> None:
 
 
 def test_strategy_with_a_piece_of_the_wrong_kind_raises_config_error_naming_it() -> None:
-    with pytest.raises(ConfigError, match="`reducer` must implement the Reducer protocol; got SGD"):
+    with pytest.raises(ConfigError, match="`reducer` must implement the Reducer or RoundReducer protocol; got SGD"):
         Strategy(name="broken", sampler=fraction_sampler(), reducer=sgd(), transform=sgd())
 
 

@@ -61,7 +61,9 @@ def to_params(spec: Spec, flats: Mapping[str, np.ndarray]) -> ParamSet:
     out: dict[str, np.ndarray] = {}
     for name, (shape, dtype) in spec.items():
         result = np.empty(shape, dtype=np.dtype(dtype))
-        store(result.reshape(-1), np.array(flats[name], dtype=np.float64))
+        values, source = result.reshape(-1), flats[name]
+        for start in range(0, source.size, CHUNK):
+            store(values[start : start + CHUNK], np.array(source[start : start + CHUNK], dtype=np.float64))
         out[name] = result
     return ParamSet(out)
 
@@ -222,10 +224,17 @@ class Pool:
             out[name] = values
         return out
 
-    def canonical_order(self) -> list[int]:
-        """The pooled models' indices sorted by content, so that nothing depends on arrival order."""
+    def sort_by_content(self) -> None:
+        """Put the pooled models in an order fixed by their contents (and weights), not by arrival.
+
+        An iterative reducer that sums over the pool then computes the same bits whatever order
+        the replies came in, and a random draw over the pool (bucketing's shuffle) is a function
+        of the seed and the replies alone. Costs one hash pass over each model.
+        """
         keys = [(model.digest(), weight) for model, weight in zip(self.models, self.weights, strict=True)]
-        return sorted(range(len(keys)), key=keys.__getitem__)
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        self.models = [self.models[i] for i in order]
+        self.weights = [self.weights[i] for i in order]
 
     def require(self, needed: int, what: str) -> int:
         count = len(self.models)

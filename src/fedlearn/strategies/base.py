@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from fedlearn.core.errors import ConfigError
 from fedlearn.core.params import ParamSet
 
 Acc = TypeVar("Acc")
@@ -111,6 +112,22 @@ def bind_reducer(reducer: AnyReducer, state: ParamSet, rng: np.random.Generator)
 def reducer_init_state(reducer: AnyReducer, params: ParamSet) -> ParamSet:
     """The state ``reducer`` starts from: empty unless it is a :class:`RoundReducer`."""
     return reducer.init_state(params) if isinstance(reducer, RoundReducer) else ParamSet()
+
+
+def check_reducer(name: str, value: object) -> AnyReducer:
+    """``value`` if it is a reducer or a round reducer, else a ConfigError naming ``name``."""
+    if not isinstance(value, (Reducer, RoundReducer)):
+        raise ConfigError(f"`{name}` must implement the Reducer or RoundReducer protocol; got {type(value).__name__}")
+    return value
+
+
+def required_replies(reducer: AnyReducer) -> int:
+    """The fewest updates of weight > 0 a round needs: the reducer's ``min_replies`` if it declares one, else 1.
+
+    Krum, Bulyan and the wrappers around them declare it, so a strategy that can never sample
+    that many nodes is refused when it is built rather than failing every round.
+    """
+    return int(getattr(reducer, "min_replies", 1))
 
 
 def reducer_next_state(reducer: AnyReducer, state: ParamSet, update: ParamSet) -> ParamSet:

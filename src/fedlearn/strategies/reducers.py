@@ -167,12 +167,14 @@ def krum_ranking(pool: Pool, distances: np.ndarray, candidates: Sequence[int], n
     """``candidates`` (indices into ``pool``) from the best Krum score to the worst, among themselves.
 
     A candidate's score is the summed squared distance to its ``len(candidates) - f - 2`` nearest
-    fellow candidates (none when that is not positive). Equal scores are broken by content, never
-    by arrival order, so reply order cannot matter.
+    fellow candidates, and to at least the nearest one: with fewer than ``f + 3`` candidates left
+    (as in Bulyan's last selections) Krum's count is not positive and would score them all 0,
+    letting chance pick. Equal scores are broken by content, never by arrival order, so reply
+    order cannot matter.
     """
     index = np.asarray(candidates, dtype=np.intp)
     among = distances[np.ix_(index, index)]
-    neighbours = max(len(index) - num_byzantine - 2, 0)
+    neighbours = max(len(index) - num_byzantine - 2, 1)
     scores = [float(np.sort(np.delete(row, k))[:neighbours].sum()) for k, row in enumerate(among)]
     tied = {s for s in scores if scores.count(s) > 1}
     order = sorted(

@@ -36,6 +36,7 @@ from fedlearn.strategies.base import (
     RoundReducer,
     Sampler,
     ServerTransform,
+    check_reducer,
     reducer_init_state,
     reducer_next_state,
 )
@@ -73,16 +74,13 @@ class Strategy:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
         if not self.name:
             raise ConfigError("strategy name must be non-empty")
-        protocols: tuple[tuple[str, tuple[type, ...]], ...] = (
-            ("sampler", (Sampler,)),
-            ("reducer", (Reducer, RoundReducer)),
-            ("transform", (ServerTransform,)),
-        )
-        for field_name, accepted in protocols:
+        for field_name, protocol in (("sampler", Sampler), ("transform", ServerTransform)):
             piece = getattr(self, field_name)
-            if not isinstance(piece, accepted):
-                names = " or ".join(protocol.__name__ for protocol in accepted)
-                raise ConfigError(f"`{field_name}` must implement the {names} protocol; got {type(piece).__name__}")
+            if not isinstance(piece, protocol):
+                raise ConfigError(
+                    f"`{field_name}` must implement the {protocol.__name__} protocol; got {type(piece).__name__}"
+                )
+        check_reducer("reducer", self.reducer)
         if self.secure_aggregation is not None:
             _check_secure_reducer(self.reducer)
 

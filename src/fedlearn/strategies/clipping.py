@@ -1,8 +1,8 @@
 """Defences that clip updates by their L2 norm: centered clipping and norm bounding.
 
 Both look at each update's norm, so both stream where the algorithm allows it: norm bounding
-always adds nothing to the memory of the reducer it guards, and centered clipping with one
-iteration keeps O(model). Both are round reducers (:class:`~fedlearn.strategies.base.RoundReducer`):
+adds at most one clipped update to the memory of the reducer it guards, and centered clipping
+with one iteration keeps O(model). Both are round reducers (:class:`~fedlearn.strategies.base.RoundReducer`):
 centered clipping carries its centre from round to round, and norm bounding passes its wrapped
 reducer's state and generator through, so it can guard a round reducer too.
 """

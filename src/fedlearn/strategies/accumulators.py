@@ -163,13 +163,14 @@ class RunningSum:
 class Pool:
     """Every client model of weight > 0 and its weight, held as given (read-only, so no copies)."""
 
-    __slots__ = ("base", "models", "spec", "weights")
+    __slots__ = ("base", "digests", "models", "spec", "weights")
 
     def __init__(self, base: ParamSet) -> None:
         self.spec = base.spec()
         self.base = base
         self.models: list[ParamSet] = []
         self.weights: list[float] = []
+        self.digests: dict[int, str] = {}
 
     def add(self, model: ParamSet, weight: float) -> None:
         check_model(self.spec, model)
@@ -224,6 +225,12 @@ class Pool:
             out[name] = values
         return out
 
+    def digest(self, index: int) -> str:
+        """The content digest of pooled model ``index``, computed once (a hash pass over the model)."""
+        if index not in self.digests:
+            self.digests[index] = self.models[index].digest()
+        return self.digests[index]
+
     def sort_by_content(self) -> None:
         """Put the pooled models in an order fixed by their contents (and weights), not by arrival.
 
@@ -231,10 +238,11 @@ class Pool:
         the replies came in, and a random draw over the pool (bucketing's shuffle) is a function
         of the seed and the replies alone. Costs one hash pass over each model.
         """
-        keys = [(model.digest(), weight) for model, weight in zip(self.models, self.weights, strict=True)]
+        keys = [(self.digest(i), weight) for i, weight in enumerate(self.weights)]
         order = sorted(range(len(keys)), key=keys.__getitem__)
         self.models = [self.models[i] for i in order]
         self.weights = [self.weights[i] for i in order]
+        self.digests = {new: self.digests[old] for new, old in enumerate(order)}
 
     def require(self, needed: int, what: str) -> int:
         count = len(self.models)

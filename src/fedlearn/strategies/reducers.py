@@ -178,7 +178,7 @@ def krum_ranking(pool: Pool, distances: np.ndarray, candidates: Sequence[int], n
     scores = [float(np.sort(np.delete(row, k))[:neighbours].sum()) for k, row in enumerate(among)]
     tied = {s for s in scores if scores.count(s) > 1}
     order = sorted(
-        range(len(index)), key=lambda k: (scores[k], pool.models[index[k]].digest() if scores[k] in tied else "")
+        range(len(index)), key=lambda k: (scores[k], pool.digest(int(index[k])) if scores[k] in tied else "")
     )
     return [int(index[k]) for k in order]
 

@@ -114,6 +114,11 @@ def reducer_init_state(reducer: AnyReducer, params: ParamSet) -> ParamSet:
     return reducer.init_state(params) if isinstance(reducer, RoundReducer) else ParamSet()
 
 
+def reducer_next_state(reducer: AnyReducer, state: ParamSet, update: ParamSet) -> ParamSet:
+    """The state ``reducer`` carries into the next round: empty unless it is a :class:`RoundReducer`."""
+    return reducer.next_state(state, update) if isinstance(reducer, RoundReducer) else ParamSet()
+
+
 def check_reducer(name: str, value: object) -> AnyReducer:
     """``value`` if it is a reducer or a round reducer, else a ConfigError naming ``name``."""
     if not isinstance(value, (Reducer, RoundReducer)):
@@ -128,11 +133,6 @@ def required_replies(reducer: AnyReducer) -> int:
     that many nodes is refused when it is built rather than failing every round.
     """
     return int(getattr(reducer, "min_replies", 1))
-
-
-def reducer_next_state(reducer: AnyReducer, state: ParamSet, update: ParamSet) -> ParamSet:
-    """The state ``reducer`` carries into the next round: empty unless it is a :class:`RoundReducer`."""
-    return reducer.next_state(state, update) if isinstance(reducer, RoundReducer) else ParamSet()
 
 
 @runtime_checkable

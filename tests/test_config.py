@@ -1,16 +1,21 @@
-"""The run config's model declaration: its feature names travel to nodes and must agree with its shape."""
+"""The run config's model declaration (its feature names travel to nodes and must agree with its shape)
+and its [strategy.reducer] table (a robust reducer, FLTrust's trusted data in a simulation)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from fedlearn.client.trusted import TrustedModel
 from fedlearn.config import engine_config, parse_config
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import FEATURES_KEY
 from fedlearn.runtime.deployment import plan_deployment
 from fedlearn.simulation import plan_simulation
+from fedlearn.strategies.bucketing import Bucketing
+from fedlearn.strategies.robust import Bulyan
 
 IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
@@ -47,3 +52,57 @@ def test_a_simulation_checks_declared_features_against_its_dataset() -> None:
 
     with pytest.raises(ConfigError, match="are not dataset 'iris'"):
         plan_simulation(parse_config({"data": {"dataset": "iris", "nodes": 2}, "model": {"features": IRIS[::-1]}}))
+
+
+# Robust reducers named in [strategy.reducer] ----------------------------------------------------
+
+IRIS_RUN = {"data": {"dataset": "iris", "nodes": 4}, "client": {"local_epochs": 1, "learning_rate": 0.1}}
+
+
+def test_a_reducer_table_in_the_run_config_gives_the_strategy_its_reducer() -> None:
+    config = parse_config(
+        {
+            **IRIS_RUN,
+            "strategy": {"name": "fedadam", "reducer": {"name": "bulyan", "num_byzantine": 0, "bucket_size": 1}},
+        }
+    )
+
+    plan = plan_simulation(config)
+
+    assert plan.strategy.reducer == Bucketing(reducer=Bulyan(num_byzantine=0), bucket_size=1)
+
+
+def test_fltrust_in_a_simulation_trains_the_learner_on_trusted_training_rows() -> None:
+    strategy = {"name": "fedavg", "reducer": {"name": "fltrust", "trusted_examples": 30}}
+    plan = plan_simulation(parse_config({**IRIS_RUN, "strategy": strategy}))
+    params = plan.learner.init_params(0)
+    server_model = plan.strategy.reducer.server_model
+
+    trained = server_model(params, np.random.default_rng(1))
+
+    assert isinstance(server_model, TrustedModel)
+    assert server_model.trainer.fit(params, {"local_epochs": 1}, {}).num_examples == 30
+    assert not trained.bitwise_equal(params)
+    assert trained.bitwise_equal(server_model(params, np.random.default_rng(1)))
+
+
+def test_fltrust_with_more_trusted_examples_than_training_rows_is_refused() -> None:
+    strategy = {"name": "fedavg", "reducer": {"name": "fltrust", "trusted_examples": 1000}}
+
+    with pytest.raises(ConfigError, match="`trusted_examples` must be at most the 120 training rows of dataset 'iris'"):
+        plan_simulation(parse_config({**IRIS_RUN, "strategy": strategy}))
+
+
+def test_trusted_examples_for_another_reducer_is_an_unknown_option() -> None:
+    strategy = {"name": "fedavg", "reducer": {"name": "krum", "num_byzantine": 0, "trusted_examples": 10}}
+
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) trusted_examples for reducer 'krum'"):
+        plan_simulation(parse_config({**IRIS_RUN, "strategy": strategy}))
+
+
+def test_fltrust_in_a_deployed_run_is_refused_for_want_of_a_trusted_dataset() -> None:
+    model = {"n_features": 4, "n_classes": 3}
+    config = parse_config({"model": model, "strategy": {"name": "fedavg", "reducer": {"name": "fltrust"}}})
+
+    with pytest.raises(ConfigError, match="a deployed coordinator cannot hold one yet"):
+        plan_deployment(config, run_id="r")

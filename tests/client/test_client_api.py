@@ -42,12 +42,14 @@ def test_public_api_is_pinned() -> None:
         "TorchLearner",
         "TorchTrainer",
         "Trainer",
+        "TrustedModel",
         "build_learner",
         "builtin_learner",
         "check_fit_config",
         "linear_regression",
         "softmax_regression",
         "torch_mlp",
+        "trusted_model",
     ]
     assert all(hasattr(fedlearn.client, name) for name in fedlearn.client.__all__)
 

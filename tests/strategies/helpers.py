@@ -10,6 +10,7 @@ import numpy as np
 from fedlearn.core.messages import CONTROL_DELTA_PREFIX, FIT, Reply
 from fedlearn.core.params import ParamSet
 from fedlearn.strategies import STRATEGIES, Strategy
+from fedlearn.strategies.base import AnyReducer, bind_reducer, reducer_init_state
 
 # Values for the options some builders require (they have no default on purpose).
 REQUIRED_OPTIONS = {"mu": 0.01}
@@ -71,3 +72,47 @@ def build_named(name: str, **options: object) -> Strategy:
     parameters = inspect.signature(builder).parameters
     required = {k: REQUIRED_OPTIONS[k] for k, p in parameters.items() if p.default is p.empty}
     return builder(**{**required, **options})
+
+
+def reduce_arrays(
+    reducer: AnyReducer,
+    updates: Sequence[np.ndarray],
+    weights: Sequence[float] | None = None,
+    *,
+    state: ParamSet | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Reduce single-array updates named ``w`` (relative to a zero model) and return the result.
+
+    A round reducer is bound to ``state`` (its initial state by default) and a generator from ``seed``.
+    """
+    template = ParamSet({"w": np.zeros_like(updates[0])})
+    bound = bind_reducer(
+        reducer, reducer_init_state(reducer, template) if state is None else state, np.random.default_rng(seed)
+    )
+    acc = bound.init(template)
+    for update, weight in zip(updates, weights or [1.0] * len(updates), strict=True):
+        acc = bound.add(acc, ParamSet({"w": update}), weight)
+    return bound.result(acc)["w"]
+
+
+HONEST_MEAN = np.linspace(0.5, 1.5, 20)
+"""The direction honest nodes agree on, in the attack scenarios."""
+
+
+def attacked_updates(attack: str, *, honest: int, byzantine: int, seed: int = 0) -> list[np.ndarray]:
+    """``honest`` updates scattered around :data:`HONEST_MEAN` and ``byzantine`` ones, mixed together.
+
+    ``"huge"`` attackers send enormous random updates; ``"sign_flip"`` ones send the honest
+    direction reversed and scaled up, as if to undo the round.
+    """
+    rng = np.random.default_rng(seed)
+    good = [HONEST_MEAN + 0.1 * rng.standard_normal(HONEST_MEAN.size) for _ in range(honest)]
+    if attack == "huge":
+        bad = [1e4 * rng.standard_normal(HONEST_MEAN.size) for _ in range(byzantine)]
+    elif attack == "sign_flip":
+        bad = [-10.0 * HONEST_MEAN + 0.1 * rng.standard_normal(HONEST_MEAN.size) for _ in range(byzantine)]
+    else:
+        raise ValueError(f"unknown attack {attack!r}")
+    mixed = good + bad
+    return [mixed[i] for i in rng.permutation(len(mixed))]

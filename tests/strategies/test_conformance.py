@@ -16,32 +16,44 @@ from fedlearn.core.codec import decode, encode
 from fedlearn.core.params import ParamSet
 from fedlearn.strategies import (
     STRATEGIES,
-    Reducer,
     ServerTransform,
     Strategy,
     adagrad,
     adam,
+    bucketing,
+    bulyan,
+    centered_clipping,
     chain,
     clip_by_global_norm,
     coordinate_median,
+    fltrust,
     fraction_sampler,
+    geometric_median,
     krum,
     momentum,
+    norm_bound,
     sgd,
     trimmed_mean,
     unweighted_mean,
     weighted_mean,
     yogi,
 )
+from fedlearn.strategies.base import AnyReducer, bind_reducer, reducer_init_state, reducer_next_state
 
 from .helpers import build_named, make_replies, random_model
 
 
 @dataclass(frozen=True)
 class ReducerCase:
-    reducer: Reducer
+    reducer: AnyReducer
     ignores_zero_weight: bool = True  # false only for reducers that ignore weights altogether
     min_replies: int = 1
+    identity: bool = True  # false for reducers that move even agreeing updates (clipping, rescaling)
+
+
+def toward_ones(params: ParamSet, rng: np.random.Generator) -> ParamSet:
+    """An FLTrust server model: the global model plus one everywhere, plus a little seeded noise."""
+    return params.map(lambda a: (a + 1 + (rng.random(a.shape) if a.dtype.kind == "f" else 0)).astype(a.dtype))
 
 
 REDUCERS = {
@@ -51,6 +63,16 @@ REDUCERS = {
     "trimmed_mean": ReducerCase(trimmed_mean(0.2)),
     "krum": ReducerCase(krum(1), min_replies=5),
     "multi_krum": ReducerCase(krum(1, multi=3), min_replies=5),
+    "bulyan": ReducerCase(bulyan(1), min_replies=7),
+    "geometric_median": ReducerCase(geometric_median()),
+    "centered_clipping": ReducerCase(centered_clipping(1e6)),  # a radius no update reaches: the plain mean
+    "centered_clipping_3": ReducerCase(centered_clipping(0.5, iterations=3), identity=False),
+    "fltrust": ReducerCase(fltrust(toward_ones), identity=False),
+    "norm_bound": ReducerCase(norm_bound(weighted_mean(), 1e6)),
+    "norm_bound_trimmed": ReducerCase(norm_bound(trimmed_mean(0.2), 1.0), identity=False),
+    "bucketing_median": ReducerCase(bucketing(coordinate_median(), 2)),
+    "bucketing_bulyan": ReducerCase(bucketing(bulyan(1), 2), min_replies=13),
+    "bucketing_clipping": ReducerCase(bucketing(centered_clipping(0.5), 3), identity=False),
 }
 
 TRANSFORMS: dict[str, ServerTransform] = {
@@ -75,12 +97,25 @@ transforms = pytest.mark.parametrize("transform", list(TRANSFORMS.values()), ids
 strategy_names = pytest.mark.parametrize("name", sorted(STRATEGIES))
 
 
-def reduce(reducer: Reducer, template: ParamSet, models: list[tuple[ParamSet, float]]) -> ParamSet:
-    """The combined update of weighted client ``models`` relative to ``template``."""
-    acc = reducer.init(template)
+def reduce(
+    reducer: AnyReducer,
+    template: ParamSet,
+    models: list[tuple[ParamSet, float]],
+    *,
+    state: ParamSet | None = None,
+    seed: int = 0,
+) -> ParamSet:
+    """The combined update of weighted client ``models`` relative to ``template``.
+
+    A round reducer is bound to ``state`` (its initial state by default) and a generator from ``seed``.
+    """
+    if state is None:
+        state = reducer_init_state(reducer, template)
+    bound = bind_reducer(reducer, state, np.random.default_rng(seed))
+    acc = bound.init(template)
     for model, weight in models:
-        acc = reducer.add(acc, model, weight)
-    return reducer.result(acc)
+        acc = bound.add(acc, model, weight)
+    return bound.result(acc)
 
 
 def weighted_models(template: ParamSet, count: int, seed: int) -> list[tuple[ParamSet, float]]:
@@ -104,7 +139,7 @@ def assert_same_values(actual: ParamSet, expected: ParamSet, *, rtol: float) -> 
 @reducer_cases()
 def test_reducer_result_does_not_depend_on_reply_order(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float64", "float64"])
-    updates = weighted_models(template, 7, seed=1)
+    updates = weighted_models(template, max(7, case.min_replies), seed=1)
     shuffled = [updates[i] for i in np.random.default_rng(2).permutation(len(updates))]
 
     in_order = reduce(case.reducer, template, updates)
@@ -116,7 +151,7 @@ def test_reducer_result_does_not_depend_on_reply_order(case: ReducerCase) -> Non
 @reducer_cases(lambda case: case.ignores_zero_weight)
 def test_reducer_zero_weight_reply_changes_nothing(case: ReducerCase) -> None:
     template = random_model(0)
-    updates = weighted_models(template, 6, seed=1)
+    updates = weighted_models(template, max(6, case.min_replies), seed=1)
     outlier = template.map(lambda a: np.full_like(a, 1e6))
 
     without = reduce(case.reducer, template, updates)
@@ -125,7 +160,7 @@ def test_reducer_zero_weight_reply_changes_nothing(case: ReducerCase) -> None:
     assert with_zero.bitwise_equal(without)
 
 
-@reducer_cases(lambda case: case.min_replies == 1)
+@reducer_cases(lambda case: case.min_replies == 1 and case.identity)
 def test_reducer_single_reply_gives_its_difference_from_the_template(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float32", "float16", "int64"])
     model = random_model(1, dtypes=["float32", "float16", "int64"])
@@ -135,7 +170,7 @@ def test_reducer_single_reply_gives_its_difference_from_the_template(case: Reduc
     assert result.bitwise_equal(model - template)
 
 
-@reducer_cases()
+@reducer_cases(lambda case: case.identity)
 def test_reducer_identical_replies_give_their_difference_from_the_template(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float32", "float16", "int64"])
     model = random_model(1, dtypes=["float32", "float16", "int64"])
@@ -149,8 +184,10 @@ def test_reducer_identical_replies_give_their_difference_from_the_template(case:
 def test_reducer_same_inputs_give_bit_identical_results(case: ReducerCase) -> None:
     template = random_model(0)
 
-    first = reduce(case.reducer, template, weighted_models(template, 6, seed=1))
-    second = reduce(case.reducer, template, weighted_models(template, 6, seed=1))
+    count = max(6, case.min_replies)
+
+    first = reduce(case.reducer, template, weighted_models(template, count, seed=1), seed=4)
+    second = reduce(case.reducer, template, weighted_models(template, count, seed=1), seed=4)
 
     assert first.bitwise_equal(second)
 
@@ -159,9 +196,36 @@ def test_reducer_same_inputs_give_bit_identical_results(case: ReducerCase) -> No
 def test_reducer_result_keeps_each_dtype(case: ReducerCase) -> None:
     template = random_model(0, dtypes=["float16", "float32", "float64", "int32"])
 
-    result = reduce(case.reducer, template, weighted_models(template, 6, seed=1))
+    result = reduce(case.reducer, template, weighted_models(template, max(6, case.min_replies), seed=1))
 
     assert result.spec() == template.spec()
+
+
+def reducer_rounds(
+    case: ReducerCase, template: ParamSet, state: ParamSet, rounds: range
+) -> tuple[list[ParamSet], ParamSet]:
+    """Reduce a round of fresh replies per round in ``rounds``, carrying the reducer's state along."""
+    results = []
+    for r in rounds:
+        models = weighted_models(template, max(6, case.min_replies), seed=10 * r)
+        update = reduce(case.reducer, template, models, state=state, seed=r)
+        state = reducer_next_state(case.reducer, state, update)
+        results.append(update)
+    return results, state
+
+
+@reducer_cases()
+def test_reducer_state_survives_codec_and_continues_bit_identically(case: ReducerCase) -> None:
+    template = random_model(0, dtypes=["float32", "float64", "int64"])
+    _, state = reducer_rounds(case, template, reducer_init_state(case.reducer, template), range(2))
+    expected, final = reducer_rounds(case, template, state, range(2, 4))
+
+    decoded = decode(encode(state))
+    resumed, resumed_final = reducer_rounds(case, template, decoded, range(2, 4))
+
+    assert decoded.bitwise_equal(state)
+    assert all(a.bitwise_equal(b) for a, b in zip(resumed, expected, strict=True))
+    assert resumed_final.bitwise_equal(final)
 
 
 # Server transforms ------------------------------------------------------------------------------

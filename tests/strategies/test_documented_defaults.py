@@ -1,15 +1,18 @@
-"""The options table in docs/strategies.md states exactly the defaults the builders have."""
+"""docs/strategies.md states exactly the builders' defaults, and every robust reducer with a config that builds."""
 
 from __future__ import annotations
 
 import ast
 import inspect
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from fedlearn.strategies import STRATEGIES
+from fedlearn.strategies import REDUCERS, STRATEGIES, bucketing, build_strategy, bulyan, norm_bound
+
+PRE_AGGREGATION_STEPS = ("norm_bound", "bucketing")
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "strategies.md"
 REQUIRED = object()
@@ -43,3 +46,22 @@ def test_documented_defaults_are_the_builders_defaults(name: str) -> None:
     documented = documented_options()[name]
 
     assert {k: (type(v), v) for k, v in documented.items()} == {k: (type(v), v) for k, v in actual.items()}
+
+
+def robust_aggregation_section() -> str:
+    return DOC.read_text().split("## Robust aggregation", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_registered_robust_reducer_and_step_has_a_row() -> None:
+    rows = set(re.findall(r"^\| `(\w+)` \|", robust_aggregation_section(), flags=re.MULTILINE))
+
+    assert rows == (set(REDUCERS) - {"weighted_mean", "unweighted_mean"}) | set(PRE_AGGREGATION_STEPS)
+
+
+def test_the_documented_reducer_table_builds_what_the_python_line_says() -> None:
+    block = robust_aggregation_section().split("```toml\n", 1)[1].split("```", 1)[0]
+    section = dict(tomllib.loads(block)["strategy"])
+
+    strategy = build_strategy(section.pop("name"), **section)
+
+    assert strategy.reducer == norm_bound(bucketing(bulyan(2), bucket_size=2), max_norm=10.0)

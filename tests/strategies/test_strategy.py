@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 import pytest
 
 from fedlearn.core.errors import ConfigError, QuorumError, ValidationError
 from fedlearn.core.messages import CONTROL_DELTA_PREFIX, CONTROL_PREFIX, FIT, Reply
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies import Strategy, fedavg, fraction_sampler, scaffold, sgd, weighted_mean
+from fedlearn.privacy.protocol import SecureAggregation
+from fedlearn.strategies import (
+    Strategy,
+    bucketing,
+    bulyan,
+    centered_clipping,
+    fedavg,
+    fltrust,
+    fraction_sampler,
+    geometric_median,
+    krum,
+    norm_bound,
+    scaffold,
+    sgd,
+    weighted_mean,
+)
 
 from .helpers import make_replies, random_model
 
@@ -64,7 +81,7 @@ def test_aggregate_consumes_a_generator_of_replies_once() -> None:
 
 
 def test_strategy_with_a_piece_of_the_wrong_kind_raises_config_error_naming_it() -> None:
-    with pytest.raises(ConfigError, match="`reducer` must implement the Reducer protocol; got SGD"):
+    with pytest.raises(ConfigError, match="`reducer` must implement the Reducer or RoundReducer protocol; got SGD"):
         Strategy(name="broken", sampler=fraction_sampler(), reducer=sgd(), transform=sgd())
 
 
@@ -156,3 +173,80 @@ def test_scaffold_with_fewer_known_nodes_than_replies_raises_config_error() -> N
 
     with pytest.raises(ConfigError, match=r"`num_nodes` must be at least the number of replies \(3\); got 2"):
         strategy.aggregate(params, strategy.init_state(params), replies, num_nodes=2, rng=RNG)
+
+
+# Round reducers and robust defences -------------------------------------------------------------
+
+
+def test_round_reducer_state_lives_under_reducer_in_the_strategy_state() -> None:
+    params = random_model(0)
+
+    state = fedavg(reducer=centered_clipping(1.0)).init_state(params)
+
+    assert state.bitwise_equal(params.zeros_like().with_prefix("reducer/center/"))
+
+
+@dataclass(frozen=True)
+class NoisyStep:
+    """A transform that draws from the round's generator, as DP noise would."""
+
+    def init(self, params: ParamSet) -> ParamSet:
+        return ParamSet()
+
+    def update(self, update, state, params, rng):
+        return update.map(lambda u: u + rng.standard_normal(u.shape).astype(u.dtype)), state
+
+
+def one_step(params: ParamSet, rng: np.random.Generator) -> ParamSet:
+    return params.map(lambda a: a + 1)
+
+
+def one_step_after_a_draw(params: ParamSet, rng: np.random.Generator) -> ParamSet:
+    rng.standard_normal(100)  # as a trusted-data learner's shuffle would
+    return one_step(params, rng)
+
+
+def test_round_reducer_draws_leave_the_transforms_draws_unchanged() -> None:
+    params = random_model(0)
+    replies = make_replies(params, count=5, seed=1)
+    quiet = Strategy(name="a", sampler=fraction_sampler(), reducer=fltrust(one_step), transform=NoisyStep())
+    drawing = replace(quiet, reducer=fltrust(one_step_after_a_draw))
+
+    first = quiet.aggregate(params, ParamSet(), replies, num_nodes=5, rng=np.random.default_rng(3))
+    second = drawing.aggregate(params, ParamSet(), replies, num_nodes=5, rng=np.random.default_rng(3))
+
+    assert second.params.bitwise_equal(first.params)
+
+
+def test_round_reducer_draws_from_the_rounds_generator() -> None:
+    strategy = fedavg(reducer=bucketing(krum(1), 2))
+    params = random_model(0)
+    replies = make_replies(params, count=12, seed=1)
+
+    results = [
+        strategy.aggregate(params, ParamSet(), replies, num_nodes=12, rng=np.random.default_rng(seed)).params
+        for seed in (1, 1, 2, 3, 4)
+    ]
+
+    assert results[0].bitwise_equal(results[1])
+    assert any(not r.bitwise_equal(results[0]) for r in results[2:])
+
+
+SECURE = SecureAggregation(clip=10.0, max_weight=1000)
+
+
+@pytest.mark.parametrize(
+    ("reducer", "reason"),
+    [
+        (bulyan(1), "it selects updates by their distances to one another"),
+        (geometric_median(), "it weighs each update by its distance to the current estimate"),
+        (centered_clipping(1.0), "it clips each update's distance to the centre"),
+        (norm_bound(weighted_mean(), 1.0), "it bounds each update's L2 norm"),
+        (bucketing(weighted_mean(), 2), "it averages random buckets of individual updates"),
+        (fltrust(lambda params, rng: params), "it scores each update by its direction against the server's own"),
+    ],
+    ids=["bulyan", "geometric_median", "centered_clipping", "norm_bound", "bucketing", "fltrust"],
+)
+def test_robust_defence_under_secure_aggregation_is_refused_saying_why(reducer, reason: str) -> None:
+    with pytest.raises(ConfigError, match=rf"needs each node's individual update \({reason}\), and under secure"):
+        Strategy(name="x", sampler=fraction_sampler(), reducer=reducer, transform=sgd(), secure_aggregation=SECURE)

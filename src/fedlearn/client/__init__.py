@@ -6,6 +6,7 @@ simulator and the networked agent alike. Adapters: plain NumPy functions (``Nump
 ``softmax_regression``, ``linear_regression``), scikit-learn (``SGDLearner``, ``MLPLearner``) and
 PyTorch (``TorchLearner``, ``torch_mlp``). scikit-learn and torch are imported only when one of
 their learners is used, so importing this package stays cheap and torch stays optional.
+``trusted_model`` trains a learner on the coordinator's trusted data, for FLTrust.
 """
 
 from fedlearn.client.learners import BUILTIN_LEARNERS, DatasetMeta, build_learner, builtin_learner, check_fit_config
@@ -21,6 +22,7 @@ from fedlearn.client.numpy_trainer import (
 from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner, SklearnTrainer
 from fedlearn.client.torch_trainer import TorchLearner, TorchTrainer, torch_mlp
 from fedlearn.client.trainer import EvalResult, FitResult, Learner, NodeState, Trainer
+from fedlearn.client.trusted import TrustedModel, trusted_model
 
 __all__ = [
     "BUILTIN_LEARNERS",
@@ -42,10 +44,12 @@ __all__ = [
     "TorchLearner",
     "TorchTrainer",
     "Trainer",
+    "TrustedModel",
     "build_learner",
     "builtin_learner",
     "check_fit_config",
     "linear_regression",
     "softmax_regression",
     "torch_mlp",
+    "trusted_model",
 ]

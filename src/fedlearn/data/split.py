@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from fedlearn.core.checks import check_int
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.datasets import load_dataset, train_test_split
@@ -46,3 +49,32 @@ def hold_out(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dat
     except ConfigError as exc:
         rows = len(dataset)
         raise ConfigError(f"cannot hold out {fraction:g} of dataset {dataset.name!r} ({rows} rows): {exc}") from None
+
+
+_TRUSTED_STREAM = 0x7472757374  # "trust": the seed stream of the trusted sample, apart from the split's
+
+
+def trusted_sample(
+    dataset: str,
+    *,
+    examples: int,
+    test_fraction: float,
+    seed: int,
+    dataset_options: Mapping[str, Any] | None = None,
+) -> Dataset:
+    """``examples`` rows drawn uniformly from the training split that :func:`split_over_nodes` partitions.
+
+    This is FLTrust's root dataset in a simulation: Cao et al. give the coordinator a small clean
+    dataset from the clients' distribution (100 examples in their experiments) and draw it from
+    the training data, so the test split stays unseen. The draw has a seed stream of its own,
+    so taking it changes neither the split nor the nodes' parts.
+    """
+    examples = check_int("trusted_examples", examples, low=1)
+    loaded = load_dataset(dataset, **dict(dataset_options or {}))
+    train, _ = train_test_split(loaded, test_fraction, seed)
+    if examples > len(train):
+        raise ConfigError(
+            f"`trusted_examples` must be at most the {len(train)} training rows of dataset {dataset!r}; got {examples}"
+        )
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _TRUSTED_STREAM]))
+    return train.subset(np.sort(rng.choice(len(train), size=examples, replace=False)))

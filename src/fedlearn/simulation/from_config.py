@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from fedlearn.client.learners import build_learner, check_fit_config
 from fedlearn.client.trainer import Learner
+from fedlearn.client.trusted import trusted_model
 from fedlearn.config import RunConfig, engine_config, secure_strategy
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
-from fedlearn.data.split import hold_out
+from fedlearn.data.split import hold_out, trusted_sample
 from fedlearn.engine.engine import EngineConfig
 from fedlearn.engine.faults import FaultPlan
 from fedlearn.simulation.run import node_ids
@@ -48,11 +51,39 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
         evaluation_data=evaluation_data,
         test_data=test,
         strategy=secure_strategy(
-            config, build_strategy(config.strategy.name, **config.strategy.options()), n_nodes=len(partitions)
+            config, build_strategy(config.strategy.name, **_strategy_options(config, learner)), n_nodes=len(partitions)
         ),
         engine=engine,
         faults=FaultPlan(seed=config.run.seed, **config.faults.model_dump()),
     )
+
+
+TRUSTED_EXAMPLES = 100
+"""The size of FLTrust's trusted dataset unless ``[strategy.reducer] trusted_examples`` says otherwise: the paper's."""
+
+
+def _strategy_options(config: RunConfig, learner: Learner) -> dict[str, Any]:
+    """The ``[strategy]`` options, with FLTrust's server model made from ``trusted_examples`` training rows.
+
+    The coordinator of a simulation trains ``learner`` on a sample of the training split with the
+    ``[client]`` settings (see :func:`~fedlearn.data.split.trusted_sample`); any other reducer's
+    table passes through untouched, so ``trusted_examples`` there is an unknown option.
+    """
+    options = config.strategy.options()
+    table = options.get("reducer")
+    if not isinstance(table, Mapping) or table.get("name") != "fltrust":
+        return options
+    table = dict(table)
+    data = config.data
+    root = trusted_sample(
+        data.dataset,
+        examples=table.pop("trusted_examples", TRUSTED_EXAMPLES),
+        test_fraction=data.test_fraction,
+        seed=config.run.seed,
+        dataset_options=data.dataset_options,
+    )
+    table["server_model"] = trusted_model(learner, root, config.client)
+    return {**options, "reducer": table}
 
 
 def _check_declared_shape(config: RunConfig, dataset: Dataset) -> None:

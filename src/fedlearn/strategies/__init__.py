@@ -10,11 +10,18 @@ need. The named algorithms are one-liners over these pieces::
 
 and a run config's ``[strategy]`` section becomes ``build_strategy(**section)``. State such as
 optimizer moments is an explicit ``ParamSet`` that the engine checkpoints with the model.
+
+Robust aggregation defences compose the same way: a reducer (``bulyan``, ``geometric_median``,
+``centered_clipping``, ``fltrust``, ``krum``, ...) behind optional pre-aggregation steps
+(``norm_bound``, ``bucketing``), e.g. ``fedadam(reducer=norm_bound(bucketing(bulyan(2), 2), 10.0))``.
 """
 
-from fedlearn.strategies.base import Reducer, Sampler, ServerTransform
+from fedlearn.strategies.base import Reducer, RoundReducer, Sampler, ServerTransform
+from fedlearn.strategies.bucketing import bucketing
 from fedlearn.strategies.builders import (
+    REDUCERS,
     STRATEGIES,
+    build_reducer,
     build_strategy,
     fedadagrad,
     fedadam,
@@ -24,21 +31,31 @@ from fedlearn.strategies.builders import (
     fedyogi,
     scaffold,
 )
+from fedlearn.strategies.clipping import centered_clipping, norm_bound
+from fedlearn.strategies.fltrust import ServerModel, fltrust
 from fedlearn.strategies.reducers import coordinate_median, krum, trimmed_mean, unweighted_mean, weighted_mean
+from fedlearn.strategies.robust import bulyan, geometric_median
 from fedlearn.strategies.samplers import fraction_sampler
 from fedlearn.strategies.strategy import RoundUpdate, Strategy
 from fedlearn.strategies.transforms import adagrad, adam, chain, clip_by_global_norm, momentum, sgd, yogi
 
 __all__ = [
+    "REDUCERS",
     "STRATEGIES",
     "Reducer",
+    "RoundReducer",
     "RoundUpdate",
     "Sampler",
+    "ServerModel",
     "ServerTransform",
     "Strategy",
     "adagrad",
     "adam",
+    "bucketing",
+    "build_reducer",
     "build_strategy",
+    "bulyan",
+    "centered_clipping",
     "chain",
     "clip_by_global_norm",
     "coordinate_median",
@@ -48,9 +65,12 @@ __all__ = [
     "fedavgm",
     "fedprox",
     "fedyogi",
+    "fltrust",
     "fraction_sampler",
+    "geometric_median",
     "krum",
     "momentum",
+    "norm_bound",
     "scaffold",
     "sgd",
     "trimmed_mean",

@@ -7,6 +7,16 @@ rate of 0.1 and ``tau`` = 1e-3. Flower's defaults differ (its FedYogi's learning
 its FedAdam's and FedAdagrad's ``tau`` is 1e-9; ``docs/strategies.md`` lists them all), and no
 value suits every model: Reddi et al. tune the learning rate over several orders of magnitude,
 and so should you.
+
+Every builder also takes ``reducer``: by default the mean that ``weighting`` picks, or any
+reducer, given as an object or (from a config) as a table naming one of :data:`REDUCERS` with
+its options, plus the pre-aggregation steps ``norm_bound`` and ``bucket_size``::
+
+    [strategy.reducer]
+    name = "bulyan"
+    num_byzantine = 2
+    bucket_size = 2     # bucketing in front of Bulyan
+    norm_bound = 10.0   # and each update's norm bounded before that
 """
 
 from __future__ import annotations
@@ -15,25 +25,55 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Literal
 
-from fedlearn.core.checks import NON_NEGATIVE, Options, check, check_call_options, check_real
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Options, check, check_call_options, check_int, check_real
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import PROXIMAL_MU_KEY
-from fedlearn.strategies.reducers import UnweightedMean, WeightedMean, unweighted_mean, weighted_mean
+from fedlearn.strategies.base import AnyReducer, check_reducer, required_replies
+from fedlearn.strategies.bucketing import bucketing
+from fedlearn.strategies.clipping import centered_clipping, norm_bound
+from fedlearn.strategies.fltrust import fltrust
+from fedlearn.strategies.reducers import coordinate_median, krum, trimmed_mean, unweighted_mean, weighted_mean
+from fedlearn.strategies.robust import bulyan, geometric_median
 from fedlearn.strategies.samplers import fraction_sampler
 from fedlearn.strategies.strategy import Strategy
 from fedlearn.strategies.transforms import adagrad, adam, momentum, sgd, yogi
 
 Weighting = Literal["examples", "equal"]
+ReducerOption = AnyReducer | str | Mapping[str, object] | None
+"""A builder's ``reducer``: a reducer, a name from :data:`REDUCERS`, a config table, or None for the mean."""
+
+REDUCERS: Mapping[str, Callable[..., AnyReducer]] = MappingProxyType(
+    {
+        "weighted_mean": weighted_mean,
+        "unweighted_mean": unweighted_mean,
+        "coordinate_median": coordinate_median,
+        "trimmed_mean": trimmed_mean,
+        "krum": krum,
+        "bulyan": bulyan,
+        "geometric_median": geometric_median,
+        "centered_clipping": centered_clipping,
+        "fltrust": fltrust,
+    }
+)
+"""The reducers a config can name, each with the options its builder takes."""
+
+PRE_AGGREGATION = ("bucket_size", "norm_bound")
+"""Options of a reducer table that put a step in front of the named reducer rather than configure it."""
 
 
 def fedavg(
-    *, weighting: Weighting = "examples", fraction: float = 1.0, min_nodes: int = 1, max_nodes: int | None = None
+    *,
+    weighting: Weighting = "examples",
+    reducer: ReducerOption = None,
+    fraction: float = 1.0,
+    min_nodes: int = 1,
+    max_nodes: int | None = None,
 ) -> Strategy:
     """FedAvg (McMahan et al. 2017): the example-weighted mean of the client models."""
     return Strategy(
         name="fedavg",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=_mean(weighting),
+        reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=sgd(),
     )
 
@@ -44,6 +84,7 @@ def fedavgm(
     server_momentum: float = 0.9,
     nesterov: bool = False,
     weighting: Weighting = "examples",
+    reducer: ReducerOption = None,
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -52,7 +93,7 @@ def fedavgm(
     return Strategy(
         name="fedavgm",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=_mean(weighting),
+        reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=momentum(server_learning_rate, beta=server_momentum, nesterov=nesterov),
     )
 
@@ -61,6 +102,7 @@ def fedprox(
     *,
     mu: float,
     weighting: Weighting = "examples",
+    reducer: ReducerOption = None,
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -73,7 +115,7 @@ def fedprox(
     return Strategy(
         name="fedprox",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=_mean(weighting),
+        reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=sgd(),
         client_config={PROXIMAL_MU_KEY: proximal_mu},
     )
@@ -86,6 +128,7 @@ def fedadam(
     beta2: float = 0.99,
     tau: float = 1e-3,
     weighting: Weighting = "examples",
+    reducer: ReducerOption = None,
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -94,7 +137,7 @@ def fedadam(
     return Strategy(
         name="fedadam",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=_mean(weighting),
+        reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=adam(server_learning_rate, beta1=beta1, beta2=beta2, tau=tau),
     )
 
@@ -106,6 +149,7 @@ def fedyogi(
     beta2: float = 0.99,
     tau: float = 1e-3,
     weighting: Weighting = "examples",
+    reducer: ReducerOption = None,
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -114,7 +158,7 @@ def fedyogi(
     return Strategy(
         name="fedyogi",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=_mean(weighting),
+        reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=yogi(server_learning_rate, beta1=beta1, beta2=beta2, tau=tau),
     )
 
@@ -125,6 +169,7 @@ def fedadagrad(
     tau: float = 1e-3,
     beta1: float = 0.0,
     weighting: Weighting = "examples",
+    reducer: ReducerOption = None,
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -133,7 +178,7 @@ def fedadagrad(
     return Strategy(
         name="fedadagrad",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=_mean(weighting),
+        reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=adagrad(server_learning_rate, tau=tau, beta1=beta1),
     )
 
@@ -142,6 +187,7 @@ def scaffold(
     *,
     server_learning_rate: float = 1.0,
     weighting: Weighting = "equal",
+    reducer: ReducerOption = None,
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
@@ -154,22 +200,76 @@ def scaffold(
     return Strategy(
         name="scaffold",
         sampler=fraction_sampler(fraction, min_nodes, max_nodes),
-        reducer=_mean(weighting),
+        reducer=_reducer(reducer, weighting, default="equal", max_nodes=max_nodes),
         transform=sgd(server_learning_rate),
         control_variates=True,
     )
 
 
-def _mean(weighting: Weighting) -> WeightedMean | UnweightedMean:
-    """The mean a strategy folds updates with: weighted by example counts, or each node counting once.
+def _reducer(reducer: ReducerOption, weighting: Weighting, *, default: Weighting, max_nodes: int | None) -> AnyReducer:
+    """The reducer a strategy folds updates with: ``reducer`` if given, else the mean ``weighting`` picks.
 
     Example counts come from the nodes, so weighting by them trusts the nodes; ``"equal"`` gives
     one lying node no more pull than any other, at the price of ignoring how much data is behind
     each update. The engine's ``max_examples_per_reply`` and declared row counts bound the trust
-    instead, where weighting by data matters.
+    instead, where weighting by data matters; a robust ``reducer`` bounds what any minority of
+    nodes can do, whatever they claim.
+
+    A reducer that needs more replies than ``max_nodes`` lets a round sample can never run, so
+    it is refused here rather than failing every round.
     """
     check("weighting", weighting, Options(("examples", "equal")))
-    return weighted_mean() if weighting == "examples" else unweighted_mean()
+    if reducer is None:
+        return weighted_mean() if weighting == "examples" else unweighted_mean()
+    if weighting != default:
+        raise ConfigError(
+            f"`weighting` picks which mean folds the updates, so it cannot be combined with `reducer`; got "
+            f"weighting={weighting!r} and a reducer: leave `weighting` out, or name the mean as the reducer "
+            "(weighted_mean or unweighted_mean)"
+        )
+    if isinstance(reducer, str):
+        chosen = build_reducer(reducer)
+    elif isinstance(reducer, Mapping):
+        table = dict(reducer)
+        name = table.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"`reducer` needs a `name`, one of: {', '.join(sorted(REDUCERS))}; got {name!r}")
+        chosen = build_reducer(name, **table)
+    else:
+        chosen = check_reducer("reducer", reducer)
+    needed = required_replies(chosen)
+    if max_nodes is not None and needed > max_nodes:
+        raise ConfigError(
+            f"the reducer needs at least {needed} replies a round, but `max_nodes` is {max_nodes}; "
+            "raise `max_nodes` or tolerate fewer bad nodes"
+        )
+    return chosen
+
+
+def build_reducer(name: str, **options: object) -> AnyReducer:
+    """The reducer called ``name`` with its ``options``, behind the pre-aggregation steps asked for.
+
+    ``bucket_size`` puts bucketing in front of it and ``norm_bound`` a bound on each update's
+    norm in front of that, so each client's update is bounded before it joins a bucket. Unknown
+    names and options are :class:`ConfigError`\\s that list what is valid.
+    """
+    factory = REDUCERS.get(name) if isinstance(name, str) else None
+    if factory is None:
+        raise ConfigError(f"unknown reducer {name!r}; valid names: {', '.join(sorted(REDUCERS))}")
+    if factory is fltrust and "server_model" not in options:
+        raise ConfigError(
+            "reducer 'fltrust' needs a trusted dataset on the coordinator to compute its own update: in a "
+            "simulation set `trusted_examples` in [strategy.reducer]; in Python pass fltrust(server_model=...) "
+            "(fedlearn.client.trusted_model makes one); a deployed coordinator cannot hold one yet"
+        )
+    steps = {key: options.pop(key) for key in PRE_AGGREGATION if key in options}
+    check_call_options(f"reducer {name!r}", factory, options)
+    reducer = factory(**options)
+    if "bucket_size" in steps:
+        reducer = bucketing(reducer, check_int("bucket_size", steps["bucket_size"], low=1))
+    if "norm_bound" in steps:
+        reducer = norm_bound(reducer, check_real("norm_bound", steps["norm_bound"], POSITIVE))
+    return reducer
 
 
 STRATEGIES: Mapping[str, Callable[..., Strategy]] = MappingProxyType(

@@ -17,133 +17,45 @@ they are read-only, so no copies). They work through the model in column blocks 
 temporaries stay small. They drop replies of weight 0 (a node that trained on nothing sent no
 information) and otherwise ignore weights: an example count is self-reported, and a robust
 statistic must not let a node buy influence by claiming more.
+
+Both kinds build on ``strategies.accumulators``; the further defences (Bulyan, the geometric
+median, centered clipping, norm bounding, bucketing, FLTrust) live in modules of their own.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from fedlearn.core.checks import Interval, check_int, check_real, name_mismatch
-from fedlearn.core.errors import QuorumError, ValidationError
-from fedlearn.core.params import ParamSet, Spec
+from fedlearn.core.checks import Interval, check_int, check_real
+from fedlearn.core.params import ParamSet
+from fedlearn.strategies.accumulators import Pool, RunningSum, check_weight
 from fedlearn.strategies.base import Reducer
-
-_CHUNK = 1 << 16  # values per scratch block: 512 KiB of float64, small enough to stay in cache
-_BLOCK_VALUES = 1 << 20  # values per (nodes x columns) block in the robust reducers
-
-
-def _check_weight(weight: float) -> float:
-    if not math.isfinite(weight) or weight < 0:
-        raise ValidationError(f"update weight must be a finite number >= 0; got {weight!r}")
-    return weight
-
-
-def _check_model(spec: Spec, model: ParamSet) -> None:
-    mismatch = name_mismatch(model, spec)
-    if mismatch:
-        raise ValidationError(f"update names differ from the model: {mismatch}")
-    for name, (shape, _) in spec.items():
-        if model[name].shape != shape:
-            raise ValidationError(f"update {name!r} has shape {model[name].shape}; expected {shape}")
-
-
-def _flat(params: ParamSet) -> dict[str, np.ndarray]:
-    return {name: array.reshape(-1) for name, array in params.items()}
-
-
-def _store(out: np.ndarray, values: np.ndarray) -> None:
-    """Write float64 ``values`` into ``out``, rounding first when ``out`` holds integers."""
-    if out.dtype.kind in "iu":
-        np.rint(values, out=values)
-    out[...] = values
-
-
-class _RunningSum:
-    """A float64 sum of weighted updates (model - base) plus the total weight: a streaming mean.
-
-    Each block of an update is ``model - base`` in the model's own dtype, exactly what
-    ``ParamSet.__sub__`` would give, then widened, weighted and added while it is in cache.
-    """
-
-    __slots__ = ("base", "count", "differences", "scratch", "spec", "sums", "total")
-
-    def __init__(self, base: ParamSet) -> None:
-        self.spec = base.spec()
-        self.base = _flat(base)
-        self.sums = {name: np.zeros(flat.size, dtype=np.float64) for name, flat in self.base.items()}
-        size = min(_CHUNK, max((a.size for a in self.sums.values()), default=0))
-        self.scratch = np.empty(size, np.float64)
-        self.differences = {flat.dtype: np.empty(size, flat.dtype) for flat in self.base.values()}
-        self.total = 0.0
-        self.count = 0
-
-    def add(self, model: ParamSet, weight: float) -> None:
-        """Fold in ``weight * (model - base)``, one cache-sized block at a time."""
-        _check_model(self.spec, model)
-        self.count += 1
-        if weight == 0:  # adds nothing; skipping it also skips the arithmetic
-            return
-        for name, acc in self.sums.items():
-            flat, base = model[name].reshape(-1), self.base[name]
-            for start in range(0, acc.size, _CHUNK):
-                block = slice(start, start + _CHUNK)
-                part = acc[block]
-                difference = self.differences[base.dtype][: part.size]
-                np.subtract(flat[block], base[block], out=difference)
-                if weight == 1.0:  # the unweighted case needs no float64 scratch; the ufunc casts
-                    np.add(part, difference, out=part)
-                    continue
-                scratch = self.scratch[: part.size]
-                np.multiply(difference, weight, out=scratch, dtype=np.float64)
-                np.add(part, scratch, out=part)
-        self.total += weight
-
-    def mean(self, what: str) -> ParamSet:
-        if self.count == 0:
-            raise QuorumError(f"{what}: no updates to average")
-        if self.total == 0:
-            raise QuorumError(
-                f"{what}: all {self.count} update(s) have weight 0 (num_examples = 0), so there is "
-                "nothing to average; check that the nodes' datasets are not empty"
-            )
-        out: dict[str, np.ndarray] = {}
-        for name, (shape, dtype) in self.spec.items():
-            result = np.empty(shape, dtype=np.dtype(dtype))
-            flat = result.reshape(-1)
-            acc = self.sums[name]
-            for start in range(0, acc.size, _CHUNK):
-                part = acc[start : start + _CHUNK]
-                scratch = self.scratch[: part.size]
-                np.divide(part, self.total, out=scratch)
-                _store(flat[start : start + _CHUNK], scratch)
-            out[name] = result
-        return ParamSet(out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WeightedMean(Reducer[_RunningSum]):
+class WeightedMean(Reducer[RunningSum]):
     """The FedAvg average, sum(w * update) / sum(w), with weights = example counts; streams."""
 
     streaming: ClassVar[bool] = True
 
-    def init(self, template: ParamSet) -> _RunningSum:
-        return _RunningSum(template)
+    def init(self, template: ParamSet) -> RunningSum:
+        return RunningSum(template)
 
-    def add(self, acc: _RunningSum, model: ParamSet, weight: float) -> _RunningSum:
-        acc.add(model, _check_weight(weight))
+    def add(self, acc: RunningSum, model: ParamSet, weight: float) -> RunningSum:
+        acc.add(model, check_weight(weight))
         return acc
 
-    def result(self, acc: _RunningSum) -> ParamSet:
+    def result(self, acc: RunningSum) -> ParamSet:
         return acc.mean("weighted_mean")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UnweightedMean(Reducer[_RunningSum]):
+class UnweightedMean(Reducer[RunningSum]):
     """The plain average of the updates, each reply counting once whatever its weight; streams.
 
     SCAFFOLD's server step is this mean, and it suits nodes whose example counts are not
@@ -152,81 +64,38 @@ class UnweightedMean(Reducer[_RunningSum]):
 
     streaming: ClassVar[bool] = True
 
-    def init(self, template: ParamSet) -> _RunningSum:
-        return _RunningSum(template)
+    def init(self, template: ParamSet) -> RunningSum:
+        return RunningSum(template)
 
-    def add(self, acc: _RunningSum, model: ParamSet, weight: float) -> _RunningSum:
-        _check_weight(weight)
+    def add(self, acc: RunningSum, model: ParamSet, weight: float) -> RunningSum:
+        check_weight(weight)
         acc.add(model, 1.0)
         return acc
 
-    def result(self, acc: _RunningSum) -> ParamSet:
+    def result(self, acc: RunningSum) -> ParamSet:
         return acc.mean("unweighted_mean")
 
 
-class _Pool:
-    """Every client model of weight > 0, held as given (they are read-only, so no copies)."""
-
-    __slots__ = ("base", "models", "spec")
-
-    def __init__(self, base: ParamSet) -> None:
-        self.spec = base.spec()
-        self.base = base
-        self.models: list[ParamSet] = []
-
-    def add(self, model: ParamSet, weight: float) -> None:
-        _check_model(self.spec, model)
-        if _check_weight(weight) > 0:
-            self.models.append(model)
-
-    def blocks(self, name: str) -> Iterator[tuple[int, np.ndarray]]:
-        """``(start, stack)`` pairs: float64 ``(models x columns)`` slices of the updates to ``name``."""
-        flats = [m[name].reshape(-1) for m in self.models]
-        base = self.base[name].reshape(-1)
-        size = base.size
-        step = max(1, _BLOCK_VALUES // len(flats))
-        for start in range(0, size, step):
-            columns = slice(start, start + step)
-            yield start, np.stack([np.subtract(f[columns], base[columns]) for f in flats], dtype=np.float64)
-
-    def columnwise(self, fn: Callable[[np.ndarray], np.ndarray]) -> ParamSet:
-        """Apply ``fn`` (a reduction over axis 0 of a block) to every coordinate of the model."""
-        out: dict[str, np.ndarray] = {}
-        for name, (shape, dtype) in self.spec.items():
-            result = np.empty(shape, dtype=np.dtype(dtype))
-            flat = result.reshape(-1)
-            for start, stack in self.blocks(name):
-                _store(flat[start : start + stack.shape[1]], fn(stack))
-            out[name] = result
-        return ParamSet(out)
-
-    def require(self, needed: int, what: str) -> int:
-        count = len(self.models)
-        if count < needed:
-            raise QuorumError(f"{what} needs at least {needed} update(s) of weight > 0; got {count}")
-        return count
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CoordinateMedian(Reducer[_Pool]):
+class CoordinateMedian(Reducer[Pool]):
     """Each coordinate's median across updates (Yin et al. 2018). Holds every update."""
 
     streaming: ClassVar[bool] = False
 
-    def init(self, template: ParamSet) -> _Pool:
-        return _Pool(template)
+    def init(self, template: ParamSet) -> Pool:
+        return Pool(template)
 
-    def add(self, acc: _Pool, model: ParamSet, weight: float) -> _Pool:
+    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
         acc.add(model, weight)
         return acc
 
-    def result(self, acc: _Pool) -> ParamSet:
+    def result(self, acc: Pool) -> ParamSet:
         acc.require(1, "coordinate_median")
         return acc.columnwise(lambda stack: np.median(stack, axis=0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrimmedMean(Reducer[_Pool]):
+class TrimmedMean(Reducer[Pool]):
     """Each coordinate's mean after dropping its ``floor(beta * n)`` largest and smallest values.
 
     Yin et al. 2018. ``beta < 0.5`` always leaves at least one value. Holds every update.
@@ -239,21 +108,21 @@ class TrimmedMean(Reducer[_Pool]):
     def __post_init__(self) -> None:
         object.__setattr__(self, "beta", check_real("beta", self.beta, Interval(0, 0.5, closed="left")))
 
-    def init(self, template: ParamSet) -> _Pool:
-        return _Pool(template)
+    def init(self, template: ParamSet) -> Pool:
+        return Pool(template)
 
-    def add(self, acc: _Pool, model: ParamSet, weight: float) -> _Pool:
+    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
         acc.add(model, weight)
         return acc
 
-    def result(self, acc: _Pool) -> ParamSet:
+    def result(self, acc: Pool) -> ParamSet:
         count = acc.require(1, "trimmed_mean")
         cut = math.floor(self.beta * count)
         return acc.columnwise(lambda stack: np.sort(stack, axis=0)[cut : count - cut].mean(axis=0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Krum(Reducer[_Pool]):
+class Krum(Reducer[Pool]):
     """(Multi-)Krum, Blanchard et al. 2017: keep the updates closest to their neighbours.
 
     Each update is scored by the summed squared distance to its ``n - f - 2`` nearest others; the
@@ -271,30 +140,50 @@ class Krum(Reducer[_Pool]):
         object.__setattr__(self, "num_byzantine", check_int("num_byzantine", self.num_byzantine, low=0))
         object.__setattr__(self, "multi", check_int("multi", self.multi, low=1))
 
-    def init(self, template: ParamSet) -> _Pool:
-        return _Pool(template)
+    def init(self, template: ParamSet) -> Pool:
+        return Pool(template)
 
-    def add(self, acc: _Pool, model: ParamSet, weight: float) -> _Pool:
+    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
         acc.add(model, weight)
         return acc
 
-    def result(self, acc: _Pool) -> ParamSet:
+    @property
+    def min_replies(self) -> int:
+        """The fewest updates of weight > 0 a round needs: ``2f + 3``, and at least ``multi + f``."""
+        return max(2 * self.num_byzantine + 3, self.multi + self.num_byzantine)
+
+    def result(self, acc: Pool) -> ParamSet:
         f = self.num_byzantine
         what = f"krum(num_byzantine={f}, multi={self.multi})"
-        count = acc.require(max(2 * f + 3, self.multi + f), what)
-        distances = _squared_distances(acc)
-        neighbours = count - f - 2
-        scores = [float(np.sort(np.delete(row, i))[:neighbours].sum()) for i, row in enumerate(distances)]
-        # Equal scores are broken by content, never by arrival order, so reply order cannot matter.
-        tied = {s for s in scores if scores.count(s) > 1}
-        order = sorted(range(count), key=lambda i: (scores[i], acc.models[i].digest() if scores[i] in tied else ""))
-        chosen = _RunningSum(acc.base)
+        count = acc.require(self.min_replies, what)
+        order = krum_ranking(acc, squared_distances(acc), range(count), f)
+        chosen = RunningSum(acc.base)
         for i in order[: self.multi]:
             chosen.add(acc.models[i], 1.0)
         return chosen.mean(what)
 
 
-def _squared_distances(pool: _Pool) -> np.ndarray:
+def krum_ranking(pool: Pool, distances: np.ndarray, candidates: Sequence[int], num_byzantine: int) -> list[int]:
+    """``candidates`` (indices into ``pool``) from the best Krum score to the worst, among themselves.
+
+    A candidate's score is the summed squared distance to its ``len(candidates) - f - 2`` nearest
+    fellow candidates, and to at least the nearest one: with fewer than ``f + 3`` candidates left
+    (as in Bulyan's last selections) Krum's count is not positive and would score them all 0,
+    letting chance pick. Equal scores are broken by content, never by arrival order, so reply
+    order cannot matter.
+    """
+    index = np.asarray(candidates, dtype=np.intp)
+    among = distances[np.ix_(index, index)]
+    neighbours = max(len(index) - num_byzantine - 2, 1)
+    scores = [float(np.sort(np.delete(row, k))[:neighbours].sum()) for k, row in enumerate(among)]
+    tied = {s for s in scores if scores.count(s) > 1}
+    order = sorted(
+        range(len(index)), key=lambda k: (scores[k], pool.digest(int(index[k])) if scores[k] in tied else "")
+    )
+    return [int(index[k]) for k in order]
+
+
+def squared_distances(pool: Pool) -> np.ndarray:
     """Pairwise squared L2 distances between the pooled updates, accumulated block by block.
 
     Uses ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b (one matrix product per block) on blocks centred on

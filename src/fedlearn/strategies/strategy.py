@@ -5,8 +5,9 @@ is one line of user code (``Strategy(sampler=..., reducer=trimmed_mean(0.1), tra
 rather than a subclass. Client-side parts travel in ``client_config`` (the FedProx ``proximal_mu``)
 or, for SCAFFOLD, as control variates in the task's ``extras``.
 
-Server state is one flat ``ParamSet``: the transform's state under ``transform/`` and SCAFFOLD's
-global control variate under ``scaffold/c/``. The engine checkpoints it as it is.
+Server state is one flat ``ParamSet``: the transform's state under ``transform/``, a round
+reducer's (centered clipping's centre, say) under ``reducer/`` and SCAFFOLD's global control
+variate under ``scaffold/c/``. The engine checkpoints it as it is.
 """
 
 from __future__ import annotations
@@ -29,10 +30,20 @@ from fedlearn.core.messages import (
 )
 from fedlearn.core.params import ParamSet, Spec
 from fedlearn.privacy.protocol import SecureAggregation
-from fedlearn.strategies.base import Reducer, Sampler, ServerTransform
+from fedlearn.strategies.base import (
+    AnyReducer,
+    Reducer,
+    RoundReducer,
+    Sampler,
+    ServerTransform,
+    check_reducer,
+    reducer_init_state,
+    reducer_next_state,
+)
 from fedlearn.strategies.reducers import UnweightedMean, WeightedMean
 
 TRANSFORM_PREFIX = "transform/"
+REDUCER_PREFIX = "reducer/"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +63,7 @@ class Strategy:
 
     name: str
     sampler: Sampler
-    reducer: Reducer
+    reducer: AnyReducer
     transform: ServerTransform
     client_config: Mapping[str, Scalar] = field(default_factory=dict)
     control_variates: bool = False
@@ -63,12 +74,13 @@ class Strategy:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
         if not self.name:
             raise ConfigError("strategy name must be non-empty")
-        for field_name, protocol in (("sampler", Sampler), ("reducer", Reducer), ("transform", ServerTransform)):
+        for field_name, protocol in (("sampler", Sampler), ("transform", ServerTransform)):
             piece = getattr(self, field_name)
             if not isinstance(piece, protocol):
                 raise ConfigError(
                     f"`{field_name}` must implement the {protocol.__name__} protocol; got {type(piece).__name__}"
                 )
+        check_reducer("reducer", self.reducer)
         if self.secure_aggregation is not None:
             _check_secure_reducer(self.reducer)
 
@@ -79,6 +91,7 @@ class Strategy:
 
     def init_state(self, params: ParamSet) -> ParamSet:
         state = self.transform.init(params).with_prefix(TRANSFORM_PREFIX)
+        state = state.merged(reducer_init_state(self.reducer, params).with_prefix(REDUCER_PREFIX))
         if self.control_variates:
             state = state.merged(params.zeros_like().with_prefix(CONTROL_PREFIX))
         return state
@@ -113,12 +126,21 @@ class Strategy:
         ``replies`` may be a generator that waits for nodes; it is consumed once, so only one
         update is held at a time when the reducer streams. ``num_nodes`` is the total number
         of nodes known to the run, which SCAFFOLD needs to scale its control variate.
+
+        A round reducer draws from a child of ``rng`` (``rng.spawn``), so the transform's draws
+        are the same whichever reducer the strategy holds.
         """
-        folded = self._fold(params, replies)
+        reducer_state = state.select(REDUCER_PREFIX)
+        reducer = self.reducer
+        if isinstance(reducer, RoundReducer):
+            reducer = reducer.bind(reducer_state, rng.spawn(1)[0])
+        folded = self._fold(reducer, params, replies)
         if self.control_variates and num_nodes < folded.count:
             raise ConfigError(f"`num_nodes` must be at least the number of replies ({folded.count}); got {num_nodes}")
         step, transform_state = self.transform.update(folded.update, state.select(TRANSFORM_PREFIX), params, rng)
-        new_state = transform_state.with_prefix(TRANSFORM_PREFIX)
+        new_state = transform_state.with_prefix(TRANSFORM_PREFIX).merged(
+            reducer_next_state(self.reducer, reducer_state, folded.update).with_prefix(REDUCER_PREFIX)
+        )
         if self.control_variates:
             new_state = new_state.merged(_updated_control(state, folded.control_sum, num_nodes))
         return RoundUpdate(
@@ -129,7 +151,7 @@ class Strategy:
             metrics=folded.metrics,
         )
 
-    def _fold(self, params: ParamSet, replies: Iterable[Reply]) -> _Folded:
+    def _fold(self, reducer: Reducer, params: ParamSet, replies: Iterable[Reply]) -> _Folded:
         """Stream the replies through the reducer.
 
         A method of its own so that the accumulator and the last reply are freed when it
@@ -137,7 +159,7 @@ class Strategy:
         ``reply - params`` temporary, a FedAvg round peaks near 3.3 model sizes (float32) on
         top of the global model (``tests/strategies/test_memory.py``).
         """
-        acc = self.reducer.init(params)
+        acc = reducer.init(params)
         control_sum: dict[str, np.ndarray] = {}
         metric_sums: dict[str, float] = {}
         count = 0
@@ -145,7 +167,7 @@ class Strategy:
         for reply in replies:
             if self.control_variates:  # checked first, so a bad reply never reaches the reducer
                 _add_control_delta(control_sum, reply, params)
-            acc = self.reducer.add(acc, reply.params, float(reply.num_examples))
+            acc = reducer.add(acc, reply.params, float(reply.num_examples))
             for key, value in reply.metrics.items():
                 metric_sums[key] = metric_sums.get(key, 0.0) + value * reply.num_examples
             count += 1
@@ -154,7 +176,7 @@ class Strategy:
         if count == 0:
             raise QuorumError("no valid fit replies to aggregate this round")
         return _Folded(
-            update=self.reducer.result(acc),
+            update=reducer.result(acc),
             control_sum=control_sum,
             count=count,
             examples=examples,
@@ -162,19 +184,26 @@ class Strategy:
         )
 
 
-def _check_secure_reducer(reducer: Reducer) -> None:
-    """Secure aggregation yields only the weighted sum, so only the weighted mean can consume it."""
-    if not reducer.streaming:
+def _check_secure_reducer(reducer: AnyReducer) -> None:
+    """Secure aggregation yields only the weighted sum, so only the weighted mean can consume it.
+
+    A defence that looks at each update (a robust statistic, a norm bound, a trust score) is
+    refused with the reason it gives in ``needs_each_update``, so the message says why.
+    """
+    if isinstance(reducer, (WeightedMean, UnweightedMean)):
+        return
+    reason = getattr(reducer, "needs_each_update", None)
+    if reason is not None or not reducer.streaming:
+        because = f" ({reason})" if reason else ""
         raise ConfigError(
             f"secure aggregation cannot be used with the {type(reducer).__name__} reducer: it needs each node's "
-            "individual update, and under secure aggregation the coordinator sees only their sum; use the "
-            "weighted mean (FedAvg and the FedOpt transforms all work) or turn secure aggregation off"
+            f"individual update{because}, and under secure aggregation the coordinator sees only their sum; use "
+            "the weighted mean (FedAvg and the FedOpt transforms all work) or turn secure aggregation off"
         )
-    if not isinstance(reducer, (WeightedMean, UnweightedMean)):
-        raise ConfigError(
-            "secure aggregation yields a sum of updates, so it needs the weighted mean reducer (or the unweighted "
-            f"mean, for which every node counts once); got {type(reducer).__name__}"
-        )
+    raise ConfigError(
+        "secure aggregation yields a sum of updates, so it needs the weighted mean reducer (or the unweighted "
+        f"mean, for which every node counts once); got {type(reducer).__name__}"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

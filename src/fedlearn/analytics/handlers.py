@@ -18,6 +18,12 @@ leaves the node. Task kinds and their config:
     and, optionally, the :class:`~fedlearn.analytics.logistic.FeatureScaling` ``shift`` and
     ``scale`` to apply to the features first. Replies
     :class:`~fedlearn.analytics.logistic.NewtonStats` parameters.
+``analytics.secure_moments``
+    ``spec`` (no histograms), ``classes`` (JSON list of integer codes; empty for regression),
+    ``pass`` (1 or 2); for pass 2 the task params ``mean`` and ``class_means`` from pass 1. Replies
+    ``vector``, the node's moments as plain sums (:mod:`~fedlearn.analytics.secure_moments`). It is
+    only answered inside secure aggregation's masked-input stage, which masks the vector before it
+    leaves: a task of this kind sent on its own is refused.
 
 Every task passes the node's :class:`~fedlearn.analytics.policy.DisclosurePolicy`: a column it
 does not allow is refused as if it did not exist, histogram bins are capped before any is
@@ -36,17 +42,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
-from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy
+from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy, check_counts
 from fedlearn.analytics.scan import accumulate, chunks_of, rescan
+from fedlearn.analytics.secure_moments import SecureMomentsLayout, first_pass, second_pass
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
-from fedlearn.core.errors import ConfigError
+from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.limits import DEFAULT_MAX_NEWTON_COEFFICIENTS
 from fedlearn.core.messages import (
     ANALYTICS_LOGISTIC_STEP,
     ANALYTICS_SCHEMA,
+    ANALYTICS_SECURE_MOMENTS,
     ANALYTICS_SUMMARIZE,
+    SECURE_CONTRIBUTION_KEY,
     Reply,
     Task,
 )
@@ -57,6 +66,7 @@ from fedlearn.data.dataset import Dataset
 SCHEMA = ANALYTICS_SCHEMA
 SUMMARIZE = ANALYTICS_SUMMARIZE
 LOGISTIC_STEP = ANALYTICS_LOGISTIC_STEP
+SECURE_MOMENTS = ANALYTICS_SECURE_MOMENTS
 
 
 def config_str(task: Task, key: str) -> str:
@@ -193,4 +203,23 @@ def analytics_handlers(
             node_id=app.node_id, kind=task.kind, round=task.round, params=stats.to_params(), num_examples=stats.count
         )
 
-    return {SCHEMA: schema, SUMMARIZE: summarise, LOGISTIC_STEP: logistic_step}
+    def secure_moments(task: Task, app: NodeApp) -> Reply:
+        if not task.config.get(SECURE_CONTRIBUTION_KEY):
+            raise PrivacyError(f"{SECURE_MOMENTS} is answered only inside secure aggregation, masked; refusing")
+        spec, source = requested(task)
+        layout = SecureMomentsLayout(spec, tuple(int(c) for c in config_list(task, "classes")))
+        chunks = chunks_of(source, spec, chunk_rows=chunk_rows)
+        number = task.config.get("pass")
+        if number == 1:
+            vector, class_counts = first_pass(chunks, layout)
+            count = int(vector[0])
+        elif number == 2:
+            if "mean" not in task.params or "class_means" not in task.params:
+                raise ConfigError("pass 2 needs the pooled `mean` and `class_means` as task params")
+            vector, count, class_counts = second_pass(chunks, layout, task.params["mean"], task.params["class_means"])
+        else:
+            raise ConfigError(f"task config 'pass' must be 1 or 2; got {number!r}")
+        check_counts(spec, count, class_counts, min_rows=policy.threshold(spec), what="moments for a secure sum")
+        return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=ParamSet({"vector": vector}))
+
+    return {SCHEMA: schema, SUMMARIZE: summarise, LOGISTIC_STEP: logistic_step, SECURE_MOMENTS: secure_moments}

@@ -25,6 +25,8 @@ EVALUATE = "evaluate"
 ANALYTICS_SCHEMA = "analytics.schema"
 ANALYTICS_SUMMARIZE = "analytics.summarize"
 ANALYTICS_LOGISTIC_STEP = "analytics.logistic_step"
+ANALYTICS_SECURE_MOMENTS = "analytics.secure_moments"
+"""A node's moments as one vector of plain sums, only ever sent masked (the masked-input stage runs it)."""
 
 # Secure aggregation (SecAgg+): the six stages of one securely aggregated round, in order; nodes
 # built for a secure run mount their handlers (docs/secure-aggregation.md, "The protocol").
@@ -42,7 +44,11 @@ SECAGG_CONFIG_PREFIX = "secagg."
 """Task config keys of the secure stages: ``secagg.nodes`` (JSON list of the round's nodes with valid
 keys), ``secagg.graph_seed``, ``secagg.degree``, ``secagg.threshold``, ``secagg.partners`` (JSON list of
 the nodes to mask with), ``secagg.survivors`` (JSON list), ``secagg.weighted``,
-and the encoding ``secagg.clip``, ``secagg.max_weight``, ``secagg.fraction_bits``, ``secagg.bits``."""
+and the encoding ``secagg.clip``, ``secagg.max_weight``, ``secagg.fraction_bits``, ``secagg.bits``.
+``secagg.contribution`` names the task kind whose reply's ``vector`` a node masks instead of training
+(absent: the node trains), with ``secagg.max_nodes`` sizing its exact encoding (``fedlearn.privacy.exact``)."""
+SECURE_CONTRIBUTION_KEY = "secagg.contribution"
+"""Set on the task a masked-input stage hands to a contribution's handler: its reply will leave masked."""
 SECAGG_ARRAY_PREFIX = "secagg/"
 """Extras of the secure stages. Task: ``secagg/keys/<node>/{cipher,mask,signature}`` (adverts, share
 stage), ``secagg/in/<sender>`` (sealed shares for this node, receive stage),

@@ -20,7 +20,15 @@ import typer
 
 from fedlearn.cli.follow import DEFAULT_RECONNECT_SECONDS, report_end
 from fedlearn.cli.follow import follow as follow_run
-from fedlearn.cli.logs import LogFormat, LogFormatOption, LogLevel, LogLevelOption, configure_logging, quiet_grpc
+from fedlearn.cli.logs import (
+    LogFormat,
+    LogFormatOption,
+    LogLevel,
+    LogLevelOption,
+    configure_logging,
+    quiet_grpc,
+    trace_grpc_handshakes,
+)
 from fedlearn.cli.options import DEFAULT_API, DEFAULT_STORE, AdminToken, ApiOption, ReconnectOption, StoreOption
 from fedlearn.cli.reporting import command_group
 from fedlearn.core.limits import (
@@ -72,10 +80,11 @@ def coordinator(
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run the coordinator: the gRPC fleet for nodes, the run queue and the HTTP API."""
-    quiet_grpc(log_level)
+    trace_grpc_handshakes(log_level)
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.coordinator import Coordinator
     from fedlearn.runtime.grpc_fleet import GrpcFleet, serve
+    from fedlearn.runtime.grpc_log import capture_core_log
     from fedlearn.runtime.store import open_store
     from fedlearn.runtime.tls import load_server_tls
     from fedlearn.web.api import create_app
@@ -104,6 +113,7 @@ def coordinator(
         upload_buffer_bytes=upload_buffer_bytes,
         node_upload_bytes=node_upload_bytes,
     )
+    capture_core_log()  # after every check that can refuse the options: it takes over descriptor 2
     server, bound = serve(fleet, listen, tls)
     service = Coordinator(state, fleet, allowed_learners=allow_learner or ())
     service.start()

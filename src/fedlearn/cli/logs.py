@@ -60,6 +60,18 @@ def quiet_grpc(level: LogLevel) -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level is LogLevel.debug else "NONE")
 
 
+def trace_grpc_handshakes(level: LogLevel) -> None:
+    """Have gRPC's C core log each TLS handshake with its peer, for ``fedlearn.runtime.grpc_log`` to read back.
+
+    For the coordinator, which otherwise cannot name a node whose handshake failed. Like
+    :func:`quiet_grpc`, this must run before grpc is first imported; an operator's own
+    ``GRPC_VERBOSITY`` still wins.
+    """
+    traces = [t for t in os.environ.get("GRPC_TRACE", "").split(",") if t]
+    os.environ["GRPC_TRACE"] = ",".join(traces if "handshaker" in traces else [*traces, "handshaker"])
+    os.environ.setdefault("GRPC_VERBOSITY", "DEBUG" if level is LogLevel.debug else "INFO")  # traces are INFO
+
+
 def configure_logging(level: LogLevel, log_format: LogFormat) -> None:
     """Send every logger's records at ``level`` or above to stderr in ``log_format``, replacing earlier setup."""
     handler = logging.StreamHandler()

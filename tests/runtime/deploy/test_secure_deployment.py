@@ -61,6 +61,10 @@ def test_mutual_tls_refuses_a_node_without_a_certificate(deployment: Deployment,
     deployment.wait_until(lambda: "TLS" in deployment.log("node-000") or "handshake" in deployment.log("node-000"),
                           "the node to report the refused handshake", timeout=30)  # fmt: skip
     assert deployment.online() == set()
+    deployment.wait_until(lambda: "sent no client certificate" in deployment.log("coordinator"),
+                          "the coordinator to name the peer", timeout=30)  # fmt: skip
+    assert "TLS handshake with 127.0.0.1:" in deployment.log("coordinator")
+    assert "SSL_ERROR" not in deployment.log("coordinator")  # no raw OpenSSL text
 
 
 def test_plaintext_node_cannot_talk_to_a_tls_coordinator(deployment: Deployment, pki: Path) -> None:
@@ -73,6 +77,9 @@ def test_plaintext_node_cannot_talk_to_a_tls_coordinator(deployment: Deployment,
 
     deployment.wait_until(lambda: "reconnecting" in deployment.log("node-000"), "a failed attempt", timeout=30)
     assert deployment.online() == set()
+    deployment.wait_until(lambda: "does not speak TLS" in deployment.log("coordinator"),
+                          "the coordinator to name the peer", timeout=30)  # fmt: skip
+    assert "TLS handshake with 127.0.0.1:" in deployment.log("coordinator")
 
 
 def test_deployment_on_postgresql_store_completes_and_persists_history(tmp_path: Path, postgres_store: str) -> None:

@@ -79,7 +79,9 @@ def child(mode: str, nodes: int, size: int, rounds: int, num_shares: int, thresh
     from flwr.simulation import run_simulation
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
+    marker = os.environ.get(MARKER, "")
     marks: list[float] = []
+    cpu_marks: list[float] = []
     check: dict[str, Any] = {}
 
     class EchoClient(NumPyClient):
@@ -91,6 +93,7 @@ def child(mode: str, nodes: int, size: int, rounds: int, num_shares: int, thresh
 
         def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
             marks.append(time.perf_counter())
+            cpu_marks.append(scan_tree(marker)[2])
             if server_round == rounds:
                 (model,) = parameters_to_ndarrays(parameters)
                 check.update(dtype=str(model.dtype), max_error=float(np.max(np.abs(model - rounds * DELTA))))
@@ -127,19 +130,22 @@ def child(mode: str, nodes: int, size: int, rounds: int, num_shares: int, thresh
     if len(marks) != rounds + 1 or not check:
         raise RuntimeError(f"the simulation did not finish its {rounds} rounds ({len(marks) - 1} done)")
     rounds_s = [b - a for a, b in itertools.pairwise(marks)]
+    rounds_cpu_s = [b - a for a, b in itertools.pairwise(cpu_marks)]
     print(RESULT + json.dumps({
         "rounds_s": rounds_s,
         "round_s": statistics.median(rounds_s[1:]),
         "warmup_s": rounds_s[0],
+        "rounds_cpu_s": rounds_cpu_s,
+        "round_cpu_s": statistics.median(rounds_cpu_s[1:]),
         "total_s": total,
         "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **check,
     }), flush=True)  # fmt: skip
 
 
-def tree_memory(marker: str) -> tuple[float, float]:
-    """Summed PSS and RSS in MB of every live process whose environment carries ``marker``."""
-    pss = rss = 0
+def scan_tree(marker: str) -> tuple[float, float, float]:
+    """Summed PSS (MB), RSS (MB) and CPU time (s) of every live process whose environment carries ``marker``."""
+    pss = rss = ticks = 0
     needle = f"{MARKER}={marker}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -147,14 +153,16 @@ def tree_memory(marker: str) -> tuple[float, float]:
         try:
             if needle not in (entry / "environ").read_bytes().split(b"\0"):
                 continue
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+            ticks += int(stat[11]) + int(stat[12])  # utime and stime, fields 14 and 15 of /proc/PID/stat
             for line in (entry / "smaps_rollup").read_text().splitlines():
                 key, _, value = line.partition(":")
                 if key in ("Pss", "Rss"):
                     kb = int(value.split()[0])
                     pss, rss = (pss + kb, rss) if key == "Pss" else (pss, rss + kb)
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
-    return pss / 1024, rss / 1024
+    return pss / 1024, rss / 1024, ticks / os.sysconf("SC_CLK_TCK")
 
 
 def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -169,7 +177,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
     def sample() -> None:
         while not done.wait(0.2):
-            pss, rss = tree_memory(marker)
+            pss, rss, _ = scan_tree(marker)
             peak["tree_pss_mb"], peak["tree_rss_mb"] = max(peak["tree_pss_mb"], pss), max(peak["tree_rss_mb"], rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -218,21 +226,25 @@ def main() -> None:
         for mode in args.modes:
             run = measure(mode, args)
             runs[mode].append(run)
-            rounds = ", ".join(f"{s:.2f}" for s in run["rounds_s"])
-            print(f"  repeat {repeat + 1} {mode}: rounds [{rounds}] s, "
-                  f"total {run['total_s']:.1f} s, tree PSS {run['tree_pss_mb']:.0f} MB, "
-                  f"tree RSS {run['tree_rss_mb']:.0f} MB, driver RSS {run['driver_rss_mb']:.0f} MB, "
-                  f"model {run['dtype']} max error {run['max_error']:.2e}", flush=True)  # fmt: skip
-    keys = ("round_s", "warmup_s", "tree_pss_mb", "tree_rss_mb", "driver_rss_mb")
+            wall = ", ".join(f"{x:.2f}" for x in run["rounds_s"])
+            cpu = ", ".join(f"{x:.2f}" for x in run["rounds_cpu_s"])
+            print(f"  repeat {repeat + 1} {mode}: rounds [{wall}] s, CPU [{cpu}] s, total {run['total_s']:.1f} s, "
+                  f"tree PSS {run['tree_pss_mb']:.0f} MB, tree RSS {run['tree_rss_mb']:.0f} MB, "
+                  f"driver RSS {run['driver_rss_mb']:.0f} MB, model {run['dtype']} max error {run['max_error']:.2e}",
+                  flush=True)  # fmt: skip
+    keys = ("round_s", "round_cpu_s", "warmup_s", "tree_pss_mb", "tree_rss_mb", "driver_rss_mb")
     med = {mode: {k: statistics.median(r[k] for r in rs) for k in keys} for mode, rs in runs.items()}
     base = med.get("plain")
     print(f"medians of {args.repeats} runs")
-    print("| mode | round | ratio | round 1 (warm-up) | peak PSS (tree) | peak RSS (tree) | peak RSS (driver) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| mode | round | ratio | CPU per round | ratio | round 1 (warm-up) | peak PSS (tree) | peak RSS (tree) "
+          "| peak RSS (driver) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for mode, m in med.items():
         ratio = f"{m['round_s'] / base['round_s']:.2f}x" if base else "-"
-        print(f"| {mode} | {m['round_s']:.2f} s | {ratio} | {m['warmup_s']:.1f} s | {m['tree_pss_mb']:.0f} MB "
-              f"| {m['tree_rss_mb']:.0f} MB | {m['driver_rss_mb']:.0f} MB |")  # fmt: skip
+        cpu_ratio = f"{m['round_cpu_s'] / base['round_cpu_s']:.2f}x" if base else "-"
+        print(f"| {mode} | {m['round_s']:.2f} s | {ratio} | {m['round_cpu_s']:.2f} s | {cpu_ratio} "
+              f"| {m['warmup_s']:.1f} s | {m['tree_pss_mb']:.0f} MB | {m['tree_rss_mb']:.0f} MB "
+              f"| {m['driver_rss_mb']:.0f} MB |")  # fmt: skip
 
 
 if __name__ == "__main__":

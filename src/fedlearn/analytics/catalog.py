@@ -16,6 +16,8 @@ ModelName = Literal["linear", "ridge", "pca", "gnb", "lda", "qda", "logistic", "
 MODELS: tuple[str, ...] = get_args(ModelName)
 CLASSIFIERS = ("gnb", "lda", "qda", "logistic")
 NEEDS_TARGET = ("linear", "ridge", *CLASSIFIERS)
+ITERATIVE = ("logistic",)
+"""Fitted by Newton rounds over the nodes rather than from the pooled summary."""
 DESCRIPTION_FIELDS = ("count", "mean", "std", "min", "max", "sum")
 
 

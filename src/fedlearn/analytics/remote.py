@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fedlearn.analytics.catalog import CLASSIFIERS, NEEDS_TARGET, ModelName, build_estimator, learned_arrays
+from fedlearn.analytics.catalog import CLASSIFIERS, ITERATIVE, NEEDS_TARGET, ModelName, build_estimator, learned_arrays
 from fedlearn.analytics.covariance import describe
-from fedlearn.analytics.job import AnalyticsJob, JobReport
+from fedlearn.analytics.job import AnalyticsJob, JobReport, schema_problems
+from fedlearn.analytics.secure_job import SecureAnalyticsJob
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.core.errors import QuorumError
 from fedlearn.engine.fleet import Fleet
@@ -46,6 +47,8 @@ class AnalyticsRequest(_Strict):
     model: ModelName
     options: AnalyticsOptions = AnalyticsOptions()  # frozen, so sharing one default is safe
     timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds each node has to answer each task")
+    secure: bool = Field(default=False, description="sum the statistics under secure aggregation (3+ members)")
+    classes: list[int] | None = Field(default=None, description="the class codes; needed when `secure` classifies")
     wait: float = Field(default=10.0, ge=0, le=3600, description="seconds to wait for a training run to free the nodes")
 
     @model_validator(mode="after")
@@ -55,6 +58,13 @@ class AnalyticsRequest(_Strict):
         if self.model in NEEDS_TARGET and self.target is None:
             raise ValueError(f"`model` {self.model!r} needs a `target` column")
         SummarySpec(columns=tuple(self.columns), target=self.target, by_class=self.task == "classification")
+        if self.secure:
+            if self.model in ITERATIVE:
+                raise ValueError(f"`model` {self.model!r} is not offered with `secure` yet: it needs Newton rounds")
+            if (self.task == "classification") != (self.classes is not None):
+                raise ValueError("with `secure`, `classes` lists the class codes of a classification, and only then")
+        elif self.classes is not None:
+            raise ValueError("`classes` is only used with `secure`: in the clear, nodes report their classes")
         return self
 
 
@@ -68,20 +78,42 @@ def check_connected(members: Collection[str], connected: Collection[str]) -> Non
         )
 
 
-def run_request(request: AnalyticsRequest, fleet: Fleet) -> dict[str, Any]:
-    """Join every member, inspect, fit; the caller must hold the fleet for the whole call."""
-    job = AnalyticsJob(
-        columns=request.columns, target=request.target, task=request.task, fleet=fleet, timeout=request.timeout
-    )
-    for node, dataset in request.members.items():
-        job.join(node, dataset)
-    report = job.inspect()
+def run_request(
+    request: AnalyticsRequest, fleet: Fleet, *, identity_keys: Mapping[str, bytes] | None = None
+) -> dict[str, Any]:
+    """Join every member, inspect, fit; the caller must hold the fleet for the whole call.
+
+    With ``request.secure`` the statistics are summed under secure aggregation, for which
+    ``identity_keys`` are the members' registered identity keys; no member's rows are reported.
+    """
+    job: AnalyticsJob | SecureAnalyticsJob
+    if request.secure:
+        job = SecureAnalyticsJob(columns=request.columns, target=request.target, task=request.task,
+                                 classes=request.classes or (), fleet=fleet, identity_keys=identity_keys or {},
+                                 timeout=request.timeout)  # fmt: skip
+        for node, dataset in request.members.items():
+            job.join(node, dataset)
+        types = job.inspect()
+        columns = job.spec.all_columns
+        report: dict[str, Any] = {
+            "rows": job.summary.count,
+            "members": [{"node": n, "dataset": d, "rows": None, "types": types[n]} for n, d in request.members.items()],
+            "problems": list(schema_problems(columns, types)),
+        }
+    else:
+        job = AnalyticsJob(
+            columns=request.columns, target=request.target, task=request.task, fleet=fleet, timeout=request.timeout
+        )
+        for node, dataset in request.members.items():
+            job.join(node, dataset)
+        report = report_json(job.inspect())
     result: dict[str, Any] = {
         "model": request.model,
         "columns": list(request.columns),
         "target": request.target,
         "task": request.task,
-        **report_json(report),
+        **report,
+        "secure": request.secure,
         "attributes": {},
         "description": None,
     }

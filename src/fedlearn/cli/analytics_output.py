@@ -28,18 +28,24 @@ def print_members(
     out: Console,
     title: str,
     columns: Sequence[str],
-    members: Sequence[tuple[str, int, str, Mapping[str, str]]],
+    members: Sequence[tuple[str, int | None, str, Mapping[str, str]]],
     problems: Sequence[str],
+    *,
+    total: int | None = None,
 ) -> None:
-    """Members as (node, rows, where, column types), their total, and whether their schemas agree."""
+    """Members as (node, rows, where, column types), their total, and whether their schemas agree.
+
+    A member's rows are None under secure aggregation, where only ``total`` is known.
+    """
     table = RichTable(title=title)
     for heading in ("node", "rows", "data", "column types"):
         table.add_column(heading)
     for name, rows, where, types in members:
         kinds = ", ".join(f"{c}:{types.get(c, 'missing')}" for c in columns)
-        table.add_row(name, str(rows), where, kinds)
+        table.add_row(name, "hidden" if rows is None else str(rows), where, kinds)
     out.print(table)
-    total = sum(rows for _, rows, _, _ in members)
+    if total is None:
+        total = sum(rows or 0 for _, rows, _, _ in members)
     typer.echo(f"{len(members)} nodes, {total} rows; columns: {', '.join(columns)}")
     if problems:
         typer.echo("schema: DISAGREES")
@@ -155,7 +161,7 @@ def print_result(result: AnalyticsResult) -> dict[str, Any]:
     out = Console(width=max(100, Console().width))
     members = [(m.node, m.rows, f"dataset {m.dataset}", m.types) for m in result.members]
     columns = [*result.columns, *([result.target] if result.target else [])]
-    print_members(out, "members", columns, members, result.problems)
+    print_members(out, "members", columns, members, result.problems, total=result.rows)
     if result.description is not None:
         rows = [row.model_dump() for row in result.description]
         print_description(out, result.rows, rows)

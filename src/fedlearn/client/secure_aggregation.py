@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fedlearn.client.node_app import Handler, NodeApp
-from fedlearn.core.errors import SecureAggregationError
+from fedlearn.core.errors import ConfigError, SecureAggregationError, ValidationError
 from fedlearn.core.messages import (
     CONTROL_DELTA_PREFIX,
     FIT,
@@ -48,6 +48,7 @@ from fedlearn.core.messages import (
     SECAGG_RECEIVE,
     SECAGG_SHARE,
     SECAGG_UNMASK,
+    SECURE_CONTRIBUTION_KEY,
     SEED_KEY,
     Reply,
     Task,
@@ -56,6 +57,7 @@ from fedlearn.core.params import ParamSet
 from fedlearn.privacy.aead import CIPHERTEXT_BYTES, ShareMessage, decrypt_shares, encrypt_shares
 from fedlearn.privacy.disclosure import plan_disclosure
 from fedlearn.privacy.encoding import encode_into
+from fedlearn.privacy.exact import encode_exact, exact_encoding
 from fedlearn.privacy.graph import NeighbourGraph, neighbour_graph
 from fedlearn.privacy.keys import (
     KEY_BYTES,
@@ -252,6 +254,9 @@ class SecureAggregationNode:
             )
         secrets.masked = True
         secrets.partners = tuple(partners)
+        if SECURE_CONTRIBUTION_KEY in task.config:
+            masked = self._contribution(task, node, task.config[SECURE_CONTRIBUTION_KEY], secrets, partners, me)
+            return _reply(task, node, params={f"{P}masked": masked}, extras={})
         fit_task = Task(
             kind=FIT,
             round=task.round,
@@ -300,25 +305,35 @@ class SecureAggregationNode:
                     out=out[at : segment.start + stop],
                 )
         out[layout.weight_index] = weight
-        keys = secrets.keys
-        seeds = [(secrets.self_seed or b"", 1)] + [
-            (
-                pairwise_mask_seed(
-                    keys.mask,
-                    secrets.adverts[peer].mask_key,
-                    run_id=task.run_id,
-                    round=task.round,
-                    node_id=me,
-                    peer_id=peer,
-                ),
-                pairwise_sign(me, peer),
-            )
-            for peer in partners
-        ]
-        scratch = np.empty(min(self._block, layout.length), dtype=out.dtype)
-        for start, stop in blocks(layout.length, self._block):
-            apply_masks(out[start:stop], start, seeds, scratch=scratch)
-        return out
+        return self._masked(out, _mask_seeds(task, secrets, partners, me))
+
+    def _contribution(
+        self, task: Task, node: NodeApp, kind: object, secrets: _RoundSecrets, partners: list[str], me: str
+    ) -> np.ndarray:
+        """The vector the node's ``kind`` handler computes, encoded exactly and masked: never sent in the clear."""
+        if not isinstance(kind, str) or kind == FIT or kind.startswith(SECAGG_CONFIG_PREFIX):
+            raise SecureAggregationError(f"`{SECURE_CONTRIBUTION_KEY}` must name an analytics task kind; got {kind!r}")
+        config = {k: v for k, v in task.config.items() if not k.startswith(SECAGG_CONFIG_PREFIX)}
+        inner = Task(kind=kind, round=task.round, run_id=task.run_id, params=task.params,
+                     config={**config, SECURE_CONTRIBUTION_KEY: True})  # fmt: skip
+        answered = node.handle(inner)
+        if not answered.ok:
+            raise SecureAggregationError(f"{kind} failed: {answered.error}")
+        vector = answered.params.get("vector")
+        if set(answered.params) != {"vector"} or vector is None or vector.dtype != np.float64 or vector.ndim != 1:
+            raise SecureAggregationError(f"{kind} must reply one float64 vector named `vector`")
+        try:
+            encoded = encode_exact(vector, exact_encoding(_int(task, "max_nodes")))
+        except (ValidationError, ConfigError) as exc:
+            raise SecureAggregationError(f"{kind}: {exc}") from None
+        return self._masked(encoded, _mask_seeds(task, secrets, partners, me))
+
+    def _masked(self, vector: np.ndarray, seeds: list[tuple[bytes, int]]) -> np.ndarray:
+        """``vector`` with the masks of ``seeds`` added in place, block by block."""
+        scratch = np.empty(min(self._block, len(vector)), dtype=vector.dtype)
+        for start, stop in blocks(len(vector), self._block):
+            apply_masks(vector[start:stop], start, seeds, scratch=scratch)
+        return vector
 
     # -- stage 5 -----------------------------------------------------------------------------
 
@@ -445,6 +460,19 @@ class SecureAggregationNode:
             node_id=me,
             peer_id=peer.node_id,
         )
+
+
+def _mask_seeds(task: Task, secrets: _RoundSecrets, partners: list[str], me: str) -> list[tuple[bytes, int]]:
+    """This node's self-mask seed (added) and one pairwise seed per partner, with the pair's sign."""
+    pairwise = [
+        (
+            pairwise_mask_seed(secrets.keys.mask, secrets.adverts[peer].mask_key, run_id=task.run_id,
+                               round=task.round, node_id=me, peer_id=peer),
+            pairwise_sign(me, peer),
+        )
+        for peer in partners
+    ]  # fmt: skip
+    return [(secrets.self_seed or b"", 1), *pairwise]
 
 
 def _int(task: Task, name: str) -> int:

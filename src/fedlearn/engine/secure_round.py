@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
@@ -40,6 +41,7 @@ from fedlearn.core.messages import (
     SECAGG_RECEIVE,
     SECAGG_SHARE,
     SECAGG_UNMASK,
+    SECURE_CONTRIBUTION_KEY,
     Reply,
     Scalar,
     Task,
@@ -49,6 +51,7 @@ from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.stage import Clock, Gather, StageReport
 from fedlearn.privacy.aead import CIPHERTEXT_BYTES
 from fedlearn.privacy.encoding import FixedPoint, decode_sum, decode_weight
+from fedlearn.privacy.exact import decode_exact, exact_encoding
 from fedlearn.privacy.graph import MIN_NODES, NeighbourGraph, neighbour_graph
 from fedlearn.privacy.keys import KEY_BYTES, SIGNATURE_BYTES, AdvertisedKeys, pairwise_mask_seed, verify_keys
 from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, apply_masks, blocks, pairwise_sign
@@ -73,6 +76,18 @@ class SecureOutcome:
     """The summed update of a secure round and what happened on the way."""
 
     reply: Reply
+    survived: int
+    dropped: int
+    failures: dict[str, str] = field(default_factory=dict)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass(slots=True)
+class SecureSum:
+    """The exact sums of a :meth:`SecureRound.sum_exact` round and what happened on the way."""
+
+    values: np.ndarray
     survived: int
     dropped: int
     failures: dict[str, str] = field(default_factory=dict)
@@ -144,10 +159,86 @@ class SecureRound:
     ) -> SecureOutcome:
         """Aggregate round ``number`` securely over ``sampled``; QuorumError or SecureAggregationError if it cannot."""
         n = len(sampled)
+        encoding = self._settings.encoding(_checked_size(number, n))
+        controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(params)] if control_variates else []
+        layout = VectorLayout.of(params.spec(), control_names=controls)
+        masked_config = {**encoding_config(encoding), "secagg.weighted": weighted}
+
+        def masked_tasks(partners: Sequence[str]) -> dict[str, Task]:
+            return {
+                u: Task(kind=SECAGG_MASKED_INPUT, round=number, run_id=self._run_id, params=params,
+                        config={**fit_config(u), **masked_config}, extras=fit_extras)
+                for u in partners
+            }  # fmt: skip
+
+        total, survivors, stages = self._aggregate(
+            number, sampled, masked_tasks, length=layout.length, dtype=encoding.dtype,
+            check=lambda r: _check_masked(r, layout.length, encoding.dtype),
+        )  # fmt: skip
+        reply = _decoded(number, total, layout, encoding, params)
+        return SecureOutcome(
+            reply=reply,
+            survived=len(survivors),
+            dropped=n - len(survivors),
+            failures=stages.failures,
+            bytes_sent=stages.bytes_sent,
+            bytes_received=stages.bytes_received,
+        )
+
+    def sum_exact(
+        self,
+        number: int,
+        sampled: Sequence[str],
+        *,
+        kind: str,
+        configs: Mapping[str, Mapping[str, Scalar]],
+        params: ParamSet,
+        length: int,
+    ) -> SecureSum:
+        """The exact sum of one float64 vector of ``length`` per node, which each node's ``kind`` handler computes.
+
+        In the masked-input stage each node runs the task ``kind`` with its ``configs`` entry and
+        ``params``, encodes the ``vector`` it replies exactly (:mod:`fedlearn.privacy.exact`) and
+        masks it; the coordinator sees only the sum. Exact analytics uses it.
+        """
+        n = _checked_size(number, len(sampled))
+        encoding = exact_encoding(n)
+        contribution: dict[str, Scalar] = {SECURE_CONTRIBUTION_KEY: kind, "secagg.max_nodes": n}
+
+        def masked_tasks(partners: Sequence[str]) -> dict[str, Task]:
+            return {
+                u: Task(kind=SECAGG_MASKED_INPUT, round=number, run_id=self._run_id, params=params,
+                        config={**configs[u], **contribution})
+                for u in partners
+            }  # fmt: skip
+
+        encoded = encoding.encoded_length(length)
+        total, survivors, stages = self._aggregate(
+            number, sampled, masked_tasks, length=encoded, dtype=np.dtype(np.uint64),
+            check=lambda r: _check_masked(r, encoded, np.dtype(np.uint64)),
+        )  # fmt: skip
+        return SecureSum(
+            values=decode_exact(total, encoding),
+            survived=len(survivors),
+            dropped=n - len(survivors),
+            failures=stages.failures,
+            bytes_sent=stages.bytes_sent,
+            bytes_received=stages.bytes_received,
+        )
+
+    def _aggregate(
+        self,
+        number: int,
+        sampled: Sequence[str],
+        masked_tasks: Callable[[Sequence[str]], Mapping[str, Task]],
+        *,
+        length: int,
+        dtype: np.dtype[Any],
+        check: Callable[[Reply], None],
+    ) -> tuple[np.ndarray, list[str], _Stages]:
+        """The six stages; the unmasked modular sum of the survivors' masked vectors, the survivors, the record."""
+        n = len(sampled)
         settings = self._settings
-        if n < MIN_NODES:
-            raise QuorumError(f"round {number}: secure aggregation needs at least {MIN_NODES} sampled nodes; got {n}")
-        encoding = settings.encoding(n)
         need = max(MIN_NODES, min(n, self._min_replies), n - math.floor(settings.dropout_fraction * n + 1e-9))
         stages = _Stages()
 
@@ -212,28 +303,12 @@ class SecureRound:
         del outbox
 
         # 4. masked input, streamed into one modular sum
-        controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(params)] if control_variates else []
-        layout = VectorLayout.of(params.spec(), control_names=controls)
-        masked_config = {
-            **encoding_config(encoding),
-            "secagg.weighted": weighted,
-            "secagg.partners": json.dumps(partners),
+        listed_partners = {"secagg.partners": json.dumps(partners)}
+        tasks = {
+            u: replace(task, config={**task.config, **listed_partners}) for u, task in masked_tasks(partners).items()
         }
-        masked_tasks = {
-            u: Task(
-                kind=SECAGG_MASKED_INPUT,
-                round=number,
-                run_id=self._run_id,
-                params=params,
-                config={**fit_config(u), **masked_config},
-                extras=fit_extras,
-            )
-            for u in partners
-        }
-        total = np.zeros(layout.length, dtype=encoding.dtype)
-        gather = self._gather(
-            number, SECAGG_MASKED_INPUT, masked_tasks, need, lambda r: _check_masked(r, layout, encoding)
-        )
+        total = np.zeros(length, dtype=dtype)
+        gather = self._gather(number, SECAGG_MASKED_INPUT, tasks, need, check)
         for reply in self._drain(gather, stages, SECAGG_MASKED_INPUT):
             np.add(total, reply.params[f"{P}masked"], out=total)
             del reply
@@ -284,18 +359,10 @@ class SecureRound:
         seeds = self._unmasking_seeds(
             number, graph, survivors, self_shares, key_shares, adverts, commitments, threshold, stages.failures
         )
-        scratch = np.empty(min(self._block, layout.length), dtype=total.dtype)
-        for start, stop in blocks(layout.length, self._block):
+        scratch = np.empty(min(self._block, length), dtype=total.dtype)
+        for start, stop in blocks(length, self._block):
             apply_masks(total[start:stop], start, seeds, scratch=scratch)
-        reply = _decoded(number, total, layout, encoding, params)
-        return SecureOutcome(
-            reply=reply,
-            survived=len(survivors),
-            dropped=n - len(survivors),
-            failures=stages.failures,
-            bytes_sent=stages.bytes_sent,
-            bytes_received=stages.bytes_received,
-        )
+        return total, survivors, stages
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -505,14 +572,18 @@ def _check_received(reply: Reply, graph: NeighbourGraph) -> None:
         raise SecureAggregationError("it reports rejected shares from nodes that are not its neighbours")
 
 
-def _check_masked(reply: Reply, layout: VectorLayout, encoding: FixedPoint) -> None:
+def _check_masked(reply: Reply, length: int, dtype: np.dtype[Any]) -> None:
     masked = reply.params.get(f"{P}masked")
     if set(reply.params) != {f"{P}masked"} or masked is None or len(reply.extras):
         raise SecureAggregationError("its reply must carry exactly one masked vector")
-    if masked.dtype != encoding.dtype or masked.shape != (layout.length,):
-        raise SecureAggregationError(
-            f"its masked vector is {masked.dtype}{masked.shape}; expected {encoding.dtype}({layout.length},)"
-        )
+    if masked.dtype != dtype or masked.shape != (length,):
+        raise SecureAggregationError(f"its masked vector is {masked.dtype}{masked.shape}; expected {dtype}({length},)")
+
+
+def _checked_size(number: int, n: int) -> int:
+    if n < MIN_NODES:
+        raise QuorumError(f"round {number}: secure aggregation needs at least {MIN_NODES} sampled nodes; got {n}")
+    return n
 
 
 def _check_unmask(reply: Reply, graph: NeighbourGraph, survivors: set[str], shared: set[str]) -> None:

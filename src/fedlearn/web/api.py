@@ -152,6 +152,7 @@ def create_app(
         """Exact federated analytics over the members' datasets, between training rounds."""
         check_connected(request.members, coordinator.fleet.available())
         with coordinator.fleet_access(wait=request.wait, purpose="an analytics request") as fleet:
-            return AnalyticsResult.model_validate(run_request(request, fleet))
+            keys = coordinator.store.identity_keys() if request.secure else None
+            return AnalyticsResult.model_validate(run_request(request, fleet, identity_keys=keys))
 
     return app

@@ -152,11 +152,14 @@ class RunDetail(RunSummary):
 
 
 class AnalyticsMember(_Answer):
-    """One member of an analytics answer: which node, its dataset, how many rows and the column types."""
+    """One member of an analytics answer: which node, its dataset, how many rows and the column types.
+
+    ``rows`` is None under secure aggregation, where no member's count is seen, only the total.
+    """
 
     node: str
     dataset: str
-    rows: int
+    rows: int | None
     types: dict[str, str]
 
 
@@ -187,5 +190,6 @@ class AnalyticsResult(_Answer):
     rows: int
     members: list[AnalyticsMember]
     problems: list[str]
+    secure: bool = False
     attributes: dict[str, JsonValue]
     description: list[DescriptionRow] | None

@@ -224,6 +224,10 @@ def remote(
     timeout: Annotated[float, typer.Option(help="Seconds each node has to answer each task.")] = 60.0,
     wait: Annotated[float, typer.Option(help="Seconds to wait for a training run to free the nodes.")] = 10.0,
     out: Annotated[Path | None, typer.Option(help="Write the fitted arrays to this safetensors file.")] = None,
+    secure: Annotated[
+        bool, typer.Option(help="Sum the statistics under secure aggregation: the coordinator sees only totals.")
+    ] = False,
+    classes: Annotated[str | None, typer.Option(help="Class codes, comma-separated (--secure classification).")] = None,
     api: ApiOption = DEFAULT_API,
     admin_token: AdminToken = "",
 ) -> None:
@@ -241,9 +245,18 @@ def remote(
     feature_columns = list(_split(columns))
     options = {"alpha": alpha, "fit_intercept": intercept, "n_components": n_components, "C": c}
     with CoordinatorClient(api, admin_token=admin_token) as client:
+        codes = None if classes is None else [_class_code(c) for c in _split(classes)]
         result = client.analytics(columns=feature_columns, members=members, model=model, target=target, task=task,
-                                  options=options, timeout=timeout, wait=wait)  # fmt: skip
+                                  options=options, timeout=timeout, wait=wait, secure=secure,
+                                  classes=codes)  # fmt: skip
     arrays = print_result(result)
     if out is not None:
         save_arrays(out, model, arrays, [*feature_columns, *([target] if target else [])])
         typer.echo(f"wrote {out}")
+
+
+def _class_code(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"`--classes` lists integer class codes; got {text!r}") from None

@@ -81,8 +81,13 @@ class CoordinatorClient:
         options: Mapping[str, Any] | None = None,
         timeout: float = 60.0,
         wait: float = 10.0,
+        secure: bool = False,
+        classes: Sequence[int] | None = None,
     ) -> AnalyticsResult:
         """Fit ``model`` on the union of ``members`` (node name -> dataset name); see ``POST /api/analytics``.
+
+        ``secure`` sums the statistics under secure aggregation (``classes`` lists the class codes
+        of a classification); no member's own statistics reach the coordinator.
 
         ``timeout`` bounds each node's answer to each task and ``wait`` the wait for a training
         run to free the nodes; this call waits as long as the coordinator may need for both. The
@@ -97,6 +102,8 @@ class CoordinatorClient:
             "options": dict(options or {}),
             "timeout": timeout,
             "wait": wait,
+            "secure": secure,
+            "classes": None if classes is None else list(classes),
         }
         newton_steps = int((options or {}).get("max_iter", 100)) if model == "logistic" else 0  # the API's default
         stages = len(members) + 1 + newton_steps

@@ -131,6 +131,35 @@ def test_gaussian_nb_over_the_nodes_equals_sklearn_on_their_pooled_rows(federati
         assert_close(result.attributes[name], getattr(reference, name))
 
 
+def test_secure_linear_regression_equals_sklearn_and_reports_no_members_rows(federation: Deployment) -> None:
+    x, y, _ = _pooled(federation, "diabetes")
+
+    with federation.client() as client:
+        result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="linear",
+                                  secure=True)  # fmt: skip
+
+    reference = LinearRegression().fit(x, y)
+    assert_close(result.attributes["coef_"], reference.coef_, rtol=1e-9)
+    assert_close(result.attributes["intercept_"], reference.intercept_, rtol=1e-9)
+    assert result.secure and result.rows == len(x)
+    assert [m.rows for m in result.members] == [None, None, None]
+
+
+def test_cli_fits_secure_gaussian_nb_equal_to_sklearn(federation: Deployment, tmp_path: Path) -> None:
+    x, y, _ = _pooled(federation, "iris")
+    members = [arg for n in NODES for arg in ("--member", f"{n}=iris")]
+
+    done = _cli(federation, "--columns", ",".join(IRIS), "--target", "y", "--task", "classification",
+                *members, "--model", "gnb", "--secure", "--classes", "0,1,2", "--out", str(tmp_path / "gnb.st"))  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "hidden" in done.stdout
+    fitted = decode(Path(tmp_path / "gnb.st").read_bytes())
+    reference = GaussianNB().fit(x, y)
+    for name in ("theta_", "var_"):
+        assert_close(fitted[name], getattr(reference, name), rtol=1e-9)
+
+
 def test_answer_reports_each_members_rows_and_agreeing_column_types(federation: Deployment) -> None:
     _, _, rows = _pooled(federation, "diabetes")
 

@@ -27,7 +27,10 @@ previous round's aggregation (Flower's centralized-evaluation hook, called once 
 end of its own, as in fedlearn's benchmark. Memory is sampled every 0.2 s over every process of
 the run (the driver, Ray's GCS, raylet and workers, found by an environment marker): the peak of
 the summed PSS (shared pages, such as Ray's object store, counted once) and of the summed RSS,
-plus the driver's own peak RSS.
+plus the driver's own peak RSS. The same processes' CPU time (user + system) is read at each round's
+end, so each round also has a CPU cost, steadier than wall time when other work shares the cores.
+Each client asks Ray for 1 CPU (``--cpus``; Flower's default of 2 would run one client at a time on
+a 2-core machine).
 
 Install Flower in its own venv (it is not a fedlearn dependency)::
 

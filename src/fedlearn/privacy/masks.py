@@ -110,7 +110,8 @@ def apply_masks(
                 f"`scratch` must be {vector.dtype} with at least {len(vector)} elements; "
                 f"got {scratch.dtype} with {len(scratch)}"
             )
-    return Masker(seeds_with_signs, dtype=vector.dtype, scratch=scratch).apply(vector, offset)
+    masker = Masker(seeds_with_signs, dtype=vector.dtype, chunk_elements=max(1, len(vector)), scratch=scratch)
+    return masker.apply(vector, offset)
 
 
 class Masker:

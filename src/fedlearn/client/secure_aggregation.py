@@ -55,7 +55,6 @@ from fedlearn.core.messages import (
 from fedlearn.core.params import ParamSet
 from fedlearn.privacy.aead import CIPHERTEXT_BYTES, ShareMessage, decrypt_shares, encrypt_shares
 from fedlearn.privacy.disclosure import plan_disclosure
-from fedlearn.privacy.encoding import encode_into
 from fedlearn.privacy.graph import NeighbourGraph, neighbour_graph
 from fedlearn.privacy.keys import (
     KEY_BYTES,
@@ -67,7 +66,8 @@ from fedlearn.privacy.keys import (
     sign_keys,
     verify_keys,
 )
-from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, apply_masks, blocks, new_seed, pairwise_sign
+from fedlearn.privacy.masked_input import masked_input
+from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, new_seed, pairwise_sign
 from fedlearn.privacy.protocol import (
     VectorLayout,
     commitment,
@@ -257,7 +257,7 @@ class SecureAggregationNode:
         return _reply(task, node, params={f"{P}masked": masked}, extras={})
 
     def _encode(self, task: Task, trained: Reply, secrets: _RoundSecrets, partners: list[str], me: str) -> np.ndarray:
-        """The trained update as one encoded, masked vector, built and masked block by block."""
+        """The trained update as one encoded, masked vector, encoded and masked block by block in one pass."""
         encoding = encoding_from_config(task.config)
         scaffold = bool(task.config.get(SCAFFOLD_KEY, False))
         spec = task.params.spec()
@@ -268,27 +268,12 @@ class SecureAggregationNode:
         seed = rounding_seed(
             node_seed=int(task.config.get(SEED_KEY, 0)), run_id=task.run_id, round=task.round, node_id=me
         )
-        out = np.empty(layout.length, dtype=encoding.dtype)
-        for segment in layout.segments:
-            if segment.weighted:
-                trained_flat = trained.params[segment.name].reshape(-1)
-                base: np.ndarray | None = task.params[segment.name].reshape(-1)
-            else:
-                trained_flat, base = trained.extras[segment.name].reshape(-1), None
-            for start, stop in blocks(segment.size, self._block):
-                values = trained_flat[start:stop].astype(np.float64)
-                if base is not None:
-                    values -= base[start:stop]
-                at = segment.start + start
-                encode_into(
-                    values,
-                    weight=weight if segment.weighted else 1,
-                    encoding=encoding,
-                    seed=seed,
-                    offset=at,
-                    out=out[at : segment.start + stop],
-                )
-        out[layout.weight_index] = weight
+        arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+            segment.name: (trained.params[segment.name], task.params[segment.name])
+            if segment.weighted
+            else (trained.extras[segment.name], None)
+            for segment in layout.segments
+        }
         keys = secrets.keys
         seeds = [(secrets.self_seed or b"", 1)] + [
             (
@@ -304,10 +289,15 @@ class SecureAggregationNode:
             )
             for peer in partners
         ]
-        scratch = np.empty(min(self._block, layout.length), dtype=out.dtype)
-        for start, stop in blocks(layout.length, self._block):
-            apply_masks(out[start:stop], start, seeds, scratch=scratch)
-        return out
+        return masked_input(
+            layout,
+            arrays,
+            weight=weight,
+            encoding=encoding,
+            rounding_seed=seed,
+            masks=seeds,
+            block_elements=self._block,
+        )
 
     # -- stage 5 -----------------------------------------------------------------------------
 

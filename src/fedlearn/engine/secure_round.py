@@ -51,7 +51,7 @@ from fedlearn.privacy.aead import CIPHERTEXT_BYTES
 from fedlearn.privacy.encoding import FixedPoint, decode_sum, decode_weight
 from fedlearn.privacy.graph import MIN_NODES, NeighbourGraph, neighbour_graph
 from fedlearn.privacy.keys import KEY_BYTES, SIGNATURE_BYTES, AdvertisedKeys, pairwise_mask_seed, verify_keys
-from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, apply_masks, blocks, pairwise_sign
+from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, Masker, pairwise_sign
 from fedlearn.privacy.protocol import (
     SecureAggregation,
     VectorLayout,
@@ -277,9 +277,8 @@ class SecureRound:
         seeds = self._unmasking_seeds(
             number, graph, survivors, self_shares, key_shares, adverts, commitments, threshold, stages.failures
         )
-        scratch = np.empty(min(self._block, layout.length), dtype=total.dtype)
-        for start, stop in blocks(layout.length, self._block):
-            apply_masks(total[start:stop], start, seeds, scratch=scratch)
+        scratch = max(1, min(self._block, layout.length))
+        Masker(seeds, dtype=total.dtype, chunk_elements=scratch).apply(total, 0)  # one running cipher per seed
         reply = _decoded(number, total, layout, encoding, params)
         return SecureOutcome(
             reply=reply,

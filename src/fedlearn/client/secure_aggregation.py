@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.core.errors import SecureAggregationError
@@ -65,6 +65,7 @@ from fedlearn.privacy.keys import (
     share_key,
     sign_keys,
     verify_keys,
+    verify_signature,
 )
 from fedlearn.privacy.masked_input import masked_input
 from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, new_seed, pairwise_sign
@@ -100,6 +101,7 @@ class _RoundSecrets:
     masked: bool = False
     signed: tuple[str, ...] | None = None
     unmasked: bool = False
+    share_keys: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
 
 
 class SecureAggregationNode:
@@ -338,7 +340,7 @@ class SecureAggregationNode:
                 continue
             signature = from_array(array, what=f"signature of {signer!r}", length=SIGNATURE_BYTES)
             try:
-                Ed25519PublicKey.from_public_bytes(self._identity_of(signer)).verify(signature, message)
+                verify_signature(self._identity_of(signer), signature, message)
             except InvalidSignature:
                 raise SecureAggregationError(
                     f"the signature of {signer!r} on the survivor set does not verify; refusing to unmask"
@@ -404,14 +406,19 @@ class SecureAggregationNode:
 
     @staticmethod
     def _share_key(secrets: _RoundSecrets, peer: AdvertisedKeys, me: str) -> bytes:
-        return share_key(
-            secrets.keys.cipher,
-            peer.cipher_key,
-            run_id=secrets.run_id,
-            round=secrets.round,
-            node_id=me,
-            peer_id=peer.node_id,
-        )
+        """The pair's share key, agreed once a round: sealing and opening the shares use the same one."""
+        key = secrets.share_keys.get((peer.node_id, peer.cipher_key))
+        if key is None:
+            key = share_key(
+                secrets.keys.cipher,
+                peer.cipher_key,
+                run_id=secrets.run_id,
+                round=secrets.round,
+                node_id=me,
+                peer_id=peer.node_id,
+            )
+            secrets.share_keys[(peer.node_id, peer.cipher_key)] = key
+        return key
 
 
 def _int(task: Task, name: str) -> int:

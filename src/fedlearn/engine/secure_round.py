@@ -26,7 +26,6 @@ from functools import partial
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from fedlearn.core.errors import QuorumError, SecureAggregationError, ValidationError
@@ -50,7 +49,14 @@ from fedlearn.engine.stage import Clock, Gather, StageReport
 from fedlearn.privacy.aead import CIPHERTEXT_BYTES
 from fedlearn.privacy.encoding import FixedPoint, decode_sum, decode_weight
 from fedlearn.privacy.graph import MIN_NODES, NeighbourGraph, neighbour_graph
-from fedlearn.privacy.keys import KEY_BYTES, SIGNATURE_BYTES, AdvertisedKeys, pairwise_mask_seed, verify_keys
+from fedlearn.privacy.keys import (
+    KEY_BYTES,
+    SIGNATURE_BYTES,
+    AdvertisedKeys,
+    pairwise_mask_seed,
+    verify_keys,
+    verify_signature,
+)
 from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, Masker, pairwise_sign
 from fedlearn.privacy.protocol import (
     SecureAggregation,
@@ -347,7 +353,7 @@ class SecureRound:
         _only(reply, {f"{P}signature"})
         signature = from_array(reply.extras[f"{P}signature"], what="signature", length=SIGNATURE_BYTES)
         try:
-            Ed25519PublicKey.from_public_bytes(self._identities[reply.node_id]).verify(signature, message)
+            verify_signature(self._identities[reply.node_id], signature, message)
         except InvalidSignature:
             raise SecureAggregationError("its signature on the survivor set does not verify") from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -204,6 +205,16 @@ def test_encoder_refuses_non_finite_values_in_any_chunk(bad: float) -> None:
         Encoder(ENCODINGS[0], seed=SEED, chunk_elements=100).encode(
             values, weight=1, offset=0, out=np.empty(300, np.uint32)
         )
+
+
+def test_huge_finite_values_are_clipped_not_refused() -> None:
+    encoding = FixedPoint(clip=1.0, max_weight=1, fraction_bits=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # their sum overflows on the way; that is no reason to warn or refuse
+        q = _encode([1e308, 1e308, -1e308, -1e308], 1, encoding).view(np.int32)
+
+    assert q.tolist() == [1, 1, -1, -1]
 
 
 def test_encoder_refuses_a_base_of_another_length() -> None:

@@ -265,9 +265,17 @@ class Encoder:
 
 
 def _check_finite(values: np.ndarray) -> None:
-    """ConfigError unless every value is finite; min and max propagate NaN and show infinities, with no temporary."""
-    if len(values) and not (math.isfinite(values.min()) and math.isfinite(values.max())):
-        raise ConfigError(f"`values` must be finite; got {values[~np.isfinite(values)][0]} at some coordinate")
+    """ConfigError unless every value is finite, in one pass with no temporary array.
+
+    A NaN or an infinity makes the sum NaN or infinite, so a finite sum proves every value
+    finite; only a sum that is not (an overflow of finite values, or a bad value) is looked at closely.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(values)
+    if not math.isfinite(total):
+        bad = values[~np.isfinite(values)]
+        if len(bad):
+            raise ConfigError(f"`values` must be finite; got {bad[0]} at some coordinate")
 
 
 def encode_weight(weight: int, encoding: FixedPoint) -> int:

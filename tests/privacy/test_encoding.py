@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fedlearn.privacy.masks as masks_module
 from fedlearn.core.errors import ConfigError
 from fedlearn.privacy.encoding import (
     Encoder,
@@ -168,6 +169,22 @@ def test_encoder_of_a_difference_equals_encoding_the_float64_difference() -> Non
     out = Encoder(encoding, seed=SEED).encode(trained, weight=100, offset=9, out=np.empty(5000, np.uint32), minus=base)
 
     assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("gcm", [True, False], ids=["gcm", "ctr"])
+def test_encoder_from_the_first_element_equals_the_recipe_whichever_cipher(
+    gcm: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(masks_module, "_gcm_is_faster", lambda: gcm)
+    values = np.random.default_rng(5).normal(size=70_000)
+    encoding = ENCODINGS[0]
+    out = np.empty(70_000, encoding.dtype)
+    encoder = Encoder(encoding, seed=SEED)
+
+    for start, stop in [(0, 3), (3, 40_000), (40_000, 70_000)]:
+        encoder.encode(values[start:stop], weight=9, offset=start, out=out[start:stop])
+
+    assert np.array_equal(out, _encode_straightforwardly(values, 9, encoding, SEED, 0))
 
 
 def test_encoder_restarts_its_stream_for_blocks_out_of_order() -> None:

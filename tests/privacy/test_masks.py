@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fedlearn.privacy.masks as masks_module
 from fedlearn.core.errors import ConfigError
-from fedlearn.privacy.masks import Masker, apply_masks, blocks, expand_seed_into, new_seed, pairwise_sign
+from fedlearn.privacy.masks import Masker, apply_masks, blocks, expand_seed_into, keystream, new_seed, pairwise_sign
 
 SEED = bytes(range(32))
 DTYPES = [np.uint32, np.uint64]
@@ -149,6 +150,64 @@ def test_a_mask_longer_than_a_chunk_equals_the_independent_keystream() -> None:
 
     expected = np.frombuffer(_keystream_by_ecb(SEED, 5 * 4, 200_003 * 4), dtype="<u4")
     assert np.array_equal(mask, expected)
+
+
+@pytest.fixture(params=[True, False], ids=["gcm", "ctr"])
+def cipher_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways of making keystream, whichever this machine would pick."""
+    monkeypatch.setattr(masks_module, "_gcm_is_faster", lambda: request.param)
+    return bool(request.param)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 1, 3, 4, 7, 8, 9])
+def test_masks_near_the_start_equal_the_independent_keystream_either_way(
+    cipher_path: bool, dtype: type, offset: int
+) -> None:
+    width = np.dtype(dtype).itemsize
+
+    mask = expand_seed_into(SEED, offset, np.empty(50_001, dtype))
+
+    expected = np.frombuffer(_keystream_by_ecb(SEED, offset * width, 50_001 * width), dtype=f"<u{width}")
+    assert np.array_equal(mask, expected)
+
+
+@PROPERTY
+@given(start=st.integers(0, 40), sizes=st.lists(st.integers(0, 70), min_size=1, max_size=8), gcm=st.booleans())
+def test_keystream_read_in_pieces_is_the_keystream(start: int, sizes: list[int], gcm: bool) -> None:
+    original = masks_module._gcm_is_faster
+    masks_module._gcm_is_faster = lambda: gcm  # type: ignore[assignment]
+    try:
+        encryptor, _ = keystream(SEED, start, start + sum(sizes))
+        pieces = []
+        for size in sizes:
+            out = bytearray(size)
+            encryptor.update_into(bytes(size), out)
+            pieces.append(bytes(out))
+    finally:
+        masks_module._gcm_is_faster = original  # type: ignore[assignment]
+
+    assert b"".join(pieces) == _keystream_by_ecb(SEED, start, sum(sizes))
+
+
+def test_a_stream_past_where_gcm_must_stop_goes_on_with_ctr(cipher_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(masks_module, "_GCM_END", 32 + 16 * 40)  # a GCM stream may cover 40 blocks here
+    seeds = [(SEED, 1), (bytes(32), -1)]
+    vector = np.zeros(1000, dtype=np.uint32)
+    expected = _masks_by_expansion(seeds, vector, 0)
+    masker = Masker(seeds, chunk_elements=64)
+
+    for start, stop in blocks(1000, 100):
+        masker.apply(vector[start:stop], start)
+
+    assert np.array_equal(vector, expected)
+
+
+def test_the_faster_cipher_is_chosen_once() -> None:
+    masks_module._gcm_is_faster.cache_clear()
+
+    assert masks_module._gcm_is_faster() in (True, False)
+    assert masks_module._gcm_is_faster.cache_info().misses == 1
 
 
 def _masks_by_expansion(seeds: list[tuple[bytes, int]], vector: np.ndarray, offset: int) -> np.ndarray:

@@ -48,13 +48,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import CipherContext
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedlearn.core.checks import Interval, Options, check, check_fields, check_int
 from fedlearn.core.errors import ConfigError
 from fedlearn.privacy.framing import canonical
-from fedlearn.privacy.masks import SEED_BYTES, keystream
+from fedlearn.privacy.masks import SEED_BYTES, Keystream, keystream
 
 _CHUNK = 1 << 16
 """Elements an :class:`Encoder` works through at a time: 2 MiB of scratch (33 bytes an element) stays in cache,
@@ -177,7 +176,7 @@ class Encoder:
     block, whatever the blocks and chunks.
     """
 
-    __slots__ = ("_bits", "_encoding", "_floor", "_fraction", "_key", "_next", "_stream", "_uniform", "_up")
+    __slots__ = ("_bits", "_encoding", "_floor", "_fraction", "_key", "_next", "_stream", "_uniform", "_until", "_up")
 
     def __init__(self, encoding: FixedPoint, *, seed: bytes, chunk_elements: int = _CHUNK) -> None:
         """``chunk_elements`` (at most the default) sets the size of the scratch arrays, 33 bytes an element."""
@@ -186,8 +185,9 @@ class Encoder:
         chunk = min(check_int("chunk_elements", chunk_elements, low=1), _CHUNK)
         self._encoding = encoding
         self._key = _rounding_key(seed)
-        self._stream: CipherContext | None = None
+        self._stream: Keystream | None = None
         self._next: int | None = None
+        self._until = 0
         self._fraction = np.empty(chunk, dtype=np.float64)  # the scaled values, then their fractional parts
         self._floor = np.empty(chunk, dtype=np.float64)  # their floors, then the rounded values
         self._uniform = np.empty(chunk, dtype=np.float64)  # uniforms in [0, 1)
@@ -215,8 +215,9 @@ class Encoder:
         base = None if minus is None else np.asarray(minus).reshape(-1)
         if base is not None and base.shape != source.shape:
             raise ConfigError(f"`minus` must have {length} elements like `values`; got {base.size}")
-        if offset != self._next:
-            self._stream = keystream(self._key, offset * 8)
+        if offset != self._next or offset + length > self._until:
+            self._stream, until = keystream(self._key, offset * 8, (offset + length) * 8)
+            self._until = until // 8
         stream = self._stream
         assert stream is not None
         clip, limit = encoding.clip, encoding._limit()

@@ -525,8 +525,9 @@ def _decoded(number: int, total: np.ndarray, layout: VectorLayout, encoding: Fix
         part = decode_sum(total[segment.start : segment.start + segment.size], encoding=encoding)
         if segment.weighted:
             base = params[segment.name]
-            mean = part.reshape(base.shape) / weight
-            model[segment.name] = (base.astype(np.float64) + mean).astype(base.dtype)
+            part /= weight  # the weighted mean update, in place: the model is one float64 pass away
+            part += base.reshape(-1)
+            model[segment.name] = part.astype(base.dtype).reshape(base.shape)
         else:
             name = segment.name.removeprefix(CONTROL_DELTA_PREFIX)
             controls[segment.name] = part.reshape(params[name].shape)

@@ -289,8 +289,9 @@ def decode_sum(total: np.ndarray, *, encoding: FixedPoint) -> np.ndarray:
     if not isinstance(total, np.ndarray) or total.dtype != encoding.dtype:
         got = total.dtype if isinstance(total, np.ndarray) else type(total).__name__
         raise ConfigError(f"`total` must be a {encoding.dtype} array; got {got}")
-    signed = total.view(np.int32 if encoding.bits == 32 else np.int64)
-    return signed.astype(np.float64) * 2.0**-encoding.fraction_bits
+    decoded = total.view(np.int32 if encoding.bits == 32 else np.int64).astype(np.float64)
+    decoded *= 2.0**-encoding.fraction_bits
+    return decoded
 
 
 def decode_weight(total: int, *, encoding: FixedPoint) -> int:

@@ -8,7 +8,11 @@ of ``--block`` elements, for ``uint32`` (mod 2^32) and ``uint64`` (mod 2^64):
 * ``apply``: :func:`fedlearn.privacy.apply_masks` with one seed, the keystream plus the modular
   add into a vector block (what masking costs per neighbour);
 * ``encode``: :func:`fedlearn.privacy.encode_into` from float32 (clip, weight, scale,
-  stochastic rounding), counted in bytes of encoded output.
+  stochastic rounding), counted in bytes of encoded output;
+* ``masker`` and ``encoder``: the same work as ``apply`` and ``encode`` through the streaming
+  :class:`~fedlearn.privacy.masks.Masker` and :class:`~fedlearn.privacy.encoding.Encoder`,
+  one object for all the blocks of a vector, as nodes and the coordinator use them (each keeps
+  its cipher running from block to block).
 
 GB/s are 10^9 bytes per second, the median over ``--repeats`` repeats (min and max shown).
 
@@ -35,6 +39,8 @@ from collections.abc import Callable
 import numpy as np
 
 from fedlearn.privacy import FixedPoint, apply_masks, blocks, encode_into, expand_seed_into, new_seed
+from fedlearn.privacy.encoding import Encoder
+from fedlearn.privacy.masks import Masker
 
 
 def _throughput(step: Callable[[int], None], total: int, block_bytes: int) -> float:
@@ -63,7 +69,22 @@ def measure(dtype: type, block: int, total: int, repeats: int) -> dict[str, list
     def encode(i: int) -> None:
         encode_into(values, weight=7, encoding=encoding, seed=seed, offset=i * block, out=out)
 
-    steps: dict[str, Callable[[int], None]] = {"expand": expand, "apply": apply, "encode": encode}
+    masker = Masker([(seed, 1)], dtype=dtype)
+    encoder = Encoder(encoding, seed=seed)
+
+    def stream_mask(i: int) -> None:
+        masker.apply(vector, i * block)
+
+    def stream_encode(i: int) -> None:
+        encoder.encode(values, weight=7, offset=i * block, out=out)
+
+    steps: dict[str, Callable[[int], None]] = {
+        "expand": expand,
+        "apply": apply,
+        "encode": encode,
+        "masker": stream_mask,
+        "encoder": stream_encode,
+    }
     results: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():  # modes take turns, so drift in the machine falls on all alike

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fedlearn.privacy.masks as masks_module
 from fedlearn.core.errors import ConfigError
 from fedlearn.privacy.encoding import (
+    Encoder,
     FixedPoint,
     check_capacity,
     decode_sum,
@@ -19,6 +26,8 @@ from fedlearn.privacy.encoding import (
     encode_into,
     encode_weight,
 )
+from fedlearn.privacy.framing import canonical
+from fedlearn.privacy.masks import expand_seed_into
 
 SEED = bytes(range(32))
 PROPERTY = settings(max_examples=60, deadline=None)
@@ -103,6 +112,133 @@ def test_encoding_block_by_block_equals_one_pass() -> None:
     pieces = [_encode(values[a:b], 3, encoding, offset=a) for a, b in [(0, 7), (7, 500), (500, 1000)]]
 
     assert np.array_equal(np.concatenate(pieces), whole)
+
+
+def _encode_straightforwardly(
+    values: np.ndarray, weight: int, encoding: FixedPoint, seed: bytes, offset: int
+) -> np.ndarray:
+    """The module's recipe step by step on whole arrays: the reference the streaming Encoder is held to."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=canonical("stochastic-rounding")).derive(seed)
+    scaled = np.clip(np.asarray(values, dtype=np.float64), -encoding.clip, encoding.clip)
+    scaled = np.clip(scaled * (weight * 2.0**encoding.fraction_bits), -encoding._limit(), encoding._limit())
+    rounded = np.floor(scaled)
+    uniforms = expand_seed_into(key, offset, np.empty(len(scaled), dtype=np.uint64)) >> np.uint64(11)
+    rounded += uniforms * 2.0**-53 < scaled - rounded
+    return rounded.astype(np.int64).astype(encoding.dtype)  # int64 -> uint32 keeps the value modulo 2^32
+
+
+ENCODINGS = [
+    FixedPoint(clip=1.0, max_weight=160, fraction_bits=17),
+    FixedPoint(clip=1.0, max_weight=160, fraction_bits=40, bits=64),
+    FixedPoint(clip=0.75, max_weight=3, fraction_bits=31),  # |q| up to 2^32: beyond int32, wraps modulo 2^32
+    FixedPoint(clip=5e-324, max_weight=7, fraction_bits=500, bits=64),  # max_weight * clip is subnormal
+]
+
+
+@PROPERTY
+@given(
+    encoding=st.sampled_from(ENCODINGS),
+    values=st.lists(st.floats(-3, 3, allow_nan=False, allow_subnormal=True), min_size=1, max_size=300),
+    cuts=st.lists(st.integers(0, 300), max_size=5),
+    offset=st.integers(0, 2**40),
+    chunk=st.integers(1, 70),
+    data=st.data(),
+)
+def test_encoder_block_after_block_equals_the_straightforward_recipe(
+    encoding: FixedPoint, values: list[float], cuts: list[int], offset: int, chunk: int, data: st.DataObject
+) -> None:
+    weight = data.draw(st.integers(0, encoding.max_weight))
+    array = np.array(values)
+    expected = _encode_straightforwardly(array, weight, encoding, SEED, offset)
+    encoder = Encoder(encoding, seed=SEED, chunk_elements=chunk)
+    out = np.empty(len(array), encoding.dtype)
+    edges = sorted({0, len(array), *(c for c in cuts if c < len(array))})
+
+    for a, b in itertools.pairwise(edges):
+        encoder.encode(array[a:b], weight=weight, offset=offset + a, out=out[a:b])
+
+    assert np.array_equal(out, expected)
+
+
+def test_encoder_of_a_difference_equals_encoding_the_float64_difference() -> None:
+    rng = np.random.default_rng(3)
+    trained, base = rng.normal(size=5000).astype(np.float32), rng.normal(size=5000).astype(np.float32)
+    encoding = ENCODINGS[0]
+    expected = _encode_straightforwardly(trained.astype(np.float64) - base, 100, encoding, SEED, 9)
+
+    out = Encoder(encoding, seed=SEED).encode(trained, weight=100, offset=9, out=np.empty(5000, np.uint32), minus=base)
+
+    assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("gcm", [True, False], ids=["gcm", "ctr"])
+def test_encoder_from_the_first_element_equals_the_recipe_whichever_cipher(
+    gcm: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(masks_module, "_gcm_is_faster", lambda: gcm)
+    values = np.random.default_rng(5).normal(size=70_000)
+    encoding = ENCODINGS[0]
+    out = np.empty(70_000, encoding.dtype)
+    encoder = Encoder(encoding, seed=SEED)
+
+    for start, stop in [(0, 3), (3, 40_000), (40_000, 70_000)]:
+        encoder.encode(values[start:stop], weight=9, offset=start, out=out[start:stop])
+
+    assert np.array_equal(out, _encode_straightforwardly(values, 9, encoding, SEED, 0))
+
+
+def test_encoder_restarts_its_stream_for_blocks_out_of_order() -> None:
+    values = np.random.default_rng(4).normal(size=1000)
+    encoding = ENCODINGS[1]
+    out = np.empty(1000, encoding.dtype)
+    encoder = Encoder(encoding, seed=SEED, chunk_elements=64)
+
+    for start, stop in [(600, 1000), (0, 250), (250, 600)]:
+        encoder.encode(values[start:stop], weight=5, offset=start, out=out[start:stop])
+
+    assert np.array_equal(out, _encode_straightforwardly(values, 5, encoding, SEED, 0))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "digest"),
+    [(ENCODINGS[0], "225521b89ddd7dea40e6bf6c1f70267f"), (ENCODINGS[1], "7d4e3683060803ae0cedc067a4b5ab0c")],
+)
+def test_encoding_known_answer(encoding: FixedPoint, digest: str) -> None:
+    # Pinned before the streaming Encoder replaced the array-at-a-time code: the integers did not change.
+    values = np.random.default_rng(7).normal(scale=0.5, size=5000)
+    values[:5] = [1.7, -3.0, 0.0, 0.25, -0.25]
+
+    out = encode_into(values, weight=123, encoding=encoding, seed=SEED, offset=1000, out=np.empty(5000, encoding.dtype))
+
+    assert hashlib.sha256(out.tobytes()).hexdigest()[:32] == digest
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_encoder_refuses_non_finite_values_in_any_chunk(bad: float) -> None:
+    values = np.zeros(300)
+    values[250] = bad
+
+    with pytest.raises(ConfigError, match="`values` must be finite"):
+        Encoder(ENCODINGS[0], seed=SEED, chunk_elements=100).encode(
+            values, weight=1, offset=0, out=np.empty(300, np.uint32)
+        )
+
+
+def test_huge_finite_values_are_clipped_not_refused() -> None:
+    encoding = FixedPoint(clip=1.0, max_weight=1, fraction_bits=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # their sum overflows on the way; that is no reason to warn or refuse
+        q = _encode([1e308, 1e308, -1e308, -1e308], 1, encoding).view(np.int32)
+
+    assert q.tolist() == [1, 1, -1, -1]
+
+
+def test_encoder_refuses_a_base_of_another_length() -> None:
+    with pytest.raises(ConfigError, match="`minus` must have 3 elements"):
+        Encoder(ENCODINGS[0], seed=SEED).encode(
+            np.zeros(3), weight=1, offset=0, out=np.empty(3, np.uint32), minus=np.zeros(4)
+        )
 
 
 def test_rounding_depends_on_the_seed() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+import fedlearn.privacy.keys as keys_module
 from fedlearn.core.errors import ConfigError, SecureAggregationError
 from fedlearn.privacy.framing import canonical
 from fedlearn.privacy.keys import (
@@ -23,6 +25,7 @@ from fedlearn.privacy.keys import (
     share_key,
     sign_keys,
     verify_keys,
+    verify_signature,
 )
 
 # RFC 7748, section 6.1.
@@ -194,6 +197,54 @@ def test_advert_replayed_or_relabelled_is_refused(field: str) -> None:
 
     with pytest.raises(SecureAggregationError, match=f"`{field}`"):
         verify_keys(keys, signature, identity_key=identity_key(identity), **expected)  # type: ignore[arg-type]
+
+
+def test_a_remembered_signature_still_verifies() -> None:
+    identity = generate_identity()
+    message = b"survivors"
+    signature = identity.sign(message)
+
+    verify_signature(identity_key(identity), signature, message)
+    verify_signature(identity_key(identity), signature, message)  # answered from memory
+
+
+@pytest.mark.parametrize("change", ["key", "signature", "message"])
+def test_a_remembered_signature_vouches_for_nothing_else(change: str) -> None:
+    alice, mallory = generate_identity(), generate_identity()
+    message = b"survivors: a, b, c"
+    signature = alice.sign(message)
+    verify_signature(identity_key(alice), signature, message)
+    key, other_signature, other_message = identity_key(alice), bytearray(signature), message
+    if change == "key":
+        key = identity_key(mallory)
+    elif change == "signature":
+        other_signature[5] ^= 1
+    else:
+        other_message = b"survivors: a, b"
+
+    with pytest.raises(InvalidSignature):
+        verify_signature(key, bytes(other_signature), other_message)
+
+
+def test_a_failed_verification_is_not_remembered() -> None:
+    identity = generate_identity()
+    forged = bytes(64)
+
+    for _ in range(2):
+        with pytest.raises(InvalidSignature):
+            verify_signature(identity_key(identity), forged, b"message")
+
+
+def test_remembered_signatures_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keys_module, "VERIFIED_LIMIT", 3)
+    monkeypatch.setattr(keys_module, "_verified", {})
+    identity = generate_identity()
+
+    for i in range(10):
+        message = bytes([i])
+        verify_signature(identity_key(identity), identity.sign(message), message)
+
+    assert len(keys_module._verified) == 3
 
 
 def test_advert_with_one_key_twice_is_refused() -> None:

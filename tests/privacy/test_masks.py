@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fedlearn.privacy.masks as masks_module
 from fedlearn.core.errors import ConfigError
-from fedlearn.privacy.masks import apply_masks, blocks, expand_seed_into, new_seed, pairwise_sign
+from fedlearn.privacy.masks import Masker, apply_masks, blocks, expand_seed_into, keystream, new_seed, pairwise_sign
 
 SEED = bytes(range(32))
 DTYPES = [np.uint32, np.uint64]
@@ -141,6 +142,148 @@ def test_masks_applied_block_by_block_equal_one_pass() -> None:
         apply_masks(blocked[start:stop], start, seeds, scratch=scratch)
 
     assert np.array_equal(blocked, whole)
+
+
+def test_a_mask_longer_than_a_chunk_equals_the_independent_keystream() -> None:
+    # 200,003 uint32 span several 128 KiB chunks of keystream and end inside an AES block.
+    mask = expand_seed_into(SEED, 5, np.empty(200_003, np.uint32))
+
+    expected = np.frombuffer(_keystream_by_ecb(SEED, 5 * 4, 200_003 * 4), dtype="<u4")
+    assert np.array_equal(mask, expected)
+
+
+@pytest.fixture(params=[True, False], ids=["gcm", "ctr"])
+def cipher_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways of making keystream, whichever this machine would pick."""
+    monkeypatch.setattr(masks_module, "_gcm_is_faster", lambda: request.param)
+    return bool(request.param)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 1, 3, 4, 7, 8, 9])
+def test_masks_near_the_start_equal_the_independent_keystream_either_way(
+    cipher_path: bool, dtype: type, offset: int
+) -> None:
+    width = np.dtype(dtype).itemsize
+
+    mask = expand_seed_into(SEED, offset, np.empty(50_001, dtype))
+
+    expected = np.frombuffer(_keystream_by_ecb(SEED, offset * width, 50_001 * width), dtype=f"<u{width}")
+    assert np.array_equal(mask, expected)
+
+
+@PROPERTY
+@given(start=st.integers(0, 40), sizes=st.lists(st.integers(0, 70), min_size=1, max_size=8), gcm=st.booleans())
+def test_keystream_read_in_pieces_is_the_keystream(start: int, sizes: list[int], gcm: bool) -> None:
+    original = masks_module._gcm_is_faster
+    masks_module._gcm_is_faster = lambda: gcm  # type: ignore[assignment]
+    try:
+        encryptor, _ = keystream(SEED, start, start + sum(sizes))
+        pieces = []
+        for size in sizes:
+            out = bytearray(size)
+            encryptor.update_into(bytes(size), out)
+            pieces.append(bytes(out))
+    finally:
+        masks_module._gcm_is_faster = original  # type: ignore[assignment]
+
+    assert b"".join(pieces) == _keystream_by_ecb(SEED, start, sum(sizes))
+
+
+def test_a_stream_past_where_gcm_must_stop_goes_on_with_ctr(cipher_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(masks_module, "_GCM_END", 32 + 16 * 40)  # a GCM stream may cover 40 blocks here
+    seeds = [(SEED, 1), (bytes(32), -1)]
+    vector = np.zeros(1000, dtype=np.uint32)
+    expected = _masks_by_expansion(seeds, vector, 0)
+    masker = Masker(seeds, chunk_elements=64)
+
+    for start, stop in blocks(1000, 100):
+        masker.apply(vector[start:stop], start)
+
+    assert np.array_equal(vector, expected)
+
+
+def test_the_faster_cipher_is_chosen_once() -> None:
+    masks_module._gcm_is_faster.cache_clear()
+
+    assert masks_module._gcm_is_faster() in (True, False)
+    assert masks_module._gcm_is_faster.cache_info().misses == 1
+
+
+def _masks_by_expansion(seeds: list[tuple[bytes, int]], vector: np.ndarray, offset: int) -> np.ndarray:
+    """The straightforward way: expand each whole mask, then add or subtract it."""
+    out = vector.copy()
+    for seed, sign in seeds:
+        mask = expand_seed_into(seed, offset, np.empty_like(vector))
+        out = out + mask if sign == 1 else out - mask
+    return out
+
+
+@PROPERTY
+@given(
+    signs=st.lists(st.sampled_from([1, -1]), min_size=0, max_size=5),
+    length=st.integers(1, 400),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+    offset=st.integers(0, 2**36),
+    chunk=st.integers(1, 64),
+    wide=st.booleans(),
+)
+def test_masker_block_after_block_equals_expanding_each_mask(
+    signs: list[int], length: int, cuts: list[int], offset: int, chunk: int, wide: bool
+) -> None:
+    dtype = np.uint64 if wide else np.uint32
+    seeds = [(bytes([i]) * 32, sign) for i, sign in enumerate(signs)]
+    vector = np.arange(length, dtype=dtype) * dtype(2**31 + 11)
+    expected = _masks_by_expansion(seeds, vector, offset)
+    masker = Masker(seeds, dtype=dtype, chunk_elements=chunk)
+    edges = sorted({0, length, *(c for c in cuts if c < length)})
+
+    for a, b in itertools.pairwise(edges):
+        masker.apply(vector[a:b], offset + a)
+
+    assert np.array_equal(vector, expected)
+
+
+def test_masker_restarts_its_ciphers_for_blocks_out_of_order() -> None:
+    seeds = [(SEED, 1), (bytes(32), -1)]
+    vector = np.zeros(1000, dtype=np.uint32)
+    expected = _masks_by_expansion(seeds, vector, 0)
+    masker = Masker(seeds, chunk_elements=64)
+
+    for start, stop in [(500, 1000), (0, 200), (300, 500), (200, 300)]:
+        masker.apply(vector[start:stop], start)
+
+    assert np.array_equal(vector, expected)
+
+
+def test_masker_with_the_callers_scratch_equals_apply_masks() -> None:
+    seeds = [(SEED, -1), (bytes(32), 1), (b"\xff" * 32, -1)]
+    vector = np.arange(3000, dtype=np.uint64)
+    expected = apply_masks(vector.copy(), 17, seeds)
+
+    Masker(seeds, dtype=np.uint64, scratch=np.empty(100, np.uint64)).apply(vector, 17)
+
+    assert np.array_equal(vector, expected)
+
+
+def test_masker_refuses_a_block_of_another_dtype() -> None:
+    with pytest.raises(ConfigError, match="`vector` must be uint32 like the Masker; got uint64"):
+        Masker([(SEED, 1)]).apply(np.zeros(4, np.uint64), 0)
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"), [([(SEED, 0)], "sign must be 1 or -1; got 0"), ([(b"short", 1)], "32 bytes")]
+)
+def test_masker_refuses_a_bad_seed_or_sign_up_front(seeds: list[tuple[bytes, int]], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Masker(seeds)
+
+
+def test_masks_past_the_end_of_the_keystream_are_refused() -> None:
+    last = 2**128 * 16 // 4  # the first uint32 beyond 2^128 AES blocks
+
+    with pytest.raises(ConfigError, match="past the end of a seed's keystream"):
+        Masker([(SEED, 1)]).apply(np.zeros(4, np.uint32), last - 2)
 
 
 def test_blocks_cover_the_range_in_order() -> None:

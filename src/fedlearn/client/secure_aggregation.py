@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.core.errors import ConfigError, SecureAggregationError, ValidationError
@@ -56,7 +56,6 @@ from fedlearn.core.messages import (
 from fedlearn.core.params import ParamSet
 from fedlearn.privacy.aead import CIPHERTEXT_BYTES, ShareMessage, decrypt_shares, encrypt_shares
 from fedlearn.privacy.disclosure import plan_disclosure
-from fedlearn.privacy.encoding import encode_into
 from fedlearn.privacy.exact import encode_exact, exact_encoding
 from fedlearn.privacy.graph import NeighbourGraph, neighbour_graph
 from fedlearn.privacy.keys import (
@@ -69,8 +68,10 @@ from fedlearn.privacy.keys import (
     share_key,
     sign_keys,
     verify_keys,
+    verify_signature,
 )
-from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, apply_masks, blocks, new_seed, pairwise_sign
+from fedlearn.privacy.masked_input import masked_input
+from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, Masker, new_seed, pairwise_sign
 from fedlearn.privacy.protocol import (
     VectorLayout,
     commitment,
@@ -103,6 +104,7 @@ class _RoundSecrets:
     masked: bool = False
     signed: tuple[str, ...] | None = None
     unmasked: bool = False
+    share_keys: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
 
 
 class SecureAggregationNode:
@@ -273,7 +275,7 @@ class SecureAggregationNode:
         return _reply(task, node, params={f"{P}masked": masked}, extras={})
 
     def _encode(self, task: Task, trained: Reply, secrets: _RoundSecrets, partners: list[str], me: str) -> np.ndarray:
-        """The trained update as one encoded, masked vector, built and masked block by block."""
+        """The trained update as one encoded, masked vector, encoded and masked block by block in one pass."""
         encoding = encoding_from_config(task.config)
         scaffold = bool(task.config.get(SCAFFOLD_KEY, False))
         spec = task.params.spec()
@@ -284,28 +286,21 @@ class SecureAggregationNode:
         seed = rounding_seed(
             node_seed=int(task.config.get(SEED_KEY, 0)), run_id=task.run_id, round=task.round, node_id=me
         )
-        out = np.empty(layout.length, dtype=encoding.dtype)
-        for segment in layout.segments:
-            if segment.weighted:
-                trained_flat = trained.params[segment.name].reshape(-1)
-                base: np.ndarray | None = task.params[segment.name].reshape(-1)
-            else:
-                trained_flat, base = trained.extras[segment.name].reshape(-1), None
-            for start, stop in blocks(segment.size, self._block):
-                values = trained_flat[start:stop].astype(np.float64)
-                if base is not None:
-                    values -= base[start:stop]
-                at = segment.start + start
-                encode_into(
-                    values,
-                    weight=weight if segment.weighted else 1,
-                    encoding=encoding,
-                    seed=seed,
-                    offset=at,
-                    out=out[at : segment.start + stop],
-                )
-        out[layout.weight_index] = weight
-        return self._masked(out, _mask_seeds(task, secrets, partners, me))
+        arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+            segment.name: (trained.params[segment.name], task.params[segment.name])
+            if segment.weighted
+            else (trained.extras[segment.name], None)
+            for segment in layout.segments
+        }
+        return masked_input(
+            layout,
+            arrays,
+            weight=weight,
+            encoding=encoding,
+            rounding_seed=seed,
+            masks=_mask_seeds(task, secrets, partners, me),
+            block_elements=self._block,
+        )
 
     def _contribution(
         self, task: Task, node: NodeApp, kind: object, secrets: _RoundSecrets, partners: list[str], me: str
@@ -329,11 +324,8 @@ class SecureAggregationNode:
         return self._masked(encoded, _mask_seeds(task, secrets, partners, me))
 
     def _masked(self, vector: np.ndarray, seeds: list[tuple[bytes, int]]) -> np.ndarray:
-        """``vector`` with the masks of ``seeds`` added in place, block by block."""
-        scratch = np.empty(min(self._block, len(vector)), dtype=vector.dtype)
-        for start, stop in blocks(len(vector), self._block):
-            apply_masks(vector[start:stop], start, seeds, scratch=scratch)
-        return vector
+        """``vector`` with the masks of ``seeds`` added in place, in one pass of one running cipher per seed."""
+        return Masker(seeds, dtype=vector.dtype, chunk_elements=self._block).apply(vector, 0)
 
     # -- stage 5 -----------------------------------------------------------------------------
 
@@ -374,7 +366,7 @@ class SecureAggregationNode:
                 continue
             signature = from_array(array, what=f"signature of {signer!r}", length=SIGNATURE_BYTES)
             try:
-                Ed25519PublicKey.from_public_bytes(self._identity_of(task, signer)).verify(signature, message)
+                verify_signature(self._identity_of(task, signer), signature, message)
             except InvalidSignature:
                 raise SecureAggregationError(
                     f"the signature of {signer!r} on the survivor set does not verify; refusing to unmask"
@@ -452,14 +444,19 @@ class SecureAggregationNode:
 
     @staticmethod
     def _share_key(secrets: _RoundSecrets, peer: AdvertisedKeys, me: str) -> bytes:
-        return share_key(
-            secrets.keys.cipher,
-            peer.cipher_key,
-            run_id=secrets.run_id,
-            round=secrets.round,
-            node_id=me,
-            peer_id=peer.node_id,
-        )
+        """The pair's share key, agreed once a round: sealing and opening the shares use the same one."""
+        key = secrets.share_keys.get((peer.node_id, peer.cipher_key))
+        if key is None:
+            key = share_key(
+                secrets.keys.cipher,
+                peer.cipher_key,
+                run_id=secrets.run_id,
+                round=secrets.round,
+                node_id=me,
+                peer_id=peer.node_id,
+            )
+            secrets.share_keys[(peer.node_id, peer.cipher_key)] = key
+        return key
 
 
 def _mask_seeds(task: Task, secrets: _RoundSecrets, partners: list[str], me: str) -> list[tuple[bytes, int]]:

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from fedlearn.core.errors import QuorumError, SecureAggregationError, ValidationError
@@ -53,8 +52,15 @@ from fedlearn.privacy.aead import CIPHERTEXT_BYTES
 from fedlearn.privacy.encoding import FixedPoint, decode_sum, decode_weight
 from fedlearn.privacy.exact import decode_exact, exact_encoding
 from fedlearn.privacy.graph import MIN_NODES, NeighbourGraph, neighbour_graph
-from fedlearn.privacy.keys import KEY_BYTES, SIGNATURE_BYTES, AdvertisedKeys, pairwise_mask_seed, verify_keys
-from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, apply_masks, blocks, pairwise_sign
+from fedlearn.privacy.keys import (
+    KEY_BYTES,
+    SIGNATURE_BYTES,
+    AdvertisedKeys,
+    pairwise_mask_seed,
+    verify_keys,
+    verify_signature,
+)
+from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, Masker, pairwise_sign
 from fedlearn.privacy.protocol import (
     SecureAggregation,
     VectorLayout,
@@ -359,9 +365,8 @@ class SecureRound:
         seeds = self._unmasking_seeds(
             number, graph, survivors, self_shares, key_shares, adverts, commitments, threshold, stages.failures
         )
-        scratch = np.empty(min(self._block, length), dtype=total.dtype)
-        for start, stop in blocks(length, self._block):
-            apply_masks(total[start:stop], start, seeds, scratch=scratch)
+        chunk = max(1, min(self._block, length))
+        Masker(seeds, dtype=total.dtype, chunk_elements=chunk).apply(total, 0)  # one running cipher per seed
         return total, survivors, stages
 
     # -- stages -------------------------------------------------------------------------------
@@ -422,7 +427,7 @@ class SecureRound:
         _only(reply, {f"{P}signature"})
         signature = from_array(reply.extras[f"{P}signature"], what="signature", length=SIGNATURE_BYTES)
         try:
-            Ed25519PublicKey.from_public_bytes(self._identities[reply.node_id]).verify(signature, message)
+            verify_signature(self._identities[reply.node_id], signature, message)
         except InvalidSignature:
             raise SecureAggregationError("its signature on the survivor set does not verify") from None
 
@@ -613,8 +618,9 @@ def _decoded(number: int, total: np.ndarray, layout: VectorLayout, encoding: Fix
         part = decode_sum(total[segment.start : segment.start + segment.size], encoding=encoding)
         if segment.weighted:
             base = params[segment.name]
-            mean = part.reshape(base.shape) / weight
-            model[segment.name] = (base.astype(np.float64) + mean).astype(base.dtype)
+            part /= weight  # the weighted mean update, in place: the model is one float64 pass away
+            part += base.reshape(-1)
+            model[segment.name] = part.astype(base.dtype).reshape(base.shape)
         else:
             name = segment.name.removeprefix(CONTROL_DELTA_PREFIX)
             controls[segment.name] = part.reshape(params[name].shape)

@@ -10,6 +10,7 @@ protocol stages are built on top of them elsewhere. Each module has one job:
 - ``shamir``: t-of-n Shamir sharing of 32-byte secrets over GF(2^521 - 1);
 - ``masks``: AES-256-CTR expansion of seeds into masks mod 2^32 or 2^64, applied block by block;
 - ``encoding``: fixed-point encoding of weighted updates, the overflow check and the error bound;
+- ``masked_input``: a node's update encoded and masked in one pass, block by block;
 - ``graph``: SecAgg+ degree and threshold from n, dropouts and corruptions, and the neighbour graph;
 - ``disclosure``: which shares an honest node reveals at unmasking, never both of one peer;
 - ``protocol``: what both ends of the protocol agree on: the ``SecureAggregation`` settings (a

@@ -164,10 +164,12 @@ class NeighbourGraph:
     degree: int
     _position: dict[str, int] = field(init=False, repr=False, compare=False)
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _neighbours: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_position", {node: p for p, node in enumerate(self.ring)})
         object.__setattr__(self, "_index", {node: i for i, node in enumerate(sorted(self.ring), start=1)})
+        object.__setattr__(self, "_neighbours", {})  # filled as asked: the graph never changes
 
     @property
     def full(self) -> bool:
@@ -180,11 +182,18 @@ class NeighbourGraph:
 
     def neighbours(self, node_id: str) -> tuple[str, ...]:
         """The ``degree`` neighbours of ``node_id``, sorted by id."""
+        known = self._neighbours.get(node_id)
+        if known is not None:
+            return known
         position, n = self._position[self._known(node_id)], len(self.ring)
         if self.full:
-            return tuple(sorted(node for node in self.ring if node != node_id))
-        half = self.degree // 2
-        return tuple(sorted(self.ring[(position + step) % n] for step in (*range(-half, 0), *range(1, half + 1))))
+            found = tuple(sorted(node for node in self.ring if node != node_id))
+        else:
+            half = self.degree // 2
+            steps = (*range(-half, 0), *range(1, half + 1))
+            found = tuple(sorted(self.ring[(position + step) % n] for step in steps))
+        self._neighbours[node_id] = found
+        return found
 
     def are_neighbours(self, node_id: str, peer_id: str) -> bool:
         """Whether the two (distinct) nodes share a pairwise mask and each other's shares."""

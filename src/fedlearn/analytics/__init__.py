@@ -16,7 +16,8 @@ milliseconds.
   :class:`FederatedQuadraticDiscriminantAnalysis`, :class:`FederatedCovariance` and
   :class:`FederatedLogisticRegression` (federated Newton rounds on features standardized by a
   :class:`FeatureScaling`); :func:`describe`.
-* Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated; node side
+* Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated, and
+  :class:`SecureAnalyticsJob`, whose statistics are summed under secure aggregation; node side
   :func:`analytics_handlers` under the node's :class:`DisclosurePolicy`; file-backed
   :class:`JobDir` behind ``fedlearn analytics``.
 """
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.policy import DisclosurePolicy, check_shareable
     from fedlearn.analytics.rfactor import RFactor
     from fedlearn.analytics.scan import accumulate, rescan, summarize
+    from fedlearn.analytics.secure_job import SecureAnalyticsJob
     from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
     from fedlearn.analytics.summary import Summary, SummarySpec
 
@@ -56,6 +58,7 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
 # above must name the same places; tests/analytics/test_public_api.py checks that they do.
 _LOCATIONS = {
     "AnalyticsJob": "fedlearn.analytics.job",
+    "SecureAnalyticsJob": "fedlearn.analytics.secure_job",
     "ArrayTable": "fedlearn.analytics.sources",
     "ClassMoments": "fedlearn.analytics.classes",
     "ConcatTable": "fedlearn.analytics.sources",
@@ -139,6 +142,7 @@ __all__ = [
     "Moments",
     "NewtonStats",
     "RFactor",
+    "SecureAnalyticsJob",
     "Summary",
     "SummarySpec",
     "Table",

@@ -11,6 +11,7 @@ protocol stages are built on top of them elsewhere. Each module has one job:
 - ``masks``: AES-256-CTR expansion of seeds into masks mod 2^32 or 2^64, applied block by block;
 - ``encoding``: fixed-point encoding of weighted updates, the overflow check and the error bound;
 - ``masked_input``: a node's update encoded and masked in one pass, block by block;
+- ``exact``: float64 vectors encoded in 64-bit limbs so that their sum is exact (analytics' statistics);
 - ``graph``: SecAgg+ degree and threshold from n, dropouts and corruptions, and the neighbour graph;
 - ``disclosure``: which shares an honest node reveals at unmasking, never both of one peer;
 - ``protocol``: what both ends of the protocol agree on: the ``SecureAggregation`` settings (a
@@ -30,6 +31,7 @@ from fedlearn.privacy.encoding import (
     encode_into,
     encode_weight,
 )
+from fedlearn.privacy.exact import ExactEncoding, decode_exact, encode_exact, exact_encoding
 from fedlearn.privacy.graph import (
     NeighbourGraph,
     SecAggParameters,
@@ -54,6 +56,7 @@ from fedlearn.privacy.shamir import Share, combine_shares, split_secret
 __all__ = [
     "AdvertisedKeys",
     "Disclosure",
+    "ExactEncoding",
     "FixedPoint",
     "NeighbourGraph",
     "RoundKeys",
@@ -66,12 +69,15 @@ __all__ = [
     "check_capacity",
     "check_secagg_parameters",
     "combine_shares",
+    "decode_exact",
     "decode_sum",
     "decode_weight",
     "decrypt_shares",
+    "encode_exact",
     "encode_into",
     "encode_weight",
     "encrypt_shares",
+    "exact_encoding",
     "expand_seed_into",
     "generate_identity",
     "identity_key",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -169,27 +169,13 @@ class SecureRound:
         controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(params)] if control_variates else []
         layout = VectorLayout.of(params.spec(), control_names=controls)
         masked_config = {**encoding_config(encoding), "secagg.weighted": weighted}
-
-        def masked_tasks(partners: Sequence[str]) -> dict[str, Task]:
-            return {
-                u: Task(kind=SECAGG_MASKED_INPUT, round=number, run_id=self._run_id, params=params,
-                        config={**fit_config(u), **masked_config}, extras=fit_extras)
-                for u in partners
-            }  # fmt: skip
-
         total, survivors, stages = self._aggregate(
-            number, sampled, masked_tasks, length=layout.length, dtype=encoding.dtype,
+            number, sampled, lambda u: {**fit_config(u), **masked_config}, params=params, extras=fit_extras,
+            length=layout.length, dtype=encoding.dtype,
             check=lambda r: _check_masked(r, layout.length, encoding.dtype),
         )  # fmt: skip
         reply = _decoded(number, total, layout, encoding, params)
-        return SecureOutcome(
-            reply=reply,
-            survived=len(survivors),
-            dropped=n - len(survivors),
-            failures=stages.failures,
-            bytes_sent=stages.bytes_sent,
-            bytes_received=stages.bytes_received,
-        )
+        return SecureOutcome(reply=reply, **_tally(n, survivors, stages))
 
     def sum_exact(
         self,
@@ -210,39 +196,30 @@ class SecureRound:
         n = _checked_size(number, len(sampled))
         encoding = exact_encoding(n)
         contribution: dict[str, Scalar] = {SECURE_CONTRIBUTION_KEY: kind, "secagg.max_nodes": n}
-
-        def masked_tasks(partners: Sequence[str]) -> dict[str, Task]:
-            return {
-                u: Task(kind=SECAGG_MASKED_INPUT, round=number, run_id=self._run_id, params=params,
-                        config={**configs[u], **contribution})
-                for u in partners
-            }  # fmt: skip
-
         encoded = encoding.encoded_length(length)
         total, survivors, stages = self._aggregate(
-            number, sampled, masked_tasks, length=encoded, dtype=np.dtype(np.uint64),
-            check=lambda r: _check_masked(r, encoded, np.dtype(np.uint64)),
+            number, sampled, lambda u: {**configs[u], **contribution}, params=params, extras=ParamSet(),
+            length=encoded, dtype=np.dtype(np.uint64), check=lambda r: _check_masked(r, encoded, np.dtype(np.uint64)),
         )  # fmt: skip
-        return SecureSum(
-            values=decode_exact(total, encoding),
-            survived=len(survivors),
-            dropped=n - len(survivors),
-            failures=stages.failures,
-            bytes_sent=stages.bytes_sent,
-            bytes_received=stages.bytes_received,
-        )
+        return SecureSum(values=decode_exact(total, encoding), **_tally(n, survivors, stages))
 
     def _aggregate(
         self,
         number: int,
         sampled: Sequence[str],
-        masked_tasks: Callable[[Sequence[str]], Mapping[str, Task]],
+        masked_config: Callable[[str], Mapping[str, Scalar]],
         *,
+        params: ParamSet,
+        extras: ParamSet,
         length: int,
         dtype: np.dtype[Any],
         check: Callable[[Reply], None],
     ) -> tuple[np.ndarray, list[str], _Stages]:
-        """The six stages; the unmasked modular sum of the survivors' masked vectors, the survivors, the record."""
+        """The six stages; the unmasked modular sum of the survivors' masked vectors, the survivors, the record.
+
+        Each node's masked-input task carries ``params``, ``extras`` and its ``masked_config``;
+        ``check`` refuses a masked vector that is not ``length`` elements of ``dtype``.
+        """
         n = len(sampled)
         settings = self._settings
         need = max(MIN_NODES, min(n, self._min_replies), n - math.floor(settings.dropout_fraction * n + 1e-9))
@@ -311,8 +288,10 @@ class SecureRound:
         # 4. masked input, streamed into one modular sum
         listed_partners = {"secagg.partners": json.dumps(partners)}
         tasks = {
-            u: replace(task, config={**task.config, **listed_partners}) for u, task in masked_tasks(partners).items()
-        }
+            u: Task(kind=SECAGG_MASKED_INPUT, round=number, run_id=self._run_id, params=params,
+                    config={**masked_config(u), **listed_partners}, extras=extras)
+            for u in partners
+        }  # fmt: skip
         total = np.zeros(length, dtype=dtype)
         gather = self._gather(number, SECAGG_MASKED_INPUT, tasks, need, check)
         for reply in self._drain(gather, stages, SECAGG_MASKED_INPUT):
@@ -583,6 +562,17 @@ def _check_masked(reply: Reply, length: int, dtype: np.dtype[Any]) -> None:
         raise SecureAggregationError("its reply must carry exactly one masked vector")
     if masked.dtype != dtype or masked.shape != (length,):
         raise SecureAggregationError(f"its masked vector is {masked.dtype}{masked.shape}; expected {dtype}({length},)")
+
+
+def _tally(n: int, survivors: Sequence[str], stages: _Stages) -> dict[str, Any]:
+    """What both kinds of secure round report besides their result."""
+    return {
+        "survived": len(survivors),
+        "dropped": n - len(survivors),
+        "failures": stages.failures,
+        "bytes_sent": stages.bytes_sent,
+        "bytes_received": stages.bytes_received,
+    }
 
 
 def _checked_size(number: int, n: int) -> int:

@@ -249,3 +249,20 @@ class Pool:
         if count < needed:
             raise QuorumError(f"{what} needs at least {needed} update(s) of weight > 0; got {count}")
         return count
+
+
+class Pooling:
+    """The ``init`` and ``add`` of a reducer that holds every update: a :class:`Pool` of them.
+
+    A reducer that needs all updates at once (median, trimmed mean, Krum, Bulyan, the geometric
+    median) declares ``class Median(Pooling, Reducer[Pool])`` and writes only its ``result``.
+    """
+
+    __slots__ = ()
+
+    def init(self, template: ParamSet) -> Pool:
+        return Pool(template)
+
+    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
+        acc.add(model, weight)
+        return acc

@@ -20,7 +20,7 @@ import numpy as np
 from fedlearn.core.checks import check_int
 from fedlearn.core.errors import QuorumError
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies.accumulators import Pool, RunningSum
+from fedlearn.strategies.accumulators import Pool, Pooling, RunningSum
 from fedlearn.strategies.base import (
     AnyReducer,
     Reducer,
@@ -77,19 +77,12 @@ class Bucketing(RoundReducer):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Buckets(Reducer[Pool]):
+class _Buckets(Pooling, Reducer[Pool]):
     reducer: Reducer
     bucket_size: int
     rng: np.random.Generator
 
     streaming: ClassVar[bool] = False
-
-    def init(self, template: ParamSet) -> Pool:
-        return Pool(template)
-
-    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
-        acc.add(model, weight)
-        return acc
 
     def result(self, acc: Pool) -> ParamSet:
         count = acc.require(1, f"bucketing(bucket_size={self.bucket_size})")

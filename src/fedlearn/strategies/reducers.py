@@ -33,7 +33,7 @@ import numpy as np
 
 from fedlearn.core.checks import Interval, check_int, check_real
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies.accumulators import Pool, RunningSum, check_weight
+from fedlearn.strategies.accumulators import Pool, Pooling, RunningSum, check_weight
 from fedlearn.strategies.base import Reducer
 
 
@@ -77,17 +77,10 @@ class UnweightedMean(Reducer[RunningSum]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CoordinateMedian(Reducer[Pool]):
+class CoordinateMedian(Pooling, Reducer[Pool]):
     """Each coordinate's median across updates (Yin et al. 2018). Holds every update."""
 
     streaming: ClassVar[bool] = False
-
-    def init(self, template: ParamSet) -> Pool:
-        return Pool(template)
-
-    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
-        acc.add(model, weight)
-        return acc
 
     def result(self, acc: Pool) -> ParamSet:
         acc.require(1, "coordinate_median")
@@ -95,7 +88,7 @@ class CoordinateMedian(Reducer[Pool]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrimmedMean(Reducer[Pool]):
+class TrimmedMean(Pooling, Reducer[Pool]):
     """Each coordinate's mean after dropping its ``floor(beta * n)`` largest and smallest values.
 
     Yin et al. 2018. ``beta < 0.5`` always leaves at least one value. Holds every update.
@@ -108,13 +101,6 @@ class TrimmedMean(Reducer[Pool]):
     def __post_init__(self) -> None:
         object.__setattr__(self, "beta", check_real("beta", self.beta, Interval(0, 0.5, closed="left")))
 
-    def init(self, template: ParamSet) -> Pool:
-        return Pool(template)
-
-    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
-        acc.add(model, weight)
-        return acc
-
     def result(self, acc: Pool) -> ParamSet:
         count = acc.require(1, "trimmed_mean")
         cut = math.floor(self.beta * count)
@@ -122,7 +108,7 @@ class TrimmedMean(Reducer[Pool]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Krum(Reducer[Pool]):
+class Krum(Pooling, Reducer[Pool]):
     """(Multi-)Krum, Blanchard et al. 2017: keep the updates closest to their neighbours.
 
     Each update is scored by the summed squared distance to its ``n - f - 2`` nearest others; the
@@ -139,13 +125,6 @@ class Krum(Reducer[Pool]):
     def __post_init__(self) -> None:
         object.__setattr__(self, "num_byzantine", check_int("num_byzantine", self.num_byzantine, low=0))
         object.__setattr__(self, "multi", check_int("multi", self.multi, low=1))
-
-    def init(self, template: ParamSet) -> Pool:
-        return Pool(template)
-
-    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
-        acc.add(model, weight)
-        return acc
 
     @property
     def min_replies(self) -> int:

@@ -19,13 +19,13 @@ import numpy as np
 from fedlearn.core.checks import POSITIVE, check_int, check_real
 from fedlearn.core.errors import QuorumError
 from fedlearn.core.params import ParamSet
-from fedlearn.strategies.accumulators import Pool, to_params
+from fedlearn.strategies.accumulators import Pool, Pooling, to_params
 from fedlearn.strategies.base import Reducer
 from fedlearn.strategies.reducers import krum_ranking, squared_distances
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Bulyan(Reducer[Pool]):
+class Bulyan(Pooling, Reducer[Pool]):
     """Bulyan over Krum, exactly as El Mhamdi, Guerraoui and Rouault define it.
 
     "The Hidden Vulnerability of Distributed Learning in Byzantium", ICML 2018. Krum alone lets
@@ -63,13 +63,6 @@ class Bulyan(Reducer[Pool]):
         """``4f + 3``: the fewest updates of weight > 0 for which Bulyan's guarantee holds."""
         return 4 * self.num_byzantine + 3
 
-    def init(self, template: ParamSet) -> Pool:
-        return Pool(template)
-
-    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
-        acc.add(model, weight)
-        return acc
-
     def result(self, acc: Pool) -> ParamSet:
         f = self.num_byzantine
         count = len(acc.models)
@@ -102,7 +95,7 @@ def _mean_closest_to_median(stack: np.ndarray, beta: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GeometricMedian(Reducer[Pool]):
+class GeometricMedian(Pooling, Reducer[Pool]):
     """The weighted geometric median by smoothed Weiszfeld iterations: RFA.
 
     Pillutla, Kakade and Harchaoui, "Robust Aggregation for Federated Learning", IEEE TSP 2022.
@@ -135,13 +128,6 @@ class GeometricMedian(Reducer[Pool]):
         object.__setattr__(self, "nu", check_real("nu", self.nu, POSITIVE))
         object.__setattr__(self, "max_iterations", check_int("max_iterations", self.max_iterations, low=1))
         object.__setattr__(self, "tolerance", check_real("tolerance", self.tolerance, POSITIVE))
-
-    def init(self, template: ParamSet) -> Pool:
-        return Pool(template)
-
-    def add(self, acc: Pool, model: ParamSet, weight: float) -> Pool:
-        acc.add(model, weight)
-        return acc
 
     def result(self, acc: Pool) -> ParamSet:
         acc.require(1, "geometric_median")

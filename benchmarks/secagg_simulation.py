@@ -8,6 +8,9 @@ machine the two agree, and on a shared one CPU time is the steadier measure.
 
     .venv/bin/python benchmarks/secagg_simulation.py --nodes 100 --features 1000 --classes 1000
     .venv/bin/python benchmarks/secagg_simulation.py --nodes 20 --features 1000 --classes 1000 --repeats 3
+
+``--workload shift`` replaces training with adding a constant to the model (``runtime_learner``),
+the workload of ``flower_secagg.py``, so that the two frameworks' rounds compare like for like.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 MODES = ("plain", "secure")
 STEPS, BATCH, LR, SEED = 5, 32, 0.1, 0
 
 
-def child(mode: str, nodes: int, features: int, classes: int, rounds: int) -> None:
+def child(mode: str, nodes: int, features: int, classes: int, rounds: int, workload: str) -> None:
     from dataclasses import replace
 
     import numpy as np
@@ -56,8 +60,14 @@ def child(mode: str, nodes: int, features: int, classes: int, rounds: int) -> No
         cpu_ends.append(time.process_time())
         records.append(record)
 
+    learner = softmax_regression(features, classes, learning_rate=LR)
+    if workload == "shift":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from benchmarks.runtime_learner import make
+
+        learner = make(None, size=features * classes + classes)
     simulate(
-        softmax_regression(features, classes, learning_rate=LR),
+        learner,
         partitions,
         strategy,
         EngineConfig(rounds=rounds, seed=SEED, client_config={"local_steps": STEPS, "batch_size": BATCH}),
@@ -76,7 +86,8 @@ def child(mode: str, nodes: int, features: int, classes: int, rounds: int) -> No
 
 def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", mode, "--nodes", str(args.nodes), "--features",
-               str(args.features), "--classes", str(args.classes), "--rounds", str(args.rounds)]  # fmt: skip
+               str(args.features), "--classes", str(args.classes), "--rounds", str(args.rounds),
+               "--workload", args.workload]  # fmt: skip
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -88,10 +99,11 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workload", choices=("softmax", "shift"), default="softmax")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.nodes, args.features, args.classes, args.rounds)
+        child(args.child, args.nodes, args.features, args.classes, args.rounds, args.workload)
         return
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for _ in range(args.repeats):
@@ -99,7 +111,7 @@ def main() -> None:
             runs[mode].append(measure(mode, args))
     med = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
     params = args.features * args.classes + args.classes
-    print(f"{args.nodes} nodes x {params:,} parameters, median of {args.repeats}")
+    print(f"{args.nodes} nodes x {params:,} parameters, {args.workload} workload, median of {args.repeats}")
     print("| mode | round | ratio | CPU per round | CPU ratio | bytes sent | bytes received | ratio of bytes "
           "| peak RSS |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

@@ -13,6 +13,7 @@ the papers' settings do to every defence.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,10 +21,11 @@ import pytest
 from fedlearn.client.learners import builtin_learner
 from fedlearn.data.split import split_over_nodes
 from fedlearn.engine import EngineConfig
+from fedlearn.privacy.protocol import SecureAggregation
 from fedlearn.simulation import simulate
 from fedlearn.simulation.attacks import attack_plan, backdoor_success, choose_attackers
 from fedlearn.simulation.run import node_ids
-from fedlearn.strategies import fedavg
+from fedlearn.strategies import fedavg, krum
 
 NODES, ROUNDS = 10, 8
 CLIENT = {"local_epochs": 2, "batch_size": 16, "learning_rate": 0.1}
@@ -106,3 +108,30 @@ def test_choose_attackers_rounds_halves_up_and_draws_the_same_nodes_for_the_same
     assert choose_attackers(ids, fraction=0.0, seed=0) == ()
     assert choose_attackers(ids, fraction=0.2, seed=4) == choose_attackers(ids, fraction=0.2, seed=4)
     assert choose_attackers(ids, fraction=0.2, seed=4) != choose_attackers(ids, fraction=0.2, seed=5)
+
+
+def test_attackers_under_secure_aggregation_spoil_the_sum_the_coordinator_cannot_inspect() -> None:
+    learner, parts, test = federation("iid")
+    strategy = replace(fedavg(), secure_aggregation=SecureAggregation(clip=1.0, max_weight=1000))
+    config = EngineConfig(rounds=ROUNDS, seed=1, client_config=CLIENT, require_secure_aggregation=True)
+    plan = attack_plan(node_ids(NODES), name="sign_flip", seed=0, fraction=0.3)
+
+    result = simulate(learner, parts, strategy, config, test_data=test, attack=plan)
+
+    assert all(record.secure for record in result.history)
+    assert result.history[-1].central_metrics["accuracy"] < clean("iid") - 0.5
+
+
+def test_ipm_at_the_papers_epsilon_passes_krum_and_drags_the_model_down() -> None:
+    learner, parts, test = federation("iid")
+    config = EngineConfig(rounds=ROUNDS, seed=1, client_config=CLIENT)
+    plan = attack_plan(node_ids(NODES), name="ipm", seed=0, fraction=0.3)  # epsilon = 0.1, as Xie et al.
+
+    accuracy = [
+        simulate(learner, parts, fedavg(reducer=krum(3)), config, test_data=test, attack=attack)
+        .history[-1]
+        .central_metrics["accuracy"]
+        for attack in (None, plan)
+    ]
+
+    assert accuracy[1] < accuracy[0] - 0.1

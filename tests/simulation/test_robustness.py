@@ -140,10 +140,20 @@ def test_markdown_checks_both_targets_on_each_row(tmp_path: Path) -> None:
     assert "| attack | fedavg | median | best defence | target |" in lines
     assert "| none | 90.0 | 89.0 | fedavg 90.0 (+0.0) |  |" in lines
     assert "| sign_flip | 10.0 | 88.5 | median 88.5 (-1.5) | accuracy met |" in lines
-    assert (
-        "| backdoor | 90.0 · 99 | 85.0 · 10 | fedavg 90.0 (+0.0) | accuracy met; **backdoor missed (median 10%)** |"
-        in lines
-    )
+    assert "| backdoor | 90.0 · 99 | 85.0 · 10 | – | **backdoor missed (lowest: median 10%)** |" in lines
+
+
+def test_in_a_backdoor_row_only_a_defence_that_stops_it_can_meet_the_accuracy_target(tmp_path: Path) -> None:
+    grid = load_grid(grid_file(tmp_path))
+    rows = [
+        result("fedavg", NO_ATTACK, 0.90), result("median", NO_ATTACK, 0.89),
+        result("fedavg", "backdoor", 0.90, backdoor=0.99), result("median", "backdoor", 0.87, backdoor=0.01),
+    ]  # fmt: skip
+
+    lines = markdown(grid, rows).splitlines()
+
+    verdict = "**accuracy missed**; backdoor met (1 of 2 defences below 5%)"
+    assert f"| backdoor | 90.0 · 99 | 87.0 · 1 | median 87.0 (-3.0) | {verdict} |" in lines
 
 
 def test_markdown_says_when_only_a_defence_with_trusted_data_meets_the_target(tmp_path: Path) -> None:

@@ -286,8 +286,9 @@ def markdown(grid: Grid, results: Sequence[CellResult]) -> str:
             ]
             for attack, at in [(NO_ATTACK, 0.0), *((a, fraction) for a in g.attacks)]:
                 cells = dict(zip(defences, (summary.get((split, at, attack, d)) for d in defences), strict=True))
-                best = _best(cells, defences, baseline)
-                best_untrusted = _best(cells, untrusted, baseline)
+                stopping = _stopping(cells, g.backdoor_limit)  # a backdoor row's contenders stop the backdoor
+                best = _best(cells, [d for d in defences if d in stopping], baseline)
+                best_untrusted = _best(cells, [d for d in untrusted if d in stopping], baseline)
                 shown = [_cell(cells[d]) for d in defences]
                 columns = [_named(best, baseline), *([_named(best_untrusted, baseline)] if trusted else [])]
                 verdict = "" if attack == NO_ATTACK else _verdict(cells, best, best_untrusted, baseline, g, trusted)
@@ -303,6 +304,12 @@ def _cell(s: Summary | None) -> str:
     if s.backdoor is not None:
         text += f" · {s.backdoor * 100:.0f}"
     return text + (f" ({s.failed} failed)" if s.failed else "")
+
+
+def _stopping(cells: Mapping[str, Summary | None], limit: float) -> set[str]:
+    """The defences that count for a row: all of them, or in a backdoor's row those that keep it below ``limit``."""
+    rates = {d: c.backdoor for d, c in cells.items() if c is not None and c.backdoor is not None}
+    return set(cells) if not rates else {d for d, rate in rates.items() if rate < limit}
 
 
 def _best(cells: Mapping[str, Summary | None], among: Sequence[str], baseline: float) -> tuple[str, float] | None:
@@ -330,16 +337,22 @@ def _verdict(
     grid: _Grid,
     trusted: bool,
 ) -> str:
-    """Whether a row meets the accuracy target, and for a backdoor the backdoor target."""
+    """Whether a row meets the accuracy target, and for a backdoor the backdoor target.
+
+    In a backdoor's row only the defences that stop it compete for best, so the accuracy target
+    is met only by a defence that also keeps the backdoor out.
+    """
+    rates = [(c.backdoor, d) for d, c in cells.items() if c is not None and c.backdoor is not None]
+    if rates and best is None:
+        rate, holder = min(rates)
+        return f"**backdoor missed (lowest: {holder} {rate * 100:.0f}%)**"
     if best is None or math.isnan(baseline):
         return "no run finished"
     met = baseline - best[1] <= grid.accuracy_gap
     verdicts = ["accuracy met" if met else "**accuracy missed**"]
     if met and trusted and (best_untrusted is None or baseline - best_untrusted[1] > grid.accuracy_gap):
         verdicts[0] = "accuracy met with trusted data only"
-    rates = [(c.backdoor, d) for d, c in cells.items() if c is not None and c.backdoor is not None]
     if rates:
-        rate, holder = min(rates)
-        lowest = f"{holder} {rate * 100:.0f}%"
-        verdicts.append(f"backdoor met ({lowest})" if rate < grid.backdoor_limit else f"**backdoor missed ({lowest})**")
+        stopped = sum(rate < grid.backdoor_limit for rate, _ in rates)
+        verdicts.append(f"backdoor met ({stopped} of {len(rates)} defences below {grid.backdoor_limit:.0%})")
     return "; ".join(verdicts)

@@ -179,3 +179,19 @@ def test_the_shipped_grid_is_valid() -> None:
     grid = load_grid(Path(__file__).resolve().parents[2] / "examples" / "robustness_digits.toml")
 
     assert len(grid.cells()) == 3 * 2 * 11 * (1 + 11)  # splits x seeds x defences x (attack-free + attacks)
+
+
+def test_the_worst_case_row_picks_the_defence_that_holds_up_best_over_every_attack(tmp_path: Path) -> None:
+    grid = load_grid(grid_file(tmp_path))
+    rows = [
+        result("fedavg", NO_ATTACK, 0.90), result("median", NO_ATTACK, 0.89),
+        result("fedavg", "sign_flip", 0.10), result("median", "sign_flip", 0.885),
+        result("fedavg", "backdoor", 0.90, backdoor=0.99), result("median", "backdoor", 0.87, backdoor=0.01),
+    ]  # fmt: skip
+
+    lines = markdown(grid, rows).splitlines()
+
+    row = (
+        "| **worst case** | 10.0 (backdoor in) | 87.0 | median 87.0 (-3.0) | one defence for every attack: **missed** |"
+    )
+    assert row in lines

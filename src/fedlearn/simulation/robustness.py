@@ -293,8 +293,53 @@ def markdown(grid: Grid, results: Sequence[CellResult]) -> str:
                 columns = [_named(best, baseline), *([_named(best_untrusted, baseline)] if trusted else [])]
                 verdict = "" if attack == NO_ATTACK else _verdict(cells, best, best_untrusted, baseline, g, trusted)
                 lines.append(f"| {attack} | " + " | ".join([*shown, *columns, verdict]) + " |")
+            lines.append(_worst_case(summary, split, fraction, defences, untrusted, baseline, g, trusted))
             lines.append("")
     return "\n".join(lines)
+
+
+def _worst_case(
+    summary: Mapping[Key, Summary],
+    split: str,
+    fraction: float,
+    defences: Sequence[str],
+    untrusted: Sequence[str],
+    baseline: float,
+    grid: _Grid,
+    trusted: bool,
+) -> str:
+    """The last row: each defence's lowest accuracy over the attacks, and the one defence to pick for all of them.
+
+    A defence that lets a backdoor in (success at ``backdoor_limit`` or above) is marked, and
+    cannot be the pick.
+    """
+    worst: dict[str, Summary | None] = {}
+    shown = []
+    for defence in defences:
+        rows = [summary.get((split, fraction, attack, defence)) for attack in grid.attacks]
+        done = [r for r in rows if r is not None and not math.isnan(r.accuracy)]
+        if not done:
+            worst[defence] = None
+            shown.append("–")
+            continue
+        lowest = min(r.accuracy for r in done)
+        backdoored = any(r.backdoor is not None and r.backdoor >= grid.backdoor_limit for r in done)
+        worst[defence] = None if backdoored else Summary(accuracy=lowest, backdoor=None, runs=0, failed=0)
+        shown.append(f"{lowest * 100:.1f}" + (" (backdoor in)" if backdoored else ""))
+    best = _best(worst, defences, baseline)
+    best_untrusted = _best(worst, untrusted, baseline)
+    columns = [_named(best, baseline), *([_named(best_untrusted, baseline)] if trusted else [])]
+    if best is None or math.isnan(baseline):
+        verdict = "**no defence stops every attack**"
+    else:
+        met = baseline - best[1] <= grid.accuracy_gap
+        untrusted_met = best_untrusted is not None and baseline - best_untrusted[1] <= grid.accuracy_gap
+        verdict = (
+            "one defence for every attack: "
+            + ("met" if met else "**missed**")
+            + (" with trusted data only" if met and trusted and not untrusted_met else "")
+        )
+    return "| **worst case** | " + " | ".join([*shown, *columns, verdict]) + " |"
 
 
 def _cell(s: Summary | None) -> str:

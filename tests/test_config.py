@@ -118,6 +118,14 @@ def test_an_attack_section_makes_a_fraction_of_the_simulated_nodes_byzantine() -
     assert plan.attack.attack.options["z"] > 0  # filled in from the run's 10 nodes, 2 of them attacking
 
 
+def test_an_attack_section_with_no_attackers_runs_clean() -> None:
+    attack = {"name": "alie", "fraction": 0.0}
+
+    plan = plan_simulation(parse_config({**IRIS_RUN, "data": {"dataset": "iris", "nodes": 10}, "attack": attack}))
+
+    assert plan.attack is not None and plan.attack.attackers == ()
+
+
 def test_an_attack_section_may_name_its_nodes() -> None:
     attack = {"name": "sign_flip", "nodes": ["node-001", "node-004"], "scale": 2.0}
 

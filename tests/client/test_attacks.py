@@ -245,8 +245,20 @@ def test_alie_without_z_or_the_numbers_to_compute_it_says_what_it_needs() -> Non
         ("backdoor", {"poison_fraction": 0.0}, r"`poison_fraction` must be in \(0, 1\]; got 0.0"),
         ("backdoor", {"boost": 0.5}, r"`boost` must be in \[1, inf\); got 0.5"),
         ("backdoor", {"trigger_features": "last"}, "`trigger_features` must be a non-empty list"),
+        ("backdoor", {"trigger_features": [1, 2.5]}, "`trigger_features` must be a non-empty list"),
     ],
-    ids=["unknown", "option", "scale", "std_type", "epsilon", "perturbation", "poison_fraction", "boost", "trigger"],
+    ids=[
+        "unknown",
+        "option",
+        "scale",
+        "std_type",
+        "epsilon",
+        "perturbation",
+        "poison_fraction",
+        "boost",
+        "trigger",
+        "trigger_float",
+    ],
 )
 def test_build_attack_names_the_option_that_is_wrong(name: str, options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

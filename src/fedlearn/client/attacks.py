@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -232,10 +233,13 @@ class Trigger:
 
     def __post_init__(self) -> None:
         features = self.features
-        if isinstance(features, (str, bytes)) or not isinstance(features, Sequence) or not features:
+        if (
+            isinstance(features, (str, bytes))
+            or not isinstance(features, Sequence)
+            or not features
+            or any(isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in features)
+        ):
             raise ConfigError(f"`trigger_features` must be a non-empty list of feature indices; got {features!r}")
-        for index in features:
-            check("trigger_features", index, Interval(-math.inf, math.inf, integer=True))
         object.__setattr__(self, "features", tuple(int(i) for i in features))
         check_real("trigger_value", self.value)
 
@@ -331,12 +335,9 @@ def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-_POSITIVE_FACTOR = POSITIVE
-
-
 def sign_flip_attack(*, scale: float = 4.0) -> Attack:
     """Send the honest update reversed, times ``scale``."""
-    scale = check_real("scale", scale, _POSITIVE_FACTOR)
+    scale = check_real("scale", scale, POSITIVE)
     return Attack(name="sign_flip", options={"scale": scale}, craft=lambda own, _b, _r: sign_flip(own, scale=scale))
 
 
@@ -346,13 +347,13 @@ def scaling_attack(*, factor: float = 100.0) -> Attack:
     The default is large on purpose: an honest update boosted a few times only lengthens FedAvg's
     step in a good direction, which helps it (docs/robustness.md shows 10 doing so).
     """
-    factor = check_real("factor", factor, _POSITIVE_FACTOR)
+    factor = check_real("factor", factor, POSITIVE)
     return Attack(name="scaling", options={"factor": factor}, craft=lambda own, _b, _r: scaled(own, factor=factor))
 
 
 def gaussian_attack(*, std: float = 1.0) -> Attack:
     """Send noise, each value drawn from N(0, ``std``²), in place of an update."""
-    std = check_real("std", std, _POSITIVE_FACTOR)
+    std = check_real("std", std, POSITIVE)
     return Attack(
         name="gaussian", options={"std": std}, craft=lambda own, _b, rng: gaussian(own.size, std=std, rng=rng)
     )
@@ -369,14 +370,14 @@ def alie_attack(*, z: float | None = None, nodes: int | None = None, byzantine: 
     if z is None:
         if nodes is None or byzantine is None:
             raise ConfigError("attack 'alie' needs `z`, or `nodes` and `byzantine` to compute it from")
-        z = alie_z(nodes, byzantine)
+        z = max(0.0, alie_z(nodes, byzantine))  # below 0 the attackers are too few to sway anyone
     shift = check_real("z", z, Interval(0, math.inf))
     return Attack(name="alie", options={"z": shift}, craft=_benign_rule(lambda b: alie(b, z=shift)), uses_benign=True)
 
 
 def ipm_attack(*, epsilon: float = 0.1) -> Attack:
     """IPM: ``-epsilon`` times the benign mean."""
-    eps = check_real("epsilon", epsilon, _POSITIVE_FACTOR)
+    eps = check_real("epsilon", epsilon, POSITIVE)
     return Attack(
         name="ipm", options={"epsilon": eps}, craft=_benign_rule(lambda b: ipm(b, epsilon=eps)), uses_benign=True
     )
@@ -441,7 +442,7 @@ def backdoor_attack(
 
 def _min_options(kind: str, gamma_init: float) -> tuple[Perturbation, float]:
     check("perturbation", kind, Options(PERTURBATIONS))
-    return kind, check_real("gamma_init", gamma_init, _POSITIVE_FACTOR)  # type: ignore[return-value]
+    return kind, check_real("gamma_init", gamma_init, POSITIVE)  # type: ignore[return-value]
 
 
 def _benign_rule(rule: Callable[[Matrix], Vector]) -> Craft:

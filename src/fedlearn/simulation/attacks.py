@@ -54,10 +54,10 @@ class AttackPlan:
         check("knowledge", self.knowledge, Options(KNOWLEDGE))
         check_int("shards", self.shards, low=2)
         object.__setattr__(self, "attackers", tuple(sorted(set(self.attackers))))
-        if self.attack.uses_benign and self.knowledge == "colluders" and len(self.attackers) < 2:
+        if self.attack.uses_benign and self.knowledge == "colluders" and len(self.attackers) == 1:
             raise ConfigError(
                 f"attack {self.attack.name!r} with knowledge 'colluders' needs at least 2 attackers to estimate "
-                f"benign statistics from; got {len(self.attackers)}: use knowledge = 'own' for a lone attacker"
+                "benign statistics from; got 1: use knowledge = 'own' for a lone attacker"
             )
 
     def describe(self) -> str:

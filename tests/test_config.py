@@ -106,3 +106,55 @@ def test_fltrust_in_a_deployed_run_is_refused_for_want_of_a_trusted_dataset() ->
 
     with pytest.raises(ConfigError, match="a deployed coordinator cannot hold one yet"):
         plan_deployment(config, run_id="r")
+
+
+def test_an_attack_section_makes_a_fraction_of_the_simulated_nodes_byzantine() -> None:
+    attack = {"name": "alie", "fraction": 0.2, "knowledge": "omniscient"}
+
+    plan = plan_simulation(parse_config({**IRIS_RUN, "data": {"dataset": "iris", "nodes": 10}, "attack": attack}))
+
+    assert plan.attack is not None
+    assert len(plan.attack.attackers) == 2 and plan.attack.knowledge == "omniscient"
+    assert plan.attack.attack.options["z"] > 0  # filled in from the run's 10 nodes, 2 of them attacking
+
+
+def test_an_attack_section_with_no_attackers_runs_clean() -> None:
+    attack = {"name": "alie", "fraction": 0.0}
+
+    plan = plan_simulation(parse_config({**IRIS_RUN, "data": {"dataset": "iris", "nodes": 10}, "attack": attack}))
+
+    assert plan.attack is not None and plan.attack.attackers == ()
+
+
+def test_an_attack_section_may_name_its_nodes() -> None:
+    attack = {"name": "sign_flip", "nodes": ["node-001", "node-004"], "scale": 2.0}
+
+    plan = plan_simulation(parse_config({**IRIS_RUN, "data": {"dataset": "iris", "nodes": 10}, "attack": attack}))
+
+    assert plan.attack is not None and plan.attack.attackers == ("node-001", "node-004")
+
+
+@pytest.mark.parametrize(
+    ("attack", "message"),
+    [
+        ({"name": "sign_flip"}, "exactly one of `fraction`"),
+        ({"name": "sign_flip", "fraction": 0.2, "nodes": ["node-001"]}, "exactly one of `fraction`"),
+        ({"name": "sign_flip", "nodes": ["node-077"]}, r"names nodes the run does not have: \['node-077'\]"),
+        ({"name": "sign_flip", "fraction": 0.2, "scal": 2.0}, r"\[attack\]: unknown option\(s\) scal"),
+        ({"name": "ipm", "fraction": 0.1}, "needs at least 2 attackers .* use knowledge = 'own'"),
+        ({"name": "ipm", "fraction": 0.2, "knowledge": "everything"}, "knowledge"),
+    ],
+    ids=["no_attackers", "both", "unknown_node", "unknown_option", "lone_colluder", "knowledge"],
+)
+def test_a_bad_attack_section_is_refused_with_one_line(attack: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_simulation(parse_config({**IRIS_RUN, "data": {"dataset": "iris", "nodes": 10}, "attack": attack}))
+
+
+def test_an_attack_section_in_a_deployed_run_is_refused_saying_where_attacks_belong() -> None:
+    config = parse_config(
+        {"model": {"n_features": 4, "n_classes": 3}, "attack": {"name": "sign_flip", "fraction": 0.1}}
+    )
+
+    with pytest.raises(ConfigError, match=r"simulations only.*NODE.toml"):
+        plan_deployment(config, run_id="r")

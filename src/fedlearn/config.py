@@ -123,6 +123,22 @@ class FaultsSection(_Section):
     partial_work: float = Field(0.0, ge=0, le=1)
 
 
+class AttackSection(_OpenSection):
+    """``[attack]``: Byzantine nodes in a simulation, for red-team exercises (docs/robustness.md).
+
+    ``name`` is an attack of ``fedlearn.client.attacks.ATTACKS``; its other options are keys of
+    this section, checked by the attack's builder. The attackers are a ``fraction`` of the nodes
+    drawn with the run seed, or the ``nodes`` named. A deployed coordinator refuses the section:
+    a real node attacks only through its own NODE.toml.
+    """
+
+    name: str
+    fraction: float | None = Field(None, ge=0, le=1)
+    nodes: list[str] | None = None
+    knowledge: Literal["own", "colluders", "omniscient"] = "colluders"
+    shards: int = Field(4, ge=2)
+
+
 class SecureAggregationSection(_Section):
     """``[privacy.secure_aggregation]``: the coordinator sees only the sum of the updates (SecAgg+)."""
 
@@ -159,6 +175,7 @@ class RunConfig(_Section):
     simulation: SimulationSection = Field(default_factory=SimulationSection)
     faults: FaultsSection = Field(default_factory=FaultsSection)
     privacy: PrivacySection = Field(default_factory=PrivacySection)
+    attack: AttackSection | None = None
 
 
 def secure_strategy(config: RunConfig, strategy: Strategy, *, n_nodes: int) -> Strategy:

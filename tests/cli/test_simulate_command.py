@@ -130,3 +130,17 @@ def test_help_lists_subcommands() -> None:
 
     assert result.returncode == 0
     assert "simulate" in result.stdout and "analytics" in result.stdout
+
+
+def test_simulate_with_an_attack_names_its_attackers_and_reports_backdoor_success(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        '[run]\nrounds = 2\n[data]\ndataset = "digits"\nnodes = 10\n[model]\nlearner = "numpy.mlp"\n'
+        '[attack]\nname = "backdoor"\nnodes = ["node-003"]\n',
+    )
+
+    result = runner.invoke(app, ["simulate", str(config), "-q"])
+
+    assert result.exit_code == 0, result.output
+    assert "attack: backdoor (target=0, boost=10), 1 attacker(s): node-003" in result.output
+    assert "backdoor success: " in result.output

@@ -47,6 +47,7 @@ def test_public_api_is_pinned() -> None:
         "builtin_learner",
         "check_fit_config",
         "linear_regression",
+        "mlp_classifier",
         "softmax_regression",
         "torch_mlp",
         "trusted_model",
@@ -65,6 +66,7 @@ def test_importing_the_client_loads_neither_sklearn_nor_torch() -> None:
     [
         ("numpy.softmax", tiny_classification(), NumpyLearner),
         ("numpy.linear", tiny_regression(), NumpyLearner),
+        ("numpy.mlp", tiny_classification(), NumpyLearner),
         ("sklearn.sgd", tiny_classification(), SGDLearner),
         ("sklearn.sgd", tiny_regression(), SGDLearner),
         ("sklearn.mlp", tiny_classification(), MLPLearner),
@@ -86,9 +88,11 @@ def test_builtin_learner_passes_options_through() -> None:
 
 
 def test_builtin_learner_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown learner 'numpy.mlp'; built-in learners are \['numpy.linear'"):
-        builtin_learner("numpy.mlp", tiny_classification())
-    assert BUILTIN_LEARNERS == ("numpy.linear", "numpy.softmax", "sklearn.mlp", "sklearn.sgd", "torch.mlp")
+    with pytest.raises(ConfigError, match=r"unknown learner 'numpy.cnn'; built-in learners are \['numpy.linear'"):
+        builtin_learner("numpy.cnn", tiny_classification())
+    assert BUILTIN_LEARNERS == (
+        "numpy.linear", "numpy.mlp", "numpy.softmax", "sklearn.mlp", "sklearn.sgd", "torch.mlp"
+    )  # fmt: skip
 
 
 def test_builtin_learner_unknown_option_lists_the_accepted_ones() -> None:

@@ -12,6 +12,8 @@ from fedlearn.client.numpy_trainer import (
     NumpyLearner,
     linear_loss_and_grad,
     linear_regression,
+    mlp_classifier,
+    mlp_loss_and_grad,
     softmax_loss_and_grad,
     softmax_regression,
 )
@@ -50,8 +52,20 @@ def numeric_grad(fn: Callable[..., tuple[float, Any]], params: dict[str, np.ndar
             {"weight": np.random.default_rng(1).standard_normal(5), "bias": np.array([0.2])},
             tiny_regression(rows=8),
         ),
+        (
+            mlp_loss_and_grad,
+            {
+                "weight_0": np.random.default_rng(2).standard_normal((5, 4)),
+                "bias_0": np.random.default_rng(3).standard_normal(4),
+                "weight_1": np.random.default_rng(4).standard_normal((4, 6)),
+                "bias_1": np.random.default_rng(5).standard_normal(6),
+                "weight_2": np.random.default_rng(6).standard_normal((6, 3)),
+                "bias_2": np.array([0.1, -0.2, 0.3]),
+            },
+            tiny_classification(rows=8),
+        ),
     ],
-    ids=["softmax", "linear"],
+    ids=["softmax", "linear", "mlp"],
 )
 def test_builtin_gradients_match_finite_differences(fn: Any, params: dict, data: Dataset) -> None:
     x = data.x.astype(np.float64)
@@ -145,3 +159,24 @@ def test_paramset_from_init_is_read_only() -> None:
     params = softmax_regression(5, 3).init_params(0)
     assert isinstance(params, ParamSet)
     assert not params["weight"].flags.writeable
+
+
+def test_mlp_classifier_params_are_float32_layer_by_layer() -> None:
+    params = mlp_classifier(64, 10, hidden=(32, 16)).init_params(0)
+
+    assert params.spec() == {
+        "weight_0": ((64, 32), "<f4"), "bias_0": ((32,), "<f4"),
+        "weight_1": ((32, 16), "<f4"), "bias_1": ((16,), "<f4"),
+        "weight_2": ((16, 10), "<f4"), "bias_2": ((10,), "<f4"),
+    }  # fmt: skip
+
+
+def test_mlp_classifier_learns_the_tiny_blobs() -> None:
+    data = tiny_classification(rows=120)
+    learner = mlp_classifier(5, 3, hidden=(16,))
+    params = learner.init_params(0)
+    trainer = learner.trainer(data)
+    for seed in range(20):
+        params = trainer.fit(params, {"seed": seed, "batch_size": 16}, {}).params
+
+    assert trainer.evaluate(params, {}).metrics["accuracy"] > 0.9

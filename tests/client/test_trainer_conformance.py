@@ -16,6 +16,7 @@ from fedlearn.client import (
     SGDLearner,
     Trainer,
     linear_regression,
+    mlp_classifier,
     softmax_regression,
     torch_mlp,
 )
@@ -48,6 +49,7 @@ def tiny_binary() -> Dataset:
 CASES = {
     "numpy.softmax": Adapter(lambda: softmax_regression(5, 3), tiny_classification, gradient=True),
     "numpy.linear": Adapter(lambda: linear_regression(5), tiny_regression, gradient=True),
+    "numpy.mlp": Adapter(lambda: mlp_classifier(5, 3, hidden=(8,)), tiny_classification, gradient=True),
     "sklearn.sgd": Adapter(lambda: SGDLearner(n_features=5, n_classes=3), tiny_classification),
     "sklearn.sgd-regression": Adapter(lambda: SGDLearner(n_features=5, task="regression"), tiny_regression),
     "sklearn.sgd-binary": Adapter(lambda: SGDLearner(n_features=5, n_classes=2), tiny_binary),

@@ -196,3 +196,48 @@ def test_a_node_that_cannot_keep_a_key_runs_without_secure_aggregation_unless_it
 def test_an_unknown_secure_aggregation_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="requires"):
         load_node_config(_config(tmp_path, "", "\n[secure_aggregation]\nrequires = true\n"))
+
+
+def test_a_node_with_an_attack_section_trains_as_a_byzantine_node_and_says_so_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_node_config(_config(tmp_path, "", '\n[attack]\nname = "sign_flip"\nscale = 2.0\n'))
+    datasets = config.load_datasets()
+    params = build_learner("numpy.softmax", datasets["digits"]).init_params(0)
+    honest = build_node("n", load_node_config(_config(tmp_path, "")), datasets)
+    task = Task(kind=FIT, round=1, params=params, config={"seed": 3})
+
+    with caplog.at_level("WARNING"):
+        node = build_node("n", config, datasets)
+    sent, expected = node.handle(task).params, honest.handle(task).params
+
+    assert "RED-TEAM EXERCISE" in caplog.text and "sign_flip (scale=2)" in caplog.text
+    assert sent is not None and expected is not None
+    np.testing.assert_allclose(
+        sent["weight"] - params["weight"], -2.0 * (expected["weight"] - params["weight"]), atol=1e-6
+    )
+
+
+def test_a_lone_node_estimates_benign_statistics_from_shards_of_its_own_rows(tmp_path: Path) -> None:
+    config = load_node_config(_config(tmp_path, "", '\n[attack]\nname = "alie"\nz = 1.0\nshards = 3\n'))
+    node = build_node("n", config, config.load_datasets())
+    params = build_learner("numpy.softmax", config.load_datasets()["digits"]).init_params(0)
+
+    reply = node.handle(Task(kind=FIT, round=1, params=params, config={"seed": 3}))
+
+    assert reply.error is None
+
+
+@pytest.mark.parametrize(
+    ("attack", "message"),
+    [
+        ('name = "sign_flip"\nfactor = 2.0', r"\[attack\]: unknown option\(s\) factor for attack 'sign_flip'"),
+        ('name = "alie"', r"\[attack\]: attack 'alie' needs `z`, or `nodes` and `byzantine`"),
+        ('name = "ipm"\nshards = 1', "shards"),
+        ("scale = 2.0", "name"),
+    ],
+    ids=["option", "alie_without_z", "shards", "no_name"],
+)
+def test_a_bad_attack_section_fails_at_start_up_with_one_line(tmp_path: Path, attack: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_node_config(_config(tmp_path, "", f"\n[attack]\n{attack}\n"))

@@ -1,6 +1,7 @@
 """The ``fedlearn`` command, a module per command group.
 
 - :mod:`~fedlearn.cli.simulate`: ``simulate``, a federation on this machine;
+- :mod:`~fedlearn.cli.robustness`: ``robustness``, a grid of simulations under attack;
 - :mod:`~fedlearn.cli.deployment`: ``coordinator``, ``node``, ``run``, ``token`` and ``identity``;
 - :mod:`~fedlearn.cli.operations`: ``nodes`` (in the store) and ``runs`` (on a coordinator);
 - :mod:`~fedlearn.cli.analytics`: ``analytics create|join|inspect|fit|remote``;

@@ -10,11 +10,12 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli import analytics, certs, deployment, operations, simulate
+from fedlearn.cli import analytics, certs, deployment, operations, robustness, simulate
 from fedlearn.cli.reporting import command_group
 
 app = command_group(help="Federated learning and exact federated analytics over data that never moves.")
 app.add_typer(simulate.app)
+app.add_typer(robustness.app)
 app.add_typer(deployment.app)
 app.add_typer(operations.nodes, name="nodes")
 app.add_typer(operations.runs, name="runs")

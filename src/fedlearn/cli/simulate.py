@@ -26,12 +26,15 @@ def simulate(
     from fedlearn.cli.progress import RoundProgress
     from fedlearn.cli.reports import write_run_outputs
     from fedlearn.config import load_config
+    from fedlearn.simulation.attacks import backdoor_success
     from fedlearn.simulation.from_config import plan_simulation
     from fedlearn.simulation.run import simulate as run_simulation
 
     overrides = {k: v for k, v in {"run.rounds": rounds, "run.seed": seed}.items() if v is not None}
     cfg = load_config(config, **overrides)
     plan = plan_simulation(cfg)
+    if plan.attack is not None:
+        typer.echo(f"attack: {plan.attack.describe()}: {', '.join(plan.attack.attackers) or 'no node'}", err=True)
     started = time.perf_counter()
     with RoundProgress(total=cfg.run.rounds, console=Console(stderr=True), enabled=not quiet) as progress:
         result = run_simulation(
@@ -45,6 +48,7 @@ def simulate(
             workers=cfg.simulation.workers,
             blas_threads=cfg.simulation.blas_threads,
             faults=plan.faults,
+            attack=plan.attack,
             on_round=progress.update,
             tune_allocator=cfg.simulation.tune_allocator,
         )
@@ -53,6 +57,10 @@ def simulate(
     summary = ", ".join(f"{k} {v:.4f}" for k, v in final.items())
     typer.echo(f"{cfg.run.name}: {len(result.history)} rounds over {len(plan.partitions)} nodes in {elapsed:.1f} s")
     typer.echo(f"final: {summary}")
+    attack = plan.attack.attack if plan.attack is not None else None
+    success = backdoor_success(plan.learner, result.params, plan.test_data, attack) if attack is not None else None
+    if attack is not None and success is not None:
+        typer.echo(f"backdoor success: {success:.4f} of triggered test rows classified as {attack.target}")
     if out is not None:
         metadata = {"run": cfg.run.name, "seed": str(cfg.run.seed), "rounds": str(len(result.history))}
         write_run_outputs(out, result.params, result.history, metadata)

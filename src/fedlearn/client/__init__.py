@@ -3,7 +3,7 @@
 A ``Learner`` says what is learned (initial parameters, and a ``Trainer`` for any node's data);
 a ``Trainer`` fits and evaluates on one node's rows; ``NodeApp`` turns tasks into replies for the
 simulator and the networked agent alike. Adapters: plain NumPy functions (``NumpyLearner``,
-``softmax_regression``, ``linear_regression``), scikit-learn (``SGDLearner``, ``MLPLearner``) and
+``softmax_regression``, ``mlp_classifier``, ``linear_regression``), scikit-learn (``SGDLearner``, ``MLPLearner``) and
 PyTorch (``TorchLearner``, ``torch_mlp``). scikit-learn and torch are imported only when one of
 their learners is used, so importing this package stays cheap and torch stays optional.
 ``trusted_model`` trains a learner on the coordinator's trusted data, for FLTrust.
@@ -17,6 +17,7 @@ from fedlearn.client.numpy_trainer import (
     NumpyLearner,
     NumpyTrainer,
     linear_regression,
+    mlp_classifier,
     softmax_regression,
 )
 from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner, SklearnTrainer
@@ -49,6 +50,7 @@ __all__ = [
     "builtin_learner",
     "check_fit_config",
     "linear_regression",
+    "mlp_classifier",
     "softmax_regression",
     "torch_mlp",
     "trusted_model",

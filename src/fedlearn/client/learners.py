@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from fedlearn.client.numpy_trainer import linear_regression, softmax_regression
+from fedlearn.client.numpy_trainer import linear_regression, mlp_classifier, softmax_regression
 from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner
 from fedlearn.client.torch_trainer import torch_mlp
 from fedlearn.client.trainer import Learner
@@ -38,6 +38,7 @@ class DatasetMeta(Protocol):
 _BUILTINS: dict[str, tuple[Callable[..., Learner], TaskType | None, tuple[str, ...]]] = {
     "numpy.softmax": (softmax_regression, "classification", ("n_features", "n_classes")),
     "numpy.linear": (linear_regression, "regression", ("n_features",)),
+    "numpy.mlp": (mlp_classifier, "classification", ("n_features", "n_classes")),
     "sklearn.sgd": (SGDLearner, None, ("n_features", "n_classes", "task")),
     "sklearn.mlp": (MLPLearner, "classification", ("n_features", "n_classes")),
     "torch.mlp": (torch_mlp, "classification", ("n_features", "n_classes")),

@@ -2,8 +2,9 @@
 
 The user supplies ``loss_and_grad(params, x, y) -> (loss, grads)`` and optionally
 ``metrics(params, x, y) -> dict``; ``NumpyLearner`` and ``NumpyTrainer`` wrap them with the shared
-local SGD loop, so FedProx and SCAFFOLD work for any such model without extra code. Two models
-are built in: softmax regression (``loss``, ``accuracy``) and linear regression (``mse``).
+local SGD loop, so FedProx and SCAFFOLD work for any such model without extra code. Three models
+are built in: softmax regression and a ReLU perceptron (``loss``, ``accuracy``), and linear
+regression (``mse``).
 
 Built-in functions compute in the parameters' dtype (float32), so a float64 feature matrix is
 cast once when the trainer is built rather than widening every step.
@@ -11,6 +12,7 @@ cast once when the trainer is built rather than widening every step.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +23,7 @@ from numpy.typing import NDArray
 
 from fedlearn.client.local_sgd import FIT_OPTIONS, LocalConfig, LossAndGrad, local_sgd
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
-from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Constraint, check_int, check_real
+from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Constraint, check_int, check_ints, check_real
 from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet
@@ -168,6 +170,85 @@ def softmax_regression(
         init=partial(_softmax_init, n_features=n_features, n_classes=n_classes, init_scale=init_scale),
         loss_and_grad=softmax_loss_and_grad,
         metrics=softmax_metrics,
+        learning_rate=learning_rate,
+        feature_dtype="float32",
+        n_features=n_features,
+    )
+
+
+# --- multi-layer perceptron -----------------------------------------------------------------
+
+
+def _mlp_init(seed: int, *, units: tuple[int, ...]) -> dict[str, Array]:
+    """Glorot-uniform weights and zero biases, float32, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Array] = {}
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(units)):
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        out[f"weight_{i}"] = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32)
+        out[f"bias_{i}"] = np.zeros(fan_out, dtype=np.float32)
+    return out
+
+
+def _mlp_forward(params: Mapping[str, Array], x: Array) -> tuple[list[Array], Array, Array]:
+    """The ReLU activations of every hidden layer, the shifted output logits and their log-sum-exp."""
+    layers = len(params) // 2
+    activations = [x.astype(params["weight_0"].dtype, copy=False)]
+    for i in range(layers - 1):
+        h = activations[-1] @ params[f"weight_{i}"]
+        h += params[f"bias_{i}"]
+        activations.append(np.maximum(h, 0, out=h))
+    z = activations[-1] @ params[f"weight_{layers - 1}"]
+    z += params[f"bias_{layers - 1}"]
+    z -= z.max(axis=1, keepdims=True)
+    return activations, z, np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def mlp_loss_and_grad(params: Mapping[str, Array], x: Array, y: Array) -> tuple[float, dict[str, Array]]:
+    """Mean cross-entropy of a ReLU perceptron and its gradient, by backpropagation."""
+    activations, z, lse = _mlp_forward(params, x)
+    rows = np.arange(len(y))
+    labels = y.astype(np.intp, copy=False)
+    loss = float((lse[:, 0] - z[rows, labels]).sum()) / len(y)
+    z -= lse
+    delta = np.exp(z, out=z)
+    delta[rows, labels] -= 1
+    delta /= len(y)
+    grads: dict[str, Array] = {}
+    for i in reversed(range(len(activations))):
+        grads[f"weight_{i}"] = activations[i].T @ delta
+        grads[f"bias_{i}"] = delta.sum(axis=0)
+        if i > 0:
+            delta = delta @ params[f"weight_{i}"].T
+            delta[activations[i] <= 0] = 0
+    return loss, grads
+
+
+def mlp_metrics(params: Mapping[str, Array], x: Array, y: Array) -> dict[str, float]:
+    _, z, lse = _mlp_forward(params, x)
+    labels = y.astype(np.intp, copy=False)
+    rows = np.arange(len(y))
+    return {
+        "loss": float(np.mean(lse[:, 0] - z[rows, labels])),
+        "accuracy": float(np.mean(z.argmax(axis=1) == labels)),
+    }
+
+
+def mlp_classifier(
+    n_features: int, n_classes: int, hidden: tuple[int, ...] = (32,), learning_rate: float = 0.1
+) -> NumpyLearner:
+    """A ReLU multi-layer perceptron in NumPy: ``weight_<i>`` and ``bias_<i>`` per layer, float32.
+
+    The same model as ``torch.mlp`` without PyTorch: small and fast, for simulations that need a
+    model that is not convex (robustness experiments, say) on a machine without torch.
+    """
+    check_int("n_features", n_features, low=1)
+    check_int("n_classes", n_classes, low=2)
+    widths = check_ints("hidden", hidden, low=1)
+    return NumpyLearner(
+        init=partial(_mlp_init, units=(n_features, *widths, n_classes)),
+        loss_and_grad=mlp_loss_and_grad,
+        metrics=mlp_metrics,
         learning_rate=learning_rate,
         feature_dtype="float32",
         n_features=n_features,

@@ -41,6 +41,11 @@ class DeploymentPlan:
 def plan_deployment(config: RunConfig, *, run_id: str, allowed_learners: Collection[str] = ()) -> DeploymentPlan:
     """Validate a run config for a coordinator and build its learner, strategy and engine settings."""
     model = config.model
+    if config.attack is not None:
+        raise ConfigError(
+            "[attack] applies to simulations only: a coordinator cannot make nodes attack; for a red-team "
+            "exercise, give the attacking node an [attack] section in its own NODE.toml"
+        )
     if ":" in model.learner and model.learner not in allowed_learners:
         raise ConfigError(
             f"[model] learner {model.learner!r} is not a built-in learner; the coordinator operator must allow it "

@@ -32,6 +32,12 @@ message saying where it moved, so a node never runs with a threshold it did not 
     identity_key = "hospital-a.identity.key"   # made on first start (default: NAME.identity.key beside this file)
     peers = "federation.toml"          # pinned identity keys of every node (absent: the coordinator vouches)
 
+    [attack]                           # RED-TEAM EXERCISES ONLY: this node attacks the federation
+    name = "sign_flip"                 # any attack of fedlearn.client.attacks.ATTACKS
+    scale = 4.0                        # ... and its options
+    shards = 4                         # parts of its own rows it trains on to estimate benign updates
+    seed = 0                           # the draw of poisoned rows and shards
+
     [datasets.visits]
     source = "sql"
     url = "postgresql://reader@db.internal/clinic"
@@ -49,6 +55,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fedlearn.client.attacks import Attack, build_attack
 from fedlearn.core.config_files import read_toml, validate
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.limits import DEFAULT_MAX_BINS
@@ -150,11 +157,35 @@ class SecureAggregationSection(_Section):
         return self.identity_key if self.identity_key is not None else directory / f"{node_name}.identity.key"
 
 
+class AttackSection(BaseModel):
+    """``[attack]``: this node is Byzantine, for red-team exercises (docs/robustness.md).
+
+    ``name`` is an attack of :data:`fedlearn.client.attacks.ATTACKS`; every other key but
+    ``shards`` and ``seed`` is one of its options. A real node knows only its own rows, so an
+    attack that estimates benign updates (ALIE, IPM, min-max, min-sum) trains on ``shards``
+    parts of them; options a simulation would fill in (ALIE's ``z`` or its ``nodes`` and
+    ``byzantine``, the backdoor's ``boost``) must be given here.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    shards: int = Field(4, ge=2, strict=True)
+    seed: int = Field(0, ge=0, strict=True)
+
+    def build(self) -> Attack:
+        try:
+            return build_attack(self.name, **dict(self.model_extra or {}))
+        except ConfigError as exc:
+            raise ConfigError(f"[attack]: {exc}") from None
+
+
 class NodeConfig(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
     datasets: dict[str, Source] = Field(default_factory=dict)
+    attack: AttackSection | None = None
 
     def training_dataset(self) -> str | None:
         """The dataset fit/evaluate use: the named one, or the only one there is."""
@@ -214,6 +245,10 @@ def load_node_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
     config.training_dataset()  # fail now, not at the first task
     config.check_evaluation()
+    if config.attack is not None:
+        if config.node.learner is None:
+            raise ConfigError(f"{path}: [attack] needs a node that trains: set [node] learner")
+        config.attack.build()
     return _relative_to(config, Path(path).parent)
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn.client.allocator import retain_freed_memory
+from fedlearn.client.byzantine import OwnShards, byzantine_trainer
 from fedlearn.client.contract import DataContract
 from fedlearn.client.learners import build_learner
 from fedlearn.client.node_app import Handler, NodeApp
 from fedlearn.client.secure_aggregation import SecureAggregationNode
 from fedlearn.client.threads import BlasThreads
+from fedlearn.client.trainer import Learner, Trainer
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import EVALUATE, FIT, SECAGG_MASKED_INPUT, Reply, Task
 from fedlearn.data.dataset import Dataset
@@ -95,6 +97,8 @@ def build_node(
         fit_rows, evaluation_rows = rows
         learner = build_learner(config.node.learner, fit_rows, **config.node.learner_options)
         trainer = learner.trainer(fit_rows)
+        if config.attack is not None:
+            trainer = _attacking_trainer(name, config, learner, fit_rows)
         evaluator = learner.trainer(evaluation_rows) if evaluation_rows is not None else None
         contract = DataContract(param_spec=learner.init_params(0).spec(), feature_names=fit_rows.feature_names)
     audit = None
@@ -113,6 +117,21 @@ def build_node(
         require_secure_aggregation=config.secure_aggregation.require,
     )
     return PinnedNode(app=app, threads=BlasThreads(config.node.blas_threads))
+
+
+def _attacking_trainer(name: str, config: NodeConfig, learner: Learner, rows: Dataset) -> Trainer:
+    """The node's trainer wrapped by its ``[attack]``, announced loudly: only a red-team exercise should attack."""
+    section = config.attack
+    assert section is not None
+    attack = section.build()
+    benign = OwnShards.split(learner, rows, shards=section.shards, seed=section.seed) if attack.uses_benign else None
+    logger.warning(
+        "node %s: RED-TEAM EXERCISE: this node is Byzantine. Its [attack] section makes it send %s updates "
+        "instead of honest ones. Remove [attack] from its config unless this is an agreed exercise.",
+        name,
+        attack.describe(),
+    )
+    return byzantine_trainer(name, learner, rows, attack, seed=section.seed, benign=benign)
 
 
 def _training_scopes(config: NodeConfig, datasets: Mapping[str, Dataset]) -> dict[str, Describe]:

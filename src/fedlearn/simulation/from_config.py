@@ -15,6 +15,7 @@ from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import hold_out, trusted_sample
 from fedlearn.engine.engine import EngineConfig
 from fedlearn.engine.faults import FaultPlan
+from fedlearn.simulation.attacks import AttackPlan, attack_plan
 from fedlearn.simulation.run import node_ids
 from fedlearn.strategies import build_strategy
 from fedlearn.strategies.strategy import Strategy
@@ -29,6 +30,7 @@ class SimulationPlan:
     strategy: Strategy
     engine: EngineConfig
     faults: FaultPlan
+    attack: AttackPlan | None = None
 
 
 def plan_simulation(config: RunConfig) -> SimulationPlan:
@@ -55,6 +57,24 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
         ),
         engine=engine,
         faults=FaultPlan(seed=config.run.seed, **config.faults.model_dump()),
+        attack=_attack_plan(config, len(partitions)),
+    )
+
+
+def _attack_plan(config: RunConfig, nodes: int) -> AttackPlan | None:
+    """The ``[attack]`` section's plan over the run's nodes, or None without one."""
+    section = config.attack
+    if section is None:
+        return None
+    return attack_plan(
+        node_ids(nodes),
+        name=section.name,
+        seed=config.run.seed,
+        fraction=section.fraction,
+        nodes=section.nodes,
+        knowledge=section.knowledge,
+        shards=section.shards,
+        options=section.options(),
     )
 
 

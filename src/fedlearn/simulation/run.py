@@ -24,6 +24,7 @@ from fedlearn.engine.faults import FaultPlan, FaultyFleet
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
 from fedlearn.privacy.keys import generate_identity, identity_key
+from fedlearn.simulation.attacks import AttackPlan, byzantine_nodes
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.simulation.nodes import NodeFactory
 from fedlearn.simulation.pool import ProcessPoolFleet
@@ -125,6 +126,7 @@ def simulate(
     workers: int = 2,
     blas_threads: int | None = 1,
     faults: FaultPlan | None = None,
+    attack: AttackPlan | None = None,
     initial: RunState | ParamSet | None = None,
     checkpoint: Checkpoint | None = None,
     on_round: RoundCallback | None = None,
@@ -145,6 +147,9 @@ def simulate(
     the calling process, a notebook's for example; ``fedlearn simulate`` turns it on. The pool's
     workers always apply it, since they are processes of their own.
 
+    ``attack`` makes some nodes Byzantine (see :mod:`fedlearn.simulation.attacks`); they attack
+    under secure aggregation too, where no robust reducer can see their updates.
+
     When ``strategy`` holds a secure-aggregation piece, it is checked for the number of nodes up
     front, and every node is built by :func:`secure_nodes`: the coordinator sees only sums.
     """
@@ -153,6 +158,8 @@ def simulate(
     if tune_allocator:
         retain_freed_memory()
     ids, factory = learner_nodes(learner, partitions, evaluation_data)
+    if attack is not None and attack.attackers:
+        factory = byzantine_nodes(learner, partitions, ids, factory, attack, run_seed=config.seed)
     identity_keys: dict[str, bytes] = {}
     if strategy.secure_aggregation is not None:
         strategy.secure_aggregation.check(len(ids))

@@ -96,10 +96,20 @@ def test_fedavg_is_spoiled_by_two_sign_flipping_nodes_of_eleven(iris, unattacked
         trimmed_mean(0.2),
         geometric_median(),
         centered_clipping(0.5, iterations=3),
+        centered_clipping(0.5, iterations=3, momentum=0.5),
         bucketing(krum(1), 2),
         norm_bound(geometric_median(), 1.0),
     ],
-    ids=["krum", "bulyan", "trimmed_mean", "geometric_median", "centered_clipping", "bucketing", "norm_bound"],
+    ids=[
+        "krum",
+        "bulyan",
+        "trimmed_mean",
+        "geometric_median",
+        "centered_clipping",
+        "centered_clipping_momentum",
+        "bucketing",
+        "norm_bound",
+    ],
 )
 def test_robust_reducer_trains_despite_two_sign_flipping_nodes_of_eleven(iris, unattacked: float, reducer) -> None:
     assert accuracy(iris, reducer) >= unattacked - 0.05

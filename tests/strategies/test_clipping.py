@@ -209,3 +209,29 @@ def test_norm_bound_declares_its_reducers_quorum() -> None:
 def test_clipping_bad_hyper_parameter_raises_config_error_naming_it(build, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build()
+
+
+# -- worker momentum --------------------------------------------------------------------------------
+
+
+def test_centered_clipping_with_momentum_asks_every_node_for_it_even_behind_a_wrapper() -> None:
+    from fedlearn.core.messages import CLIENT_MOMENTUM_KEY
+    from fedlearn.strategies import centered_clipping, fedavg, norm_bound
+
+    plain = fedavg(reducer=centered_clipping(1.0))
+    asked = fedavg(reducer=norm_bound(centered_clipping(1.0, momentum=0.9), 10.0))
+
+    assert CLIENT_MOMENTUM_KEY not in plain.client_config
+    assert asked.client_config[CLIENT_MOMENTUM_KEY] == 0.9
+
+
+def test_a_reducer_table_sets_momentum_and_refuses_beta_of_one() -> None:
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.core.messages import CLIENT_MOMENTUM_KEY
+    from fedlearn.strategies import build_strategy
+
+    strategy = build_strategy("fedavg", reducer={"name": "centered_clipping", "tau": 1.0, "momentum": 0.9})
+
+    assert strategy.client_config[CLIENT_MOMENTUM_KEY] == 0.9
+    with pytest.raises(ConfigError, match="momentum"):
+        build_strategy("fedavg", reducer={"name": "centered_clipping", "tau": 1.0, "momentum": 1.0})

@@ -20,9 +20,10 @@ from types import MappingProxyType
 from typing import Protocol
 
 from fedlearn.client.contract import DataContract
+from fedlearn.client.momentum import with_momentum
 from fedlearn.client.trainer import NodeState, Trainer
 from fedlearn.core.errors import ConfigError
-from fedlearn.core.messages import EVALUATE, FIT, HELDOUT_METRIC, Reply, Task
+from fedlearn.core.messages import CLIENT_MOMENTUM_KEY, EVALUATE, FIT, HELDOUT_METRIC, Reply, Task
 from fedlearn.core.validation import validate_metrics, validate_num_examples, validate_params
 
 logger = logging.getLogger(__name__)
@@ -141,17 +142,22 @@ class NodeApp:
             return self._error(task, _one_line(exc))
 
     def _fit(self, task: Task, trainer: Trainer) -> Reply:
+        config = {k: v for k, v in task.config.items() if k != CLIENT_MOMENTUM_KEY}  # the node's, not the trainer's
         if task.extras:
-            result = trainer.fit(task.params, task.config, self.state, extras=task.extras)
+            result = trainer.fit(task.params, config, self.state, extras=task.extras)
         else:  # trainers written without an ``extras`` parameter keep working
-            result = trainer.fit(task.params, task.config, self.state)
+            result = trainer.fit(task.params, config, self.state)
         # Catch a broken trainer here, with a local message, rather than as a rejection upstream.
         validate_params(result.params, task.params.spec(), what="trained parameters")
+        params = result.params
+        if CLIENT_MOMENTUM_KEY in task.config:
+            beta = task.config[CLIENT_MOMENTUM_KEY]
+            params = with_momentum(params, task.params, self.state, beta=beta, run_id=task.run_id)
         return Reply(
             node_id=self.node_id,
             kind=task.kind,
             round=task.round,
-            params=result.params,
+            params=params,
             num_examples=validate_num_examples(result.num_examples),
             metrics=validate_metrics(result.metrics),
             extras=result.extras,

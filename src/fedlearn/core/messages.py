@@ -69,6 +69,9 @@ WORK_FRACTION_KEY = "work_fraction"
 """Share in (0, 1] of its usual local steps a node does this round; below 1 for a simulated straggler
 that does partial work, as in FedProx's systems-heterogeneity experiments. Absent means 1."""
 PROXIMAL_MU_KEY = "proximal_mu"
+CLIENT_MOMENTUM_KEY = "client_momentum"
+"""Worker momentum ``beta`` in [0, 1): the node sends the running average of its updates
+(``fedlearn.client.momentum``); centered clipping asks for it."""
 """FedProx's proximal term weight."""
 SCAFFOLD_KEY = "scaffold"
 """True when the task carries SCAFFOLD's control variate and the reply must carry its change."""

@@ -28,6 +28,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.messages import Scalar
 from fedlearn.core.params import ParamSet
 
 Acc = TypeVar("Acc")
@@ -146,3 +147,16 @@ class ServerTransform(Protocol):
     ) -> tuple[ParamSet, ParamSet]:
         """Transform ``update`` into the step to add to ``params``; return ``(step, new_state)``."""
         ...
+
+
+def reducer_client_config(reducer: object) -> dict[str, Scalar]:
+    """The fit-config keys a reducer needs the nodes to honour (worker momentum), through any wrappers.
+
+    A reducer that needs something of the nodes says so with a ``client_config`` mapping; a
+    pre-aggregation step (norm bound, bucketing) holds the reducer it wraps as ``reducer``.
+    """
+    config: dict[str, Scalar] = {}
+    while reducer is not None:
+        config.update(getattr(reducer, "client_config", None) or {})
+        reducer = getattr(reducer, "reducer", None)
+    return config

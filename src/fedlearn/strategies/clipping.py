@@ -9,13 +9,15 @@ reducer's state and generator through, so it can guard a round reducer too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from fedlearn.core.checks import POSITIVE, check_int, check_real, name_mismatch
+from fedlearn.core.checks import POSITIVE, Interval, check_int, check_real, name_mismatch
 from fedlearn.core.errors import QuorumError, ValidationError
+from fedlearn.core.messages import CLIENT_MOMENTUM_KEY, Scalar
 from fedlearn.core.params import ParamSet
 from fedlearn.strategies.accumulators import (
     CHUNK,
@@ -60,9 +62,9 @@ class CenteredClipping(RoundReducer):
 
     The paper pairs this with worker momentum: each node sends ``m_i = beta * m_i + (1 - beta)
     * update_i`` instead of its raw update, which is what lets history average out the noise
-    an attacker hides in. That part runs on the nodes (it needs state kept between rounds on
-    each node) and is not implemented yet; this reducer is the server side, and it works on
-    raw updates or momenta alike.
+    an attacker hides in. ``momentum=beta`` asks the nodes for it: the strategy sends
+    ``client_momentum`` in every fit config and each node keeps its ``m_i``
+    (``fedlearn.client.momentum``). Without it the reducer clips raw updates.
 
     Memory: with ``iterations=1`` (the paper's usual choice) each update is clipped and added as
     it arrives, so O(model) (a float64 sum and the centre) and it streams; with more
@@ -71,12 +73,20 @@ class CenteredClipping(RoundReducer):
 
     tau: float
     iterations: int = 1
+    momentum: float | None = None
 
     needs_each_update: ClassVar[str] = "it clips each update's distance to the centre"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tau", check_real("tau", self.tau, POSITIVE))
         object.__setattr__(self, "iterations", check_int("iterations", self.iterations, low=1))
+        if self.momentum is not None:
+            object.__setattr__(self, "momentum", check_real("momentum", self.momentum, Interval(0, 1, closed="left")))
+
+    @property
+    def client_config(self) -> Mapping[str, Scalar]:
+        """What the nodes must do for this reducer: keep worker momentum, when it is asked for."""
+        return {} if self.momentum is None else {CLIENT_MOMENTUM_KEY: self.momentum}
 
     @property
     def streaming(self) -> bool:
@@ -283,9 +293,12 @@ def _scaled(model: ParamSet, base: Flats, scale: float) -> ParamSet:
     return ParamSet(out)
 
 
-def centered_clipping(tau: float, iterations: int = 1) -> CenteredClipping:
-    """Centered clipping with radius ``tau`` around the previous round's aggregate; streams when ``iterations=1``."""
-    return CenteredClipping(tau=tau, iterations=iterations)
+def centered_clipping(tau: float, iterations: int = 1, momentum: float | None = None) -> CenteredClipping:
+    """Centered clipping with radius ``tau`` around the previous round's aggregate; streams when ``iterations=1``.
+
+    ``momentum`` (``beta`` in [0, 1), the paper uses 0.9) has every node send its worker momentum.
+    """
+    return CenteredClipping(tau=tau, iterations=iterations, momentum=momentum)
 
 
 def norm_bound(reducer: AnyReducer, max_norm: float) -> NormBound:

@@ -37,6 +37,7 @@ from fedlearn.strategies.base import (
     Sampler,
     ServerTransform,
     check_reducer,
+    reducer_client_config,
     reducer_init_state,
     reducer_next_state,
 )
@@ -71,7 +72,8 @@ class Strategy:
     """When set, the coordinator sees only the sum of the updates (SecAgg+; see ``engine.secure_round``)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "client_config", freeze_config(self.client_config))
+        asked = {**reducer_client_config(self.reducer), **self.client_config}  # what the reducer needs of nodes
+        object.__setattr__(self, "client_config", freeze_config(asked))
         if not self.name:
             raise ConfigError("strategy name must be non-empty")
         for field_name, protocol in (("sampler", Sampler), ("transform", ServerTransform)):

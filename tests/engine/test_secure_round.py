@@ -13,6 +13,7 @@ from scipy import stats
 
 from fedlearn.core.errors import QuorumError, SecureAggregationError
 from fedlearn.core.messages import (
+    FIT,
     SECAGG_ADVERTISE,
     SECAGG_ARRAY_PREFIX,
     SECAGG_CONSISTENCY,
@@ -447,3 +448,17 @@ def test_a_node_advertising_a_low_order_key_is_dropped_before_its_neighbours_see
 
     assert "low-order point" in outcome.failures["n02"]
     _assert_exact(fed, outcome, [u for u in fed.ids if u != "n02"])
+
+
+@pytest.mark.parametrize("kind", [FIT, SECAGG_UNMASK, 7])
+def test_a_masked_contribution_may_not_be_training_or_a_protocol_stage(kind: object) -> None:
+    def contribute(node: str, task: Task) -> Task:
+        if task.kind != SECAGG_MASKED_INPUT or node != "n02":
+            return task
+        return replace(task, config={**task.config, "secagg.contribution": kind, "secagg.max_nodes": 6})
+
+    fed = federation(6, tamper_task=contribute)
+
+    outcome = fed.run(SETTINGS)
+
+    assert "must name an analytics task kind" in outcome.failures["n02"]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from fedlearn.client.trusted import TrustedModel
-from fedlearn.config import engine_config, parse_config
+from fedlearn.config import RunConfig, engine_config, parse_config
 from fedlearn.core.errors import ConfigError
-from fedlearn.core.messages import FEATURES_KEY
+from fedlearn.core.messages import FEATURES_KEY, Reply
+from fedlearn.data.datasets import load_dataset
 from fedlearn.runtime.deployment import plan_deployment
 from fedlearn.simulation import plan_simulation
 from fedlearn.strategies.bucketing import Bucketing
@@ -100,12 +101,42 @@ def test_trusted_examples_for_another_reducer_is_an_unknown_option() -> None:
         plan_simulation(parse_config({**IRIS_RUN, "strategy": strategy}))
 
 
-def test_fltrust_in_a_deployed_run_is_refused_for_want_of_a_trusted_dataset() -> None:
-    model = {"n_features": 4, "n_classes": 3}
-    config = parse_config({"model": model, "strategy": {"name": "fedavg", "reducer": {"name": "fltrust"}}})
+def _fltrust_run(trusted_dataset: str | None = "root", n_features: int = 4) -> RunConfig:
+    reducer = {"name": "fltrust", **({"trusted_dataset": trusted_dataset} if trusted_dataset else {})}
+    model = {"n_features": n_features, "n_classes": 3}
+    return parse_config({"model": model, "client": {"learning_rate": 0.1},
+                         "strategy": {"name": "fedavg", "reducer": reducer}})  # fmt: skip
 
-    with pytest.raises(ConfigError, match="a deployed coordinator cannot hold one yet"):
-        plan_deployment(config, run_id="r")
+
+def test_fltrust_on_a_coordinator_without_trusted_data_is_refused_saying_how_to_give_it_some() -> None:
+    with pytest.raises(ConfigError, match="holds none: start it with --trusted-data FILE"):
+        plan_deployment(_fltrust_run(), run_id="r")
+
+
+def test_fltrust_on_a_coordinator_trains_on_the_trusted_dataset_the_run_names() -> None:
+    iris = load_dataset("iris")
+
+    plan = plan_deployment(_fltrust_run(), run_id="r", trusted={"root": iris.subset(np.arange(30))})
+
+    params = plan.learner.init_params(0)
+    state = plan.strategy.init_state(params)
+    honest = params.map(lambda a: a + 0.01)
+    update = plan.strategy.aggregate(params, state, [Reply(node_id="n", kind="fit", round=1, params=honest,
+                                                           num_examples=10)], num_nodes=1,
+                                     rng=np.random.default_rng(0))  # fmt: skip
+    assert update.params.spec() == params.spec()
+
+
+@pytest.mark.parametrize(
+    ("name", "n_features", "message"),
+    [("other", 4, r"must name one of the coordinator's trusted datasets \['root'\]; got 'other'"),
+     ("root", 5, "has 4 features but \\[model\\] declares 5")],
+)  # fmt: skip
+def test_fltrust_naming_a_wrong_trusted_dataset_is_refused(name: str, n_features: int, message: str) -> None:
+    iris = load_dataset("iris")
+
+    with pytest.raises(ConfigError, match=message):
+        plan_deployment(_fltrust_run(name, n_features), run_id="r", trusted={"root": iris})
 
 
 def test_an_attack_section_makes_a_fraction_of_the_simulated_nodes_byzantine() -> None:

@@ -67,6 +67,9 @@ def coordinator(
         int, typer.Option(min=1, help="Largest HTTP API request body accepted (a run config, an analytics request).")
     ] = DEFAULT_MAX_REQUEST_BYTES,
     allow_learner: Annotated[list[str] | None, typer.Option(help="Allow a module:function learner.")] = None,
+    trusted_data: Annotated[
+        Path | None, typer.Option(help="The coordinator's own clean datasets ([datasets.NAME]), for FLTrust.")
+    ] = None,
     max_calls_per_node: Annotated[
         int, typer.Option(min=1, help="Calls one node may have open at once; more are refused.")
     ] = DEFAULT_MAX_CALLS_PER_NODE,
@@ -85,6 +88,7 @@ def coordinator(
     from fedlearn.runtime.coordinator import Coordinator
     from fedlearn.runtime.grpc_fleet import GrpcFleet, serve
     from fedlearn.runtime.grpc_log import capture_core_log
+    from fedlearn.runtime.node_config import load_trusted_data
     from fedlearn.runtime.store import open_store
     from fedlearn.runtime.tls import load_server_tls
     from fedlearn.web.api import create_app
@@ -115,7 +119,8 @@ def coordinator(
     )
     capture_core_log()  # after every check that can refuse the options: it takes over descriptor 2
     server, bound = serve(fleet, listen, tls)
-    service = Coordinator(state, fleet, allowed_learners=allow_learner or ())
+    trusted = load_trusted_data(trusted_data) if trusted_data is not None else {}
+    service = Coordinator(state, fleet, allowed_learners=allow_learner or (), trusted_datasets=trusted)
     service.start()
     logger.info("coordinator: nodes connect to %s (port %d, %s), API on http://%s, store %s",
                 listen, bound, "TLS" if tls else "no TLS", http, state.url)  # fmt: skip

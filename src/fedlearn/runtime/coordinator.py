@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -27,6 +27,7 @@ from fedlearn.config import RunConfig, parse_config
 from fedlearn.core.config_files import parse_toml
 from fedlearn.core.errors import ConfigError, FedlearnError, RunStopped
 from fedlearn.core.params import ParamSet
+from fedlearn.data.dataset import Dataset
 from fedlearn.engine.engine import Engine, RunState
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
@@ -47,11 +48,14 @@ class Coordinator:
         *,
         poll_interval: float = 0.5,
         allowed_learners: Collection[str] = (),
+        trusted_datasets: Mapping[str, Dataset] | None = None,
     ) -> None:
+        """``trusted_datasets`` are the operator's own data, for defences that train on it (FLTrust)."""
         self.store = store
         self.fleet = fleet
         self._poll_interval = poll_interval
         self._allowed_learners = frozenset(allowed_learners)
+        self._trusted = dict(trusted_datasets or {})
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,7 +67,7 @@ class Coordinator:
     def submit(self, config_toml: str) -> RunRecord:
         """Validate and queue a run; a bad config raises ``ConfigError`` and stores nothing."""
         config = self._parse(config_toml)
-        plan_deployment(config, run_id="validation", allowed_learners=self._allowed_learners)
+        plan_deployment(config, run_id="validation", allowed_learners=self._allowed_learners, trusted=self._trusted)
         run_id = self.store.create_run(config.run.name, config_toml, seed=config.run.seed, rounds=config.run.rounds)
         logger.info("run %s (%s): submitted, %d rounds", run_id, config.run.name, config.run.rounds)
         self._wake.set()
@@ -89,7 +93,9 @@ class Coordinator:
         run = self.store.get_run(run_id)
         if run.status != "failed":
             raise ConfigError(f"run {run_id} is {run.status}; only a failed run can be resumed")
-        plan_deployment(self._parse(run.config_toml), run_id=run_id, allowed_learners=self._allowed_learners)
+        plan_deployment(
+            self._parse(run.config_toml), run_id=run_id, allowed_learners=self._allowed_learners, trusted=self._trusted
+        )
         self.store.reopen_run(run_id, f"resume requested after round {run.rounds_done}")
         logger.info("run %s: resume requested after round %d", run_id, run.rounds_done)
         self._wake.set()
@@ -151,7 +157,9 @@ class Coordinator:
         try:
             self._take_fleet(run.id)
             config = self._parse(run.config_toml)
-            plan = plan_deployment(config, run_id=run.id, allowed_learners=self._allowed_learners)
+            plan = plan_deployment(
+                config, run_id=run.id, allowed_learners=self._allowed_learners, trusted=self._trusted
+            )
             engine = Engine(
                 self.fleet,
                 plan.strategy,

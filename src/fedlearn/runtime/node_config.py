@@ -268,3 +268,26 @@ def _relative_to(config: NodeConfig, directory: Path) -> NodeConfig:
             ),
         }
     )
+
+
+class TrustedDataConfig(_Section):
+    """``fedlearn coordinator --trusted-data FILE``: the coordinator's own clean data, as ``[datasets.NAME]``.
+
+    FLTrust trains on it each round to judge the nodes' updates; it is the operator's data, never a node's.
+    """
+
+    datasets: dict[str, Source] = Field(default_factory=dict)
+
+
+def load_trusted_data(path: str | Path) -> dict[str, Dataset]:
+    """Every dataset a trusted-data file declares, read once when the coordinator starts."""
+    config = validate(TrustedDataConfig, read_toml(path, what="trusted data file"), source=str(path))
+    if not config.datasets:
+        raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
+    loaded = {}
+    for name, source in config.datasets.items():
+        try:
+            loaded[name] = source.load()
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: dataset {name!r}: {exc}") from None
+    return loaded

@@ -259,8 +259,9 @@ def build_reducer(name: str, **options: object) -> AnyReducer:
     if factory is fltrust and "server_model" not in options:
         raise ConfigError(
             "reducer 'fltrust' needs a trusted dataset on the coordinator to compute its own update: in a "
-            "simulation set `trusted_examples` in [strategy.reducer]; in Python pass fltrust(server_model=...) "
-            "(fedlearn.client.trusted_model makes one); a deployed coordinator cannot hold one yet"
+            "simulation set `trusted_examples` in [strategy.reducer]; in a deployment start the coordinator with "
+            "--trusted-data FILE and set `trusted_dataset`; in Python pass fltrust(server_model=...) "
+            "(fedlearn.client.trusted_model makes one)"
         )
     steps = {key: options.pop(key) for key in PRE_AGGREGATION if key in options}
     check_call_options(f"reducer {name!r}", factory, options)

@@ -97,3 +97,21 @@ def test_deployment_on_postgresql_store_completes_and_persists_history(tmp_path:
 
     assert run.status == "completed", run.message
     assert [r.round for r in run.history] == [1, 2, 3]
+
+
+def test_a_coordinator_with_trusted_data_runs_fltrust(deployment: Deployment) -> None:
+    trusted = deployment.tmp / "trusted.toml"
+    trusted.write_text(
+        '[datasets.root]\nsource = "builtin"\nname = "digits"\nnodes = 20\nindex = 19\nseed = 3\n'
+    )
+    deployment.register("node-000", "node-001")
+    deployment.start_coordinator("--trusted-data", str(trusted))
+    for i, name in enumerate(("node-000", "node-001")):
+        deployment.start_node(name, node_toml(i, 2))
+    deployment.wait_for_nodes(2)
+
+    extra = '\n[strategy.reducer]\nname = "fltrust"\ntrusted_dataset = "root"\n'
+    run = deployment.wait_for_run(deployment.submit(run_toml(rounds=2, nodes=2, extra=extra)))
+
+    assert run.status == "completed", run.message
+    assert [r.round for r in run.history] == [1, 2]

@@ -77,28 +77,29 @@ AGGREGATE_NODE = "secure-aggregate"
 """The ``node_id`` of the one pseudo-reply a secure round hands to the strategy."""
 
 
-@dataclass(slots=True)
-class SecureOutcome:
-    """The summed update of a secure round and what happened on the way."""
+@dataclass(slots=True, kw_only=True)
+class SecureTally:
+    """What happened on the way through a secure round: who was summed, who dropped and why, the traffic."""
+
+    survived: int
+    dropped: int
+    failures: dict[str, str] = field(default_factory=dict)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class SecureOutcome(SecureTally):
+    """The summed update of a secure round, as one pseudo-reply for the strategy."""
 
     reply: Reply
-    survived: int
-    dropped: int
-    failures: dict[str, str] = field(default_factory=dict)
-    bytes_sent: int = 0
-    bytes_received: int = 0
 
 
-@dataclass(slots=True)
-class SecureSum:
-    """The exact sums of a :meth:`SecureRound.sum_exact` round and what happened on the way."""
+@dataclass(slots=True, kw_only=True)
+class SecureSum(SecureTally):
+    """The exact sums of a :meth:`SecureRound.sum_exact` round."""
 
     values: np.ndarray
-    survived: int
-    dropped: int
-    failures: dict[str, str] = field(default_factory=dict)
-    bytes_sent: int = 0
-    bytes_received: int = 0
 
 
 @dataclass(slots=True)

@@ -32,7 +32,8 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -151,12 +152,8 @@ class SecureAnalyticsJob:
                        config={"dataset": dataset, "columns": json.dumps(list(columns))})
             for node, dataset in self._members.items()
         }  # fmt: skip
-        fleet = self._fleet or InProcessFleet(list(self._simulated), self._simulated.__getitem__)
-        try:
+        with self._nodes() as fleet:
             replies = list(Gather(fleet, tasks, quorum=len(tasks), timeout=self.timeout, label=SCHEMA))
-        finally:
-            if self._fleet is None:
-                fleet.close()
         return {
             r.node_id: {c: TYPES[int(code)] for c, code in zip(columns, r.params["types"], strict=True)}
             for r in replies
@@ -187,28 +184,36 @@ class SecureAnalyticsJob:
         return pooled_summary(first, second_sums, self.layout)
 
     def _sum(self, config: Mapping[str, Any], params: ParamSet, length: int) -> np.ndarray:
-        fleet = self._fleet or InProcessFleet(list(self._simulated), self._simulated.__getitem__)
         members = list(self._members)
-        secure = SecureRound(
-            fleet,
-            EXACT,
-            identity_keys=self._identities,
-            graph_seed=self._graph_seed,
-            run_id=self._run_id,
-            timeout=self.timeout,
-            min_replies=len(members),
-            clock=time.monotonic,
-            buffer_bytes=DEFAULT_REORDER_BUFFER_BYTES,
-        )
         configs = {node: {**config, "dataset": self._members[node]} for node in members}
-        try:
+        with self._nodes() as fleet:
+            secure = SecureRound(
+                fleet,
+                EXACT,
+                identity_keys=self._identities,
+                graph_seed=self._graph_seed,
+                run_id=self._run_id,
+                timeout=self.timeout,
+                min_replies=len(members),
+                clock=time.monotonic,
+                buffer_bytes=DEFAULT_REORDER_BUFFER_BYTES,
+            )
             outcome = secure.sum_exact(next(self._rounds), members, kind=SECURE_MOMENTS, configs=configs,
                                        params=params, length=length)  # fmt: skip
-        finally:
-            if self._fleet is None:
-                fleet.close()
         self.rounds.append(outcome)
         return outcome.values
+
+    @contextmanager
+    def _nodes(self) -> Iterator[Fleet]:
+        """The fleet for one stage: the job's own, or its simulated members in process (closed after)."""
+        if self._fleet is not None:
+            yield self._fleet
+            return
+        fleet = InProcessFleet(list(self._simulated), self._simulated.__getitem__)
+        try:
+            yield fleet
+        finally:
+            fleet.close()
 
     def _simulate(self, node_id: str, table: Table, policy: DisclosurePolicy) -> None:
         identity = generate_identity()

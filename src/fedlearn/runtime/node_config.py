@@ -227,13 +227,7 @@ class NodeConfig(_Section):
 
     def load_datasets(self) -> Mapping[str, Dataset]:
         """Read every declared dataset; runs once when the node starts."""
-        loaded = {}
-        for name, source in self.datasets.items():
-            try:
-                loaded[name] = source.load()
-            except ConfigError as exc:
-                raise ConfigError(f"dataset {name!r}: {exc}") from None
-        return loaded
+        return _load_all(self.datasets)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
@@ -284,10 +278,18 @@ def load_trusted_data(path: str | Path) -> dict[str, Dataset]:
     config = validate(TrustedDataConfig, read_toml(path, what="trusted data file"), source=str(path))
     if not config.datasets:
         raise ConfigError(f"{path}: declare at least one dataset under [datasets.NAME]")
+    try:
+        return _load_all(config.datasets)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _load_all(sources: Mapping[str, Source]) -> dict[str, Dataset]:
+    """Every source read, a failure naming its dataset."""
     loaded = {}
-    for name, source in config.datasets.items():
+    for name, source in sources.items():
         try:
             loaded[name] = source.load()
         except ConfigError as exc:
-            raise ConfigError(f"{path}: dataset {name!r}: {exc}") from None
+            raise ConfigError(f"dataset {name!r}: {exc}") from None
     return loaded

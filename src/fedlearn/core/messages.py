@@ -69,10 +69,24 @@ WORK_FRACTION_KEY = "work_fraction"
 """Share in (0, 1] of its usual local steps a node does this round; below 1 for a simulated straggler
 that does partial work, as in FedProx's systems-heterogeneity experiments. Absent means 1."""
 PROXIMAL_MU_KEY = "proximal_mu"
+"""FedProx's proximal term weight."""
 CLIENT_MOMENTUM_KEY = "client_momentum"
 """Worker momentum ``beta`` in [0, 1): the node sends the running average of its updates
 (``fedlearn.client.momentum``); centered clipping asks for it."""
-"""FedProx's proximal term weight."""
+
+# Differential privacy on the node (``fedlearn.privacy.differential``). A fit task carries them when
+# the run's mechanism needs the node to clip or to add noise; a node's budget charges the task with them.
+DP_MECHANISM_KEY = "dp.mechanism"
+"""The run's DP mechanism: ``central``, ``distributed`` or ``local``."""
+DP_CLIP_KEY = "dp.clip"
+"""The L2 norm the node clips its update (its model minus the global one) to before it leaves the node."""
+DP_NOISE_KEY = "dp.noise_stddev"
+"""The standard deviation of the Gaussian noise the node itself adds to each coordinate of its clipped
+update: all of it under local DP, its share under distributed DP; absent when the coordinator adds it."""
+DP_NOISE_MULTIPLIER_KEY = "dp.noise_multiplier"
+"""The release's noise over its sensitivity, which a node's lifetime budget charges the task with."""
+DP_DELTA_KEY = "dp.delta"
+"""The run's δ, so that a node can say in ε what a task would cost it."""
 SCAFFOLD_KEY = "scaffold"
 """True when the task carries SCAFFOLD's control variate and the reply must carry its change."""
 

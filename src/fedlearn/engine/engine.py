@@ -29,6 +29,7 @@ from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
 from fedlearn.engine.secure_round import SecureOutcome, SecureRound
 from fedlearn.engine.stage import Clock, Gather, quorum_for
+from fedlearn.privacy.ledger import PrivacyLedger
 from fedlearn.strategies.strategy import Strategy
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class RunState:
     params: ParamSet
     strategy_state: ParamSet
     history: tuple[RoundRecord, ...] = ()
+    ledger: PrivacyLedger | None = None
+    """The privacy spent so far under differential privacy; None for a run without it."""
 
 
 class Engine:

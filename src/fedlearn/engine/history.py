@@ -35,6 +35,8 @@ class RoundRecord:
     """Under secure aggregation, the nodes whose masked input is in the sum; None otherwise."""
     dropped: int | None = None
     """Under secure aggregation, the sampled nodes whose input is not in the sum; None otherwise."""
+    epsilon: float | None = None
+    """Under differential privacy, ε spent by the run so far (at its δ), this round included; None otherwise."""
 
     def to_json(self) -> dict[str, object]:
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()}
@@ -67,8 +69,6 @@ def history_to_csv(history: Sequence[RoundRecord]) -> str:
     writer.writerow([*scalar, *(f"{g.removesuffix('_metrics')}_{n}" for g, n in metric_cols), "failures"])
     for r in history:
         writer.writerow(
-            [getattr(r, c) for c in scalar]
-            + [getattr(r, g).get(n, "") for g, n in metric_cols]
-            + [len(r.failures)]
+            [getattr(r, c) for c in scalar] + [getattr(r, g).get(n, "") for g, n in metric_cols] + [len(r.failures)]
         )
     return out.getvalue()

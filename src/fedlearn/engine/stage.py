@@ -200,4 +200,3 @@ class Gather:
 def quorum_for(num_sampled: int, *, min_replies: int, min_fraction: float) -> int:
     """The number of valid replies a stage needs: the stricter of a count and a fraction."""
     return min(num_sampled, max(min_replies, math.ceil(min_fraction * num_sampled)))
-

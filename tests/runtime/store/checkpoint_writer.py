@@ -1,8 +1,8 @@
 """Save checkpoints of one run in an endless loop until killed; run by ``test_crash.py``.
 
 Usage: ``python checkpoint_writer.py STORE_URL RUN_ID CHUNK_SIZE``. After each commit it prints the
-round number, so the test knows how far it got. Every array in round ``n`` is filled with ``n``,
-which lets the test see a checkpoint that mixes two rounds.
+round number, so the test knows how far it got. Every array in round ``n`` is filled with ``n``, and
+the privacy ledger holds ``n`` charges, which lets the test see a checkpoint that mixes two rounds.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
+from fedlearn.privacy.ledger import Charge, PrivacyLedger
 from fedlearn.runtime.store import open_store
 
 VALUES = 20_000
@@ -25,6 +26,7 @@ def state_for(number: int, history: tuple[RoundRecord, ...]) -> RunState:
         params=ParamSet({"w": np.full(VALUES, number, np.float32), "b": np.full(7, number, np.int64)}),
         strategy_state=ParamSet({"momentum.w": np.full(VALUES, number, np.float64)}),
         history=history,
+        ledger=PrivacyLedger(delta=1e-5, charges=(Charge(noise_multiplier=1.0, count=number),)),
     )
 
 

@@ -56,3 +56,4 @@ def test_sigkill_during_checkpoint_loop_leaves_the_last_checkpoint_whole(store_u
     assert [record.round for record in state.history] == list(range(1, state.round + 1))
     assert all(np.all(array == state.round) for array in state.params.values())
     assert np.all(state.strategy_state["momentum.w"] == state.round)
+    assert state.ledger is not None and state.ledger.charges[0].count == state.round

@@ -1,12 +1,17 @@
-"""Schema versions: creation, migration from versions 0, 1 and 2, refusal of newer or foreign databases."""
+"""Schema versions: creation, migration from versions 0, 1, 2 and 4, refusal of newer or foreign databases."""
 
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from fedlearn.core.errors import StoreError
+from fedlearn.core.params import ParamSet
+from fedlearn.engine.engine import RunState
+from fedlearn.engine.history import RoundRecord
+from fedlearn.privacy.ledger import Charge, PrivacyLedger
 from fedlearn.runtime.store import SCHEMA_VERSION, open_store
 from fedlearn.runtime.store import migrations as migrations_module
 from fedlearn.runtime.store.connection import parse_store_url
@@ -19,9 +24,10 @@ _T = "2024-05-01 12:00:00"
 def _make_version_1(url, sql):
     """A store as fedlearn left it before runs recorded their error, holding one failed run.
 
-    Version 1 had no ``runs.error``. Built by creating today's schema and removing what versions 2 to 4 added.
+    Version 1 had no ``runs.error``. Built by creating today's schema and removing what versions 2 to 5 added.
     """
     open_store(url).close()
+    sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("ALTER TABLE runs DROP COLUMN error")
@@ -38,6 +44,7 @@ def _make_version_1(url, sql):
 def _make_version_2(url, sql):
     """A store as fedlearn left it before nodes could declare their rows, holding one node."""
     open_store(url).close()
+    sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
@@ -49,9 +56,10 @@ def _make_version_0(url, sql):
     """A store as fedlearn's first prototype left it, holding one node and one run.
 
     Version 0 had no node presence (``nodes.last_seen``, ``nodes.online``) and no stop flag
-    (``runs.stop_requested``). Built by creating today's schema and removing what versions 1 to 4 added.
+    (``runs.stop_requested``). Built by creating today's schema and removing what versions 1 to 5 added.
     """
     open_store(url).close()
+    sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("ALTER TABLE runs DROP COLUMN error")
@@ -65,6 +73,27 @@ def _make_version_0(url, sql):
         "created_at, updated_at) VALUES ('r0', 'old-run', 'running', '', 7, 10, 4, '', :t, :t)",
         t=_T,
     )
+
+
+def _v4_state() -> RunState:
+    record = RoundRecord(round=2, sampled=3, replies=3, num_examples=30, duration_s=0.5, bytes_sent=1, bytes_received=1)
+    return RunState(round=2, params=ParamSet({"w": np.arange(4.0)}), strategy_state=ParamSet({"t": np.array(2)}),
+                    history=(record,))  # fmt: skip
+
+
+def _make_version_4(url, sql) -> str:
+    """A store as fedlearn left it before checkpoints kept a privacy ledger, holding one checkpointed run.
+
+    Version 4 had no ``checkpoints.ledger``. Built by creating today's schema, checkpointing a run
+    without differential privacy, and removing the column; returns the run's id.
+    """
+    with open_store(url) as store:
+        run_id = store.create_run("v4-run", "", seed=3, rounds=5)
+        store.save_checkpoint(run_id, _v4_state())
+        store.set_run_status(run_id, "failed", "coordinator lost", error="StoreError")
+    sql("ALTER TABLE checkpoints DROP COLUMN ledger")
+    sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    return run_id
 
 
 def _version(sql) -> str:
@@ -86,7 +115,7 @@ def _columns(url):
 
 
 def test_migrations_cover_every_version():
-    assert len(MIGRATIONS) == SCHEMA_VERSION == 4
+    assert len(MIGRATIONS) == SCHEMA_VERSION == 5
 
 
 def test_new_store_records_the_current_schema_version(store, sql):
@@ -100,7 +129,7 @@ def test_store_from_version_0_is_migrated_keeping_its_rows(store_url, sql):
         [node] = store.list_nodes()
         [run] = store.list_runs()
 
-    assert _version(sql) == "4"
+    assert _version(sql) == "5"
     assert (node.name, node.status, node.last_seen, node.revoked) == ("old-node", "offline", None, False)
     assert (run.name, run.rounds_done, run.stop_requested) == ("old-run", 4, False)
 
@@ -111,7 +140,7 @@ def test_store_from_version_1_is_migrated_keeping_its_runs_with_their_error_unkn
     with open_store(store_url) as store:
         [run] = store.list_runs()
 
-    assert _version(sql) == "4"
+    assert _version(sql) == "5"
     assert (run.name, run.status, run.message, run.error) == ("v1-run", "failed", "needed 3 nodes", None)
 
 
@@ -123,9 +152,43 @@ def test_store_from_version_2_is_migrated_keeping_its_nodes_with_no_declared_row
         store.declare_rows("v2-node", 500)
         declared = store.declared_rows()
 
-    assert _version(sql) == "4"
+    assert _version(sql) == "5"
     assert (node.name, node.max_examples) == ("v2-node", None)
     assert declared == {"v2-node": 500}
+
+
+def test_store_from_version_4_is_migrated_keeping_its_checkpoint_with_no_ledger(store_url, sql):
+    run_id = _make_version_4(store_url, sql)
+
+    with open_store(store_url) as store:
+        run = store.get_run(run_id)
+        state = store.load_checkpoint(run_id)
+
+    assert _version(sql) == "5"
+    assert (run.name, run.status, run.rounds_done, run.error) == ("v4-run", "failed", 2, "StoreError")
+    assert state is not None
+    assert state.params.bitwise_equal(_v4_state().params)
+    assert state.strategy_state.bitwise_equal(_v4_state().strategy_state)
+    assert (state.history, state.ledger) == (_v4_state().history, None)
+
+
+def test_run_from_version_4_checkpoints_a_ledger_after_migration(store_url, sql):
+    run_id = _make_version_4(store_url, sql)
+    ledger = PrivacyLedger(delta=1e-5, charges=(Charge(noise_multiplier=1.0, count=3),))
+
+    with open_store(store_url) as store:
+        store.save_checkpoint(run_id, RunState(round=3, params=_v4_state().params, strategy_state=ParamSet(),
+                                               ledger=ledger))  # fmt: skip
+        assert store.privacy_ledger(run_id) == ledger
+
+
+def test_store_migrated_from_version_4_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
+    _make_version_4(store_url, sql)
+    open_store(store_url).close()
+    fresh = new_store_url()
+    open_store(fresh).close()
+
+    assert _columns(store_url) == _columns(fresh)
 
 
 def test_store_migrated_from_version_2_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
@@ -172,13 +235,13 @@ def test_failed_migration_leaves_the_old_version_intact(store_url, sql, monkeypa
 
 def test_store_with_a_newer_schema_is_refused(store_url, sql):
     open_store(store_url).close()
-    sql("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    sql("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
 
     with pytest.raises(StoreError) as caught:
         open_store(store_url)
 
     assert str(caught.value).startswith(
-        "store schema is version 5 but this fedlearn supports up to 4; upgrade fedlearn (store: "
+        "store schema is version 6 but this fedlearn supports up to 5; upgrade fedlearn (store: "
     )
 
 

@@ -12,15 +12,16 @@ tables, written with SQLAlchemy Core:
   any size fits under each backend's per-value limit and streams one chunk at a time.
 - ``runs``: id, name, status (pending, running, completed, failed, stopped), message, the class name
   of the error that failed it, seed, rounds total and done, stop flag, config TOML, timestamps.
-- ``checkpoints``: one row per run: the round of its latest checkpoint and the digests of its
-  parameter and strategy-state blobs (safetensors bytes).
+- ``checkpoints``: one row per run: the round of its latest checkpoint, the digests of its
+  parameter and strategy-state blobs (safetensors bytes), and its privacy ledger as JSON (NULL
+  for a run without differential privacy).
 - ``history``: one row per completed round: the engine's ``RoundRecord`` as JSON.
 
 Durability rules, which every change here must keep:
 
-1. **A checkpoint is one transaction.** Blobs, the checkpoint row, new history rows and
-   ``runs.rounds_done`` commit together, so a SIGKILL or power cut at any instant leaves the
-   previous checkpoint or the new one, never a mix. Tests kill a writer mid-loop to check this.
+1. **A checkpoint is one transaction.** Blobs, the checkpoint row with its privacy ledger, new
+   history rows and ``runs.rounds_done`` commit together, so a SIGKILL or power cut at any
+   instant leaves the previous checkpoint or the new one, never a mix. Tests kill a writer mid-loop to check this.
 2. **Commits reach the disk.** SQLite runs in WAL mode with ``synchronous=FULL``; PostgreSQL
    commits are durable by default. Foreign keys are enforced on both.
 3. **Reads are verified.** Every blob read recomputes sha256 and compares it with the address
@@ -28,7 +29,9 @@ Durability rules, which every change here must keep:
 4. **Secrets are not stored.** Node tokens are kept as sha256 hashes and shown once, at issue.
 5. **Blobs are immutable.** A digest names one content forever; nothing updates a chunk.
    ``delete_unreferenced_blobs`` removes only blobs no foreign key points at.
-6. **Errors are one line.** A dead server, a missing directory, a damaged or too-new store gives
+6. **Spent privacy is never refunded.** A checkpoint whose ledger lacks charges the stored one
+   holds is refused, so the ledger in the store never goes backwards.
+7. **Errors are one line.** A dead server, a missing directory, a damaged or too-new store gives
    a ``StoreError`` naming the store (password hidden) and what to do.
 """
 

@@ -20,6 +20,8 @@ Version history:
   examples is rejected, so a node cannot weight its update beyond the data it holds.
 - 4: ``nodes.identity_key``, the node's long-term Ed25519 public key, which signs its secure-aggregation
   keys; registered at enrollment or bound at the node's first session.
+- 5: ``checkpoints.ledger``, the run's privacy ledger under differential privacy, written with the
+  checkpoint it belongs to, so a resumed run goes on spending from what it had spent.
 """
 
 from __future__ import annotations
@@ -67,7 +69,12 @@ def _v3_to_v4(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN identity_key VARCHAR(64)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4)
+def _v4_to_v5(conn: Connection) -> None:
+    """Add each checkpoint's privacy ledger; runs checkpointed before it had no differential privacy (NULL)."""
+    conn.exec_driver_sql("ALTER TABLE checkpoints ADD COLUMN ledger TEXT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)
 
 
 def ensure_schema(db: Database) -> None:

@@ -1,9 +1,13 @@
 """Runs, their checkpoints and their round history.
 
 A checkpoint is the latest :class:`RunState` of a run: two blobs (parameters and strategy state,
-as safetensors bytes), the round number, and the history rows up to that round. The caller writes
-all of it in one transaction, so a crash at any instant leaves the previous checkpoint or the new
-one, never a mix.
+as safetensors bytes), the round number, the privacy ledger under differential privacy, and the
+history rows up to that round. The caller writes all of it in one transaction, so a crash at any
+instant leaves the previous checkpoint or the new one, never a mix: a resumed run's ledger is the
+one of the model it resumes from.
+
+The ledger only grows. Privacy spent on a release cannot be taken back by going back to an older
+state, so a checkpoint whose ledger lacks charges the stored one holds is refused.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from fedlearn.core.codec import decode
-from fedlearn.core.errors import ConfigError, NotFoundError
+from fedlearn.core.errors import ConfigError, NotFoundError, PrivacyError
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
+from fedlearn.privacy.ledger import PrivacyLedger
 from fedlearn.runtime.store import blobs
 from fedlearn.runtime.store.records import RUN_STATUSES, RunRecord, RunStatus
 from fedlearn.runtime.store.schema import checkpoints, history, runs, utcnow
@@ -131,20 +136,23 @@ def save_checkpoint(
     round_history: Sequence[RoundRecord],
     params_blob: blobs.BlobData,
     state_blob: blobs.BlobData,
+    ledger: PrivacyLedger | None,
     chunk_size: int,
 ) -> None:
-    """Write a run's new checkpoint: blobs, checkpoint row, new history rows and ``rounds_done``.
+    """Write a run's new checkpoint: blobs, checkpoint row with its ledger, new history rows and ``rounds_done``.
 
     History is append-only: records already stored are kept, rows past ``round_number`` (left by a
-    state that was rewound) are dropped.
+    state that was rewound) are dropped. The ledger is not: see the module docstring.
     """
     get_run(conn, run_id, lock=True)  # one checkpoint writer per run at a time, and a clear error
+    _check_ledger_grows(run_id, _stored_ledger(conn, run_id), ledger)
     now = utcnow()
     values = {
         "round": round_number,
         "params_digest": blobs.put_blob(conn, params_blob, chunk_size=chunk_size),
         "state_digest": blobs.put_blob(conn, state_blob, chunk_size=chunk_size),
         "saved_at": now,
+        "ledger": None if ledger is None else json.dumps(ledger.to_json()),
     }
     updated = conn.execute(sa.update(checkpoints).where(checkpoints.c.run_id == run_id).values(**values))
     if updated.rowcount == 0:
@@ -174,7 +182,42 @@ def load_checkpoint(conn: Connection, run_id: str) -> RunState | None:
         params=decode(params_blob, max_bytes=len(params_blob)),
         strategy_state=decode(state_blob, max_bytes=len(state_blob)),
         history=tuple(_history(conn, run_id)),
+        ledger=_ledger(row.ledger),
     )
+
+
+def privacy_ledger(conn: Connection, run_id: str) -> PrivacyLedger | None:
+    """The ledger of the run's latest checkpoint, without reading its blobs; None without DP or a checkpoint."""
+    get_run(conn, run_id)
+    return _stored_ledger(conn, run_id)
+
+
+def _stored_ledger(conn: Connection, run_id: str) -> PrivacyLedger | None:
+    return _ledger(conn.scalar(sa.select(checkpoints.c.ledger).where(checkpoints.c.run_id == run_id)))
+
+
+def _ledger(text: str | None) -> PrivacyLedger | None:
+    return None if text is None else PrivacyLedger.from_json(json.loads(text))
+
+
+def _check_ledger_grows(run_id: str, stored: PrivacyLedger | None, new: PrivacyLedger | None) -> None:
+    """Refuse a ledger that would forget privacy already spent: every stored charge, at least as often."""
+    if stored is None:
+        return
+    counts = {} if new is None else {charge.key(): charge.count for charge in new.charges}
+    same_terms = new is not None and (new.delta, new.method) == (stored.delta, stored.method)
+    if not same_terms or any(counts.get(charge.key(), 0) < charge.count for charge in stored.charges):
+        raise PrivacyError(
+            f"run {run_id}: the checkpoint's privacy ledger ({_describe(new)}) does not contain the one already "
+            f"stored ({_describe(stored)}); privacy spent cannot be refunded, so the checkpoint is refused"
+        )
+
+
+def _describe(ledger: PrivacyLedger | None) -> str:
+    if ledger is None:
+        return "none"
+    spent = sum(charge.count for charge in ledger.charges)
+    return f"{spent} charge(s) at delta {ledger.delta:g}, {ledger.method}"
 
 
 def round_history(conn: Connection, run_id: str) -> list[RoundRecord]:

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -110,6 +110,7 @@ checkpoints = sa.Table(
     sa.Column("params_digest", sa.String(64), sa.ForeignKey("blobs.digest"), nullable=False),
     sa.Column("state_digest", sa.String(64), sa.ForeignKey("blobs.digest"), nullable=False),
     sa.Column("saved_at", UTCDateTime, nullable=False),
+    sa.Column("ledger", sa.Text),  # added in version 5: PrivacyLedger.to_json() as JSON text; NULL without DP
 )
 
 history = sa.Table(

@@ -15,6 +15,7 @@ from types import TracebackType
 from fedlearn.core.codec import encode_parts
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
+from fedlearn.privacy.ledger import PrivacyLedger
 from fedlearn.runtime.store import blobs, nodes, runs
 from fedlearn.runtime.store.connection import Database, parse_store_url
 from fedlearn.runtime.store.migrations import ensure_schema
@@ -193,7 +194,8 @@ class Store:
 
         The blobs stream from the arrays into the store one chunk at a time (see
         ``core.codec.encode_parts``), so a checkpoint costs no second copy of the model, and the
-        bytes stored are exactly ``encode``'s.
+        bytes stored are exactly ``encode``'s. The privacy ledger is written in the same
+        transaction, and a ledger that lacks charges already stored is refused with a ``PrivacyError``.
         """
         params_blob = encode_parts(state.params)
         state_blob = encode_parts(state.strategy_state)
@@ -205,6 +207,7 @@ class Store:
                 round_history=state.history,
                 params_blob=params_blob,
                 state_blob=state_blob,
+                ledger=state.ledger,
                 chunk_size=self._chunk_size,
             )
 
@@ -216,6 +219,14 @@ class Store:
     def round_history(self, run_id: str) -> list[RoundRecord]:
         with self._db.read() as conn:
             return runs.round_history(conn, run_id)
+
+    def privacy_ledger(self, run_id: str) -> PrivacyLedger | None:
+        """The privacy spent up to the run's last checkpoint; None for a run without DP or before its first round.
+
+        Reads one row, not the checkpoint's blobs, so following a run can ask for it every poll.
+        """
+        with self._db.read() as conn:
+            return runs.privacy_ledger(conn, run_id)
 
 
 def open_store(url: str | os.PathLike[str], *, chunk_size: int = blobs.DEFAULT_CHUNK_SIZE) -> Store:

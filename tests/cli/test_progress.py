@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from fedlearn.cli.progress import RoundProgress
+from fedlearn.cli.progress import RoundProgress, privacy_summary
 from fedlearn.engine.history import RoundRecord
 
 ROUND_2 = RoundRecord(
@@ -55,3 +55,25 @@ def test_before_the_first_round_only_the_status_shows() -> None:
     shown = _shown(None, status="running")
 
     assert "0/5" in shown and "running" in shown and "loss" not in shown
+
+
+def test_a_round_under_differential_privacy_shows_the_epsilon_spent_so_far() -> None:
+    shown = _shown(replace(ROUND_2, epsilon=1.2345), status="running")
+
+    assert "running loss=0.7000 accuracy=0.6000 ε=1.23" in shown
+
+
+def test_a_round_without_differential_privacy_shows_no_epsilon() -> None:
+    assert "ε" not in _shown(ROUND_2)
+
+
+def test_privacy_summary_says_epsilon_delta_and_the_share_of_the_budget_spent() -> None:
+    line = privacy_summary(epsilon=3.2149, delta=1e-5, budget=8.0)
+
+    assert line == "privacy: ε = 3.21 at δ = 1e-05, of a budget of ε = 8 (40% spent)"
+
+
+def test_privacy_summary_without_a_budget_says_epsilon_is_not_enforced() -> None:
+    line = privacy_summary(epsilon=12.5, delta=1e-6, budget=None)
+
+    assert line == "privacy: ε = 12.5 at δ = 1e-06 (no budget: ε is reported, not enforced)"

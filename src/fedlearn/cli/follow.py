@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from fedlearn.cli.progress import RoundProgress
+from fedlearn.cli.progress import RoundProgress, privacy_summary
 from fedlearn.core.errors import CoordinatorUnavailable
 
 if TYPE_CHECKING:
@@ -55,7 +55,14 @@ def follow(
 
 
 def report_end(ended: RunDetail) -> None:
-    """Say how the run ended and exit accordingly: 0 completed, the failing error's code, 1 stopped."""
+    """Say how the run ended and exit accordingly: 0 completed, the failing error's code, 1 stopped.
+
+    Under differential privacy the privacy it spent is said first, however it ended: a failed or
+    stopped run has spent it too.
+    """
+    if ended.privacy is not None:
+        typer.echo(privacy_summary(epsilon=ended.privacy.epsilon, delta=ended.privacy.delta,
+                                   budget=ended.privacy.budget))  # fmt: skip
     failure = ended.failure()
     if failure is not None:
         raise failure  # reported as one line, with the exit code of the error that failed the run

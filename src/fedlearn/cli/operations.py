@@ -21,6 +21,7 @@ from fedlearn.cli.options import (
     StoreOption,
     announce_default_store,
 )
+from fedlearn.cli.progress import privacy_summary
 from fedlearn.cli.reporting import command_group
 from fedlearn.cli.secrets_files import refuse_to_overwrite, write_secret
 
@@ -201,7 +202,7 @@ def runs_show(
     admin_token: AdminToken = "",
     model: Annotated[Path | None, typer.Option(help="Save the run's latest model (safetensors) here.")] = None,
 ) -> None:
-    """A run's status and per-round history; optionally download its model."""
+    """A run's status, privacy spent and per-round history; optionally download its model."""
     from fedlearn.web.client import CoordinatorClient
 
     with CoordinatorClient(api, admin_token=admin_token) as client:
@@ -211,11 +212,16 @@ def runs_show(
     said = current.message if current.status != "completed" else ""  # a completed run's message is its rounds
     typer.echo(f"run {current.id} ({current.name}): {current.status}, {current.rounds_done}/{current.rounds_total} "
                f"rounds" + (f": {said}" if said else ""))  # fmt: skip
+    if current.privacy is not None:
+        typer.echo(privacy_summary(epsilon=current.privacy.epsilon, delta=current.privacy.delta,
+                                   budget=current.privacy.budget))  # fmt: skip
     for record in current.history:
         metrics = {**record.fit_metrics, **record.federated_metrics}
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        if record.epsilon is not None:
+            shown += f" ε={record.epsilon:.2f}"
         typer.echo(f"  round {record.round}: {record.replies}/{record.sampled} replies "
-                   f"in {record.duration_s:.2f} s {shown}")  # fmt: skip
+                   f"in {record.duration_s:.2f} s {shown}".rstrip())  # fmt: skip
     if model is not None:
         typer.echo(f"model written to {model}")
 

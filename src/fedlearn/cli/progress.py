@@ -2,7 +2,9 @@
 
 ``fedlearn simulate`` feeds it each round as the engine finishes it; ``fedlearn run`` feeds it the
 latest round of a deployed run each time it polls the coordinator, with the run's status. Both
-therefore show the same bar, and the same metrics.
+therefore show the same bar, and the same metrics, and under differential privacy the ε spent so
+far, so that a budget running out is seen while it happens. :func:`privacy_summary` is the one
+line that every command ending a run prints about its privacy.
 """
 
 from __future__ import annotations
@@ -52,7 +54,21 @@ class RoundProgress:
         if record is not None:
             metrics = record.central_metrics or record.federated_metrics or record.fit_metrics
             shown += [f"{k}={v:.4f}" for k, v in metrics.items() if k in _SHOWN]
+            if record.epsilon is not None:
+                shown.append(f"ε={record.epsilon:.2f}")
             if record.failures:
                 shown.append(f"({len(record.failures)} node(s) failed)")
         completed = 0 if record is None else record.round
         self._progress.update(self._task, completed=completed, description=" ".join(shown))
+
+
+def privacy_summary(*, epsilon: float, delta: float, budget: float | None) -> str:
+    """The run's privacy in one line: ε spent at δ, and how much of the budget that is.
+
+    ε is shown to three significant digits and δ as written in configs (``1e-05``); a run whose
+    config sets no limit says that its ε is only reported, so nobody mistakes it for a guarantee.
+    """
+    spent = f"privacy: ε = {epsilon:.3g} at δ = {delta:g}"
+    if budget is None:
+        return f"{spent} (no budget: ε is reported, not enforced)"
+    return f"{spent}, of a budget of ε = {budget:g} ({epsilon / budget:.0%} spent)"

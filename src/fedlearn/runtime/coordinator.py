@@ -18,6 +18,7 @@ stopped or failed with the reason; likewise each use of the nodes by other work 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -100,6 +101,12 @@ class Coordinator:
         logger.info("run %s: resume requested after round %d", run_id, run.rounds_done)
         self._wake.set()
         return self.store.get_run(run_id)
+
+    def privacy_budget(self, run: RunRecord) -> float | None:
+        """The ε the run may spend, from its config; None without differential privacy or when ε is only reported."""
+        section = parse_toml(run.config_toml, source="run config").get("privacy", {}).get("differential_privacy", {})
+        budget = section.get("epsilon") if section.get("enabled", False) else None
+        return None if budget is None or math.isinf(budget) else float(budget)
 
     def final_params(self, run_id: str) -> ParamSet | None:
         state = self.store.load_checkpoint(run_id)

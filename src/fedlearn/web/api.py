@@ -7,6 +7,7 @@ before the app reads a byte of the body. Errors carry the same one-line messages
 404, a node's privacy refusal a 403 with the node's reason, nodes busy with a training run a 409,
 and a node that is not connected or does not answer a 503. Those statuses, and the models every
 route takes and answers, are the contract in :mod:`fedlearn.web.contract`, which the client reads too.
+A run's detail carries its differential privacy, ε spent and the ledger behind it, under ``privacy``.
 
 The OpenAPI schema is served at ``/openapi.json``, behind the token like every other route. The
 Swagger and ReDoc pages are not served: they load their scripts from a CDN, so they would show an
@@ -14,6 +15,8 @@ operator on an offline network a blank page, and load third-party code next to t
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +28,7 @@ from fedlearn.core.codec import encode
 from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError
 from fedlearn.core.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
 from fedlearn.engine.history import RoundRecord
+from fedlearn.privacy.ledger import PrivacyLedger
 from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import NodeRecord, RunRecord
 from fedlearn.web.contract import (
@@ -33,6 +37,7 @@ from fedlearn.web.contract import (
     NodeSummary,
     Refusal,
     RunDetail,
+    RunPrivacy,
     RunRequest,
     RunSummary,
     status_of,
@@ -44,8 +49,32 @@ def run_summary(run: RunRecord) -> RunSummary:
     return RunSummary.model_validate(run, from_attributes=True)
 
 
-def run_detail(run: RunRecord, history: list[RoundRecord]) -> RunDetail:
-    return RunDetail(**run_summary(run).model_dump(), config=run.config_toml, history=history)
+def run_detail(run: RunRecord, history: list[RoundRecord], privacy: RunPrivacy | None = None) -> RunDetail:
+    return RunDetail(**run_summary(run).model_dump(), config=run.config_toml, history=history, privacy=privacy)
+
+
+def run_privacy(ledger: PrivacyLedger | None, history: list[RoundRecord], budget: float | None) -> RunPrivacy | None:
+    """The run's privacy as the API shows it; None without a ledger (no DP, or no round yet).
+
+    ε is the latest round's, which the engine computed from this very ledger when it checkpointed
+    it (the store reads both from one snapshot), so a poll does not recompose the ledger: with the
+    PLD accountant that takes seconds. Only a history without ε falls back to composing it.
+    """
+    if ledger is None:
+        return None
+    latest = history[-1].epsilon if history else None
+    return RunPrivacy(
+        epsilon=latest if latest is not None else _epsilon(ledger),
+        delta=ledger.delta,
+        budget=budget,
+        accountant=ledger.method,
+        charges=[charge.to_json() for charge in ledger.charges],
+    )
+
+
+@lru_cache(maxsize=32)
+def _epsilon(ledger: PrivacyLedger) -> float:
+    return ledger.epsilon()
 
 
 def node_summary(node: NodeRecord, connected: set[str]) -> NodeSummary:
@@ -128,7 +157,9 @@ def create_app(
 
     @app.get("/api/runs/{run_id}")
     def show(run_id: str) -> RunDetail:
-        return run_detail(store.get_run(run_id), store.round_history(run_id))
+        run = store.get_run(run_id)
+        history, ledger = store.progress(run_id)
+        return run_detail(run, history, run_privacy(ledger, history, coordinator.privacy_budget(run)))
 
     @app.post("/api/runs/{run_id}/stop")
     def stop(run_id: str) -> RunSummary:

@@ -144,11 +144,33 @@ class RunSummary(_Answer):
         return kind(f"run {self.id} failed: {self.message}")
 
 
+class RunPrivacy(_Answer):
+    """A run's differential privacy, as of its last checkpoint: ε spent at δ, the budget, and the ledger.
+
+    ``epsilon`` is what the whole run has spent so far (each round's is ``epsilon`` in its history
+    record). ``budget`` is the run's ε limit, None when ε is only reported. ``accountant`` is the
+    ``dp-accounting`` method that composed ``charges``, the ledger's entries as
+    :meth:`~fedlearn.privacy.ledger.Charge.to_json` writes them, so anyone can recompute ε.
+    """
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")  # an ε too large to bound travels as inf
+
+    epsilon: float
+    delta: float
+    budget: float | None
+    accountant: Literal["rdp", "pld"]
+    charges: list[dict[str, JsonValue]]
+
+
 class RunDetail(RunSummary):
-    """``GET /api/runs/{id}``: the summary, the run's config and one record per completed round."""
+    """``GET /api/runs/{id}``: the summary, the run's config, one record per completed round and its privacy.
+
+    ``privacy`` is None for a run without differential privacy and before a DP run's first round.
+    """
 
     config: str
     history: list[RoundRecord]
+    privacy: RunPrivacy | None = None  # absent from coordinators that predate differential privacy
 
 
 class AnalyticsMember(_Answer):

@@ -220,6 +220,11 @@ class Store:
         with self._db.read() as conn:
             return runs.round_history(conn, run_id)
 
+    def progress(self, run_id: str) -> tuple[list[RoundRecord], PrivacyLedger | None]:
+        """The run's recorded rounds and its privacy ledger, read from one snapshot so that they agree."""
+        with self._db.read() as conn:
+            return runs.round_history(conn, run_id), runs.privacy_ledger(conn, run_id)
+
     def privacy_ledger(self, run_id: str) -> PrivacyLedger | None:
         """The privacy spent up to the run's last checkpoint; None for a run without DP or before its first round.
 

@@ -13,8 +13,10 @@ from fedlearn.client.dp_sgd import (
     NOISE_MULTIPLIER_METRIC,
     DpSgd,
     dp_sgd_charge,
+    noise_source,
     plan_fit,
     poisson_batches,
+    private_training,
 )
 from fedlearn.client.learners import check_fit_config
 from fedlearn.client.trainer import NodeState
@@ -195,6 +197,22 @@ def test_dp_sgd_settings_without_switch_or_noise_are_refused() -> None:
         DpSgd.from_config({"dp_sgd_noise_multiplier": 1.0})
     with pytest.raises(ConfigError, match="exactly one of `dp_sgd_noise_multiplier` and `dp_sgd_target_epsilon`"):
         DpSgd.from_config({"dp_sgd": True})
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+@pytest.mark.parametrize("kind", ["seeded", "system"])
+def test_dp_sgd_noise_std_is_sigma_times_clip_over_expected_batch(kind: str) -> None:
+    module = torch.nn.Linear(100, 100)
+    plan = plan_fit(DpSgd(noise_multiplier=0.7, max_grad_norm=3.0), batch_size=4, rows=8, steps=1)
+    source = noise_source(kind, np.random.default_rng(0))  # type: ignore[arg-type]
+    optimizer = torch.optim.SGD(module.parameters(), lr=1.0)
+    wrapped, dp_optimizer = private_training(module, optimizer, plan, source, secure=kind == "system")
+    (wrapped(torch.ones(4, 100)) * 0).sum().backward()  # every example's gradient is zero: noise alone
+    dp_optimizer.pre_step()
+    wrapped._close()
+    noise = module.weight.grad.numpy().ravel() * plan.expected_batch_size
+    assert noise.mean() == pytest.approx(0, abs=0.05)
+    assert noise.std() == pytest.approx(0.7 * 3.0, rel=0.03)
 
 
 def test_dp_sgd_poisson_batches_include_each_row_with_the_rate() -> None:

@@ -55,7 +55,7 @@ MAX_GRAD_NORM_KEY = "dp_sgd_max_grad_norm"
 DELTA_KEY = "dp_sgd_delta"
 TARGET_EPSILON_KEY = "dp_sgd_target_epsilon"
 EPSILON_METRIC = "dp_sgd_epsilon"
-"""Fit-reply metric: ε at ``dp_sgd_delta`` of this node's DP-SGD fits so far, this one included."""
+"""Fit-reply metric: ε at ``dp_sgd_delta`` of every DP-SGD fit this node's state holds, this one included."""
 NOISE_MULTIPLIER_METRIC = "dp_sgd_noise_multiplier"
 """Fit-reply metric: the σ this fit used (the calibrated one when a target ε was given)."""
 LEDGER_STATE_KEY = "dp_sgd/charges"
@@ -287,6 +287,7 @@ def _optimizer_class() -> type:
     """Opacus's DPOptimizer with its noise drawn from a fedlearn :class:`NoiseSource` (see module docstring)."""
     import torch
     from opacus.optimizers import DPOptimizer
+    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 
     class SourcedDPOptimizer(DPOptimizer):  # type: ignore[misc]
         fedlearn_source: NoiseSource
@@ -302,28 +303,8 @@ def _optimizer_class() -> type:
                 else:
                     draws = gaussian(self.fedlearn_source, size, std)
                 noise = torch.from_numpy(np.asarray(draws)).to(summed.dtype).view_as(summed)
+                _check_processed_flag(summed)  # Opacus's guard against noising one gradient twice
                 p.grad = (summed + noise).view_as(p)
+                _mark_as_processed(summed)
 
     return SourcedDPOptimizer
-
-
-__all__ = [
-    "DELTA_KEY",
-    "DP_SGD_KEY",
-    "DP_SGD_OPTIONS",
-    "EPSILON_METRIC",
-    "MAX_GRAD_NORM_KEY",
-    "NOISE_KINDS",
-    "NOISE_MULTIPLIER_KEY",
-    "NOISE_MULTIPLIER_METRIC",
-    "TARGET_EPSILON_KEY",
-    "DpSgd",
-    "DpSgdPlan",
-    "check_module",
-    "composed_epsilon",
-    "dp_sgd_charge",
-    "noise_source",
-    "plan_fit",
-    "poisson_batches",
-    "private_training",
-]

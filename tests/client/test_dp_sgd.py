@@ -174,6 +174,12 @@ def test_dp_sgd_batch_norm_model_is_refused_naming_the_layer_and_fix() -> None:
         learner.trainer(tiny_classification()).fit(learner.init_params(0), CONFIG, {})
 
 
+def test_dp_sgd_node_settings_with_batch_norm_model_are_refused_when_the_node_starts() -> None:
+    learner = TorchLearner(model_fn=Normed, dp_sgd=DpSgd(noise_multiplier=1.0))
+    with pytest.raises(ConfigError, match=r"layer 'body\.1' \(BatchNorm1d\)"):
+        learner.trainer(tiny_classification())
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [

@@ -232,6 +232,7 @@ def check_module(module: torch.nn.Module) -> None:
     compute per-example gradients for; its messages do not say where the layer is, so each
     leaf module is checked on its own.
     """
+    _import_opacus()
     from opacus.validators import ModuleValidator
 
     for name, layer in module.named_modules():
@@ -265,10 +266,9 @@ def private_training(
     so the module is plain again. The DP optimizer's ``pre_step()`` leaves the private gradient in
     each ``p.grad``; ``original_optimizer.step()`` then applies it.
     """
-    _import_opacus()
+    check_module(module)
     from opacus.grad_sample import GradSampleModule
 
-    check_module(module)
     wrapped = GradSampleModule(module, batch_first=True, loss_reduction="mean")
     dp_optimizer = _optimizer_class()(
         optimizer,

@@ -46,6 +46,7 @@ from fedlearn.client.dp_sgd import (
     DpSgd,
     DpSgdPlan,
     NoiseKind,
+    check_module,
     composed_epsilon,
     noise_source,
     plan_fit,
@@ -184,6 +185,8 @@ class TorchTrainer:
             torch.set_num_threads(learner.num_threads)  # process-wide; see the module docstring
         with torch.random.fork_rng(devices=[]):  # its initial weights are always overwritten
             self._module = learner.model_fn()
+        if learner.dp_sgd is not None:  # the node's own DP-SGD: refuse an untrainable model when it starts
+            check_module(self._module)
         self._spec: Spec = ParamSet(_state_arrays(self._module)).spec()
         self._x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32))
         if data.task == "classification":

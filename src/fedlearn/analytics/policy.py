@@ -41,10 +41,8 @@ from fedlearn.core.checks import BOOL, POSITIVE, check, check_int
 from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.limits import DEFAULT_MAX_BINS
 from fedlearn.core.params import ParamSet
-from fedlearn.privacy.statistics import check_bounds, release_epsilon
+from fedlearn.privacy.statistics import DEFAULT_MAX_RELEASE_EPSILON, check_bounds, release_epsilon
 
-DEFAULT_MAX_RELEASE_EPSILON = 10.0
-"""The most ε one differentially private release may spend unless the node's policy says otherwise."""
 _HOW = "the node's operator can change it with `min_rows` in its [policy] (0 turns the guard off)"
 
 
@@ -237,4 +235,5 @@ class DisclosurePolicy:
 
 
 DEFAULT_POLICY = DisclosurePolicy()
-"""Every column allowed, the default threshold, at most ``DEFAULT_MAX_BINS`` bins, extrema withheld."""
+"""Every column allowed, the default threshold, at most ``DEFAULT_MAX_BINS`` bins, extrema withheld, no
+bounds (so no differentially private release)."""

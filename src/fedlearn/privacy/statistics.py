@@ -43,6 +43,8 @@ FloatArray = NDArray[np.float64]
 MAX_DELTA = 1e-3
 """The largest δ a release is accounted at: above it a mechanism may fail outright for one row in a thousand."""
 _DELTA = Interval(0, MAX_DELTA, closed="right")
+DEFAULT_MAX_RELEASE_EPSILON = 10.0
+"""The most ε one release of statistics may spend unless a node's policy says otherwise."""
 
 
 def check_bounds(low: ArrayLike, high: ArrayLike) -> tuple[FloatArray, FloatArray]:

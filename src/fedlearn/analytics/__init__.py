@@ -47,8 +47,8 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
         logistic_stats,
     )
     from fedlearn.analytics.moments import Moments, merge_all
-    from fedlearn.analytics.pca import FederatedPCA
     from fedlearn.analytics.noisy import NoisyStatistics, PrivacyBudget
+    from fedlearn.analytics.pca import FederatedPCA
     from fedlearn.analytics.policy import DisclosurePolicy, check_shareable
     from fedlearn.analytics.private_job import DPRequest, PrivateAnalyticsJob, Release
     from fedlearn.analytics.rfactor import RFactor

@@ -1,16 +1,19 @@
-"""A node's NODE.toml bounds become the policy its DP handlers enforce, and bad bounds fail at start-up."""
+"""A node's NODE.toml bounds become the policy its DP handlers enforce; DP analytics requests over a fleet."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from fedlearn.analytics import DisclosurePolicy
-from fedlearn.analytics.remote import AnalyticsRequest
+from fedlearn.analytics import DisclosurePolicy, analytics_handlers
+from fedlearn.analytics.remote import AnalyticsRequest, run_request
+from fedlearn.client.node_app import NodeApp
 from fedlearn.core.errors import ConfigError
 from fedlearn.runtime.node_config import load_node_config
+from fedlearn.simulation.inprocess import InProcessFleet
 
 NODE = """
 [datasets.visits]
@@ -71,3 +74,22 @@ def test_analytics_request_dp_logistic_is_refused() -> None:
     with pytest.raises(ValidationError, match="not offered with `dp`"):
         AnalyticsRequest(columns=["a"], target="y", task="classification", members={"n": "d"}, model="logistic",
                          classes=[0, 1], dp={"noise_multiplier": 2.0})  # fmt: skip
+
+
+def test_run_request_with_dp_reports_the_privacy_spent() -> None:
+    rng = np.random.default_rng(0)
+    tables = {f"node-{i}": {"a": rng.normal(size=300), "y": rng.normal(size=300)} for i in range(2)}
+    policy = DisclosurePolicy(bounds={"a": (-3.0, 3.0), "y": (-3.0, 3.0)})
+    fleet = InProcessFleet(
+        list(tables),
+        lambda node: NodeApp(node_id=node, handlers=analytics_handlers({"rows": tables[node]}, policy=policy)),
+    )
+    request = AnalyticsRequest(columns=["a"], target="y", members={n: "rows" for n in tables}, model="linear",
+                               dp={"epsilon": 1.0})  # fmt: skip
+    try:
+        result = run_request(request, fleet)
+    finally:
+        fleet.close()
+    assert result["privacy"]["epsilon"] == pytest.approx(1.0, rel=1e-3)
+    assert [r["node"] for r in result["privacy"]["releases"]] == list(tables)
+    assert np.isfinite(result["attributes"]["coef_"]).all()

@@ -114,6 +114,18 @@ def test_private_job_same_seed_gives_the_same_summary() -> None:
     np.testing.assert_array_equal(first.summary.moments.comoment, second.summary.moments.comoment)
 
 
+def test_private_job_huge_row_moves_the_mean_by_at_most_the_bound_over_n() -> None:
+    rows = _data(slice(0, 500))
+    poisoned = {c: np.append(v, 1e12) for c, v in rows.items()}
+    means = []
+    for data in (rows, poisoned):  # the same seed: the same noise on both releases
+        job = PrivateAnalyticsJob(columns=COLUMNS, target="y", dp=DPRequest(epsilon=1.0), seed=5)
+        job.join("n0", data, policy=POLICY)
+        means.append(job.summary.moments.mean)
+    width = np.array([high - low for low, high in BOUNDS.values()])
+    assert (np.abs(means[1] - means[0]) <= width / 500).all()
+
+
 def test_private_job_epsilon_composes_each_nodes_releases() -> None:
     job = _job(DPRequest(epsilon=1.0), policy=POLICY)
     job.histogram("b", bins=4)

@@ -25,6 +25,10 @@ message saying where it moved, so a node never runs with a threshold it did not 
     min_rows = 20                      # no summary, class or histogram cell of fewer rows (default: features + 5)
     max_bins = 1000                    # histogram bins one task may ask for
     release_extrema = false            # minima and maxima are values of single rows
+    bounds = { age = [0, 120], bmi = [10, 60], bp = [40, 200], y = [0, 1] }   # rows are clipped into these
+                                       # before a differentially private release; a DP request naming a
+                                       # column without bounds is refused (never taken from the data)
+    max_release_epsilon = 10.0         # the most ε one DP release may spend (at the request's δ)
     audit_log = "/var/log/fedlearn/audit.jsonl"   # one JSON line per task answered
 
     [secure_aggregation]
@@ -49,11 +53,12 @@ message saying where it moved, so a node never runs with a threshold it did not 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedlearn.client.attacks import Attack, build_attack
 from fedlearn.core.config_files import read_toml, validate
@@ -62,6 +67,7 @@ from fedlearn.core.limits import DEFAULT_MAX_BINS
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.sources import load_csv, load_sql
 from fedlearn.data.split import hold_out, split_over_nodes
+from fedlearn.privacy.statistics import DEFAULT_MAX_RELEASE_EPSILON
 
 
 class _Section(BaseModel):
@@ -136,13 +142,26 @@ class NodeSection(_Section):
 
 
 class PolicySection(_Section):
-    """What the node discloses to analytics tasks, and where it records every task; TOML types only."""
+    """What the node discloses to analytics tasks, and where it records every task; TOML types only.
+
+    ``bounds`` are per column name, on every dataset of the node: the same name means the same quantity.
+    """
 
     columns: list[Annotated[str, Field(min_length=1)]] | None = None
     min_rows: int | None = Field(None, ge=0, strict=True)
     max_bins: int = Field(DEFAULT_MAX_BINS, ge=1, strict=True)
     release_extrema: bool = Field(False, strict=True)
+    bounds: dict[Annotated[str, Field(min_length=1)], tuple[float, float]] = Field(default_factory=dict)
+    max_release_epsilon: float = Field(DEFAULT_MAX_RELEASE_EPSILON, gt=0, allow_inf_nan=False)
     audit_log: Path | None = None
+
+    @field_validator("bounds")
+    @classmethod
+    def _finite_boxes(cls, bounds: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for column, (low, high) in bounds.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"bounds of {column!r} must be finite with low < high; got [{low}, {high}]")
+        return bounds
 
 
 class SecureAggregationSection(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from fedlearn.client import NodeApp
 from fedlearn.client.budget import NodeBudget
 from fedlearn.client.node_privacy import NodePrivacy, clip_update, seeded_noise, system_noise, update_norm
 from fedlearn.client.trainer import EvalResult, FitResult, NodeState
+from fedlearn.core.errors import PrivacyError
 from fedlearn.core.messages import (
     DP_CLIP_KEY,
     DP_DELTA_KEY,
@@ -27,6 +29,7 @@ from fedlearn.core.messages import (
     Task,
 )
 from fedlearn.core.params import ParamSet
+from fedlearn.privacy.ledger import Charge
 from fedlearn.privacy.noise import SeededNoise, SystemNoise
 
 GLOBAL = ParamSet({"w": np.full((300, 100), 0.5), "b": np.zeros(7, dtype=np.float32)})
@@ -227,3 +230,34 @@ def test_a_coordinators_dp_attack_is_refused_and_spends_nothing(budget: NodeBudg
     assert reason in (reply.error or ""), reply.error
     assert reply.error is not None and reply.error.startswith("PrivacyError: ")
     assert (budget.epsilon(), budget.ledger.charges, trainer.fits) == (0.0, (), 0)
+
+
+# -- releases other than training (analytics) -------------------------------------------------------
+
+
+def test_node_privacy_spend_charges_an_analytics_release_to_the_budget(budget: NodeBudget) -> None:
+    privacy = NodePrivacy(budget=budget, delta=1e-5)
+
+    epsilon = privacy.spend(Charge(rho=0.05), delta=1e-6, what="analytics.summarize of job 'j'")
+
+    assert epsilon == budget.epsilon() > 0
+    assert budget.ledger.charges == (Charge(rho=0.05),)
+
+
+@pytest.mark.parametrize(
+    ("charge", "delta", "reason"),
+    [
+        (Charge(rho=2.0), 1e-5, "min_noise_multiplier 1"),  # as private as noise multiplier 0.5
+        (Charge(noise_multiplier=0.9), 1e-5, "min_noise_multiplier 1"),
+        (Charge(noise_multiplier=3.0), 1e-4, "above this node's [privacy] delta 1e-05"),
+    ],
+)
+def test_node_privacy_spend_refuses_a_release_its_policy_forbids(
+    budget: NodeBudget, charge: Charge, delta: float, reason: str
+) -> None:
+    privacy = NodePrivacy(budget=budget, delta=1e-5, min_noise_multiplier=1.0)
+
+    with pytest.raises(PrivacyError, match=re.escape(reason)):
+        privacy.spend(charge, delta=delta, what="analytics")
+
+    assert budget.epsilon() == 0.0

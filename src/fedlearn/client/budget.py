@@ -63,6 +63,7 @@ class NodeBudget:
         self.path = path
         self.budget = epsilon
         self._ledger = ledger
+        self._epsilon = ledger.epsilon()
         self._log = log
         self._lock_fd = lock
         self._mutex = threading.Lock()
@@ -95,7 +96,7 @@ class NodeBudget:
 
     def epsilon(self) -> float:
         """ε spent so far, at the node's δ."""
-        return self._ledger.epsilon()
+        return self._epsilon
 
     def spend(self, charge: Charge, *, what: str) -> float:
         """Record ``charge`` durably and return the new ε, or raise PrivacyError, spending nothing, past the budget."""
@@ -105,15 +106,14 @@ class NodeBudget:
                 raise PrivacyError(
                     f"{what} would bring this node's ε to {after:.4g}, above its lifetime budget "
                     f"[privacy] epsilon_budget = {self.budget:g} at δ = {self.delta:g} (spent so far: "
-                    f"{self._ledger.epsilon():.4g}); it is refused"
+                    f"{self._epsilon:.4g}); it is refused"
                 )
             ledger = self._ledger.plus(charge)
-            before = self._ledger.epsilon()
-            charged = {"epsilon": after, "charged": after - before, "charge": charge.to_json()}
+            charged = {"epsilon": after, "charged": after - self._epsilon, "charge": charge.to_json()}
             entry = {"time": _now(), "what": what, **charged}
             log = [*self._log, entry][-MAX_LOG_ENTRIES:]
             _write(self.path, ledger, log)
-            self._ledger, self._log = ledger, log
+            self._ledger, self._log, self._epsilon = ledger, log, after
             return after
 
     def spent_for(self, what: str) -> tuple[float, float] | None:

@@ -178,18 +178,33 @@ class NodePrivacy:
         epsilon = self.budget.spend(Charge(noise_multiplier=request.noise_multiplier), what=what)
         return Admitted(request=request, epsilon=epsilon)
 
-    def _check(self, request: DpRequest, masked: MaskedSum | None) -> None:
-        z, clip = request.noise_multiplier, request.clip
-        if request.delta > self.delta:
+    def spend(self, charge: Charge, *, delta: float, what: str) -> float | None:
+        """Charge a release other than training (a noised statistic), after the policy's δ and noise checks.
+
+        Analytics handlers call it before they compute anything; PrivacyError, nothing spent, if the
+        release accounts at a δ above the node's, has less noise than ``min_noise_multiplier``, or
+        would exceed the budget. Returns the node's ε after the charge (None without a budget).
+        """
+        self._check_release(charge, delta)
+        return None if self.budget is None else self.budget.spend(charge, what=what)
+
+    def _check_release(self, charge: Charge, delta: float) -> None:
+        if delta > self.delta:
             raise PrivacyError(
-                f"the task accounts at `{DP_DELTA_KEY}` = {request.delta:g}, above this node's [privacy] delta "
+                f"the task accounts at `{DP_DELTA_KEY}` = {delta:g}, above this node's [privacy] delta "
                 f"{self.delta:g}; run with a δ of at most {self.delta:g}"
             )
-        if z < self.min_noise_multiplier:
+        # A rho-zCDP release is as private as the Gaussian mechanism with noise multiplier 1 / sqrt(2 rho).
+        z = charge.noise_multiplier if charge.rho is None else 1 / math.sqrt(2 * charge.rho)
+        if z is not None and z < self.min_noise_multiplier:
             raise PrivacyError(
                 f"the task's `{DP_NOISE_MULTIPLIER_KEY}` {z:g} is below this node's [privacy] min_noise_multiplier "
                 f"{self.min_noise_multiplier:g}; run with more noise"
             )
+
+    def _check(self, request: DpRequest, masked: MaskedSum | None) -> None:
+        z, clip = request.noise_multiplier, request.clip
+        self._check_release(Charge(noise_multiplier=z), request.delta)
         if request.mechanism == "distributed" and masked is None:
             raise PrivacyError(
                 "distributed differential privacy needs secure aggregation, where the nodes' noise shares add up "

@@ -261,3 +261,20 @@ def test_node_privacy_spend_refuses_a_release_its_policy_forbids(
         privacy.spend(charge, delta=delta, what="analytics")
 
     assert budget.epsilon() == 0.0
+
+
+def test_a_node_with_a_budget_refuses_a_fit_task_without_dp(budget: NodeBudget) -> None:
+    node = _node(budget, ShiftTrainer())
+
+    reply = node.handle(fit_task({SEED_KEY: 1}))
+
+    assert not reply.ok and "would spend an unbounded ε" in (reply.error or "")
+    assert node.privacy.requires_differential_privacy
+
+
+def test_a_node_without_budget_or_requirement_answers_a_plain_fit_task() -> None:
+    node = NodeApp(node_id="n", trainer=ShiftTrainer(1.0))
+
+    reply = node.handle(fit_task({SEED_KEY: 1}))
+
+    assert reply.ok and not node.privacy.requires_differential_privacy

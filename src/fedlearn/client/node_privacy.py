@@ -144,9 +144,10 @@ class NodePrivacy:
     """The node's differential-privacy policy: NODE.toml's ``[privacy]``, enforced whatever a coordinator asks.
 
     ``budget`` is charged with every DP task (None: no lifetime budget). ``delta`` is the largest
-    δ a task may account at. ``require_differential_privacy`` refuses fit tasks without DP, and
-    analytics handlers read it to refuse noiseless statistics. ``min_noise_multiplier`` is the
-    least noise, over sensitivity, the node lets any release have.
+    δ a task may account at. ``require_differential_privacy`` refuses fit tasks without DP; so does
+    a budget, since a release without noise has no finite ε to charge. Analytics handlers read
+    :attr:`requires_differential_privacy` to refuse noiseless statistics. ``min_noise_multiplier``
+    is the least noise, over sensitivity, the node lets any release have.
     """
 
     budget: PrivacyBudget | None = None
@@ -157,6 +158,14 @@ class NodePrivacy:
     def __post_init__(self) -> None:
         check("delta", self.delta, _DELTA)
         check("min_noise_multiplier", self.min_noise_multiplier, NON_NEGATIVE)
+
+    @property
+    def requires_differential_privacy(self) -> bool:
+        """True when nothing may leave the node without noise: DP is required, or a budget must cover every release.
+
+        Analytics handlers read it and refuse noiseless statistics when it is set.
+        """
+        return self.require_differential_privacy or self.budget is not None
 
     def admit(self, task: Task, *, what: str, masked: MaskedSum | None = None) -> Admitted | None:
         """Check ``task``'s DP against this policy and charge the budget; PrivacyError, nothing spent, on refusal.
@@ -170,6 +179,11 @@ class NodePrivacy:
                 raise PrivacyError(
                     "this node requires differential privacy ([privacy] require_differential_privacy) and the task "
                     "carries none; run with [privacy.differential_privacy]"
+                )
+            if self.budget is not None:
+                raise PrivacyError(
+                    "this node keeps a lifetime privacy budget ([privacy] epsilon_budget), and a task without "
+                    "differential privacy would spend an unbounded ε; run with [privacy.differential_privacy]"
                 )
             return None
         self._check(request, masked)

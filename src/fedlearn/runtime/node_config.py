@@ -34,7 +34,7 @@ message saying where it moved, so a node never runs with a threshold it did not 
     epsilon_budget = 8.0               # lifetime ε across every run and analytics task (absent: no budget)
     delta = 1e-5                       # δ the budget is kept at; a task asking a larger δ is refused
     ledger = "hospital-a.privacy-ledger.json"  # its ledger (default: NAME.privacy-ledger.json beside this file)
-    require_differential_privacy = false  # true: refuse fit tasks without DP and noiseless statistics
+    require_differential_privacy = false  # refuse fit tasks without DP and noiseless statistics (a budget implies it)
     min_noise_multiplier = 0.5         # refuse any release with less noise than this (over sensitivity)
 
     [secure_aggregation]

@@ -285,7 +285,9 @@ def add_local_noise(params: ParamSet, std: float, source: NoiseSource) -> ParamS
     """``params`` with N(0, std²) added to every coordinate, array by array, block by block."""
     noised = {}
     for name, array in params.items():
-        copy = np.array(array, dtype=array.dtype if array.dtype.kind == "f" else np.float64, copy=True)
+        if array.dtype.kind != "f":
+            raise PrivacyError(f"local DP noise is added to float parameters; {name!r} is {array.dtype}")
+        copy = np.array(array, copy=True)
         add_gaussian(copy, std, source)
         noised[name] = copy
     return ParamSet(noised)

@@ -176,6 +176,7 @@ def node(
         datasets,
         handlers={**analytics, **(secure.handlers if secure else {})},
         describe=dict.fromkeys(analytics, audit_fields),
+        config_dir=config.parent,
     )
     tls = load_client_tls(tls_ca, tls_cert, tls_key, server_name) if tls_ca else None
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,9 @@ from fedlearn.analytics import (
     analytics_handlers,
 )
 from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, audit_fields
+from fedlearn.client.budget import NodeBudget
 from fedlearn.client.node_app import NodeApp
+from fedlearn.client.node_privacy import NodePrivacy
 from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.messages import DP_DELTA_KEY, DP_NOISE_MULTIPLIER_KEY, Reply, Task
 from fedlearn.core.params import ParamSet
@@ -201,23 +204,6 @@ def test_require_dp_node_answers_a_private_job() -> None:
 # the budget hook -----------------------------------------------------------------------------
 
 
-class LedgerBudget:
-    """A lifetime budget kept in a ledger, as a node's is: refuses a charge that would pass ``epsilon``."""
-
-    def __init__(self, epsilon: float, delta: float = 1e-5) -> None:
-        self.limit = epsilon
-        self.ledger = PrivacyLedger(delta=delta)
-        self.spent: list[str] = []
-
-    def spend(self, charge: Charge, *, what: str) -> float:
-        after = self.ledger.epsilon_after(charge)
-        if after > self.limit:
-            raise PrivacyError(f"lifetime budget ε = {self.limit:g} would be exceeded ({after:.3g}); refusing {what}")
-        self.ledger = self.ledger.plus(charge)
-        self.spent.append(what)
-        return after
-
-
 class WatchedTable:
     """An in-memory table that records whether any row was read."""
 
@@ -233,24 +219,30 @@ class WatchedTable:
         return self.table.chunks(columns, chunk_rows)
 
 
-def test_budget_refusal_reads_no_row_and_releases_nothing() -> None:
+def _node_budget(path: Path, epsilon: float) -> NodePrivacy:
+    """The node's real policy and lifetime budget, with its ledger in a file, as a deployed node holds them."""
+    return NodePrivacy(budget=NodeBudget.open(path / "ledger.json", epsilon=epsilon))
+
+
+def test_budget_refusal_reads_no_row_and_releases_nothing(tmp_path: Path) -> None:
     table = WatchedTable(_data(slice(0, 100)))
-    budget = LedgerBudget(epsilon=0.5)
+    budget = _node_budget(tmp_path, epsilon=0.5)
     job = PrivateAnalyticsJob(columns=COLUMNS, target="y", dp=DPRequest(epsilon=1.0), seed=0)
     with pytest.raises(PrivacyError, match="lifetime budget"):
         job.join("n0", table, policy=POLICY, budget=budget)
     assert not table.read and job.releases == [] and job.members == ()
 
 
-def test_budget_stops_repeated_releases() -> None:
-    budget = LedgerBudget(epsilon=3.0)
+def test_budget_stops_repeated_releases(tmp_path: Path) -> None:
+    budget = _node_budget(tmp_path, epsilon=3.0)
     job = PrivateAnalyticsJob(columns=COLUMNS, target="y", dp=DPRequest(epsilon=1.0), seed=0)
     job.join("n0", _data(slice(0, 500)), policy=POLICY, budget=budget)
     with pytest.raises(PrivacyError, match="lifetime budget"):
         for _ in range(20):
             job.histogram("a", bins=4)
-    assert 2 <= len(budget.spent) < 20
-    assert budget.ledger.epsilon() <= 3.0
+    ledger = budget.budget.ledger  # type: ignore[union-attr]
+    assert 2 <= sum(charge.count for charge in ledger.charges) < 20
+    assert ledger.epsilon() <= 3.0
 
 
 # attacks: a coordinator asking the node directly ----------------------------------------------

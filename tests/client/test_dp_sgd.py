@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +21,17 @@ from fedlearn.client.dp_sgd import (
     private_training,
 )
 from fedlearn.client.learners import check_fit_config
+from fedlearn.client.node_app import NodeApp
 from fedlearn.client.trainer import NodeState
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.messages import (
+    DP_CLIP_KEY,
+    DP_DELTA_KEY,
+    DP_MECHANISM_KEY,
+    DP_NOISE_MULTIPLIER_KEY,
+    FIT,
+    Task,
+)
 from fedlearn.data.dataset import Dataset
 from fedlearn.engine import EngineConfig
 from fedlearn.privacy.accountant import Accountant, PoissonSampling
@@ -254,3 +265,46 @@ def test_dp_sgd_simulation_is_reproducible_across_executors() -> None:
     reference = _simulate("inprocess").params
     assert _simulate("inprocess").params.bitwise_equal(reference)
     assert _simulate("pool").params.bitwise_equal(reference)
+
+
+# the node's lifetime budget -------------------------------------------------------------------
+
+
+def _budgeted_node(tmp_path: Path, epsilon: float) -> NodeApp:
+    from fedlearn.client.budget import NodeBudget
+    from fedlearn.client.node_privacy import NodePrivacy
+
+    data = tiny_classification(60, 5, 3)
+    return NodeApp(
+        node_id="n0",
+        trainer=_mlp().trainer(data),
+        privacy=NodePrivacy(budget=NodeBudget.open(tmp_path / "ledger.json", epsilon=epsilon)),
+    )
+
+
+def _fit_task(round_number: int, **config: object) -> Task:
+    params = _mlp().init_params(0)
+    return Task(kind=FIT, round=round_number, run_id="r", params=params, config={**CONFIG, **config})
+
+
+def test_dp_sgd_fit_charges_the_node_budget_and_is_refused_past_it(tmp_path: Path) -> None:
+    node = _budgeted_node(tmp_path, epsilon=6.0)
+    charge = node.trainer.dp_sgd_charge(_fit_task(1).config)  # type: ignore[union-attr]
+    assert charge is not None
+    replies = [node.handle(_fit_task(number)) for number in range(1, 6)]
+    served = [reply for reply in replies if reply.error is None]
+    refused = [reply for reply in replies if reply.error is not None]
+    ledger = node.privacy.budget.ledger  # type: ignore[union-attr]
+    assert served and refused, "a budget of ε = 6 takes some DP-SGD fits, then refuses"
+    assert ledger.charges == (replace(charge, count=charge.count * len(served)),)
+    assert ledger.epsilon() <= 6.0
+    assert "lifetime budget" in (refused[0].error or "")
+    assert all(reply.error is not None for reply in replies[len(served) :]), "once refused, always refused"
+
+
+def test_dp_sgd_fit_inside_a_dp_run_spends_both_charges_or_neither(tmp_path: Path) -> None:
+    node = _budgeted_node(tmp_path, epsilon=1e-3)  # less than either charge
+    run_dp = {DP_MECHANISM_KEY: "central", DP_CLIP_KEY: 1.0, DP_NOISE_MULTIPLIER_KEY: 1.0, DP_DELTA_KEY: 1e-5}
+    reply = node.handle(_fit_task(1, **run_dp))
+    assert reply.error is not None and "lifetime budget" in reply.error
+    assert node.privacy.budget.ledger.charges == ()  # type: ignore[union-attr]

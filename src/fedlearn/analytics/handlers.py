@@ -251,6 +251,7 @@ def analytics_handlers(
             what = "histogram" if histograms_only else "summary"
             budget.spend(
                 Charge(noise_multiplier=z),
+                delta=delta,
                 what=f"analytics DP {what} of {config_str(task, 'dataset')!r}: {', '.join(spec.all_columns)}",
             )
         params = noisy_release(

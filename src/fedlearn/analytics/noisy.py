@@ -61,13 +61,15 @@ FloatArray = NDArray[np.float64]
 
 
 class PrivacyBudget(Protocol):
-    """A node's lifetime privacy budget (``fedlearn.client.budget`` implements it).
+    """The node's privacy policy for releases (``fedlearn.client.node_privacy.NodePrivacy`` implements it).
 
-    ``spend`` records ``charge`` for ``what`` and returns the ε spent so far, or raises
-    :class:`~fedlearn.core.errors.PrivacyError` without recording it when it would exceed the budget.
+    ``spend`` checks ``charge`` at ``delta`` against the node's largest δ and least noise, records it
+    in the node's lifetime budget (if it keeps one) for ``what``, and returns the ε spent so far
+    (None without a budget); it raises :class:`~fedlearn.core.errors.PrivacyError`, recording
+    nothing, when the node refuses.
     """
 
-    def spend(self, charge: Charge, *, what: str) -> float: ...
+    def spend(self, charge: Charge, *, delta: float, what: str) -> float | None: ...
 
 
 class NoiseFactory(Protocol):

@@ -50,7 +50,7 @@ class PrivacyBudget(Protocol):
     Returns the node's ε after the charge.
     """
 
-    def spend(self, charge: Charge, *, what: str) -> float: ...
+    def spend(self, charge: Charge, *more: Charge, what: str) -> float: ...
 
 
 class NodeBudget:
@@ -98,18 +98,29 @@ class NodeBudget:
         """ε spent so far, at the node's δ."""
         return self._epsilon
 
-    def spend(self, charge: Charge, *, what: str) -> float:
-        """Record ``charge`` durably and return the new ε, or raise PrivacyError, spending nothing, past the budget."""
+    def spend(self, charge: Charge, *more: Charge, what: str) -> float:
+        """Record the charges durably, all or none, and return the new ε; PrivacyError, nothing spent, past the budget.
+
+        A task that releases twice (a DP-SGD fit whose update the run noises again) passes both, so
+        a refusal never leaves half of it spent.
+        """
         with self._mutex:
-            after = self._ledger.epsilon_after(charge)
+            ledger = self._ledger
+            for each in (charge, *more):
+                ledger = ledger.plus(each)
+            after = ledger.epsilon()
             if not after <= self.budget:
                 raise PrivacyError(
                     f"{what} would bring this node's ε to {after:.4g}, above its lifetime budget "
                     f"[privacy] epsilon_budget = {self.budget:g} at δ = {self.delta:g} (spent so far: "
                     f"{self._epsilon:.4g}); it is refused"
                 )
-            ledger = self._ledger.plus(charge)
-            charged = {"epsilon": after, "charged": after - self._epsilon, "charge": charge.to_json()}
+            charges = [each.to_json() for each in (charge, *more)]
+            charged = {
+                "epsilon": after,
+                "charged": after - self._epsilon,
+                "charge": charges[0] if not more else charges,
+            }
             entry = {"time": _now(), "what": what, **charged}
             log = [*self._log, entry][-MAX_LOG_ENTRIES:]
             _write(self.path, ledger, log)

@@ -39,6 +39,7 @@ from fedlearn.client.trainer import NodeState, Trainer
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import CLIENT_MOMENTUM_KEY, EVALUATE, FIT, HELDOUT_METRIC, Reply, Task
 from fedlearn.core.validation import validate_metrics, validate_num_examples, validate_params
+from fedlearn.privacy.ledger import Charge
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,9 @@ class NodeApp:
             return self._error(task, _one_line(exc))
 
     def _fit(self, task: Task, trainer: Trainer, *, masked: MaskedSum | None = None) -> Reply:
-        admitted = self.privacy.admit(task, what=fit_what(task), masked=masked)  # before any computation
+        admitted = self.privacy.admit(  # before any computation
+            task, what=fit_what(task), masked=masked, record_level=_dp_sgd_charge(trainer, task)
+        )
         config = {k: v for k, v in task.config.items() if k != CLIENT_MOMENTUM_KEY}  # the node's, not the trainer's
         if task.extras:
             result = trainer.fit(task.params, config, self.state, extras=task.extras)
@@ -173,7 +176,7 @@ class NodeApp:
         if CLIENT_MOMENTUM_KEY in task.config:
             beta = task.config[CLIENT_MOMENTUM_KEY]
             params = with_momentum(params, task.params, self.state, beta=beta, run_id=task.run_id)
-        if admitted is not None:  # clipped, and noised under local DP, as the last thing before it leaves
+        if admitted is not None and admitted.request is not None:  # clipped, and noised under local DP, last
             request = admitted.request
             params = clip_update(params, task.params, request.clip)
             if request.mechanism == "local":
@@ -214,3 +217,9 @@ def _one_line(exc: Exception) -> str:
     message = str(exc).strip()
     reason = f"{type(exc).__name__}: {message.splitlines()[0] if message else '(no message)'}"
     return reason if len(reason) <= _MAX_ERROR_CHARS else reason[: _MAX_ERROR_CHARS - 3] + "..."
+
+
+def _dp_sgd_charge(trainer: Trainer, task: Task) -> Charge | None:
+    """The charge of the DP-SGD ``trainer`` will run for ``task`` (``TorchTrainer.dp_sgd_charge``), or None."""
+    charge_of = getattr(trainer, "dp_sgd_charge", None)
+    return None if charge_of is None else charge_of(task.config)

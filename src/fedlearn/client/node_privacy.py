@@ -135,7 +135,8 @@ class MaskedSum:
 class Admitted:
     """A DP fit task the node took on: its request and the node's ε after the charge (None without a budget)."""
 
-    request: DpRequest
+    request: DpRequest | None
+    """The run's DP request; None for a fit private only through the node's own DP-SGD."""
     epsilon: float | None
 
 
@@ -167,13 +168,23 @@ class NodePrivacy:
         """
         return self.require_differential_privacy or self.budget is not None
 
-    def admit(self, task: Task, *, what: str, masked: MaskedSum | None = None) -> Admitted | None:
+    def admit(
+        self, task: Task, *, what: str, masked: MaskedSum | None = None, record_level: Charge | None = None
+    ) -> Admitted | None:
         """Check ``task``'s DP against this policy and charge the budget; PrivacyError, nothing spent, on refusal.
 
         ``masked`` says the update will leave inside a secure sum (None: in the clear). Returns None
-        for a task without DP that the policy lets through.
+        for a task without DP that the policy lets through. ``record_level`` is the charge of the
+        DP-SGD the node's trainer will run for the task (None: it runs none): such a fit is private
+        without the run's DP, and the budget is charged with both when the run adds its own.
         """
         request = dp_request(task.config)
+        if record_level is not None:
+            delta = request.delta if request is not None else self.delta
+            self._check_release(record_level, delta)
+        if request is None and record_level is not None:
+            epsilon = None if self.budget is None else self.budget.spend(record_level, what=f"{what} (DP-SGD)")
+            return None if epsilon is None else Admitted(request=None, epsilon=epsilon)
         if request is None:
             if self.require_differential_privacy:
                 raise PrivacyError(
@@ -189,7 +200,10 @@ class NodePrivacy:
         self._check(request, masked)
         if self.budget is None:
             return Admitted(request=request, epsilon=None)
-        epsilon = self.budget.spend(Charge(noise_multiplier=request.noise_multiplier), what=what)
+        charges: tuple[Charge, ...] = (Charge(noise_multiplier=request.noise_multiplier),)
+        if record_level is not None:  # the DP-SGD inside and the run's DP around it, spent together or not at all
+            charges += (record_level,)
+        epsilon = self.budget.spend(*charges, what=what)
         return Admitted(request=request, epsilon=epsilon)
 
     def spend(self, charge: Charge, *, delta: float, what: str) -> float | None:

@@ -111,16 +111,20 @@ def build_node(
     handlers: Mapping[str, Handler] | None = None,
     describe: Mapping[str, Describe] | None = None,
     config_dir: Path | None = None,
+    privacy: NodePrivacy | None = None,
 ) -> PinnedNode:
     """The node's trainer (if it trains) on its training rows, its evaluator on held-out rows, and extra handlers.
 
     With ``[policy] audit_log`` every task is recorded there before its reply leaves; ``describe``
     says what the extra handlers' tasks touch (fit and evaluate tasks touch the training dataset).
     ``[privacy]`` sets the node's DP policy and budget, whose ledger defaults to a file beside the
-    config in ``config_dir``; the noise the node adds comes from the OS's secure source.
+    config in ``config_dir``; the noise the node adds comes from the OS's secure source. A caller
+    whose analytics handlers charge the same budget opens it once with :func:`node_privacy` and
+    passes it as ``privacy``.
     """
     retain_freed_memory()
-    privacy = node_privacy(name, config, config_dir)
+    if privacy is None:
+        privacy = node_privacy(name, config, config_dir)
     trainer = evaluator = contract = None
     rows = config.fit_and_evaluation_rows(datasets)
     if rows is not None and config.node.learner is not None:

@@ -191,11 +191,11 @@ def private_mean(
     clip = current_clip(dp, state)
     total = RunningSum(params)
     if secure:
-        count = _add_secure_sum(total, replies)
+        count = add_secure_sum(total, replies)
         within = 0
     else:
         bound = clip if dp.mechanism == "central" else _local_bound(dp, clip, params.num_values)
-        count, within = _add_clipped(total, params, replies, bound, clip)
+        count, within = add_clipped(total, params, replies, bound, clip)
     new_state = state
     if dp.mechanism == "central":
         std = dp.update_noise_multiplier(round.expected_nodes) * clip
@@ -207,7 +207,7 @@ def private_mean(
     return PrivateFold(update=total.divided(denominator), state=new_state, count=count, examples=count)
 
 
-def _add_clipped(
+def add_clipped(
     total: RunningSum, params: ParamSet, replies: Iterable[Reply], bound: float, clip: float
 ) -> tuple[int, int]:
     """Add each update scaled to norm at most ``bound``; the count of updates and of those within ``clip``."""
@@ -223,7 +223,7 @@ def _add_clipped(
     return count, within
 
 
-def _add_secure_sum(total: RunningSum, replies: Iterable[Reply]) -> int:
+def add_secure_sum(total: RunningSum, replies: Iterable[Reply]) -> int:
     """Recover the survivors' sum from the secure round's pseudo-reply (their mean, weighted by their number)."""
     count = 0
     for reply in replies:

@@ -393,7 +393,7 @@ class Engine:
         if self._budget is not None:
             ledger = self._budget.ledger(ledger)
             ledger = ledger if charge is None else ledger.plus(charge)
-            record = replace(record, epsilon=ledger.epsilon())
+            record = replace(record, epsilon=self._budget.epsilon(ledger))
         new_state = replace(
             state,
             round=number,

@@ -51,6 +51,8 @@ from fedlearn.strategies.strategy import Strategy
 
 NoiseKind = Literal["seeded", "system"]
 NOISE_KINDS: tuple[NoiseKind, ...] = ("seeded", "system")
+_REMEMBERED = 4
+"""Ledgers whose ε a budget remembers: composing a run's events (above all fixed-size sampling's) takes a while."""
 
 
 class PrivacyBudget:
@@ -69,6 +71,15 @@ class PrivacyBudget:
         self._seed = seed
         self._min_replies = min_replies
         self._noise = noise
+        self._epsilons: dict[PrivacyLedger, float] = {}
+
+    def epsilon(self, ledger: PrivacyLedger) -> float:
+        """``ledger.epsilon()``, remembered for a few ledgers: a round's check prices the ledger it then records."""
+        if ledger not in self._epsilons:
+            if len(self._epsilons) >= _REMEMBERED:
+                del self._epsilons[next(iter(self._epsilons))]
+            self._epsilons[ledger] = ledger.epsilon()
+        return self._epsilons[ledger]
 
     def ledger(self, existing: PrivacyLedger | None) -> PrivacyLedger:
         """The run's ledger: ``existing`` (a resumed run's), or an empty one at the strategy's δ and accountant."""
@@ -137,9 +148,9 @@ class PrivacyBudget:
         charge = self.worst_charge(num_available=num_available, num_sampled=planned_nodes, params=params, state=state)
         if charge is None or math.isinf(self.dp.epsilon):
             return
-        planned = ledger.plus(replace(charge, count=rounds)).epsilon()
+        planned = self.epsilon(ledger.plus(replace(charge, count=rounds)))
         if planned > self.dp.epsilon:
-            spent = ledger.epsilon()
+            spent = self.epsilon(ledger)
             already = f" (ε = {spent:.4g} is already spent)" if spent > 0 else ""
             raise PrivacyError(
                 f"the run's {rounds} planned round(s) would spend ε = {planned:.4g} at δ = {self.dp.delta:g}{already}, "
@@ -151,10 +162,10 @@ class PrivacyBudget:
         """Stop before round ``number`` if its charge would take ``ledger`` past the budget."""
         if charge is None or math.isinf(self.dp.epsilon):
             return
-        after = ledger.epsilon_after(charge)
+        after = self.epsilon(ledger.plus(charge))
         if after > self.dp.epsilon:
             raise BudgetExhausted(
-                f"round {number} would take ε from {ledger.epsilon():.4g} to {after:.4g} at δ = {self.dp.delta:g}, "
+                f"round {number} would take ε from {self.epsilon(ledger):.4g} to {after:.4g} at δ = {self.dp.delta:g}, "
                 f"over the budget `epsilon` = {self.dp.epsilon:g}; the run stops after round {number - 1} with its "
                 "model and ledger intact (a larger budget, more noise or a lower sampling rate buys more rounds)",
                 state=state,

@@ -275,7 +275,7 @@ def private_strategy(config: RunConfig, strategy: Strategy, *, n_nodes: int) -> 
         piece = section.piece(sampling=sampling, rounds=config.run.rounds)
         return replace(strategy, differential_privacy=piece)
     except (ConfigError, PrivacyError) as exc:
-        raise type(exc)(f"[privacy.differential_privacy]: {exc}") from None
+        raise ConfigError(f"[privacy.differential_privacy]: {exc}") from None
 
 
 def engine_config(config: RunConfig) -> EngineConfig:

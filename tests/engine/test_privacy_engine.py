@@ -238,3 +238,27 @@ def test_shift_fleet_without_dp_keeps_no_ledger(params: ParamSet) -> None:
     final = run(fedavg(), rounds=1, fleet=shift_fleet([1.0], [1]), params=params)
 
     assert final.ledger is None and final.history[0].epsilon is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "noise", "message"),
+    [
+        (replace(SECURE, max_weight=1), 1.0, "no room for distributed DP's noise"),
+        (SecureAggregation(clip=1.0, max_weight=100, bits=32, fraction_bits=2, dropout_fraction=0.3), 0.4,
+         "too coarse for the encoding"),
+        (SecureAggregation(clip=1.0, max_weight=100, bits=32, fraction_bits=2, dropout_fraction=0.3), 0.2,
+         "σ >= 1/2"),
+    ],
+)  # fmt: skip
+def test_distributed_settings_the_bound_does_not_cover_are_refused_before_any_round(
+    settings: SecureAggregation, noise: float, message: str
+) -> None:
+    fed = federation(10, seed=6)
+    strategy = replace(
+        fedavg(), secure_aggregation=settings, differential_privacy=dp(mechanism="distributed", noise_multiplier=noise)
+    )
+    engine = Engine(fed.fleet, strategy, EngineConfig(rounds=1, seed=0), identity_keys=fed.registry)
+
+    with pytest.raises(ConfigError, match=message):
+        engine.run(engine.initial_state(fed.params))
+    assert fed.fleet.tasks == {}

@@ -239,3 +239,13 @@ def test_the_builders_accept_the_poisson_sampler_and_dp() -> None:
 class _Unaccounted:
     def sample(self, available, rng):  # type: ignore[no-untyped-def]
         return list(available)
+
+
+def test_secure_central_noise_also_covers_the_encodings_rounding() -> None:
+    params = ParamSet({"w": np.zeros(100_000)})
+    pseudo = reply(params, "secure-aggregate", examples=5)
+    private = PrivateRound(expected_nodes=1.0, noise=SeededNoise(np.random.default_rng(0)), rounding=0.25)
+
+    fold = private_mean(dp(noise_multiplier=2.0, clip=1.0), params, ParamSet(), [pseudo], private, secure=True)
+
+    assert np.std(fold.update["w"]) == pytest.approx(2.0 * (1.0 + 0.25), rel=0.01)

@@ -243,7 +243,7 @@ class Engine:
             self._counted(gather, capped),
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
-            private=self._private_round(number, available),
+            private=self._private_round(number, available, len(sampled), state.params),
         )
         federated, central, eval_bytes = self._evaluate(update.params, number, available)
         report = gather.report
@@ -306,7 +306,7 @@ class Engine:
             [outcome.reply],
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
-            private=self._private_round(number, available),
+            private=self._private_round(number, available, len(sampled), state.params),
         )
         federated, central, eval_bytes = self._evaluate(update.params, number, available)
         record = RoundRecord(
@@ -342,7 +342,7 @@ class Engine:
                 [],
                 num_nodes=len(available),
                 rng=seeding.round_rng(self.config.seed, number, seeding.AGGREGATE),
-                private=self._private_round(number, available),
+                private=self._private_round(number, available, 0, state.params),
             )
             params, strategy_state = update.params, update.state
         federated, central, eval_bytes = self._evaluate(params, number, available)
@@ -360,8 +360,12 @@ class Engine:
         survivors = self._budget.minimum_survivors(num_sampled)
         return self.strategy.private_config(state.strategy_state, minimum_survivors=survivors)
 
-    def _private_round(self, number: int, available: Sequence[str]) -> PrivateRound | None:
-        return self._budget.private_round(number, len(available)) if self._budget is not None else None
+    def _private_round(
+        self, number: int, available: Sequence[str], num_sampled: int, params: ParamSet
+    ) -> PrivateRound | None:
+        if self._budget is None:
+            return None
+        return self._budget.private_round(number, len(available), num_sampled, params)
 
     def _charge(self, state: RunState, num_available: int, num_sampled: int, survivors: int) -> Charge | None:
         """What the round that just ran is charged; priced on the state it started from."""

@@ -98,8 +98,17 @@ class PrivacyBudget:
             return SeededNoise(seeding.round_rng(self._seed, number, seeding.DP_NOISE))
         return SystemNoise()
 
-    def private_round(self, number: int, num_available: int) -> PrivateRound:
-        return PrivateRound(expected_nodes=self._sampler.expected_nodes(num_available), noise=self.noise_source(number))
+    def private_round(self, number: int, num_available: int, num_sampled: int, params: ParamSet) -> PrivateRound:
+        """What round ``number``'s private mean needs: its fixed denominator, its noise, the encoding's rounding."""
+        settings = self._strategy.secure_aggregation
+        rounding = 0.0
+        if settings is not None and num_sampled >= MIN_NODES:
+            rounding = math.sqrt(params.num_values) * 2.0 ** -settings.encoding(num_sampled).fraction_bits
+        return PrivateRound(
+            expected_nodes=self._sampler.expected_nodes(num_available),
+            noise=self.noise_source(number),
+            rounding=rounding,
+        )
 
     def minimum_survivors(self, num_sampled: int) -> int:
         """The fewest nodes whose update a round over ``num_sampled`` nodes can hold."""
@@ -145,6 +154,7 @@ class PrivacyBudget:
         planned_nodes = max(MIN_NODES, math.ceil(self._sampler.expected_nodes(num_available)))
         if self.dp.mechanism == "distributed":
             self._check_tau(planned_nodes, params, state)
+            self._check_headroom(planned_nodes, state)
         charge = self.worst_charge(num_available=num_available, num_sampled=planned_nodes, params=params, state=state)
         if charge is None or math.isinf(self.dp.epsilon):
             return
@@ -187,6 +197,27 @@ class PrivacyBudget:
             fraction_bits=settings.encoding(num_sampled).fraction_bits,
             nodes=survivors,
         )
+
+    def _check_headroom(self, num_sampled: int, state: ParamSet) -> None:
+        """Refuse a secure sum too narrow for the nodes' noise: a sum that wraps around its modulus is garbage.
+
+        The encoding leaves room for ``n`` updates of weight ``max_weight``; under DP each weighs 1, and
+        the noise in the sum (standard deviation at most ``z·C·sqrt(n/t)``) must fit in what is left,
+        with ten standard deviations to spare.
+        """
+        settings = self._strategy.secure_aggregation
+        assert settings is not None
+        clip = privacy.current_clip(self.dp, state.select(privacy.DP_PREFIX))
+        noise = privacy.node_noise_stddev(self.dp, clip, self.minimum_survivors(num_sampled))
+        assert noise is not None
+        room = num_sampled * settings.clip * (settings.max_weight - 1)
+        needed = 10 * noise * math.sqrt(num_sampled)
+        if needed > room:
+            raise ConfigError(
+                f"the secure sum has no room for distributed DP's noise: ten standard deviations of it ({needed:.3g}) "
+                f"exceed the room the encoding leaves ({room:.3g}); raise [privacy.secure_aggregation] `max_weight` "
+                "(every node weighs 1 under DP, so its room goes to the noise)"
+            )
 
     def _check_tau(self, num_sampled: int, params: ParamSet, state: ParamSet) -> None:
         """Refuse distributed noise too coarse for the integer grid: the bound's τ terms would dominate."""

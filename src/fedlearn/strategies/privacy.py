@@ -82,6 +82,9 @@ class PrivateRound:
 
     expected_nodes: float
     noise: NoiseSource
+    rounding: float = 0.0
+    """The L2 norm that secure aggregation's randomized rounding can add to one node's clipped update
+    (``sqrt(d)·2^-fraction_bits``): the coordinator's noise under central DP covers it as well."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,35 +195,36 @@ def private_mean(
     total = RunningSum(params)
     if secure:
         count = add_secure_sum(total, replies)
-        within = 0
+        within, examples = 0, count
     else:
         bound = clip if dp.mechanism == "central" else _local_bound(dp, clip, params.num_values)
-        count, within = add_clipped(total, params, replies, bound, clip)
+        count, within, examples = add_clipped(total, params, replies, bound, clip)
     new_state = state
     if dp.mechanism == "central":
-        std = dp.update_noise_multiplier(round.expected_nodes) * clip
+        std = dp.update_noise_multiplier(round.expected_nodes) * (clip + round.rounding)
         for name in total.spec:
             add_gaussian(total.sums[name], std, round.noise)
         if dp.adaptive is not None:
             new_state = _adapted(dp, clip, within, round)
     denominator = round.expected_nodes if dp.mechanism != "local" else max(count, 1)
-    return PrivateFold(update=total.divided(denominator), state=new_state, count=count, examples=count)
+    return PrivateFold(update=total.divided(denominator), state=new_state, count=count, examples=examples)
 
 
 def add_clipped(
     total: RunningSum, params: ParamSet, replies: Iterable[Reply], bound: float, clip: float
-) -> tuple[int, int]:
-    """Add each update scaled to norm at most ``bound``; the count of updates and of those within ``clip``."""
+) -> tuple[int, int, int]:
+    """Add each update scaled to norm at most ``bound``; the updates, those within ``clip``, and their examples."""
     base = {name: array.reshape(-1) for name, array in params.items()}
-    count = within = 0
+    count = within = examples = 0
     for reply in replies:
         check_model(total.spec, reply.params)
         norm = update_norm(reply.params, base)
         within += norm <= clip
         total.add(reply.params, min(1.0, bound / norm) if norm > 0 else 1.0)
         count += 1
+        examples += reply.num_examples
         del reply  # hold one update at a time
-    return count, within
+    return count, within, examples
 
 
 def add_secure_sum(total: RunningSum, replies: Iterable[Reply]) -> int:

@@ -1,8 +1,11 @@
 """The named strategies, each one line over the pieces, and the config-section entry point.
 
-Every builder takes the sampler options (``fraction``, ``min_nodes``, ``max_nodes``) plus its own
-hyper-parameters, all keyword-only, so a ``[strategy]`` section of a run config maps onto a call
-one to one: ``build_strategy(**section)``. The adaptive optimizers default to a server learning
+Every builder takes the sampler options (``fraction``, ``min_nodes``, ``max_nodes`` for the fraction
+sampler, or ``sampler = "poisson"`` with ``sampling_rate``), ``differential_privacy`` (a
+:class:`~fedlearn.privacy.differential.DifferentialPrivacy` piece; a run config gives it as its
+``[privacy.differential_privacy]`` section instead) plus its own hyper-parameters, all
+keyword-only, so a ``[strategy]`` section of a run config maps onto a call one to one:
+``build_strategy(**section)``. The adaptive optimizers default to a server learning
 rate of 0.1 and ``tau`` = 1e-3. Flower's defaults differ (its FedYogi's learning rate is 0.01, and
 its FedAdam's and FedAdagrad's ``tau`` is 1e-9; ``docs/strategies.md`` lists them all), and no
 value suits every model: Reddi et al. tune the learning rate over several orders of magnitude,

@@ -262,3 +262,14 @@ def test_distributed_settings_the_bound_does_not_cover_are_refused_before_any_ro
     with pytest.raises(ConfigError, match=message):
         engine.run(engine.initial_state(fed.params))
     assert fed.fleet.tasks == {}
+
+
+def test_a_resumed_run_refuses_a_ledger_kept_at_another_delta(params: ParamSet) -> None:
+    half = run(poisson(0.5), rounds=1, params=params)
+
+    with pytest.raises(ConfigError, match=r"kept at δ = 1e-05 .* asks δ = 1e-06"):
+        run(poisson(0.5, delta=1e-6), rounds=2, state=half, params=params)
+
+
+def test_budget_exhausted_is_a_privacy_error_for_the_cli() -> None:
+    assert issubclass(BudgetExhausted, PrivacyError) and BudgetExhausted("x").exit_code == 3

@@ -136,3 +136,30 @@ def test_a_dp_simulation_from_a_toml_file_trains_digits_at_moderate_epsilon(tmp_
     assert epsilons[-1] == pytest.approx(8.0, rel=0.02)  # calibrated to spend the budget
     assert result.history[-1].central_metrics["accuracy"] > 0.8
     assert math.isfinite(result.history[-1].central_metrics["loss"])
+
+
+MECHANISMS = {
+    "central": ("central", False),
+    "central on a secure sum": ("central", True),
+    "distributed": ("distributed", True),
+    "local": ("local", False),
+}
+
+
+@pytest.mark.parametrize("name", MECHANISMS)
+def test_every_mechanism_runs_end_to_end_with_the_nodes_own_dp(name: str) -> None:
+    # The engine's keys meet the real node side (NodeApp + NodePrivacy): every node takes part and ε is recorded.
+    mechanism, secure = MECHANISMS[name]
+    parsed = config(
+        strategy="",
+        dp=f'mechanism = "{mechanism}"\nepsilon = 50.0\nnoise_multiplier = 0.5\n\n'
+        f"[privacy.secure_aggregation]\nenabled = {str(secure).lower()}",
+    )
+    plan = plan_simulation(parsed.model_copy(update={"run": parsed.run.model_copy(update={"rounds": 2})}))
+
+    result = simulate(plan.learner, plan.partitions, plan.strategy, plan.engine, test_data=plan.test_data)
+
+    assert [r.failures for r in result.history] == [{}, {}]
+    assert [r.replies for r in result.history] == [40, 40]
+    first, second = (r.epsilon for r in result.history)
+    assert first is not None and second is not None and 0 < first < second <= 50.0

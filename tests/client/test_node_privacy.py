@@ -114,6 +114,16 @@ def test_fit_with_dp_clip_sends_an_update_within_the_clip() -> None:
     assert update_norm(reply.params, GLOBAL) == pytest.approx(2.0, rel=1e-9)
 
 
+def test_central_dp_fit_without_clip_sends_the_update_unclipped_for_the_coordinator_to_clip() -> None:
+    node = NodeApp(node_id="n", trainer=ShiftTrainer(3.0))
+    config = {k: v for k, v in dp_config("central", clip=2.0).items() if k != DP_CLIP_KEY}
+
+    reply = node.handle(fit_task(config))
+
+    assert reply.ok, reply.error
+    assert update_norm(reply.params, GLOBAL) > 2.0  # adaptive clipping counts the norms the coordinator clips
+
+
 # -- local noise --------------------------------------------------------------------------------
 
 
@@ -216,6 +226,10 @@ ATTACKS = {
     ),
     "central with node noise": (dp_config("central", **{DP_NOISE_KEY: 1.0}), "only for them"),
     "distributed in the clear": (dp_config("distributed"), "distributed differential privacy needs secure aggregation"),
+    "local without clip": (
+        {k: v for k, v in dp_config("local").items() if k != DP_CLIP_KEY},
+        "only the coordinator of a run without secure aggregation clips",
+    ),
 }
 
 

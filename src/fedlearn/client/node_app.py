@@ -178,7 +178,8 @@ class NodeApp:
             params = with_momentum(params, task.params, self.state, beta=beta, run_id=task.run_id)
         if admitted is not None and admitted.request is not None:  # clipped, and noised under local DP, last
             request = admitted.request
-            params = clip_update(params, task.params, request.clip)
+            if request.clip is not None:  # None: the coordinator clips (plain central DP)
+                params = clip_update(params, task.params, request.clip)
             if request.mechanism == "local":
                 assert request.noise_stddev is not None
                 params = add_local_noise(params, request.noise_stddev, self.noise(task))

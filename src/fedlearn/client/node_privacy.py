@@ -92,7 +92,9 @@ class DpRequest:
     """What a fit task asks of the node: a mechanism, a clip, the noise it adds itself, and what the release costs."""
 
     mechanism: Mechanism
-    clip: float
+    clip: float | None
+    """None only under plain ``central`` DP, where the coordinator clips (its adaptive clipping counts
+    the norms it clips, so the node must send them unclipped)."""
     noise_multiplier: float
     delta: float
     noise_stddev: float | None = None
@@ -106,7 +108,7 @@ def dp_request(config: Config) -> DpRequest | None:
         mechanism = check(f"{DP_MECHANISM_KEY}", config.get(DP_MECHANISM_KEY), Options(MECHANISMS))
         request = DpRequest(
             mechanism=mechanism,
-            clip=_positive(config, DP_CLIP_KEY),
+            clip=None if DP_CLIP_KEY not in config else _positive(config, DP_CLIP_KEY),
             noise_multiplier=_positive(config, DP_NOISE_MULTIPLIER_KEY),
             delta=float(check(DP_DELTA_KEY, _number(config, DP_DELTA_KEY), _DELTA)),
             noise_stddev=None if DP_NOISE_KEY not in config else _positive(config, DP_NOISE_KEY),
@@ -243,6 +245,13 @@ class NodePrivacy:
                 f"a weighted secure sum makes one node's sensitivity its weight times `{DP_CLIP_KEY}`, which the "
                 f"{request.mechanism!r} accounting does not cover; the run must send `secagg.weighted` = false"
             )
+        if clip is None:
+            if request.mechanism != "central" or masked is not None:
+                raise PrivacyError(
+                    f"the task's differential privacy lacks `{DP_CLIP_KEY}`: only the coordinator of a run without "
+                    "secure aggregation clips for the nodes ('central'); this node refuses it"
+                )
+            return
         if request.noise_stddev is not None:
             # Under distributed DP the noise of all the round's nodes adds up: at most sqrt(nodes) times one share.
             shares = masked.nodes if masked is not None and request.mechanism == "distributed" else 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,37 @@ def test_simulate_with_an_attack_names_its_attackers_and_reports_backdoor_succes
     assert result.exit_code == 0, result.output
     assert "attack: backdoor (target=0, boost=10), 1 attacker(s): node-003" in result.output
     assert "backdoor success: " in result.output
+
+
+DP_RUN = """
+[run]
+rounds = 3
+[data]
+dataset = "iris"
+nodes = 4
+[model]
+learner = "numpy.softmax"
+[privacy.differential_privacy]
+enabled = true
+noise_multiplier = 1.0
+epsilon = {budget}
+delta = 1e-5
+"""
+
+
+def test_simulate_under_dp_shows_epsilon_each_round_and_the_budget_at_the_end(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["simulate", str(_write(tmp_path, DP_RUN.format(budget=50)))])
+
+    assert result.exit_code == 0, result.output
+    summary = re.search(r"^privacy: ε = ([0-9.]+) at δ = 1e-05, of a budget of ε = 50 \(\d+% spent\)$", result.stdout,
+                        re.MULTILINE)  # fmt: skip
+    assert summary is not None, result.stdout
+    shown = re.findall(r"ε=([0-9.]+)", result.stderr)  # the progress line, round by round
+    assert shown and float(shown[-1]) == pytest.approx(float(summary.group(1)), rel=0.01)
+
+
+def test_simulate_whose_plan_exceeds_the_budget_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["simulate", str(_write(tmp_path, DP_RUN.format(budget=0.5))), "--quiet"])
+
+    assert result.exit_code == 3  # PrivacyError's
+    assert "over the budget `epsilon` = 0.5" in result.stderr and len(result.stderr.strip().splitlines()) == 1

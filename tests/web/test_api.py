@@ -192,3 +192,13 @@ def test_client_reads_a_dp_runs_privacy_as_the_server_sent_it(
     assert detail.privacy is not None
     assert (detail.privacy.epsilon, detail.privacy.budget, detail.privacy.accountant) == (ledger.epsilon(), 50.0, "rdp")
     assert detail.history[-1].epsilon == ledger.epsilon()
+
+
+def test_dp_run_before_its_first_round_shows_nothing_spent_of_its_budget(api: TestClient, store: Store) -> None:
+    run_id = store.create_run("dp-run", DP_CONFIG, seed=7, rounds=5)
+
+    detail = RunDetail.model_validate_json(api.get(f"/api/runs/{run_id}", headers=AUTH).content)
+
+    assert detail.privacy is not None
+    assert detail.privacy.model_dump() == {"epsilon": 0.0, "delta": 1e-5, "budget": 50.0, "accountant": "rdp",
+                                           "charges": []}  # fmt: skip

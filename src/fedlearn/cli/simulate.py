@@ -1,7 +1,13 @@
-"""``fedlearn simulate``: a federated training run on this machine, from one TOML config."""
+"""``fedlearn simulate``: a federated training run on this machine, from one TOML config.
+
+Under differential privacy the progress line shows the ε spent after each round, and the summary
+the ε spent at δ against the budget. A plan over budget is refused before any round runs, as one
+``error:`` line with the exit code of a ``PrivacyError``.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +29,7 @@ def simulate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only the result.")] = False,
 ) -> None:
     """Run a federated training simulation on this machine."""
-    from fedlearn.cli.progress import RoundProgress
+    from fedlearn.cli.progress import RoundProgress, privacy_summary
     from fedlearn.cli.reports import write_run_outputs
     from fedlearn.config import load_config
     from fedlearn.simulation.attacks import backdoor_success
@@ -57,6 +63,12 @@ def simulate(
     summary = ", ".join(f"{k} {v:.4f}" for k, v in final.items())
     typer.echo(f"{cfg.run.name}: {len(result.history)} rounds over {len(plan.partitions)} nodes in {elapsed:.1f} s")
     typer.echo(f"final: {summary}")
+    dp = plan.strategy.differential_privacy
+    ledger = result.state.ledger
+    if dp is not None and ledger is not None:
+        latest = result.history[-1].epsilon if result.history else None
+        typer.echo(privacy_summary(epsilon=latest if latest is not None else ledger.epsilon(), delta=ledger.delta,
+                                   budget=None if math.isinf(dp.epsilon) else dp.epsilon))  # fmt: skip
     attack = plan.attack.attack if plan.attack is not None else None
     success = backdoor_success(plan.learner, result.params, plan.test_data, attack) if attack is not None else None
     if attack is not None and success is not None:

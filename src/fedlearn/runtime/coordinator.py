@@ -11,22 +11,28 @@ which the run worker honours between rounds: see :mod:`fedlearn.runtime.lease` f
 user may gather replies at a time.
 
 Each run's life is logged at INFO, one line per event, so an operator can follow it in the
-coordinator's log alone: submitted, started or resumed from round k, each round, and completed,
-stopped or failed with the reason; likewise each use of the nodes by other work (analytics).
+coordinator's log alone: submitted, started or resumed from round k, each round (with ε spent
+under differential privacy), and completed, stopped or failed with the reason; likewise each use
+of the nodes by other work (analytics).
+
+Under differential privacy the run's ledger is part of its checkpoint, so a resumed run goes on
+spending from what it had spent. A run whose next round would exceed its budget ends ``stopped``,
+with the reason, like a run an operator stopped: its model and ledger are intact and it can
+release nothing more. A run whose planned rounds exceed the budget never starts: it is
+``failed`` with the engine's one-line reason and the error's name (``PrivacyError``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 
-from fedlearn.config import RunConfig, parse_config
+from fedlearn.config import DifferentialPrivacySection, RunConfig, parse_config
 from fedlearn.core.config_files import parse_toml
-from fedlearn.core.errors import ConfigError, FedlearnError, RunStopped
+from fedlearn.core.errors import BudgetExhausted, ConfigError, FedlearnError, RunStopped
 from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import Dataset
 from fedlearn.engine.engine import Engine, RunState
@@ -102,11 +108,17 @@ class Coordinator:
         self._wake.set()
         return self.store.get_run(run_id)
 
-    def privacy_budget(self, run: RunRecord) -> float | None:
-        """The ε the run may spend, from its config; None without differential privacy or when ε is only reported."""
-        section = parse_toml(run.config_toml, source="run config").get("privacy", {}).get("differential_privacy", {})
-        budget = section.get("epsilon") if section.get("enabled", False) else None
-        return None if budget is None or math.isinf(budget) else float(budget)
+    def privacy_config(self, run: RunRecord) -> DifferentialPrivacySection | None:
+        """The run's ``[privacy.differential_privacy]`` when it enables DP, else None.
+
+        A stored config that no longer parses (written for another fedlearn) gives None rather than
+        an error, so the run can still be shown.
+        """
+        try:
+            section = self._parse(run.config_toml).privacy.differential_privacy
+        except ConfigError:
+            return None
+        return section if section.enabled else None
 
     def final_params(self, run_id: str) -> ParamSet | None:
         state = self.store.load_checkpoint(run_id)
@@ -185,6 +197,10 @@ class Coordinator:
         except RunStopped:
             self.store.set_run_status(run.id, "stopped", "stopped by an operator")
             logger.info("run %s: stopped by an operator", run.id)
+        except BudgetExhausted as exc:  # a clean end, not a failure: the last checkpoint holds model and ledger
+            reason = f"privacy budget exhausted: {exc}"
+            self.store.set_run_status(run.id, "stopped", reason)
+            logger.info("run %s: stopped: %s", run.id, reason)
         except FedlearnError as exc:  # recorded by name too, so `fedlearn run` exits with this error's code
             self.store.set_run_status(run.id, "failed", str(exc), error=type(exc).__name__)
             logger.warning("run %s: failed: %s", run.id, exc)
@@ -213,8 +229,9 @@ class Coordinator:
 
     def _between_rounds(self, run_id: str, record: RoundRecord) -> None:
         left_out = f", {len(record.failures)} left out" if record.failures else ""
-        logger.info("run %s: round %d done, %d of %d replies%s", run_id, record.round, record.replies,
-                    record.sampled, left_out)  # fmt: skip
+        spent = f", ε = {record.epsilon:.4g} spent" if record.epsilon is not None else ""
+        logger.info("run %s: round %d done, %d of %d replies%s%s", run_id, record.round, record.replies,
+                    record.sampled, left_out, spent)  # fmt: skip
         if self._closing.is_set() or self.store.stop_requested(run_id):
             if self._closing.is_set():
                 raise _ShuttingDown

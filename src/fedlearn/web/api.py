@@ -16,6 +16,7 @@ operator on an offline network a blank page, and load third-party code next to t
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from fastapi import FastAPI, Request, Response
@@ -23,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_request
+from fedlearn.config import DifferentialPrivacySection
 from fedlearn.core.checks import POSITIVE, check_int, check_real
 from fedlearn.core.codec import encode
 from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError
@@ -53,15 +55,20 @@ def run_detail(run: RunRecord, history: list[RoundRecord], privacy: RunPrivacy |
     return RunDetail(**run_summary(run).model_dump(), config=run.config_toml, history=history, privacy=privacy)
 
 
-def run_privacy(ledger: PrivacyLedger | None, history: list[RoundRecord], budget: float | None) -> RunPrivacy | None:
-    """The run's privacy as the API shows it; None without a ledger (no DP, or no round yet).
+def run_privacy(
+    ledger: PrivacyLedger | None, history: list[RoundRecord], settings: DifferentialPrivacySection | None
+) -> RunPrivacy | None:
+    """The run's privacy as the API shows it: None for a run without DP; ε = 0 for one that has run no round.
 
     ε is the latest round's, which the engine computed from this very ledger when it checkpointed
     it (the store reads both from one snapshot), so a poll does not recompose the ledger: with the
     PLD accountant that takes seconds. Only a history without ε falls back to composing it.
     """
+    budget = None if settings is None or settings.epsilon is None or math.isinf(settings.epsilon) else settings.epsilon
     if ledger is None:
-        return None
+        if settings is None:
+            return None
+        return RunPrivacy(epsilon=0.0, delta=settings.delta, budget=budget, accountant=settings.accountant, charges=[])
     latest = history[-1].epsilon if history else None
     return RunPrivacy(
         epsilon=latest if latest is not None else _epsilon(ledger),
@@ -159,7 +166,7 @@ def create_app(
     def show(run_id: str) -> RunDetail:
         run = store.get_run(run_id)
         history, ledger = store.progress(run_id)
-        return run_detail(run, history, run_privacy(ledger, history, coordinator.privacy_budget(run)))
+        return run_detail(run, history, run_privacy(ledger, history, coordinator.privacy_config(run)))
 
     @app.post("/api/runs/{run_id}/stop")
     def stop(run_id: str) -> RunSummary:

@@ -165,7 +165,8 @@ class RunPrivacy(_Answer):
 class RunDetail(RunSummary):
     """``GET /api/runs/{id}``: the summary, the run's config, one record per completed round and its privacy.
 
-    ``privacy`` is None for a run without differential privacy and before a DP run's first round.
+    ``privacy`` is None for a run without differential privacy; a DP run that has not finished a
+    round shows ε = 0 and no charges.
     """
 
     config: str

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fedlearn.core.errors import NotFoundError, PrivacyError
+from fedlearn.core.errors import NotFoundError, PrivacyError, StoreError
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
@@ -133,3 +133,19 @@ def test_checkpoint_whose_ledger_lacks_spent_privacy_is_refused_and_the_stored_o
 
     assert store.privacy_ledger(run_id) == _ledger(3)
     assert store.load_checkpoint(run_id).round == 3
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["{not json", '{"method": "rdp", "charges": []}', '{"delta": 2.0}', '[1, 2]',
+     '{"delta": 1e-5, "charges": [{"noise_multiplier": -1.0}]}'],
+)  # fmt: skip
+def test_damaged_ledger_in_the_store_is_refused_in_one_line_rather_than_guessed(store, sql, damage):
+    run_id = store.create_run("dp", CONFIG, seed=1, rounds=5)
+    store.save_checkpoint(run_id, _state(1, _ledger(1)))
+    sql("UPDATE checkpoints SET ledger = :l WHERE run_id = :id", l=damage, id=run_id)
+
+    with pytest.raises(StoreError, match=rf"^run {run_id}'s privacy ledger in the store is damaged \(.*restore"):
+        store.load_checkpoint(run_id)
+    with pytest.raises(StoreError, match="privacy ledger in the store is damaged"):
+        store.privacy_ledger(run_id)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from fedlearn.core.codec import decode
-from fedlearn.core.errors import ConfigError, NotFoundError, PrivacyError
+from fedlearn.core.errors import ConfigError, NotFoundError, PrivacyError, StoreError
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
 from fedlearn.privacy.ledger import PrivacyLedger
@@ -182,7 +182,7 @@ def load_checkpoint(conn: Connection, run_id: str) -> RunState | None:
         params=decode(params_blob, max_bytes=len(params_blob)),
         strategy_state=decode(state_blob, max_bytes=len(state_blob)),
         history=tuple(_history(conn, run_id)),
-        ledger=_ledger(row.ledger),
+        ledger=_ledger(run_id, row.ledger),
     )
 
 
@@ -193,11 +193,20 @@ def privacy_ledger(conn: Connection, run_id: str) -> PrivacyLedger | None:
 
 
 def _stored_ledger(conn: Connection, run_id: str) -> PrivacyLedger | None:
-    return _ledger(conn.scalar(sa.select(checkpoints.c.ledger).where(checkpoints.c.run_id == run_id)))
+    return _ledger(run_id, conn.scalar(sa.select(checkpoints.c.ledger).where(checkpoints.c.run_id == run_id)))
 
 
-def _ledger(text: str | None) -> PrivacyLedger | None:
-    return None if text is None else PrivacyLedger.from_json(json.loads(text))
+def _ledger(run_id: str, text: str | None) -> PrivacyLedger | None:
+    """The stored ledger, or a one-line StoreError if it is damaged: a run must not go on from a guess."""
+    if text is None:
+        return None
+    try:
+        return PrivacyLedger.from_json(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # bad JSON, a missing or mistyped field
+        raise StoreError(
+            f"run {run_id}'s privacy ledger in the store is damaged ({type(exc).__name__}: {exc}); the privacy it "
+            "spent is unknown, so restore the store from a backup rather than resume it"
+        ) from None
 
 
 def _check_ledger_grows(run_id: str, stored: PrivacyLedger | None, new: PrivacyLedger | None) -> None:

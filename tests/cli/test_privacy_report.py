@@ -96,3 +96,16 @@ def test_runs_watch_of_a_run_stopped_by_its_budget_says_why_and_exits_1(api: str
     assert watched.exit_code == 1
     assert watched.stdout.splitlines()[-1] == f"run {run_id}: stopped {reason}"
     assert "privacy: ε = " in watched.stdout
+
+
+def test_runs_list_has_an_epsilon_column(api: str, store: Store) -> None:
+    run_id, ledger = dp_checkpoint(store, DP_CONFIG, 2)
+    store.create_run("plain", CONFIG, seed=1, rounds=2)
+
+    listed = runner.invoke(app, ["runs", "list", "--coordinator", api, "--admin-token", ADMIN], env={"COLUMNS": "200"})
+
+    assert listed.exit_code == 0, listed.output
+    [dp_row] = [line for line in listed.stdout.splitlines() if run_id in line]
+    [plain_row] = [line for line in listed.stdout.splitlines() if "plain" in line]
+    assert "ε" in listed.stdout
+    assert f" {ledger.epsilon():.3g} " in dp_row and " - " in plain_row

@@ -38,7 +38,7 @@ name = "fedavg"
 """
 RUN_FIELDS = {
     "id", "name", "status", "message", "error", "seed", "rounds_total", "rounds_done", "stop_requested",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "epsilon",
 }  # fmt: skip
 
 
@@ -202,3 +202,21 @@ def test_dp_run_before_its_first_round_shows_nothing_spent_of_its_budget(api: Te
     assert detail.privacy is not None
     assert detail.privacy.model_dump() == {"epsilon": 0.0, "delta": 1e-5, "budget": 50.0, "accountant": "rdp",
                                            "charges": []}  # fmt: skip
+
+
+def test_run_list_shows_the_epsilon_each_dp_run_has_spent(api: TestClient, store: Store) -> None:
+    dp_id, ledger = dp_checkpoint(store, DP_CONFIG, 2)
+    plain_id = _submit(api)["id"]
+
+    listed = {run["id"]: run["epsilon"] for run in api.get("/api/runs", headers=AUTH).json()}
+
+    assert listed == {dp_id: ledger.epsilon(), plain_id: None}
+
+
+def test_stopping_a_dp_run_answers_with_the_epsilon_it_has_spent(api: TestClient, store: Store) -> None:
+    run_id, ledger = dp_checkpoint(store, DP_CONFIG, 1)
+    store.set_run_status(run_id, "running", "")
+
+    stopped = api.post(f"/api/runs/{run_id}/stop", headers=AUTH).json()
+
+    assert (stopped["stop_requested"], stopped["epsilon"]) == (True, ledger.epsilon())

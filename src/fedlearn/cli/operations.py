@@ -178,7 +178,7 @@ def nodes_list(store: StoreOption = DEFAULT_STORE) -> None:
 
 @runs.command("list")
 def runs_list(api: ApiOption = DEFAULT_API, admin_token: AdminToken = "") -> None:
-    """All runs on the coordinator."""
+    """All runs on the coordinator, with the ε each has spent under differential privacy."""
     from rich.console import Console
     from rich.table import Column, Table
 
@@ -187,11 +187,12 @@ def runs_list(api: ApiOption = DEFAULT_API, admin_token: AdminToken = "") -> Non
     with CoordinatorClient(api, admin_token=admin_token) as client:
         records = client.runs()
     table = Table(
-        Column("id", no_wrap=True, min_width=32), "name", "status", "rounds",
+        Column("id", no_wrap=True, min_width=32), "name", "status", "rounds", "ε",
         Column("message", no_wrap=True, overflow="ellipsis", max_width=60),  # one row a run, however long
     )  # fmt: skip
     for r in records:
-        table.add_row(r.id, r.name, r.status, f"{r.rounds_done}/{r.rounds_total}", r.message)
+        spent = "-" if r.epsilon is None else f"{r.epsilon:.3g}"
+        table.add_row(r.id, r.name, r.status, f"{r.rounds_done}/{r.rounds_total}", spent, r.message)
     Console().print(table)
 
 

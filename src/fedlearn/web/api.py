@@ -47,12 +47,13 @@ from fedlearn.web.contract import (
 from fedlearn.web.guard import RequestGuard
 
 
-def run_summary(run: RunRecord) -> RunSummary:
-    return RunSummary.model_validate(run, from_attributes=True)
+def run_summary(run: RunRecord, epsilon: float | None = None) -> RunSummary:
+    return RunSummary.model_validate(run, from_attributes=True).model_copy(update={"epsilon": epsilon})
 
 
 def run_detail(run: RunRecord, history: list[RoundRecord], privacy: RunPrivacy | None = None) -> RunDetail:
-    return RunDetail(**run_summary(run).model_dump(), config=run.config_toml, history=history, privacy=privacy)
+    summary = run_summary(run, history[-1].epsilon if history else None).model_dump()
+    return RunDetail(**summary, config=run.config_toml, history=history, privacy=privacy)
 
 
 def run_privacy(
@@ -156,7 +157,8 @@ def create_app(
 
     @app.get("/api/runs")
     def runs() -> list[RunSummary]:
-        return [run_summary(r) for r in store.list_runs()]
+        spent = store.epsilons()
+        return [run_summary(r, spent.get(r.id)) for r in store.list_runs()]
 
     @app.post("/api/runs", status_code=201)
     def submit(request: RunRequest) -> RunSummary:
@@ -170,11 +172,11 @@ def create_app(
 
     @app.post("/api/runs/{run_id}/stop")
     def stop(run_id: str) -> RunSummary:
-        return run_summary(coordinator.stop(run_id))
+        return run_summary(coordinator.stop(run_id), store.epsilons(run_id).get(run_id))
 
     @app.post("/api/runs/{run_id}/resume")
     def resume(run_id: str) -> RunSummary:
-        return run_summary(coordinator.resume(run_id))
+        return run_summary(coordinator.resume(run_id), store.epsilons(run_id).get(run_id))
 
     @app.get("/api/runs/{run_id}/model")
     def model(run_id: str) -> Response:

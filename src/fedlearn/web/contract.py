@@ -125,6 +125,8 @@ class RunSummary(_Answer):
     stop_requested: bool
     created_at: Timestamp
     updated_at: Timestamp
+    epsilon: float | None = None
+    """ε spent under differential privacy as of the last round; None without DP or before the first round."""
 
     @property
     def finished(self) -> bool:

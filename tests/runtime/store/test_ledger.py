@@ -149,3 +149,15 @@ def test_damaged_ledger_in_the_store_is_refused_in_one_line_rather_than_guessed(
         store.load_checkpoint(run_id)
     with pytest.raises(StoreError, match="privacy ledger in the store is damaged"):
         store.privacy_ledger(run_id)
+
+
+def test_epsilons_are_each_dp_runs_latest_recorded_epsilon(store):
+    dp_id = store.create_run("dp", CONFIG, seed=1, rounds=5)
+    store.save_checkpoint(dp_id, _state(2, _ledger(2)))
+    plain_id = store.create_run("plain", CONFIG, seed=1, rounds=5)
+    store.save_checkpoint(plain_id, _state(2, None))
+    store.create_run("pending", CONFIG, seed=1, rounds=5)
+
+    assert store.epsilons() == {dp_id: _ledger(2).epsilon()}
+    assert store.epsilons(dp_id) == {dp_id: _ledger(2).epsilon()}
+    assert store.epsilons(plain_id) == {}

@@ -192,6 +192,21 @@ def privacy_ledger(conn: Connection, run_id: str) -> PrivacyLedger | None:
     return _stored_ledger(conn, run_id)
 
 
+def epsilons(conn: Connection, run_id: str | None = None) -> dict[str, float]:
+    """ε each DP run had spent at its last checkpoint, by run id (only ``run_id``'s, if given).
+
+    Read from the record of each checkpoint's round, where the engine wrote the ledger's ε, so
+    listing runs composes no ledger. Runs without DP, or without a round, are absent.
+    """
+    at_checkpoint = sa.and_(checkpoints.c.run_id == history.c.run_id, checkpoints.c.round == history.c.round)
+    query = sa.select(history.c.run_id, history.c.record).join(checkpoints, at_checkpoint)
+    query = query.where(checkpoints.c.ledger.is_not(None))
+    if run_id is not None:
+        query = query.where(history.c.run_id == run_id)
+    spent = {row.run_id: json.loads(row.record).get("epsilon") for row in conn.execute(query)}
+    return {run: float(epsilon) for run, epsilon in spent.items() if epsilon is not None}
+
+
 def _stored_ledger(conn: Connection, run_id: str) -> PrivacyLedger | None:
     return _ledger(run_id, conn.scalar(sa.select(checkpoints.c.ledger).where(checkpoints.c.run_id == run_id)))
 

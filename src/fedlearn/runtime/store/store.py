@@ -225,6 +225,11 @@ class Store:
         with self._db.read() as conn:
             return runs.round_history(conn, run_id), runs.privacy_ledger(conn, run_id)
 
+    def epsilons(self, run_id: str | None = None) -> dict[str, float]:
+        """ε spent by each DP run (or by ``run_id`` only) as of its last checkpoint; runs without DP are absent."""
+        with self._db.read() as conn:
+            return runs.epsilons(conn, run_id)
+
     def privacy_ledger(self, run_id: str) -> PrivacyLedger | None:
         """The privacy spent up to the run's last checkpoint; None for a run without DP or before its first round.
 

@@ -21,7 +21,8 @@ Durability rules, which every change here must keep:
 
 1. **A checkpoint is one transaction.** Blobs, the checkpoint row with its privacy ledger, new
    history rows and ``runs.rounds_done`` commit together, so a SIGKILL or power cut at any
-   instant leaves the previous checkpoint or the new one, never a mix. Tests kill a writer mid-loop to check this.
+   instant leaves the previous checkpoint or the new one, never a mix. Tests kill a writer
+   mid-loop to check this.
 2. **Commits reach the disk.** SQLite runs in WAL mode with ``synchronous=FULL``; PostgreSQL
    commits are durable by default. Foreign keys are enforced on both.
 3. **Reads are verified.** Every blob read recomputes sha256 and compares it with the address

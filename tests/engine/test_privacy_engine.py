@@ -208,9 +208,10 @@ def test_central_dp_over_secure_aggregation_sums_unweighted_over_the_fixed_denom
 
     final = engine.run(engine.initial_state(fed.params))
 
-    survivors = [u for u in fed.ids if u not in ("n03", "n07")]
+    survivors = [fed.updates[fed.ids.index(u)] for u in fed.ids if u not in ("n03", "n07")]
+    scales = [min(1.0, 1.0 / math.sqrt(sum(float(np.sum(a**2)) for a in update.values()))) for update in survivors]
     for name, value in fed.params.items():
-        total = sum(np.clip(fed.updates[fed.ids.index(u)][name], -1, 1) for u in survivors)
+        total = sum(update[name] * scale for update, scale in zip(survivors, scales, strict=True))  # node-clipped
         np.testing.assert_allclose(final.params[name], value + total / 10, atol=1e-6)  # every node weighs 1
     assert final.ledger is not None and final.ledger.charges == (Charge(noise_multiplier=1e-9),)
     assert fed.fleet.tasks[("n00", SECAGG_MASKED_INPUT)].config[DP_CLIP_KEY] == 1.0
@@ -228,7 +229,7 @@ def test_distributed_dp_sends_each_node_its_noise_share_and_charges_zcdp_for_the
     assert fed.fleet.tasks[("n00", SECAGG_MASKED_INPUT)].config[DP_NOISE_KEY] == pytest.approx(share)
     rho = distributed_rho(
         clip=0.5, noise_stddev=share, dimension=fed.params.num_values,
-        fraction_bits=SECURE.encoding(10).fraction_bits, nodes=9,
+        fraction_bits=SECURE.encoding(10, noise_stddev=share).fraction_bits, nodes=9,
     )  # fmt: skip
     assert final.ledger is not None and final.ledger.charges == (Charge(rho=rho),)
     assert final.history[0].epsilon == pytest.approx(final.ledger.epsilon())
@@ -243,7 +244,8 @@ def test_shift_fleet_without_dp_keeps_no_ledger(params: ParamSet) -> None:
 @pytest.mark.parametrize(
     ("settings", "noise", "message"),
     [
-        (replace(SECURE, max_weight=1), 1.0, "no room for distributed DP's noise"),
+        (SecureAggregation(clip=1.0, max_weight=1, bits=32, fraction_bits=26, dropout_fraction=0.3), 1.0,
+         "could overflow 32 bits with distributed-DP noise"),
         (SecureAggregation(clip=1.0, max_weight=100, bits=32, fraction_bits=2, dropout_fraction=0.3), 0.4,
          "too coarse for the encoding"),
         (SecureAggregation(clip=1.0, max_weight=100, bits=32, fraction_bits=2, dropout_fraction=0.3), 0.2,

@@ -7,7 +7,9 @@ import pytest
 from dp_accounting import pld, rdp
 
 from fedlearn.core.errors import ConfigError, PrivacyError
-from fedlearn.privacy.accountant import Accountant, FixedSizeSampling, PoissonSampling
+from fedlearn.privacy.accountant import PLD_MIN_NOISE, Accountant, FixedSizeSampling, PoissonSampling
+from fedlearn.privacy.differential import DifferentialPrivacy
+from fedlearn.privacy.ledger import Charge, PrivacyLedger
 
 POISSON = PoissonSampling(rate=0.01)
 
@@ -121,3 +123,22 @@ def test_fixed_size_rdp_epsilon_equals_dp_accounting_with_replace_one(noise: flo
     )
 
     assert ours == pytest.approx(direct.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_pld_is_never_asked_about_a_noise_so_small_its_grid_would_take_gigabytes() -> None:
+    # A coordinator's config or a ledger must not be able to make the accountant allocate without bound.
+    with pytest.raises(PrivacyError, match=r"at least 0\.5"):
+        Accountant(delta=1e-5, method="pld").epsilon(noise_multiplier=1e-3, sampling=POISSON, rounds=10)
+    with pytest.raises(PrivacyError, match="use accountant = 'rdp'"):
+        PrivacyLedger(delta=1e-5, method="pld", charges=(Charge(noise_multiplier=0.1),)).epsilon()
+    with pytest.raises(ConfigError, match=r"`noise_multiplier` >= 0\.5"):
+        DifferentialPrivacy(noise_multiplier=0.2, epsilon=10.0, accountant="pld")
+
+
+def test_pld_calibration_for_a_loose_target_stops_at_its_least_noise() -> None:
+    accountant = Accountant(delta=1e-5, method="pld")
+
+    noise = accountant.calibrate(target_epsilon=1000.0, sampling=POISSON, rounds=2)
+
+    assert noise == PLD_MIN_NOISE
+    assert accountant.epsilon(noise_multiplier=noise, sampling=POISSON, rounds=2) <= 1000.0

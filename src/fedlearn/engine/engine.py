@@ -46,6 +46,8 @@ _WAIT_LOG_INTERVAL = 10.0
 CentralEvaluate = Callable[[ParamSet], Mapping[str, float]]
 Checkpoint = Callable[["RunState"], None]
 RoundCallback = Callable[[RoundRecord], None]
+Reserve = Callable[[int, PrivacyLedger], None]
+"""Stores the ledger with round ``k`` charged before round ``k`` releases anything (see ``Engine``)."""
 IdentityRegistry = Callable[[], Mapping[str, bytes]]
 """Reads the nodes' registered identity keys, by name, when a secure round starts."""
 
@@ -127,6 +129,7 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
         identity_keys: Mapping[str, bytes] | IdentityRegistry | None = None,
         dp_noise: NoiseKind = "system",
+        reserve: Reserve | None = None,
     ) -> None:
         """``identity_keys`` are the nodes' registered Ed25519 public keys, needed under secure aggregation.
 
@@ -136,12 +139,19 @@ class Engine:
         ``dp_noise`` is where differential privacy's noise comes from: ``"system"`` (the default) the
         OS's secure source, unpredictable and so unsubtractable; ``"seeded"`` the run seed, so that a
         simulation is reproducible. Only a simulation may ask for seeded noise.
+
+        ``reserve`` is called, under differential privacy, with the round number and the ledger with
+        that round's worst-case charge added, before any of the round's tasks leave. A round releases
+        before its checkpoint (noised updates under local DP, the new model sent for evaluation),
+        so a deployment stores the reservation and, after a crash, resumes from it: the round it
+        redoes is then charged on top of the one it lost.
         """
         self.fleet = fleet
         self.strategy = strategy
         self.config = config
         self._central_evaluate = central_evaluate
         self._checkpoint = checkpoint
+        self._reserve = reserve
         self._on_round = on_round
         self._clock = clock
         self._sleep = sleep
@@ -207,6 +217,8 @@ class Engine:
                 num_available=len(available), num_sampled=len(sampled), params=state.params, state=state.strategy_state
             )
             self._budget.check_round(ledger, worst, number=number, state=state)
+            if self._reserve is not None and worst is not None:
+                self._reserve(number, ledger.plus(worst))
         payload_config, extras = self.strategy.fit_payload(state.strategy_state)
         base_config = {**self.config.client_config, **payload_config, **self._private_config(state, len(sampled))}
         if not sampled:
@@ -299,6 +311,9 @@ class Engine:
             fit_extras=extras,
             control_variates=self.strategy.control_variates,
             weighted=self.strategy.weighted,
+            noise_stddev=0.0
+            if self._budget is None
+            else self._budget.encoding_noise(len(sampled), state.strategy_state),
         )
         update = self.strategy.aggregate(
             state.params,

@@ -154,7 +154,6 @@ class PrivacyBudget:
         planned_nodes = max(MIN_NODES, math.ceil(self._sampler.expected_nodes(num_available)))
         if self.dp.mechanism == "distributed":
             self._check_tau(planned_nodes, params, state)
-            self._check_headroom(planned_nodes, state)
         charge = self.worst_charge(num_available=num_available, num_sampled=planned_nodes, params=params, state=state)
         if charge is None or math.isinf(self.dp.epsilon):
             return
@@ -194,30 +193,18 @@ class PrivacyBudget:
             clip=clip,
             noise_stddev=noise,
             dimension=params.num_values,
-            fraction_bits=settings.encoding(num_sampled).fraction_bits,
+            fraction_bits=settings.encoding(num_sampled, noise_stddev=noise).fraction_bits,
             nodes=survivors,
         )
 
-    def _check_headroom(self, num_sampled: int, state: ParamSet) -> None:
-        """Refuse a secure sum too narrow for the nodes' noise: a sum that wraps around its modulus is garbage.
-
-        The encoding leaves room for ``n`` updates of weight ``max_weight``; under DP each weighs 1, and
-        the noise in the sum (standard deviation at most ``z·C·sqrt(n/t)``) must fit in what is left,
-        with ten standard deviations to spare.
-        """
-        settings = self._strategy.secure_aggregation
-        assert settings is not None
+    def encoding_noise(self, num_sampled: int, state: ParamSet) -> float:
+        """The noise each node adds to its encoded update in a round over ``num_sampled``; 0 but in distributed DP."""
+        if self.dp.mechanism != "distributed":
+            return 0.0
         clip = privacy.current_clip(self.dp, state.select(privacy.DP_PREFIX))
         noise = privacy.node_noise_stddev(self.dp, clip, self.minimum_survivors(num_sampled))
         assert noise is not None
-        room = num_sampled * settings.clip * (settings.max_weight - 1)
-        needed = 10 * noise * math.sqrt(num_sampled)
-        if needed > room:
-            raise ConfigError(
-                f"the secure sum has no room for distributed DP's noise: ten standard deviations of it ({needed:.3g}) "
-                f"exceed the room the encoding leaves ({room:.3g}); raise [privacy.secure_aggregation] `max_weight` "
-                "(every node weighs 1 under DP, so its room goes to the noise)"
-            )
+        return noise
 
     def _check_tau(self, num_sampled: int, params: ParamSet, state: ParamSet) -> None:
         """Refuse distributed noise too coarse for the integer grid: the bound's τ terms would dominate."""

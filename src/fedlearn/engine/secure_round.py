@@ -163,10 +163,15 @@ class SecureRound:
         fit_extras: ParamSet,
         control_variates: bool,
         weighted: bool = True,
+        noise_stddev: float = 0.0,
     ) -> SecureOutcome:
-        """Aggregate round ``number`` securely over ``sampled``; QuorumError or SecureAggregationError if it cannot."""
+        """Aggregate round ``number`` securely over ``sampled``; QuorumError or SecureAggregationError if it cannot.
+
+        ``noise_stddev`` is the distributed-DP noise each node adds to its encoded update; the
+        encoding leaves room for it (see :meth:`SecureAggregation.encoding`).
+        """
         n = len(sampled)
-        encoding = self._settings.encoding(_checked_size(number, n))
+        encoding = self._settings.encoding(_checked_size(number, n), noise_stddev=noise_stddev)
         controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(params)] if control_variates else []
         layout = VectorLayout.of(params.spec(), control_names=controls)
         masked_config = {**encoding_config(encoding), "secagg.weighted": weighted}

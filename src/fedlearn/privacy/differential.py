@@ -32,7 +32,7 @@ import numpy as np
 
 from fedlearn.core.checks import POSITIVE, Interval, Options, check, check_fields
 from fedlearn.core.errors import ConfigError
-from fedlearn.privacy.accountant import METHODS, Method
+from fedlearn.privacy.accountant import METHODS, PLD_MIN_NOISE, Method
 
 Mechanism = Literal["central", "local", "distributed"]
 MECHANISMS: tuple[Mechanism, ...] = ("central", "local", "distributed")
@@ -91,6 +91,11 @@ class DifferentialPrivacy:
         if self.adaptive is not None and self.mechanism == "local":
             raise ConfigError(
                 "adaptive clipping needs a noised count over many nodes; use it with 'central' or 'distributed'"
+            )
+        if self.accountant == "pld" and self.noise_multiplier < PLD_MIN_NOISE:
+            raise ConfigError(
+                f"the PLD accountant needs `noise_multiplier` >= {PLD_MIN_NOISE:g} (its grid would take gigabytes); "
+                f"got {self.noise_multiplier:g}; use accountant = 'rdp', or more noise"
             )
         if self.mechanism == "distributed" and self.accountant != "rdp":
             raise ConfigError(

@@ -30,7 +30,14 @@ from dp_accounting import pld, rdp
 
 from fedlearn.core.checks import POSITIVE, Interval, Options, check
 from fedlearn.core.errors import ConfigError, PrivacyError
-from fedlearn.privacy.accountant import METHODS, FixedSizeSampling, Method, PoissonSampling, Sampling
+from fedlearn.privacy.accountant import (
+    METHODS,
+    FixedSizeSampling,
+    Method,
+    PoissonSampling,
+    Sampling,
+    check_pld_noise,
+)
 
 _AT_LEAST_ONE = Interval(1, math.inf, integer=True)
 _DELTA = Interval(0, 1, closed="neither")
@@ -164,6 +171,9 @@ def _accountant(charges: Sequence[Charge], method: Method) -> dp_accounting.Priv
                 "the PLD accountant cannot account for fixed-size sampling without replacement; "
                 "use accountant = 'rdp', or Poisson sampling"
             )
+        for charge in charges:
+            if charge.noise_multiplier is not None:
+                check_pld_noise(method, charge.noise_multiplier)
         if any(c.rho is not None for c in charges):
             raise PrivacyError(
                 "the PLD accountant cannot compose zCDP releases (distributed discrete Gaussian noise); "

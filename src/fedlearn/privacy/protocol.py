@@ -101,14 +101,20 @@ class SecureAggregation:
         degree = self.degree if self.degree <= n_nodes - 2 else n_nodes - 1
         return check_secagg_parameters(n_nodes, degree=degree, threshold=self.threshold, **common)  # type: ignore[arg-type]
 
-    def encoding(self, n_nodes: int) -> FixedPoint:
-        """The fixed-point encoding for sums over up to ``n_nodes`` nodes; ConfigError if it could overflow."""
+    def encoding(self, n_nodes: int, *, noise_stddev: float = 0.0) -> FixedPoint:
+        """The fixed-point encoding for sums over up to ``n_nodes`` nodes; ConfigError if it could overflow.
+
+        ``noise_stddev`` is the distributed-DP noise each node adds (in update units): the encoding
+        leaves room for it in the sum and keeps it within what the discrete sampler draws exactly.
+        """
         if self.fraction_bits is None:
-            return FixedPoint.fit(n_nodes, clip=self.clip, max_weight=self.max_weight, bits=self.bits)
+            return FixedPoint.fit(
+                n_nodes, clip=self.clip, max_weight=self.max_weight, bits=self.bits, noise_stddev=noise_stddev
+            )
         encoding = FixedPoint(
             clip=self.clip, max_weight=self.max_weight, fraction_bits=self.fraction_bits, bits=self.bits
         )
-        check_capacity(n_nodes, encoding)
+        check_capacity(n_nodes, encoding, noise_stddev=noise_stddev)
         return encoding
 
     def check(self, n_nodes: int) -> None:

@@ -184,6 +184,7 @@ class Coordinator:
                 plan.strategy,
                 replace(plan.engine, declared_examples=self.store.declared_rows()),
                 checkpoint=lambda s: self.store.save_checkpoint(run.id, s),
+                reserve=lambda number, ledger: self.store.reserve_privacy(run.id, number, ledger),
                 on_round=lambda record: self._between_rounds(run.id, record),
                 identity_keys=self.store.identity_keys,
             )
@@ -217,8 +218,13 @@ class Coordinator:
         self.store.set_run_status(run_id, "running", "resumed" if state else "")
         if state is None:
             logger.info("run %s: started", run_id)
-            return engine.initial_state(init_params(seed))
-        logger.info("run %s: resumed after round %d from its checkpoint", run_id, state.round)
+            state = engine.initial_state(init_params(seed))
+        else:
+            logger.info("run %s: resumed after round %d from its checkpoint", run_id, state.round)
+        reserved = self.store.reserved_privacy(run_id)
+        if reserved is not None and reserved[0] > state.round:  # a round that began releasing, then was lost
+            logger.info("run %s: round %d was cut short; its privacy stays spent", run_id, reserved[0])
+            state = replace(state, ledger=reserved[1])
         return state
 
     def _take_fleet(self, run_id: str) -> None:

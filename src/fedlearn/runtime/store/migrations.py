@@ -21,7 +21,9 @@ Version history:
 - 4: ``nodes.identity_key``, the node's long-term Ed25519 public key, which signs its secure-aggregation
   keys; registered at enrollment or bound at the node's first session.
 - 5: ``checkpoints.ledger``, the run's privacy ledger under differential privacy, written with the
-  checkpoint it belongs to, so a resumed run goes on spending from what it had spent.
+  checkpoint it belongs to, so a resumed run goes on spending from what it had spent; and
+  ``runs.privacy_reserved``, the ledger charged for a round before its tasks leave, so a round cut
+  short by a crash is charged even though no checkpoint records it.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def _v3_to_v4(conn: Connection) -> None:
 
 
 def _v4_to_v5(conn: Connection) -> None:
-    """Add each checkpoint's privacy ledger; runs checkpointed before it had no differential privacy (NULL)."""
+    """Add each checkpoint's privacy ledger and each run's reserved one; runs before it had no DP (NULL)."""
     conn.exec_driver_sql("ALTER TABLE checkpoints ADD COLUMN ledger TEXT")
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN privacy_reserved TEXT")
 
 
 MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)

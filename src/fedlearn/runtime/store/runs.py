@@ -186,6 +186,29 @@ def load_checkpoint(conn: Connection, run_id: str) -> RunState | None:
     )
 
 
+def reserve_privacy(conn: Connection, run_id: str, round_number: int, ledger: PrivacyLedger) -> None:
+    """Record ``ledger``, the run's ledger with round ``round_number`` already charged, before that round releases."""
+    text = json.dumps({"round": round_number, "ledger": ledger.to_json()})
+    result = conn.execute(sa.update(runs).where(runs.c.id == run_id).values(privacy_reserved=text))
+    if result.rowcount == 0:
+        raise NotFoundError(f"no run with id {run_id!r} in this store; `fedlearn runs list` shows the runs")
+
+
+def reserved_privacy(conn: Connection, run_id: str) -> tuple[int, PrivacyLedger] | None:
+    """The last reservation: the round it was made for and the ledger with that round charged; None if none."""
+    text = conn.scalar(sa.select(runs.c.privacy_reserved).where(runs.c.id == run_id))
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        return int(data["round"]), PrivacyLedger.from_json(data["ledger"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            f"run {run_id}'s reserved privacy ledger in the store is damaged ({type(exc).__name__}: {exc}); the "
+            "privacy a round cut short by a crash spent cannot be known, so the run cannot go on"
+        ) from None
+
+
 def privacy_ledger(conn: Connection, run_id: str) -> PrivacyLedger | None:
     """The ledger of the run's latest checkpoint, without reading its blobs; None without DP or a checkpoint."""
     get_run(conn, run_id)

@@ -97,6 +97,8 @@ runs = sa.Table(
     sa.Column("config_toml", sa.Text, nullable=False),
     sa.Column("stop_requested", sa.Boolean, nullable=False, server_default=sa.false()),  # added in version 1
     sa.Column("error", sa.String(64)),  # added in version 2: the class name of the error that failed the run
+    # added in version 5: {"round": k, "ledger": ...}, the ledger charged for round k before its tasks left
+    sa.Column("privacy_reserved", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -230,6 +230,22 @@ class Store:
         with self._db.read() as conn:
             return runs.epsilons(conn, run_id)
 
+    def reserve_privacy(self, run_id: str, round_number: int, ledger: PrivacyLedger) -> None:
+        """Record the run's ledger with round ``round_number`` charged, before any of that round's tasks leave.
+
+        A round's releases (noised updates under local DP, the new model sent out for evaluation)
+        may leave before its checkpoint is written; a coordinator killed in between resumes with
+        this ledger (:meth:`reserved_privacy`), so the round it redoes is charged on top of the one
+        it lost, never instead of it.
+        """
+        with self._db.write() as conn:
+            runs.reserve_privacy(conn, run_id, round_number, ledger)
+
+    def reserved_privacy(self, run_id: str) -> tuple[int, PrivacyLedger] | None:
+        """The round of the run's last reservation and the ledger with it charged; None if it never reserved."""
+        with self._db.read() as conn:
+            return runs.reserved_privacy(conn, run_id)
+
     def privacy_ledger(self, run_id: str) -> PrivacyLedger | None:
         """The privacy spent up to the run's last checkpoint; None for a run without DP or before its first round.
 

@@ -15,7 +15,7 @@ from fedlearn.engine import Engine, EngineConfig, RunState, history_to_csv
 from fedlearn.engine.secure_round import minimum_survivors
 from fedlearn.privacy.accountant import Accountant, FixedSizeSampling, PoissonSampling
 from fedlearn.privacy.differential import AdaptiveClipping, DifferentialPrivacy, distributed_rho
-from fedlearn.privacy.ledger import Charge
+from fedlearn.privacy.ledger import Charge, PrivacyLedger
 from fedlearn.privacy.protocol import SecureAggregation
 from fedlearn.strategies import fedavg
 from tests.engine.conftest import ScriptedFleet, shift_fleet
@@ -275,3 +275,26 @@ def test_a_resumed_run_refuses_a_ledger_kept_at_another_delta(params: ParamSet) 
 
 def test_budget_exhausted_is_a_privacy_error_for_the_cli() -> None:
     assert issubclass(BudgetExhausted, PrivacyError) and BudgetExhausted("x").exit_code == 3
+
+
+def test_each_round_is_reserved_with_its_worst_charge_before_any_task_leaves(params: ParamSet) -> None:
+    fleet = ScriptedFleet(IDS, shifted)
+    reserved: list[tuple[int, int, float]] = []  # (round, tasks sent so far, ε of the reserved ledger)
+    sent = fleet.send
+
+    def counting_send(node: str, task: Task) -> None:
+        counting_send.count += 1  # type: ignore[attr-defined]
+        sent(node, task)
+
+    counting_send.count = 0  # type: ignore[attr-defined]
+    fleet.send = counting_send  # type: ignore[method-assign]
+
+    def reserve(number: int, ledger: PrivacyLedger) -> None:
+        reserved.append((number, counting_send.count, ledger.epsilon()))  # type: ignore[attr-defined]
+
+    final = run(poisson(0.5), rounds=3, fleet=fleet, params=params, reserve=reserve)
+
+    assert [number for number, _, _ in reserved] == [1, 2, 3]
+    sent_before = [count for _, count, _ in reserved]
+    assert sent_before[0] == 0 and sent_before == sorted(sent_before)  # reserved, then sent
+    assert [eps for _, _, eps in reserved] == [r.epsilon for r in final.history]

@@ -161,3 +161,30 @@ def test_epsilons_are_each_dp_runs_latest_recorded_epsilon(store):
     assert store.epsilons() == {dp_id: _ledger(2).epsilon()}
     assert store.epsilons(dp_id) == {dp_id: _ledger(2).epsilon()}
     assert store.epsilons(plain_id) == {}
+
+
+def test_reserved_ledger_after_reopen_is_the_last_one_reserved(store_url):
+    with open_store(store_url, chunk_size=SMALL_CHUNK) as first:
+        run_id = first.create_run("dp", CONFIG, seed=1, rounds=5)
+        assert first.reserved_privacy(run_id) is None
+        first.reserve_privacy(run_id, 1, _ledger(1))
+        first.save_checkpoint(run_id, _state(1, _ledger(1)))
+        first.reserve_privacy(run_id, 2, _ledger(2))  # round 2 began releasing; no checkpoint records it
+
+    with open_store(store_url, chunk_size=SMALL_CHUNK) as second:
+        assert second.reserved_privacy(run_id) == (2, _ledger(2))
+        assert second.privacy_ledger(run_id) == _ledger(1)
+
+
+def test_reserving_for_an_unknown_run_is_refused(store):
+    with pytest.raises(NotFoundError, match="no run with id 'nope'"):
+        store.reserve_privacy("nope", 1, _ledger(1))
+
+
+@pytest.mark.parametrize("damage", ["{not json", '{"round": 1}', '{"round": 1, "ledger": {"delta": 2.0}}'])
+def test_damaged_reserved_ledger_is_refused_in_one_line_rather_than_guessed(store, sql, damage):
+    run_id = store.create_run("dp", CONFIG, seed=1, rounds=5)
+    sql("UPDATE runs SET privacy_reserved = :r WHERE id = :id", r=damage, id=run_id)
+
+    with pytest.raises(StoreError, match=rf"^run {run_id}'s reserved privacy ledger in the store is damaged"):
+        store.reserved_privacy(run_id)

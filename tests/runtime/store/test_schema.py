@@ -28,6 +28,7 @@ def _make_version_1(url, sql):
     """
     open_store(url).close()
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
+    sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("ALTER TABLE runs DROP COLUMN error")
@@ -45,6 +46,7 @@ def _make_version_2(url, sql):
     """A store as fedlearn left it before nodes could declare their rows, holding one node."""
     open_store(url).close()
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
+    sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
@@ -60,6 +62,7 @@ def _make_version_0(url, sql):
     """
     open_store(url).close()
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
+    sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
     sql("ALTER TABLE nodes DROP COLUMN max_examples")
     sql("ALTER TABLE runs DROP COLUMN error")
@@ -84,14 +87,15 @@ def _v4_state() -> RunState:
 def _make_version_4(url, sql) -> str:
     """A store as fedlearn left it before checkpoints kept a privacy ledger, holding one checkpointed run.
 
-    Version 4 had no ``checkpoints.ledger``. Built by creating today's schema, checkpointing a run
-    without differential privacy, and removing the column; returns the run's id.
+    Version 4 had no ``checkpoints.ledger`` nor ``runs.privacy_reserved``. Built by creating today's schema, checkpointing a run
+    without differential privacy, and removing the columns; returns the run's id.
     """
     with open_store(url) as store:
         run_id = store.create_run("v4-run", "", seed=3, rounds=5)
         store.save_checkpoint(run_id, _v4_state())
         store.set_run_status(run_id, "failed", "coordinator lost", error="StoreError")
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
+    sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     return run_id
 

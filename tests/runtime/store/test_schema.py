@@ -87,8 +87,9 @@ def _v4_state() -> RunState:
 def _make_version_4(url, sql) -> str:
     """A store as fedlearn left it before checkpoints kept a privacy ledger, holding one checkpointed run.
 
-    Version 4 had no ``checkpoints.ledger`` nor ``runs.privacy_reserved``. Built by creating today's schema, checkpointing a run
-    without differential privacy, and removing the columns; returns the run's id.
+    Version 4 had no ``checkpoints.ledger`` nor ``runs.privacy_reserved``. Built by creating today's
+    schema, checkpointing a run without differential privacy, and removing the columns; returns the
+    run's id.
     """
     with open_store(url) as store:
         run_id = store.create_run("v4-run", "", seed=3, rounds=5)

@@ -227,11 +227,24 @@ def remote(
     secure: Annotated[
         bool, typer.Option(help="Sum the statistics under secure aggregation: the coordinator sees only totals.")
     ] = False,
-    classes: Annotated[str | None, typer.Option(help="Class codes, comma-separated (--secure classification).")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Class codes, comma-separated (a --secure or DP classification).")
+    ] = None,
+    dp_epsilon: Annotated[
+        float | None, typer.Option(help="Differential privacy: the ε each member's release spends (at --dp-delta).")
+    ] = None,
+    dp_noise_multiplier: Annotated[
+        float | None, typer.Option(help="Differential privacy: the noise over sensitivity, instead of --dp-epsilon.")
+    ] = None,
+    dp_delta: Annotated[float, typer.Option(help="Differential privacy: δ of each release.")] = 1e-5,
     api: ApiOption = DEFAULT_API,
     admin_token: AdminToken = "",
 ) -> None:
-    """Fit a model on datasets of a coordinator's nodes: exact, and nodes share summaries, never rows."""
+    """Fit a model on datasets of a coordinator's nodes: nodes share summaries, never rows.
+
+    Exact by default; with --dp-epsilon (or --dp-noise-multiplier) each node clips its rows to the
+    bounds it declares and releases noised statistics, charged to its own privacy budget.
+    """
     from fedlearn.web.client import CoordinatorClient
 
     members: dict[str, str] = {}
@@ -244,15 +257,27 @@ def remote(
         members[node_name] = dataset
     feature_columns = list(_split(columns))
     options = {"alpha": alpha, "fit_intercept": intercept, "n_components": n_components, "C": c}
+    dp = _dp_options(dp_epsilon, dp_noise_multiplier, dp_delta)
     with CoordinatorClient(api, admin_token=admin_token) as client:
         codes = None if classes is None else [_class_code(c) for c in _split(classes)]
         result = client.analytics(columns=feature_columns, members=members, model=model, target=target, task=task,
                                   options=options, timeout=timeout, wait=wait, secure=secure,
-                                  classes=codes)  # fmt: skip
+                                  classes=codes, dp=dp)  # fmt: skip
     arrays = print_result(result)
     if out is not None:
         save_arrays(out, model, arrays, [*feature_columns, *([target] if target else [])])
         typer.echo(f"wrote {out}")
+
+
+def _dp_options(epsilon: float | None, noise_multiplier: float | None, delta: float) -> dict[str, float] | None:
+    """The request's ``dp``, or None without either option; the coordinator checks the values themselves."""
+    if epsilon is not None and noise_multiplier is not None:
+        raise ConfigError("give `--dp-epsilon` or `--dp-noise-multiplier`, not both")
+    if epsilon is not None:
+        return {"epsilon": epsilon, "delta": delta}
+    if noise_multiplier is not None:
+        return {"noise_multiplier": noise_multiplier, "delta": delta}
+    return None
 
 
 def _class_code(text: str) -> int:

@@ -170,6 +170,12 @@ def print_result(result: AnalyticsResult) -> dict[str, Any]:
         arrays = {k: _array(v) for k, v in result.attributes.items()}
         print_model(out, result.model, SimpleNamespace(**arrays), result.columns, result.target)
     typer.echo(f"fitted {result.model} on {result.rows} rows from {len(members)} nodes")
+    if result.privacy is not None:
+        spent = result.privacy
+        typer.echo(
+            f"differential privacy: ε = {spent.epsilon:.4g} at δ = {spent.delta:g} per member "
+            f"({len(spent.releases)} releases, noise multiplier {spent.noise_multiplier:.4g})"
+        )
     return arrays
 
 

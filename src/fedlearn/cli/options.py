@@ -20,6 +20,8 @@ StoreOption = Annotated[str, typer.Option("--store", envvar="FEDLEARN_STORE", he
 ApiOption = Annotated[
     str, typer.Option("--coordinator", envvar="FEDLEARN_COORDINATOR", help="The coordinator's HTTP API URL.")
 ]
+
+
 def announce_default_store(store: str) -> str:
     """``store``, after saying on stderr when it is the default file in the current directory.
 

@@ -83,11 +83,14 @@ class CoordinatorClient:
         wait: float = 10.0,
         secure: bool = False,
         classes: Sequence[int] | None = None,
+        dp: Mapping[str, float] | None = None,
     ) -> AnalyticsResult:
         """Fit ``model`` on the union of ``members`` (node name -> dataset name); see ``POST /api/analytics``.
 
         ``secure`` sums the statistics under secure aggregation (``classes`` lists the class codes
-        of a classification); no member's own statistics reach the coordinator.
+        of a classification); no member's own statistics reach the coordinator. ``dp`` asks each
+        member for one differentially private release: ``{"epsilon": ..., "delta": ...}`` or
+        ``{"noise_multiplier": ..., "delta": ...}``.
 
         ``timeout`` bounds each node's answer to each task and ``wait`` the wait for a training
         run to free the nodes; this call waits as long as the coordinator may need for both. The
@@ -104,6 +107,7 @@ class CoordinatorClient:
             "wait": wait,
             "secure": secure,
             "classes": None if classes is None else list(classes),
+            "dp": None if dp is None else dict(dp),
         }
         newton_steps = int((options or {}).get("max_iter", 100)) if model == "logistic" else 0  # the API's default
         stages = len(members) + 1 + newton_steps

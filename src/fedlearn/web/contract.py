@@ -200,6 +200,23 @@ class DescriptionRow(_Answer):
     sum: float | None
 
 
+class AnalyticsRelease(_Answer):
+    """One differentially private release a member made for an analytics request, and the ε it cost."""
+
+    node: str
+    what: str
+    epsilon: float
+
+
+class AnalyticsPrivacy(_Answer):
+    """What a request with ``dp`` spent: each member's releases composed (the largest over members), each release."""
+
+    epsilon: float
+    delta: float
+    noise_multiplier: float
+    releases: list[AnalyticsRelease]
+
+
 class AnalyticsResult(_Answer):
     """``POST /api/analytics``: the members' report and either the fitted model or the ``describe`` table.
 
@@ -218,3 +235,5 @@ class AnalyticsResult(_Answer):
     secure: bool = False
     attributes: dict[str, JsonValue]
     description: list[DescriptionRow] | None
+    privacy: AnalyticsPrivacy | None = None
+    """Under ``dp``, the ε the nodes' releases spent; None for exact statistics."""

@@ -37,6 +37,8 @@ STRICT = "node-strict"
 DIABETES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
+BOUNDS = "bounds = { " + ", ".join(f"{c} = [-0.25, 0.25]" for c in DIABETES) + ", y = [0, 400] }"
+"""The per-row bounds each node declares for differentially private analytics of its diabetes rows."""
 
 
 def datasets_toml(index: int) -> str:
@@ -96,8 +98,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         deployed.register(*NODES, STRICT)
         deployed.start_coordinator()
         for i, name in enumerate(NODES):
-            policy = f"[policy]\naudit_log = '{audit_log(deployed, name)}'\n" if i == 0 else ""
-            deployed.start_node(name, policy + datasets_toml(i))
+            audit = f"audit_log = '{audit_log(deployed, name)}'\n" if i == 0 else ""
+            deployed.start_node(name, f"[policy]\n{audit}{BOUNDS}\n" + datasets_toml(i))
         strict = f"[policy]\nmin_rows = 1000\ncolumns = {json.dumps([*DIABETES, *IRIS[1:], 'y'])}\n"
         deployed.start_node(STRICT, strict + datasets_toml(0))
         deployed.wait_for_nodes(4)
@@ -158,6 +160,29 @@ def test_cli_fits_secure_gaussian_nb_equal_to_sklearn(federation: Deployment, tm
     reference = GaussianNB().fit(x, y)
     for name in ("theta_", "var_"):
         assert_close(fitted[name], getattr(reference, name), rtol=1e-9)
+
+
+def test_cli_fits_a_dp_linear_regression_and_reports_the_epsilon_each_node_spent(federation: Deployment) -> None:
+    members = [arg for n in NODES for arg in ("--member", f"{n}=diabetes")]
+
+    done = _cli(federation, "--columns", ",".join(DIABETES), "--target", "y", *members, "--model", "linear",
+                "--dp-epsilon", "4", "--dp-delta", "1e-6")  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "differential privacy: ε = 4 at δ = 1e-06 per member (3 releases" in done.stdout
+    released = [r["dp"]["epsilon"] for r in audit_records(federation, NODES[0]) if "epsilon" in r.get("dp", {})]
+    assert released and released[-1] == pytest.approx(4.0, rel=1e-3)  # the node's own record of what it spent
+
+
+def test_dp_analytics_over_http_names_each_members_release(federation: Deployment) -> None:
+    with federation.client() as client:
+        result = client.analytics(columns=DIABETES, target="y", members=_members("diabetes"), model="linear",
+                                  dp={"epsilon": 2.0, "delta": 1e-6})  # fmt: skip
+
+    assert result.privacy is not None
+    assert result.privacy.epsilon == pytest.approx(2.0, rel=1e-3)
+    assert sorted(r.node for r in result.privacy.releases) == NODES
+    assert all(r.epsilon == pytest.approx(2.0, rel=1e-3) for r in result.privacy.releases)
 
 
 def test_answer_reports_each_members_rows_and_agreeing_column_types(federation: Deployment) -> None:

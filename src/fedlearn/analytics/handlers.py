@@ -54,13 +54,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
-from fedlearn.analytics.noisy import NoiseFactory, PrivacyBudget, noisy_release, system_noise
+from fedlearn.analytics.noisy import PrivacyBudget, noisy_release
 from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy, check_counts
 from fedlearn.analytics.scan import accumulate, chunks_of, rescan
 from fedlearn.analytics.secure_moments import SecureMomentsLayout, first_pass, second_pass
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.client.node_privacy import NoiseFactory, system_noise
 from fedlearn.core.checks import BOOL, POSITIVE, check, check_real
 from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.limits import DEFAULT_MAX_NEWTON_COEFFICIENTS

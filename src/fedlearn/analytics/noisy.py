@@ -42,10 +42,9 @@ from fedlearn.analytics.rfactor import RFactor
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError, ValidationError
-from fedlearn.core.messages import Task
 from fedlearn.core.params import ParamSet
 from fedlearn.privacy.ledger import Charge
-from fedlearn.privacy.noise import NoiseSource, SystemNoise, add_gaussian
+from fedlearn.privacy.noise import NoiseSource, add_gaussian
 from fedlearn.privacy.statistics import (
     block_stddevs,
     check_bounds,
@@ -70,17 +69,6 @@ class PrivacyBudget(Protocol):
     """
 
     def spend(self, charge: Charge, *, delta: float, what: str) -> float | None: ...
-
-
-class NoiseFactory(Protocol):
-    """Where a node's noise for ``task`` comes from: :class:`SystemNoise` when deployed, seeded in simulation."""
-
-    def __call__(self, task: Task, /) -> NoiseSource: ...
-
-
-def system_noise(task: Task, /) -> NoiseSource:
-    """Deployed noise: a fresh AES-CTR keystream keyed from the OS's secure source, whatever the task says."""
-    return SystemNoise()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,11 +42,12 @@ from fedlearn.analytics.handlers import SCHEMA, SUMMARIZE, analytics_handlers
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
 from fedlearn.analytics.job import MAIN, JobReport, MemberReport, gather_all, schema_problems
 from fedlearn.analytics.moments import merge_all
-from fedlearn.analytics.noisy import NoiseFactory, NoisyStatistics, PrivacyBudget, read_cells, rounded, system_noise
+from fedlearn.analytics.noisy import NoisyStatistics, PrivacyBudget, read_cells, rounded
 from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.client.node_app import NodeApp
+from fedlearn.client.node_privacy import NoiseFactory, system_noise
 from fedlearn.core.checks import POSITIVE, Interval, Options, check, check_int, check_real
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import DP_DELTA_KEY, DP_NOISE_MULTIPLIER_KEY, Reply, Task

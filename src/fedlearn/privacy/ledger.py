@@ -20,12 +20,14 @@ store and a node's ledger file keep it as text and an auditor can read it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import dp_accounting
+import numpy as np
 from dp_accounting import pld, rdp
 
 from fedlearn.core.checks import POSITIVE, Interval, Options, check
@@ -150,13 +152,33 @@ class PrivacyLedger:
 
 
 def epsilon_of(charges: Sequence[Charge], *, delta: float, method: Method) -> float:
-    """ε at ``delta`` of ``charges`` composed, by the RDP or PLD accountant of ``dp-accounting``."""
+    """ε at ``delta`` of ``charges`` composed, by the RDP or PLD accountant of ``dp-accounting``.
+
+    Under RDP, composition adds the charges' Rényi curves, so each distinct charge's curve is
+    computed once per process (:func:`_rdp_curve`) and scaled by its count; ε then comes from
+    ``dp-accounting``'s own conversion. A run asks for ε every round, and a curve under fixed-size
+    sampling takes most of a second, so this is the difference between paying that once and every
+    round. It is the same arithmetic ``RdpAccountant`` does (the tests hold the two to 1e-9).
+    """
     if not charges:
         return 0.0
     accountant = _accountant(charges, method)
+    if isinstance(accountant, rdp.RdpAccountant):
+        relation = accountant.neighboring_relation
+        total = sum(charge.count * np.asarray(_rdp_curve(replace(charge, count=1), relation)) for charge in charges)
+        epsilon, _ = rdp.rdp_privacy_accountant.compute_epsilon(accountant.orders, total, delta)
+        return float(epsilon)
     for charge in charges:
         accountant.compose(charge.event())
     return float(accountant.get_epsilon(delta))
+
+
+@functools.lru_cache(maxsize=1024)
+def _rdp_curve(charge: Charge, relation: dp_accounting.NeighboringRelation) -> tuple[float, ...]:
+    """The Rényi DP of one ``charge`` (count 1) at ``dp-accounting``'s default orders."""
+    accountant = rdp.RdpAccountant(neighboring_relation=relation)
+    accountant.compose(charge.event())
+    return tuple(float(value) for value in accountant.rdp)
 
 
 def _accountant(charges: Sequence[Charge], method: Method) -> dp_accounting.PrivacyAccountant:

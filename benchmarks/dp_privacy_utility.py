@@ -131,16 +131,18 @@ def table(paths: Sequence[Path], plot: Path | None) -> None:
             if line.startswith("{"):
                 record = json.loads(line)
                 groups[(record["framework"], record["sampling"], record["eps_target"])].append(record)
-    print("| framework | sampling | target ε | noise multiplier z | ε (shared RDP accountant) | accuracy (per seed) "
-          "| accuracy (mean) | wall time per run |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| framework | sampling | target ε | noise multiplier z | ε (shared RDP accountant) | ε (framework's own) "
+          "| accuracy (per seed) | accuracy (mean) | wall time per run |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for (framework, sampling, target), records in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         accs = [r["accuracy"] for r in records]
         eps = statistics.median(r["epsilon"] for r in records)
+        own = [r.get("epsilon_engine", r.get("epsilon_flower")) for r in records]
+        own_text = f"{statistics.median(own):.3f}" if None not in own else "-"
         z = statistics.median(r["noise_multiplier"] for r in records)
         wall = statistics.median(r["wall_s"] for r in records)
-        print(f"| {framework} | {sampling} | {target:g} | {z:.3f} | {eps:.3f} | "
+        print(f"| {framework} | {sampling} | {target:g} | {z:.3f} | {eps:.3f} | {own_text} | "
               f"{', '.join(f'{a:.4f}' for a in accs)} | {statistics.fmean(accs):.4f} | {wall:.1f} s |")  # fmt: skip
         series[(framework, sampling)].append((target, statistics.fmean(accs)))
     if plot is not None:

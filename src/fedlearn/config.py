@@ -9,6 +9,7 @@ option tables that are handed to a builder which checks them itself. Any problem
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -16,14 +17,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fedlearn.core.config_files import read_toml, validate
-from fedlearn.core.errors import ConfigError
+from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REORDER_BUFFER_BYTES
 from fedlearn.core.messages import FEATURES_KEY
 from fedlearn.core.validation import Limits
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import split_over_nodes
 from fedlearn.engine.engine import EngineConfig
+from fedlearn.privacy.accountant import Accountant, FixedSizeSampling, PoissonSampling, Sampling
+from fedlearn.privacy.differential import AdaptiveClipping, DifferentialPrivacy
 from fedlearn.privacy.protocol import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT, SecureAggregation
+from fedlearn.strategies.privacy import AccountedSampler
 from fedlearn.strategies.strategy import Strategy
 
 
@@ -159,8 +163,73 @@ class SecureAggregationSection(_Section):
         return SecureAggregation(**self.model_dump(exclude={"enabled"}))
 
 
+class DifferentialPrivacySection(_Section):
+    """``[privacy.differential_privacy]``: node-level DP with an ε budget the engine accounts and enforces.
+
+    ``noise_multiplier`` may be left out: it is then calibrated so that the planned rounds spend
+    exactly ``epsilon`` (not for ``distributed``, whose zCDP accounting the calibrator does not
+    search). ``epsilon`` is required when enabled; ``inf`` reports ε without a limit.
+    """
+
+    enabled: bool = False
+    mechanism: Literal["central", "local", "distributed"] = "central"
+    clip: float = Field(1.0, gt=0)
+    noise_multiplier: float | None = Field(None, gt=0)
+    epsilon: float | None = Field(None, gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    accountant: Literal["rdp", "pld"] = "rdp"
+    adaptive_clipping: bool = False
+    target_quantile: float = Field(0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(0.2, gt=0)
+    clipped_count_stddev: float | None = Field(None, gt=0)
+
+    def piece(self, *, sampling: Sampling | None, rounds: int) -> DifferentialPrivacy | None:
+        """The strategy piece, or None when DP is off; ``sampling`` (central DP) and ``rounds`` plan the calibration."""
+        if not self.enabled:
+            return None
+        if self.epsilon is None:
+            raise ConfigError("`epsilon` (the run's privacy budget) is required when differential privacy is enabled")
+        adaptive = (
+            AdaptiveClipping(
+                target_quantile=self.target_quantile,
+                learning_rate=self.clip_learning_rate,
+                count_stddev=self.clipped_count_stddev,
+            )
+            if self.adaptive_clipping
+            else None
+        )
+        noise = self.noise_multiplier
+        if noise is None:
+            noise = self._calibrated(sampling, rounds)
+        return DifferentialPrivacy(
+            noise_multiplier=noise,
+            epsilon=self.epsilon,
+            clip=self.clip,
+            delta=self.delta,
+            mechanism=self.mechanism,
+            accountant=self.accountant,
+            adaptive=adaptive,
+        )
+
+    def _calibrated(self, sampling: Sampling | None, rounds: int) -> float:
+        """The noise multiplier whose ``rounds`` planned rounds spend ``epsilon``, charged as the engine charges."""
+        assert self.epsilon is not None
+        if self.mechanism == "distributed" or math.isinf(self.epsilon):
+            raise ConfigError(
+                "`noise_multiplier` is required for mechanism 'distributed' and for an infinite `epsilon`: the "
+                "calibrator searches the Gaussian mechanism's ε only"
+            )
+        accountant = Accountant(delta=self.delta, method=self.accountant)
+        if self.mechanism == "local" or sampling is None:
+            return accountant.calibrate(target_epsilon=self.epsilon, sampling=PoissonSampling(rate=1.0), rounds=rounds)
+        noise = accountant.calibrate(target_epsilon=self.epsilon, sampling=sampling, rounds=rounds)
+        # fixed-size sampling is charged z/2 (replace-one: one node moves the sum by 2C); see engine.privacy_budget
+        return 2 * noise if isinstance(sampling, FixedSizeSampling) else noise
+
+
 class PrivacySection(_Section):
     secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
+    differential_privacy: DifferentialPrivacySection = Field(default_factory=DifferentialPrivacySection)
 
 
 class RunConfig(_Section):
@@ -190,6 +259,25 @@ def secure_strategy(config: RunConfig, strategy: Strategy, *, n_nodes: int) -> S
         raise ConfigError(f"[privacy.secure_aggregation]: {exc}") from None
 
 
+def private_strategy(config: RunConfig, strategy: Strategy, *, n_nodes: int) -> Strategy:
+    """``strategy`` with the run's differential-privacy piece; unchanged when it is off.
+
+    Apply it after :func:`secure_strategy`, since what DP may be combined with depends on secure
+    aggregation. ``n_nodes`` is how many nodes a calibration plans with under fixed-size sampling
+    (the engine checks the plan again with the nodes available when the run starts).
+    """
+    section = config.privacy.differential_privacy
+    if not section.enabled:
+        return strategy
+    try:
+        sampler = strategy.sampler
+        sampling = sampler.accounting(n_nodes) if isinstance(sampler, AccountedSampler) else None
+        piece = section.piece(sampling=sampling, rounds=config.run.rounds)
+        return replace(strategy, differential_privacy=piece)
+    except (ConfigError, PrivacyError) as exc:
+        raise ConfigError(f"[privacy.differential_privacy]: {exc}") from None
+
+
 def engine_config(config: RunConfig) -> EngineConfig:
     """The engine settings of a run config; shared by simulation and the networked runtime."""
     e = config.engine
@@ -208,6 +296,7 @@ def engine_config(config: RunConfig) -> EngineConfig:
         reorder_buffer_bytes=e.reorder_buffer_bytes,
         max_examples_per_reply=e.max_examples_per_reply,
         require_secure_aggregation=config.privacy.secure_aggregation.enabled,
+        require_differential_privacy=config.privacy.differential_privacy.enabled,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dp_accounting
 import pytest
+from dp_accounting import pld, rdp
 
 from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.privacy.accountant import Accountant, FixedSizeSampling, PoissonSampling
@@ -10,7 +12,7 @@ from fedlearn.privacy.accountant import Accountant, FixedSizeSampling, PoissonSa
 POISSON = PoissonSampling(rate=0.01)
 
 
-@pytest.mark.parametrize("method", ["rdp", "pld"])
+@pytest.mark.parametrize("method", ["rdp", pytest.param("pld", marks=pytest.mark.slow)])
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise(method: str) -> None:
     accountant = Accountant(delta=1e-5, method=method)  # type: ignore[arg-type]
 
@@ -38,7 +40,7 @@ def test_sampling_amplifies_privacy() -> None:
     assert tenth < everyone
 
 
-@pytest.mark.parametrize("method", ["rdp", "pld"])
+@pytest.mark.parametrize("method", ["rdp", pytest.param("pld", marks=pytest.mark.slow)])
 def test_calibrated_noise_spends_at_most_the_target_and_little_less(method: str) -> None:
     accountant = Accountant(delta=1e-5, method=method)  # type: ignore[arg-type]
 
@@ -70,3 +72,52 @@ def test_fixed_size_sampling_is_accounted_by_rdp_and_refused_by_pld() -> None:
 def test_impossible_settings_are_refused_naming_the_parameter(build, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match=message):
         build()
+
+
+def _dp_accounting_epsilon(method: str, noise: float, rate: float, rounds: int, delta: float) -> float:
+    """ε as dp-accounting computes it when called directly, without fedlearn in between."""
+    event: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(noise)
+    if rate < 1:
+        event = dp_accounting.PoissonSampledDpEvent(rate, event)
+    accountant = rdp.RdpAccountant() if method == "rdp" else pld.PLDAccountant()
+    accountant.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
+    return float(accountant.get_epsilon(delta))
+
+
+GRID = [(noise, rate, rounds) for noise in (0.7, 1.5) for rate in (0.01, 0.2, 1.0) for rounds in (1, 60)]
+
+
+@pytest.mark.parametrize(("noise", "rate", "rounds"), GRID)
+def test_rdp_epsilon_equals_dp_accounting_called_directly(noise: float, rate: float, rounds: int) -> None:
+    ours = Accountant(delta=1e-5, method="rdp").epsilon(
+        noise_multiplier=noise, sampling=PoissonSampling(rate=rate), rounds=rounds
+    )
+
+    assert ours == pytest.approx(_dp_accounting_epsilon("rdp", noise, rate, rounds, 1e-5), rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("noise", "rate", "rounds"), [(n, q, k) for n in (0.8, 1.5) for q in (0.01, 0.2) for k in (1, 20)]
+)
+def test_pld_epsilon_equals_dp_accounting_called_directly(noise: float, rate: float, rounds: int) -> None:
+    ours = Accountant(delta=1e-5, method="pld").epsilon(
+        noise_multiplier=noise, sampling=PoissonSampling(rate=rate), rounds=rounds
+    )
+
+    assert ours == pytest.approx(_dp_accounting_epsilon("pld", noise, rate, rounds, 1e-5), rel=1e-9)
+
+
+@pytest.mark.parametrize(("noise", "sample", "rounds"), [(0.8, 5, 10), (1.5, 20, 40)])
+def test_fixed_size_rdp_epsilon_equals_dp_accounting_with_replace_one(noise: float, sample: int, rounds: int) -> None:
+    ours = Accountant(delta=1e-5).epsilon(
+        noise_multiplier=noise, sampling=FixedSizeSampling(population=100, sample=sample), rounds=rounds
+    )
+    direct = rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    direct.compose(
+        dp_accounting.SelfComposedDpEvent(
+            dp_accounting.SampledWithoutReplacementDpEvent(100, sample, dp_accounting.GaussianDpEvent(noise)), rounds
+        )
+    )
+
+    assert ours == pytest.approx(direct.get_epsilon(1e-5), rel=1e-9)

@@ -36,6 +36,7 @@ EXPECTED = [
     "krum",
     "momentum",
     "norm_bound",
+    "poisson_sampler",
     "scaffold",
     "sgd",
     "trimmed_mean",

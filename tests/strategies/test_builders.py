@@ -101,7 +101,7 @@ def test_build_strategy_unknown_name_raises_config_error_listing_valid_names() -
 def test_build_strategy_unknown_option_raises_config_error_listing_valid_options() -> None:
     with pytest.raises(
         ConfigError,
-        match=r"unknown option\(s\) fractoin for strategy 'fedavg'; valid options: fraction, max_nodes, min_nodes",
+        match=r"unknown option\(s\) fractoin for strategy 'fedavg'; valid options: differential_privacy, fraction",
     ):
         build_strategy("fedavg", fractoin=0.5)
 

@@ -1,4 +1,4 @@
-"""The fraction sampler: how many nodes, which ones, and when it refuses."""
+"""The fraction and Poisson samplers: how many nodes, which ones, their accounting, and when they refuse."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fedlearn.core.errors import ConfigError, QuorumError
-from fedlearn.strategies import fraction_sampler
+from fedlearn.privacy.accountant import FixedSizeSampling, PoissonSampling
+from fedlearn.strategies import fraction_sampler, poisson_sampler
 
 NODES = [f"node-{i:02d}" for i in range(30)]
 
@@ -122,3 +123,42 @@ def test_fraction_sampler_picks_every_node_about_equally_often() -> None:
 def test_fraction_sampler_bad_value_raises_config_error_naming_it(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fraction_sampler(**options)
+
+
+def test_poisson_sampler_includes_each_node_with_probability_rate() -> None:
+    sampler = poisson_sampler(0.2)
+    rng = np.random.default_rng(7)
+    draws = 4000
+
+    counts = Counter(node for _ in range(draws) for node in sampler.sample(NODES, rng))
+
+    frequencies = np.array([counts[node] / draws for node in NODES])
+    assert np.all(np.abs(frequencies - 0.2) < 5 * np.sqrt(0.2 * 0.8 / draws))
+
+
+def test_poisson_sampler_keeps_the_available_order_and_the_same_seed_gives_the_same_nodes() -> None:
+    sampler = poisson_sampler(0.5)
+
+    first = sampler.sample(NODES, np.random.default_rng(3))
+
+    assert first == sampler.sample(NODES, np.random.default_rng(3))
+    assert first == [node for node in NODES if node in set(first)]
+
+
+def test_poisson_sampler_may_draw_no_node() -> None:
+    draws = [poisson_sampler(0.01).sample(NODES[:3], np.random.default_rng(seed)) for seed in range(20)]
+
+    assert [] in draws
+
+
+def test_samplers_describe_their_accounting() -> None:
+    assert poisson_sampler(0.1).accounting(50) == PoissonSampling(rate=0.1)
+    assert poisson_sampler(0.1).expected_nodes(50) == pytest.approx(5.0)
+    assert fraction_sampler(0.2).accounting(30) == FixedSizeSampling(population=30, sample=6)
+    assert fraction_sampler(0.2).expected_nodes(30) == 6.0
+    assert fraction_sampler(1.0).accounting(30) == PoissonSampling(rate=1.0)  # everyone: no sampling at all
+
+
+def test_poisson_sampler_refuses_a_rate_outside_zero_one() -> None:
+    with pytest.raises(ConfigError, match=r"`rate` must be in \(0, 1\]; got 1.5"):
+        poisson_sampler(1.5)

@@ -17,7 +17,9 @@ milliseconds.
   :class:`FederatedLogisticRegression` (federated Newton rounds on features standardized by a
   :class:`FeatureScaling`); :func:`describe`.
 * Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated, and
-  :class:`SecureAnalyticsJob`, whose statistics are summed under secure aggregation; node side
+  :class:`SecureAnalyticsJob`, whose statistics are summed under secure aggregation, and
+  :class:`PrivateAnalyticsJob`, whose nodes release differentially private statistics
+  (:class:`DPRequest`, :class:`NoisyStatistics`); node side
   :func:`analytics_handlers` under the node's :class:`DisclosurePolicy`; file-backed
   :class:`JobDir` behind ``fedlearn analytics``.
 """
@@ -45,8 +47,10 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
         logistic_stats,
     )
     from fedlearn.analytics.moments import Moments, merge_all
+    from fedlearn.analytics.noisy import NoisyStatistics, PrivacyBudget
     from fedlearn.analytics.pca import FederatedPCA
     from fedlearn.analytics.policy import DisclosurePolicy, check_shareable
+    from fedlearn.analytics.private_job import DPRequest, PrivateAnalyticsJob, Release
     from fedlearn.analytics.rfactor import RFactor
     from fedlearn.analytics.scan import accumulate, rescan, summarize
     from fedlearn.analytics.secure_job import SecureAnalyticsJob
@@ -59,6 +63,11 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
 _LOCATIONS = {
     "AnalyticsJob": "fedlearn.analytics.job",
     "SecureAnalyticsJob": "fedlearn.analytics.secure_job",
+    "PrivateAnalyticsJob": "fedlearn.analytics.private_job",
+    "DPRequest": "fedlearn.analytics.private_job",
+    "Release": "fedlearn.analytics.private_job",
+    "NoisyStatistics": "fedlearn.analytics.noisy",
+    "PrivacyBudget": "fedlearn.analytics.noisy",
     "ArrayTable": "fedlearn.analytics.sources",
     "ClassMoments": "fedlearn.analytics.classes",
     "ConcatTable": "fedlearn.analytics.sources",
@@ -123,6 +132,7 @@ __all__ = [
     "ClassMoments",
     "ConcatTable",
     "CsvTable",
+    "DPRequest",
     "Description",
     "DisclosurePolicy",
     "FeatureScaling",
@@ -141,7 +151,11 @@ __all__ = [
     "MemberReport",
     "Moments",
     "NewtonStats",
+    "NoisyStatistics",
+    "PrivacyBudget",
+    "PrivateAnalyticsJob",
     "RFactor",
+    "Release",
     "SecureAnalyticsJob",
     "Summary",
     "SummarySpec",

@@ -25,6 +25,18 @@ leaves the node. Task kinds and their config:
     only answered inside secure aggregation's masked-input stage, which masks the vector before it
     leaves: a task of this kind sent on its own is refused.
 
+``analytics.summarize`` with ``dp.noise_multiplier`` and ``dp.delta`` (differential privacy)
+    ``spec``; ``classes`` (JSON list of integer codes) when ``spec.by_class``; ``histograms_only``
+    (bool) to release only the histogram cells. The node clips each row into its policy's
+    ``bounds``, charges the release to its lifetime ``budget`` (nothing is computed or released if
+    the budget refuses) and replies the noisy sums of :func:`~fedlearn.analytics.noisy.noisy_release`
+    with the release's ``epsilon``. Its reply's example count is 0: the exact count is not released.
+
+With ``require_dp`` the node releases no noiseless statistic: a summary without ``dp.*``, a
+Newton step, secure moments (exact sums) and the rescan of a removal are refused with the reason,
+and a schema reply shows ``float`` for each allowed column the node has bounds for and
+``missing`` for every other, from its policy alone (inferred types are a function of the rows).
+
 Every task passes the node's :class:`~fedlearn.analytics.policy.DisclosurePolicy`: a column it
 does not allow is refused as if it did not exist, histogram bins are capped before any is
 allocated, and every reply that summarises rows is released under the policy (``min_rows`` for
@@ -42,12 +54,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
+from fedlearn.analytics.noisy import NoiseFactory, PrivacyBudget, noisy_release, system_noise
 from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy, check_counts
 from fedlearn.analytics.scan import accumulate, chunks_of, rescan
 from fedlearn.analytics.secure_moments import SecureMomentsLayout, first_pass, second_pass
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.core.checks import BOOL, POSITIVE, check, check_real
 from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.limits import DEFAULT_MAX_NEWTON_COEFFICIENTS
 from fedlearn.core.messages import (
@@ -55,12 +69,15 @@ from fedlearn.core.messages import (
     ANALYTICS_SCHEMA,
     ANALYTICS_SECURE_MOMENTS,
     ANALYTICS_SUMMARIZE,
+    DP_DELTA_KEY,
+    DP_NOISE_MULTIPLIER_KEY,
     SECURE_CONTRIBUTION_KEY,
     Reply,
     Task,
 )
 from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import Dataset
+from fedlearn.privacy.ledger import Charge
 
 # The task kinds, defined once in core.messages beside the other kinds, under analytics' own names.
 SCHEMA = ANALYTICS_SCHEMA
@@ -84,6 +101,22 @@ def config_list(task: Task, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError(f"task config {key!r} must be a JSON list; got {type(value).__name__}")
     return value
+
+
+def declared_classes(task: Task, spec: SummarySpec, *, limit: int) -> tuple[int, ...]:
+    """The task's ``classes`` (ascending integer codes) for a per-class DP release; none for a regression."""
+    if not spec.by_class:
+        if "classes" in task.config:
+            raise ConfigError("task config 'classes' is only for per-class statistics (`by_class` in the spec)")
+        return ()
+    classes = config_list(task, "classes")
+    if not classes or any(isinstance(c, bool) or not isinstance(c, int) for c in classes):
+        raise ConfigError(f"task config 'classes' must list integer class codes; got {classes!r}")
+    if sorted(set(classes)) != classes:
+        raise ConfigError(f"task config 'classes' must be unique and ascending; got {classes!r}")
+    if len(classes) > limit:
+        raise ConfigError(f"refusing {len(classes)} classes: this node allows at most {limit} (`max_bins`)")
+    return tuple(classes)
 
 
 def _coefficients(task: Task, spec: SummarySpec, n_classes: int, *, fit_intercept: bool) -> NDArray[np.float64]:
@@ -133,6 +166,13 @@ def audit_fields(task: Task, reply: Reply) -> dict[str, Any]:
                 fields["bins"] = sum(h.bins for h in spec.histograms)
     except ConfigError:
         pass
+    if DP_NOISE_MULTIPLIER_KEY in task.config:
+        fields["dp"] = {
+            "noise_multiplier": task.config.get(DP_NOISE_MULTIPLIER_KEY),
+            "delta": task.config.get(DP_DELTA_KEY),
+        }
+        if reply.ok and "epsilon" in reply.params:
+            fields["dp"]["epsilon"] = float(reply.params["epsilon"])
     if reply.ok and "moments/min" in reply.params:
         fields["extrema"] = "withheld" if np.isnan(reply.params["moments/min"]).all() else "released"
     return fields
@@ -143,6 +183,9 @@ def analytics_handlers(
     *,
     policy: DisclosurePolicy = DEFAULT_POLICY,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    budget: PrivacyBudget | None = None,
+    require_dp: bool = False,
+    noise: NoiseFactory = system_noise,
 ) -> dict[str, Handler]:
     """Handlers answering analytics tasks from the node's named ``datasets`` under its ``policy``.
 
@@ -151,7 +194,21 @@ def analytics_handlers(
     :func:`~fedlearn.analytics.sources.table_from_dataset` to choose another. ``policy`` is
     this node's :class:`~fedlearn.analytics.policy.DisclosurePolicy`; the default allows every
     column, refuses summaries of fewer rows than the number of features plus 5 and withholds extrema.
+
+    Differential privacy: ``budget`` is the node's lifetime budget, charged with every DP release
+    before it is computed (None: releases are capped only by the policy's ``max_release_epsilon``);
+    ``require_dp`` refuses every task that would release a noiseless statistic; ``noise`` gives the
+    noise source for a task: the OS's secure source by default, a seeded one only in simulation.
     """
+    check("require_dp", require_dp, BOOL)
+
+    def noiseless(task: Task) -> None:
+        if require_dp:
+            raise PrivacyError(
+                f"this node requires differential privacy and releases no noiseless statistic; refusing {task.kind} "
+                f"without noise (ask for a summary with {DP_NOISE_MULTIPLIER_KEY!r} and {DP_DELTA_KEY!r}, "
+                "e.g. from a PrivateAnalyticsJob)"
+            )
 
     def table(task: Task, key: str = "dataset") -> Table:
         name = config_str(task, key)
@@ -169,10 +226,45 @@ def analytics_handlers(
     def schema(task: Task, app: NodeApp) -> Reply:
         columns = [str(c) for c in config_list(task, "columns")]
         visible = policy.visible(table(task).schema())
+        if require_dp:  # from the policy alone: a type inferred from the values would be a noiseless statistic
+            visible = {c: "float" for c in visible if c in policy.bounds}
         codes = np.array([TYPES.index(visible.get(c, "missing")) for c in columns], dtype=np.int8)
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=ParamSet({"types": codes}))
 
+    def private_summary(task: Task, app: NodeApp) -> Reply:
+        if "remaining" in task.config:
+            raise PrivacyError(
+                "rows are not removed from a differentially private summary: the rescan of the rows kept is "
+                "exact; ask for a fresh DP summary instead"
+            )
+        spec = SummarySpec.from_json(config_str(task, "spec"))
+        source = table(task)
+        classes = declared_classes(task, spec, limit=policy.max_bins)
+        histograms_only = check("histograms_only", task.config.get("histograms_only", False), BOOL)
+        if histograms_only and not spec.histograms:
+            raise ConfigError("task config 'histograms_only' needs histograms in the spec")
+        delta = check_real("delta", task.config.get(DP_DELTA_KEY), POSITIVE)
+        low, high, z, epsilon = policy.check_private_request(
+            spec, source.schema(), noise_multiplier=task.config.get(DP_NOISE_MULTIPLIER_KEY), delta=delta
+        )
+        if budget is not None:  # charged before a row is read: a refusal releases nothing
+            what = "histogram" if histograms_only else "summary"
+            budget.spend(
+                Charge(noise_multiplier=z),
+                delta=delta,
+                what=f"analytics DP {what} of {config_str(task, 'dataset')!r}: {', '.join(spec.all_columns)}",
+            )
+        params = noisy_release(
+            chunks_of(source, spec, chunk_rows=chunk_rows), spec, classes=classes, low=low, high=high,
+            noise_multiplier=z, source=noise(task), histograms_only=histograms_only,
+        )  # fmt: skip
+        params = params.merged(ParamSet({"epsilon": np.asarray(epsilon)}))
+        return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params)
+
     def summarise(task: Task, app: NodeApp) -> Reply:
+        if DP_NOISE_MULTIPLIER_KEY in task.config:
+            return private_summary(task, app)
+        noiseless(task)
         spec, source = requested(task)
         summary = policy.release(accumulate(source, spec, chunk_rows=chunk_rows))
         params = summary.to_params()
@@ -183,6 +275,7 @@ def analytics_handlers(
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
 
     def logistic_step(task: Task, app: NodeApp) -> Reply:
+        noiseless(task)
         spec, source = requested(task)
         classes = np.array(config_list(task, "classes"), dtype=np.int64)
         fit_intercept = task.config.get("fit_intercept", True)
@@ -206,6 +299,7 @@ def analytics_handlers(
     def secure_moments(task: Task, app: NodeApp) -> Reply:
         if not task.config.get(SECURE_CONTRIBUTION_KEY):
             raise PrivacyError(f"{SECURE_MOMENTS} is answered only inside secure aggregation, masked; refusing")
+        noiseless(task)  # a secure sum is exact: the pooled total is noiseless
         spec, source = requested(task)
         layout = SecureMomentsLayout(spec, tuple(int(c) for c in config_list(task, "classes")))
         chunks = chunks_of(source, spec, chunk_rows=chunk_rows)

@@ -344,16 +344,8 @@ class AnalyticsJob:
             for node, config in configs.items()
         }
         fleet = self._fleet or InProcessFleet(list(self._simulated), self._simulated_node)
-        gather = Gather(fleet, tasks, quorum=len(tasks), timeout=self.timeout, validate=validate, label=kind)
         try:
-            return {reply.node_id: reply for reply in gather}
-        except QuorumError as exc:
-            for node, reason in gather.report.failures.items():
-                for error in (PrivacyError, ConfigError):
-                    prefix = f"{error.__name__}: "
-                    if reason.startswith(prefix):
-                        raise error(f"node {node!r}: {reason.removeprefix(prefix)}") from exc
-            raise
+            return gather_all(fleet, tasks, timeout=self.timeout, validate=validate, label=kind)
         finally:
             if self._fleet is None:
                 fleet.close()
@@ -365,6 +357,27 @@ class AnalyticsJob:
                 self._simulated[node_id], policy=self._policies[node_id], chunk_rows=self._chunk_rows
             ),
         )
+
+
+def gather_all(
+    fleet: Fleet,
+    tasks: Mapping[str, Task],
+    *,
+    timeout: float,
+    validate: Callable[[Reply], Any] | None,
+    label: str,
+) -> dict[str, Reply]:
+    """Every node's reply to its task, or the first node's refusal (privacy or config) as that error."""
+    gather = Gather(fleet, tasks, quorum=len(tasks), timeout=timeout, validate=validate, label=label)
+    try:
+        return {reply.node_id: reply for reply in gather}
+    except QuorumError as exc:
+        for node, reason in gather.report.failures.items():
+            for error in (PrivacyError, ConfigError):
+                prefix = f"{error.__name__}: "
+                if reason.startswith(prefix):
+                    raise error(f"node {node!r}: {reason.removeprefix(prefix)}") from exc
+        raise
 
 
 def _default_range(moments: Moments, index: int) -> tuple[float, float]:

@@ -15,22 +15,33 @@ histogram bins); every answer passes the node's :class:`DisclosurePolicy` first,
 * ``max_bins``, the most histogram bins one task may ask for, checked before any is allocated.
 * ``release_extrema``. Minima and maxima are values of single rows, so unless the node allows
   them they travel as NaN, which summaries already read as "unknown".
+* ``bounds``, per column name ``(low, high)``: the box every row is clipped into before a
+  differentially private release (:mod:`fedlearn.analytics.noisy`), on every dataset of the node.
+  A DP request naming a column without bounds is refused: bounds are never taken from the data.
+* ``max_release_epsilon``: the most ε (at the request's δ) one DP release may spend, so a
+  coordinator asking for a tiny noise multiplier is refused even where no lifetime budget is set.
+
+Under differential privacy the noise, not ``min_rows``, protects the rows, so a DP release is
+neither refused for covering few rows nor has its cells suppressed: either would be a decision
+taken on the noiseless count, and so a release of it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from fedlearn.analytics.histogram import Histogram
 from fedlearn.analytics.summary import Summary, SummarySpec
-from fedlearn.core.checks import BOOL, check, check_int
+from fedlearn.core.checks import BOOL, POSITIVE, check, check_int
 from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.limits import DEFAULT_MAX_BINS
 from fedlearn.core.params import ParamSet
+from fedlearn.privacy.statistics import DEFAULT_MAX_RELEASE_EPSILON, check_bounds, release_epsilon
 
 _HOW = "the node's operator can change it with `min_rows` in its [policy] (0 turns the guard off)"
 
@@ -99,6 +110,8 @@ class DisclosurePolicy:
     min_rows: int | None = None
     max_bins: int = DEFAULT_MAX_BINS
     release_extrema: bool = False
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    max_release_epsilon: float = DEFAULT_MAX_RELEASE_EPSILON
 
     def __post_init__(self) -> None:
         if self.columns is not None:
@@ -112,6 +125,18 @@ class DisclosurePolicy:
             check_int("min_rows", self.min_rows, low=0)
         check_int("max_bins", self.max_bins, low=1)
         check("release_extrema", self.release_extrema, BOOL)
+        check("max_release_epsilon", self.max_release_epsilon, POSITIVE)
+        bounds = {}
+        for column, pair in dict(self.bounds).items():
+            try:
+                low, high = pair
+                lo, hi = check_bounds([float(low)], [float(high)])
+            except (ConfigError, TypeError, ValueError):
+                raise ConfigError(
+                    f"`bounds` of column {column!r} must be [low, high], finite with low < high; got {pair!r}"
+                ) from None
+            bounds[str(column)] = (float(lo[0]), float(hi[0]))
+        object.__setattr__(self, "bounds", bounds)
 
     def threshold(self, spec: SummarySpec) -> int:
         """The privacy threshold for summaries of ``spec``."""
@@ -136,6 +161,41 @@ class DisclosurePolicy:
                 f"refusing {bins} histogram bins: this node allows at most {self.max_bins} per task "
                 "(`max_bins` in its [policy])"
             )
+
+    def check_private_request(
+        self, spec: SummarySpec, schema: Mapping[str, str], *, noise_multiplier: object, delta: float
+    ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Bounds of ``spec``'s columns, noise multiplier and ε of a DP request, once it may be answered.
+
+        Refused, before a row is read: a column the node does not allow or has no bounds for, a
+        noise multiplier that is not a positive number, a δ outside (0, 1e-3], and a release that
+        would spend more than ``max_release_epsilon``.
+        """
+        self.check_request(spec, schema)
+        unbounded = [c for c in spec.all_columns if c not in self.bounds]
+        if unbounded:
+            raise PrivacyError(
+                f"refusing a differentially private release of column {unbounded[0]!r}: this node declares no "
+                "bounds for it, and bounds are never taken from the data; the node's operator can add "
+                f"`bounds = {{ {unbounded[0]} = [low, high] }}` to its [policy]"
+            )
+        if (
+            not isinstance(noise_multiplier, (int, float))
+            or isinstance(noise_multiplier, bool)
+            or not (math.isfinite(noise_multiplier) and noise_multiplier > 0)
+        ):
+            raise PrivacyError(f"`noise_multiplier` must be a finite number > 0; got {noise_multiplier!r}")
+        z = float(noise_multiplier)
+        epsilon = release_epsilon(z, delta)
+        if epsilon > self.max_release_epsilon:
+            raise PrivacyError(
+                f"refusing a release of ε = {epsilon:.3g} at δ = {delta:g} (noise_multiplier {noise_multiplier:g}): "
+                f"this node allows at most ε = {self.max_release_epsilon:g} per release "
+                "(`max_release_epsilon` in its [policy]); ask with more noise"
+            )
+        low = np.array([self.bounds[c][0] for c in spec.all_columns])
+        high = np.array([self.bounds[c][1] for c in spec.all_columns])
+        return low, high, z, epsilon
 
     def release(self, summary: Summary, *, what: str = "a summary") -> Summary:
         """``summary`` as this node may share it: refused below the threshold, cells suppressed, extrema withheld."""
@@ -175,4 +235,5 @@ class DisclosurePolicy:
 
 
 DEFAULT_POLICY = DisclosurePolicy()
-"""Every column allowed, the default threshold, at most ``DEFAULT_MAX_BINS`` bins, extrema withheld."""
+"""Every column allowed, the default threshold, at most ``DEFAULT_MAX_BINS`` bins, extrema withheld, no
+bounds (so no differentially private release)."""

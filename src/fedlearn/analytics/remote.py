@@ -4,6 +4,9 @@ This is what the coordinator's ``POST /api/analytics`` runs while it holds the n
 is validated whole before any node is asked anything, and the answer is plain JSON: the inspect
 report and the fitted model's learned arrays as (nested) lists, or the ``describe`` table. Values
 that are not finite (a min or max unknown after a removal) travel as ``null``.
+
+With ``dp`` each member makes one differentially private release (:class:`PrivateAnalyticsJob`) and
+the answer's ``privacy`` says what it spent: the largest ε over members at δ, and every release.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fedlearn.analytics.catalog import CLASSIFIERS, ITERATIVE, NEEDS_TARGET, ModelName, build_estimator, learned_arrays
 from fedlearn.analytics.covariance import describe
 from fedlearn.analytics.job import AnalyticsJob, JobReport, schema_problems
+from fedlearn.analytics.private_job import DPRequest, PrivateAnalyticsJob
 from fedlearn.analytics.secure_job import SecureAnalyticsJob
 from fedlearn.analytics.summary import SummarySpec
 from fedlearn.core.errors import QuorumError
 from fedlearn.engine.fleet import Fleet
+from fedlearn.privacy.statistics import MAX_DELTA
 
 
 class _Strict(BaseModel):
@@ -37,6 +42,23 @@ class AnalyticsOptions(_Strict):
     max_iter: int = Field(default=100, ge=1, le=1000, description="logistic Newton steps at most, one round each")
 
 
+class DPOptions(_Strict):
+    """Differential privacy for each member's release: ``epsilon`` at ``delta``, or a ``noise_multiplier``."""
+
+    epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="ε per member release")
+    noise_multiplier: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    delta: float = Field(default=1e-5, gt=0, le=MAX_DELTA)
+
+    @model_validator(mode="after")
+    def _one(self) -> DPOptions:
+        if (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("`dp` gives `epsilon` or `noise_multiplier`; give exactly one")
+        return self
+
+    def request(self) -> DPRequest:
+        return DPRequest(epsilon=self.epsilon, noise_multiplier=self.noise_multiplier, delta=self.delta)
+
+
 class AnalyticsRequest(_Strict):
     """Which dataset on which node, which columns, and which model to fit on their union."""
 
@@ -48,7 +70,10 @@ class AnalyticsRequest(_Strict):
     options: AnalyticsOptions = AnalyticsOptions()  # frozen, so sharing one default is safe
     timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds each node has to answer each task")
     secure: bool = Field(default=False, description="sum the statistics under secure aggregation (3+ members)")
-    classes: list[int] | None = Field(default=None, description="the class codes; needed when `secure` classifies")
+    classes: list[int] | None = Field(
+        default=None, description="the class codes; needed when `secure` or `dp` classifies"
+    )
+    dp: DPOptions | None = Field(default=None, description="differentially private releases, noised on the nodes")
     wait: float = Field(default=10.0, ge=0, le=3600, description="seconds to wait for a training run to free the nodes")
 
     @model_validator(mode="after")
@@ -58,13 +83,16 @@ class AnalyticsRequest(_Strict):
         if self.model in NEEDS_TARGET and self.target is None:
             raise ValueError(f"`model` {self.model!r} needs a `target` column")
         SummarySpec(columns=tuple(self.columns), target=self.target, by_class=self.task == "classification")
-        if self.secure:
+        if self.secure and self.dp is not None:
+            raise ValueError("`secure` and `dp` are not offered together yet; choose one")
+        mode = "secure" if self.secure else "dp" if self.dp is not None else None
+        if mode is not None:
             if self.model in ITERATIVE:
-                raise ValueError(f"`model` {self.model!r} is not offered with `secure` yet: it needs Newton rounds")
+                raise ValueError(f"`model` {self.model!r} is not offered with `{mode}` yet: it needs Newton rounds")
             if (self.task == "classification") != (self.classes is not None):
-                raise ValueError("with `secure`, `classes` lists the class codes of a classification, and only then")
+                raise ValueError(f"with `{mode}`, `classes` lists the class codes of a classification, and only then")
         elif self.classes is not None:
-            raise ValueError("`classes` is only used with `secure`: in the clear, nodes report their classes")
+            raise ValueError("`classes` is only used with `secure` or `dp`: in the clear, nodes report their classes")
         return self
 
 
@@ -86,8 +114,23 @@ def run_request(
     With ``request.secure`` the statistics are summed under secure aggregation, for which
     ``identity_keys`` are the members' registered identity keys; no member's rows are reported.
     """
-    job: AnalyticsJob | SecureAnalyticsJob
-    if request.secure:
+    job: AnalyticsJob | SecureAnalyticsJob | PrivateAnalyticsJob
+    privacy: dict[str, Any] | None = None
+    report: dict[str, Any]
+    if request.dp is not None:
+        dp = request.dp.request()
+        job = PrivateAnalyticsJob(columns=request.columns, target=request.target, task=request.task, dp=dp,
+                                  classes=request.classes or (), fleet=fleet, timeout=request.timeout)  # fmt: skip
+        for node, dataset in request.members.items():
+            job.join(node, dataset)
+        report = report_json(job.inspect())
+        privacy = {
+            "epsilon": job.epsilon(),
+            "delta": dp.delta,
+            "noise_multiplier": dp.multiplier,
+            "releases": [{"node": r.node_id, "what": r.what, "epsilon": r.epsilon} for r in job.releases],
+        }
+    elif request.secure:
         job = SecureAnalyticsJob(columns=request.columns, target=request.target, task=request.task,
                                  classes=request.classes or (), fleet=fleet, identity_keys=identity_keys or {},
                                  timeout=request.timeout)  # fmt: skip
@@ -95,7 +138,7 @@ def run_request(
             job.join(node, dataset)
         types = job.inspect()
         columns = job.spec.all_columns
-        report: dict[str, Any] = {
+        report = {
             "rows": job.summary.count,
             "members": [{"node": n, "dataset": d, "rows": None, "types": types[n]} for n, d in request.members.items()],
             "problems": list(schema_problems(columns, types)),
@@ -114,6 +157,7 @@ def run_request(
         "task": request.task,
         **report,
         "secure": request.secure,
+        "privacy": privacy,
         "attributes": {},
         "description": None,
     }

@@ -155,7 +155,7 @@ def node(
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.agent import NodeAgent
     from fedlearn.runtime.node_config import load_node_config
-    from fedlearn.runtime.node_runtime import build_node, secure_aggregation_setup
+    from fedlearn.runtime.node_runtime import build_node, node_privacy, secure_aggregation_setup
     from fedlearn.runtime.tls import load_client_tls
 
     if not token:
@@ -168,7 +168,10 @@ def node(
     node_config = load_node_config(config)
     datasets = node_config.load_datasets()
     policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
-    analytics = analytics_handlers(datasets, policy=policy)
+    privacy = node_privacy(name, node_config, config.parent)  # one budget, charged by training and analytics alike
+    analytics = analytics_handlers(
+        datasets, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
+    )
     secure = secure_aggregation_setup(name, node_config, config.parent)
     handler = build_node(
         name,
@@ -176,6 +179,8 @@ def node(
         datasets,
         handlers={**analytics, **(secure.handlers if secure else {})},
         describe=dict.fromkeys(analytics, audit_fields),
+        config_dir=config.parent,
+        privacy=privacy,
     )
     tls = load_client_tls(tls_ca, tls_cert, tls_key, server_name) if tls_ca else None
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,

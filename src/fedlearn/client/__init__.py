@@ -7,11 +7,15 @@ simulator and the networked agent alike. Adapters: plain NumPy functions (``Nump
 PyTorch (``TorchLearner``, ``torch_mlp``). scikit-learn and torch are imported only when one of
 their learners is used, so importing this package stays cheap and torch stays optional.
 ``trusted_model`` trains a learner on the coordinator's trusted data, for FLTrust.
+``NodePrivacy`` is a node's differential-privacy policy and ``NodeBudget`` its lifetime budget;
+``system_noise`` and ``seeded_noise`` make the noise a deployed or a simulated node adds.
 """
 
+from fedlearn.client.budget import NodeBudget, PrivacyBudget
 from fedlearn.client.learners import BUILTIN_LEARNERS, DatasetMeta, build_learner, builtin_learner, check_fit_config
 from fedlearn.client.local_sgd import LocalConfig, LossAndGrad
 from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.client.node_privacy import NodePrivacy, NoiseFactory, seeded_noise, system_noise
 from fedlearn.client.numpy_trainer import (
     MetricsFn,
     NumpyLearner,
@@ -37,9 +41,13 @@ __all__ = [
     "MLPLearner",
     "MetricsFn",
     "NodeApp",
+    "NodeBudget",
+    "NodePrivacy",
     "NodeState",
+    "NoiseFactory",
     "NumpyLearner",
     "NumpyTrainer",
+    "PrivacyBudget",
     "SGDLearner",
     "SklearnTrainer",
     "TorchLearner",
@@ -51,7 +59,9 @@ __all__ = [
     "check_fit_config",
     "linear_regression",
     "mlp_classifier",
+    "seeded_noise",
     "softmax_regression",
+    "system_noise",
     "torch_mlp",
     "trusted_model",
 ]

@@ -142,9 +142,6 @@ class LocalConfig:
         return full if self.work_fraction == 1 else max(1, round(full * self.work_fraction))
 
 
-
-
-
 def batch_indices(num_examples: int, config: LocalConfig, rng: np.random.Generator) -> Iterator[NDArray[np.intp]]:
     """Row indices of each minibatch: fresh permutations, cut into ``batch_size`` slices.
 
@@ -285,8 +282,7 @@ def _check_grads(grads: Mapping[str, Array], trained: Mapping[str, Array]) -> No
     """Wrong gradients would corrupt the model silently, so name the first mismatch instead."""
     if grads.keys() != trained.keys():
         raise TrainerError(
-            "loss_and_grad must return a gradient for each floating-point parameter; "
-            f"{name_mismatch(grads, trained)}"
+            f"loss_and_grad must return a gradient for each floating-point parameter; {name_mismatch(grads, trained)}"
         )
     for name, g in grads.items():
         if np.shape(g) != trained[name].shape:

@@ -6,6 +6,12 @@ registered at construction. A node must outlive bad tasks, so any exception beco
 ``error`` set to one line naming the exception and its cause, and the traceback goes to the node's
 log at INFO level.
 
+Differential privacy is the node's own policy (``privacy``, :mod:`fedlearn.client.node_privacy`):
+a fit task with ``dp.*`` keys is checked against it and charged to the node's budget before the
+trainer runs, and its update is clipped, and noised under local DP, before it leaves. ``noise``
+makes the noise source for a task: seeded from the task's seed by default, as simulation needs;
+a deployed node passes :func:`~fedlearn.client.node_privacy.system_noise`.
+
 An optional ``audit`` hook sees every task with the reply it got, refusals included, before the
 reply leaves the node; the node's audit log (``fedlearn.runtime.audit``) is one. The app itself
 writes no files.
@@ -21,10 +27,19 @@ from typing import Protocol
 
 from fedlearn.client.contract import DataContract
 from fedlearn.client.momentum import with_momentum
+from fedlearn.client.node_privacy import (
+    MaskedSum,
+    NodePrivacy,
+    NoiseFactory,
+    add_local_noise,
+    clip_update,
+    seeded_noise,
+)
 from fedlearn.client.trainer import NodeState, Trainer
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import CLIENT_MOMENTUM_KEY, EVALUATE, FIT, HELDOUT_METRIC, Reply, Task
 from fedlearn.core.validation import validate_metrics, validate_num_examples, validate_params
+from fedlearn.privacy.ledger import Charge
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +76,8 @@ class NodeApp:
     ``audit`` is called with every task and its reply before the reply is returned.
     ``require_secure_aggregation`` makes the node refuse plain fit tasks: its updates leave it only
     masked, through the secure-aggregation stages (``fedlearn.client.secure_aggregation``).
+    ``privacy`` is the node's differential-privacy policy and budget; ``noise`` the source of the
+    noise it adds (seeded from each task's seed unless given: pass ``system_noise`` when deployed).
     """
 
     node_id: str
@@ -71,6 +88,8 @@ class NodeApp:
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     audit: AuditHook | None = None
     require_secure_aggregation: bool = False
+    privacy: NodePrivacy = field(default_factory=NodePrivacy)
+    noise: NoiseFactory = seeded_noise
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -128,20 +147,24 @@ class NodeApp:
             logger.info("node %s: %s task of round %d failed", self.node_id, task.kind, task.round, exc_info=True)
             return self._error(task, _one_line(exc))
 
-    def train(self, task: Task) -> Reply:
+    def train(self, task: Task, *, masked: MaskedSum) -> Reply:
         """Run a fit task locally and return its reply, for a protocol stage that trains (secure aggregation).
 
-        The reply does not leave the node as it is; the caller encodes or masks it first.
+        The reply does not leave the node as it is; the caller encodes or masks it first, into the
+        secure sum ``masked`` describes (its DP is checked against that).
         """
         if self.trainer is None:
             return self._error(task, "this node has no trainer, so it cannot train")
         try:
-            return self._fit(task, self.trainer)
+            return self._fit(task, self.trainer, masked=masked)
         except Exception as exc:  # the caller turns a failure into its own refusal
             logger.info("node %s: training for round %d failed", self.node_id, task.round, exc_info=True)
             return self._error(task, _one_line(exc))
 
-    def _fit(self, task: Task, trainer: Trainer) -> Reply:
+    def _fit(self, task: Task, trainer: Trainer, *, masked: MaskedSum | None = None) -> Reply:
+        admitted = self.privacy.admit(  # before any computation
+            task, what=fit_what(task), masked=masked, record_level=_dp_sgd_charge(trainer, task)
+        )
         config = {k: v for k, v in task.config.items() if k != CLIENT_MOMENTUM_KEY}  # the node's, not the trainer's
         if task.extras:
             result = trainer.fit(task.params, config, self.state, extras=task.extras)
@@ -153,6 +176,13 @@ class NodeApp:
         if CLIENT_MOMENTUM_KEY in task.config:
             beta = task.config[CLIENT_MOMENTUM_KEY]
             params = with_momentum(params, task.params, self.state, beta=beta, run_id=task.run_id)
+        if admitted is not None and admitted.request is not None:  # clipped, and noised under local DP, last
+            request = admitted.request
+            if request.clip is not None:  # None: the coordinator clips (plain central DP)
+                params = clip_update(params, task.params, request.clip)
+            if request.mechanism == "local":
+                assert request.noise_stddev is not None
+                params = add_local_noise(params, request.noise_stddev, self.noise(task))
         return Reply(
             node_id=self.node_id,
             kind=task.kind,
@@ -178,8 +208,19 @@ class NodeApp:
         return Reply(node_id=self.node_id, kind=task.kind, round=task.round, error=reason)
 
 
+def fit_what(task: Task) -> str:
+    """How a node's budget log names the training for ``task``: the same for a plain fit and a masked input."""
+    return f"fit task of run {task.run_id!r}, round {task.round}"
+
+
 def _one_line(exc: Exception) -> str:
     """``ExcType: first line of the message``, bounded so a reply stays small."""
     message = str(exc).strip()
     reason = f"{type(exc).__name__}: {message.splitlines()[0] if message else '(no message)'}"
     return reason if len(reason) <= _MAX_ERROR_CHARS else reason[: _MAX_ERROR_CHARS - 3] + "..."
+
+
+def _dp_sgd_charge(trainer: Trainer, task: Task) -> Charge | None:
+    """The charge of the DP-SGD ``trainer`` will run for ``task`` (``TorchTrainer.dp_sgd_charge``), or None."""
+    charge_of = getattr(trainer, "dp_sgd_charge", None)
+    return None if charge_of is None else charge_of(task.config)

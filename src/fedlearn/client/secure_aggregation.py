@@ -14,7 +14,10 @@ The stages, in order (docs/secure-aggregation.md, "The protocol"):
    senders whose messages do not open; the coordinator drops those senders before anyone masks.
 4. ``secagg.masked_input``: the global model and the nodes to mask with. The node trains, encodes
    its weighted update in fixed point and adds its self mask and one pairwise mask per listed
-   neighbour (all of whose shares it holds), block by block.
+   neighbour (all of whose shares it holds), block by block. Under differential privacy the
+   node's policy admits the task first (``fedlearn.client.node_privacy``), the update is clipped
+   before encoding, and under distributed DP discrete Gaussian noise is added to the encoded
+   integers before masking, once the encoding is checked to have room for it.
 5. ``secagg.consistency``: the survivor set; the node signs it, and never signs another this round.
 6. ``secagg.unmask``: the survivor set with at least ``threshold`` valid signatures on it. The
    node reveals, once per round, self-mask shares of surviving neighbours and mask-key shares of
@@ -35,6 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.client.node_privacy import MaskedSum, dp_request
 from fedlearn.core.errors import ConfigError, SecureAggregationError, ValidationError
 from fedlearn.core.messages import (
     CONTROL_DELTA_PREFIX,
@@ -56,6 +60,7 @@ from fedlearn.core.messages import (
 from fedlearn.core.params import ParamSet
 from fedlearn.privacy.aead import CIPHERTEXT_BYTES, ShareMessage, decrypt_shares, encrypt_shares
 from fedlearn.privacy.disclosure import plan_disclosure
+from fedlearn.privacy.encoding import FixedPoint, check_capacity
 from fedlearn.privacy.exact import encode_exact, exact_encoding
 from fedlearn.privacy.graph import NeighbourGraph, neighbour_graph
 from fedlearn.privacy.keys import (
@@ -72,6 +77,7 @@ from fedlearn.privacy.keys import (
 )
 from fedlearn.privacy.masked_input import masked_input
 from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, Masker, new_seed, pairwise_sign
+from fedlearn.privacy.noise import NoiseSource
 from fedlearn.privacy.protocol import (
     VectorLayout,
     commitment,
@@ -267,21 +273,47 @@ class SecureAggregationNode:
             config={k: v for k, v in task.config.items() if not k.startswith(SECAGG_CONFIG_PREFIX)},
             extras=ParamSet({k: v for k, v in task.extras.items() if not k.startswith(P)}),
         )
-        trained = node.train(fit_task)
+        encoding = encoding_from_config(task.config)
+        weighted = task.config.get(f"{SECAGG_CONFIG_PREFIX}weighted", True) is not False
+        noise = self._distributed_noise(fit_task, encoding, len(secrets.graph.ring))  # checked before training
+        trained = node.train(fit_task, masked=MaskedSum(nodes=len(secrets.graph.ring), weighted=weighted))
         if not trained.ok:
             raise SecureAggregationError(f"training failed: {trained.error}")
-        masked = self._encode(task, trained, secrets, partners, me)
+        source = None if noise is None else (node.noise(fit_task), noise)
+        masked = self._encode(task, trained, secrets, partners, me, encoding=encoding, weighted=weighted, noise=source)
         del trained
         return _reply(task, node, params={f"{P}masked": masked}, extras={})
 
-    def _encode(self, task: Task, trained: Reply, secrets: _RoundSecrets, partners: list[str], me: str) -> np.ndarray:
-        """The trained update as one encoded, masked vector, encoded and masked block by block in one pass."""
-        encoding = encoding_from_config(task.config)
+    @staticmethod
+    def _distributed_noise(fit_task: Task, encoding: FixedPoint, nodes: int) -> float | None:
+        """The discrete Gaussian sigma (encoded units) distributed DP asks of this node, once it fits the encoding."""
+        request = dp_request(fit_task.config)
+        if request is None or request.mechanism != "distributed":
+            return None
+        assert request.noise_stddev is not None
+        try:
+            check_capacity(nodes, encoding, noise_stddev=request.noise_stddev)
+        except ConfigError as exc:
+            raise SecureAggregationError(f"this node refuses to add its distributed-DP noise: {exc}") from None
+        return request.noise_stddev * 2.0**encoding.fraction_bits
+
+    def _encode(
+        self,
+        task: Task,
+        trained: Reply,
+        secrets: _RoundSecrets,
+        partners: list[str],
+        me: str,
+        *,
+        encoding: FixedPoint,
+        weighted: bool,
+        noise: tuple[NoiseSource, float] | None,
+    ) -> np.ndarray:
+        """The trained update as one encoded, masked vector, encoded (and noised) and masked block by block."""
         scaffold = bool(task.config.get(SCAFFOLD_KEY, False))
         spec = task.params.spec()
         controls = [f"{CONTROL_DELTA_PREFIX}{name}" for name in sorted(spec)] if scaffold else []
         layout = VectorLayout.of(spec, control_names=controls)
-        weighted = task.config.get(f"{SECAGG_CONFIG_PREFIX}weighted", True) is not False
         weight = min(trained.num_examples, encoding.max_weight) if weighted else 1
         seed = rounding_seed(
             node_seed=int(task.config.get(SEED_KEY, 0)), run_id=task.run_id, round=task.round, node_id=me
@@ -300,6 +332,7 @@ class SecureAggregationNode:
             rounding_seed=seed,
             masks=_mask_seeds(task, secrets, partners, me),
             block_elements=self._block,
+            noise=noise,
         )
 
     def _contribution(

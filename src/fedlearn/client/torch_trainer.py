@@ -18,6 +18,12 @@ simulated nodes share cores torch's worker threads fight: 20 FedAvg rounds of th
 results bit-identical across machines with different core counts. A large model on a dedicated
 node should raise it; ``None`` leaves torch's setting alone.
 
+Record-level DP: with ``dp_sgd = true`` in the fit config, or a learner built with ``dp_sgd``
+settings (the node's own, which then apply whatever the coordinator asks), the fit runs DP-SGD
+through Opacus (see ``fedlearn.client.dp_sgd``): Poisson batches, per-example clipping and noise.
+Its reply then carries ``dp_sgd_epsilon`` and no training loss, because an unnoised mean loss over
+the node's rows is not covered by the guarantee.
+
 torch is imported only inside this module's functions, so ``import fedlearn`` never loads it.
 """
 
@@ -26,11 +32,27 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from fedlearn.client.dp_sgd import (
+    DP_SGD_OPTIONS,
+    EPSILON_METRIC,
+    NOISE_KINDS,
+    NOISE_MULTIPLIER_METRIC,
+    DpSgd,
+    DpSgdPlan,
+    NoiseKind,
+    check_module,
+    composed_epsilon,
+    noise_source,
+    plan_fit,
+    poisson_batches,
+    private_training,
+)
 from fedlearn.client.local_sgd import (
     CLIENT_CONTROL_KEY,
     FIT_OPTIONS,
@@ -55,6 +77,7 @@ from fedlearn.core.errors import ConfigError, TrainerError
 from fedlearn.core.messages import Config
 from fedlearn.core.params import ParamSet, Spec
 from fedlearn.data.dataset import Dataset
+from fedlearn.privacy.ledger import Charge
 
 if TYPE_CHECKING:
     import torch
@@ -104,9 +127,14 @@ class TorchLearner:
 
     ``loss_fn`` defaults to cross-entropy for classification data and MSE for regression; it
     must return the mean over the batch.
+
+    ``dp_sgd`` makes every fit DP-SGD with these settings, the node's own (a fit config's DP-SGD
+    keys are then ignored). ``dp_sgd_noise`` is where DP-SGD's noise and batch draws come from:
+    ``"system"`` (the OS's CSPRNG, for deployment) or ``"seeded"`` (the fit's seed, for
+    reproducible simulation only).
     """
 
-    fit_options: ClassVar[Mapping[str, Constraint]] = FIT_OPTIONS
+    fit_options: ClassVar[Mapping[str, Constraint]] = MappingProxyType({**FIT_OPTIONS, **DP_SGD_OPTIONS})
 
     model_fn: ModelFn
     loss_fn: LossFn | None = None
@@ -115,8 +143,13 @@ class TorchLearner:
     momentum: float = 0.0
     weight_decay: float = 0.0
     num_threads: int | None = 1
+    dp_sgd: DpSgd | None = None
+    dp_sgd_noise: NoiseKind = "system"
 
     def __post_init__(self) -> None:
+        check("dp_sgd_noise", self.dp_sgd_noise, Options(NOISE_KINDS))
+        if self.dp_sgd is not None and not isinstance(self.dp_sgd, DpSgd):
+            raise ConfigError(f"`dp_sgd` must be DpSgd settings or None; got {self.dp_sgd!r}")
         if self.num_threads is not None:
             check_int("num_threads", self.num_threads, low=1)
         check("optimizer", self.optimizer, Options(tuple(_OPTIMIZERS)))
@@ -152,6 +185,8 @@ class TorchTrainer:
             torch.set_num_threads(learner.num_threads)  # process-wide; see the module docstring
         with torch.random.fork_rng(devices=[]):  # its initial weights are always overwritten
             self._module = learner.model_fn()
+        if learner.dp_sgd is not None:  # the node's own DP-SGD: refuse an untrainable model when it starts
+            check_module(self._module)
         self._spec: Spec = ParamSet(_state_arrays(self._module)).spec()
         self._x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32))
         if data.task == "classification":
@@ -169,6 +204,23 @@ class TorchTrainer:
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}  # one writable copy
         self._module.load_state_dict(tensors, assign=True)
 
+    def dp_sgd_plan(self, config: Config) -> DpSgdPlan | None:
+        """What a fit with ``config`` will run and spend under DP-SGD; ``None`` when it runs plain SGD.
+
+        A node's lifetime budget asks this (``plan.charge()``) before it lets the fit start.
+        """
+        settings = self._learner.dp_sgd or DpSgd.from_config(config)
+        if settings is None:
+            return None
+        local = LocalConfig.from_config(config, learning_rate=self._learner.learning_rate)
+        rows = len(self._x)
+        return plan_fit(settings, batch_size=local.batch_size, rows=rows, steps=local.num_steps(rows))
+
+    def dp_sgd_charge(self, config: Config) -> Charge | None:
+        """The ledger charge of a fit with ``config``, or ``None`` when it would not run DP-SGD."""
+        plan = self.dp_sgd_plan(config)
+        return None if plan is None else plan.charge()
+
     def fit(self, params: ParamSet, config: Config, state: NodeState, extras: ParamSet | None = None) -> FitResult:
         import torch
 
@@ -181,6 +233,7 @@ class TorchTrainer:
             )
         if learner.optimizer == "sgd":
             local.require_stable_proximal(learner.momentum)
+        plan = self.dp_sgd_plan(config)
         self._load(params)
         module = self._module
         named = dict(module.named_parameters())
@@ -191,39 +244,56 @@ class TorchTrainer:
             correction = {k: torch.from_numpy(np.subtract(c[k], c_i[k])) for k in named}
         optimizer = self._optimizer(local.learning_rate)
         rng = local.rng()
+        forward: Any = module  # under DP-SGD, Opacus's per-example gradient wrapper
+        step: Any = optimizer  # under DP-SGD, Opacus's optimizer, whose pre_step makes p.grad private
+        if plan is None:
+            batches = batch_indices(len(self._x), local, rng)
+        else:  # clip and noise in ``step``; apply with the plain optimizer
+            source = noise_source(learner.dp_sgd_noise, rng)
+            forward, step = private_training(module, optimizer, plan, source, secure=learner.dp_sgd_noise == "system")
+            batches = poisson_batches(source, rows=len(self._x), rate=plan.rate, steps=plan.steps)
         module.train()
         total_loss = 0.0
         steps = 0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**62)))  # dropout and friends, reproducibly
-            for idx in batch_indices(len(self._x), local, rng):
-                rows = torch.from_numpy(idx)
-                optimizer.zero_grad(set_to_none=True)
-                loss = self._loss_fn(module(self._x[rows]), self._y[rows])
-                loss.backward()
-                with torch.no_grad():
-                    for name, p in named.items():
-                        if p.grad is None:
-                            continue
-                        if proximal:
-                            p.grad.add_(p - proximal[name], alpha=local.proximal_mu)
-                        if correction:
-                            p.grad.add_(correction[name])
-                optimizer.step()
-                total_loss += float(loss.detach())
-                steps += 1
+        try:
+            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+                # Opacus's per-example hooks warn that the inputs need no gradient; they never do here.
+                warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+                torch.manual_seed(int(rng.integers(2**62)))  # dropout and friends, reproducibly
+                for idx in batches:
+                    rows = torch.from_numpy(idx)
+                    step.zero_grad(set_to_none=True)
+                    loss = self._loss_fn(forward(self._x[rows]), self._y[rows])
+                    loss.backward()
+                    if plan is not None:
+                        step.pre_step()  # per-example clipping, noise, division by the expected batch size
+                    with torch.no_grad():
+                        for name, p in named.items():
+                            if p.grad is None:
+                                continue
+                            if proximal:
+                                p.grad.add_(p - proximal[name], alpha=local.proximal_mu)
+                            if correction:
+                                p.grad.add_(correction[name])
+                    optimizer.step()
+                    if plan is None:
+                        total_loss += float(loss.detach())
+                    steps += 1
+        finally:
+            if plan is not None:
+                forward._close()  # the module is plain again for evaluation and the next fit
         trained = _state_arrays(module)
         result_extras = ParamSet()
         if local.scaffold:
             result_extras, state[CLIENT_CONTROL_KEY] = scaffold_update(
                 params, trained, c, c_i, steps=steps, learning_rate=local.learning_rate, trained=frozenset(named)
             )
-        return FitResult(
-            params=ParamSet(trained),
-            num_examples=len(self._x),
-            metrics={"loss": total_loss / steps},
-            extras=result_extras,
-        )
+        if plan is None:
+            metrics = {"loss": total_loss / steps}
+        else:
+            epsilon = composed_epsilon(state, plan.charge(), delta=plan.settings.delta)
+            metrics = {EPSILON_METRIC: epsilon, NOISE_MULTIPLIER_METRIC: plan.noise_multiplier}
+        return FitResult(params=ParamSet(trained), num_examples=len(self._x), metrics=metrics, extras=result_extras)
 
     def _optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
         import torch
@@ -289,8 +359,14 @@ def torch_mlp(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     num_threads: int | None = 1,
+    dp_sgd: DpSgd | Mapping[str, Any] | None = None,
+    dp_sgd_noise: NoiseKind = "system",
 ) -> TorchLearner:
-    """A ReLU multi-layer perceptron classifier trained with cross-entropy."""
+    """A ReLU multi-layer perceptron classifier trained with cross-entropy.
+
+    ``dp_sgd`` (settings, or a table of them from a node's ``learner_options``) makes every fit
+    DP-SGD whatever the fit config says; see :class:`TorchLearner`.
+    """
     check_int("n_features", n_features, low=1)
     check_int("n_classes", n_classes, low=2)
     hidden = check_ints("hidden", hidden, low=1)
@@ -301,4 +377,6 @@ def torch_mlp(
         momentum=momentum,
         weight_decay=weight_decay,
         num_threads=num_threads,
+        dp_sgd=DpSgd.coerce(dp_sgd),
+        dp_sgd_noise=dp_sgd_noise,
     )

@@ -12,6 +12,7 @@ do not know about us. The CLI turns any ``FedlearnError`` into one line and ``ex
     ├── CodecError(ValueError)           bytes on the wire cannot be decoded
     ├── TrainerError(RuntimeError)       a node's local training or evaluation failed
     ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
+    │   └── BudgetExhausted              a DP run stopped: its next round would exceed the ε budget
     ├── SecureAggregationError(ValueError)
     │                                    a secure-aggregation message fails a cryptographic check
     │                                    (bad signature, tampered ciphertext, too few shares)
@@ -56,6 +57,18 @@ class PrivacyError(FedlearnError, PermissionError):
     """A node refuses to share something because a privacy guard forbids it."""
 
     exit_code = 3
+
+
+class BudgetExhausted(PrivacyError):
+    """A differentially private run stopped before a round whose charge would take ε past the budget.
+
+    No such round ran: ``state`` (when the engine raises it) is the run as it stood, ledger included,
+    the same state its last checkpoint holds.
+    """
+
+    def __init__(self, message: str, *, state: object = None) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 class SecureAggregationError(FedlearnError, ValueError):

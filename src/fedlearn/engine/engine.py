@@ -5,6 +5,12 @@ run this same code. All run state lives in an immutable :class:`RunState` that i
 checkpoint callback after every round; resuming is calling :meth:`Engine.run` with the last one.
 Randomness is derived from the seed and round number (see ``seeding``), so a resumed run draws
 exactly what an uninterrupted one would have.
+
+Under differential privacy (a strategy with a ``differential_privacy`` piece) the engine also keeps
+the run's privacy ledger in :class:`RunState`: it refuses to start rounds whose planned ε exceeds
+the budget, stops before any round that would exceed it, charges each round for what actually
+ran and records ε in the round's history (see ``privacy_budget``). The noise is drawn from the
+OS's secure source unless the engine is told it is a simulation (``dp_noise="seeded"``).
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from fedlearn.core.validation import Limits, validate_metrics, validate_num_exam
 from fedlearn.engine import seeding
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.history import RoundRecord
+from fedlearn.engine.privacy_budget import NoiseKind, PrivacyBudget
 from fedlearn.engine.secure_round import SecureOutcome, SecureRound
 from fedlearn.engine.stage import Clock, Gather, quorum_for
-from fedlearn.privacy.ledger import PrivacyLedger
+from fedlearn.privacy.ledger import Charge, PrivacyLedger
+from fedlearn.strategies.privacy import PrivateRound
 from fedlearn.strategies.strategy import Strategy
 
 logger = logging.getLogger(__name__)
@@ -63,6 +71,8 @@ class EngineConfig:
     declared_examples: Mapping[str, int] = field(default_factory=dict)
     require_secure_aggregation: bool = False
     """The run config asks for secure aggregation: the engine refuses a strategy that would aggregate in the clear."""
+    require_differential_privacy: bool = False
+    """The run config asks for differential privacy: the engine refuses a strategy without its piece."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", freeze_config(self.client_config))
@@ -116,11 +126,16 @@ class Engine:
         clock: Clock = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         identity_keys: Mapping[str, bytes] | IdentityRegistry | None = None,
+        dp_noise: NoiseKind = "system",
     ) -> None:
         """``identity_keys`` are the nodes' registered Ed25519 public keys, needed under secure aggregation.
 
         A deployment passes a registry to read before each round, since nodes bind their keys
         when they first connect, which may be after the run started.
+
+        ``dp_noise`` is where differential privacy's noise comes from: ``"system"`` (the default) the
+        OS's secure source, unpredictable and so unsubtractable; ``"seeded"`` the run seed, so that a
+        simulation is reproducible. Only a simulation may ask for seeded noise.
         """
         self.fleet = fleet
         self.strategy = strategy
@@ -142,12 +157,38 @@ class Engine:
             )
         if strategy.secure_aggregation is not None and not callable(identity_keys) and not identity_keys:
             raise ConfigError("secure aggregation needs the nodes' registered `identity_keys`; got none")
+        if config.require_differential_privacy and strategy.differential_privacy is None:
+            raise ConfigError(
+                "the run config enables [privacy.differential_privacy], but the strategy has no differential-privacy "
+                "piece, so updates would be released without noise; refusing to run"
+            )
+        self._budget = (
+            PrivacyBudget(strategy, seed=config.seed, min_replies=config.min_replies, noise=dp_noise)
+            if strategy.differential_privacy is not None
+            else None
+        )
 
     def initial_state(self, params: ParamSet) -> RunState:
-        return RunState(round=0, params=params, strategy_state=self.strategy.init_state(params))
+        ledger = self._budget.ledger(None) if self._budget is not None else None
+        return RunState(round=0, params=params, strategy_state=self.strategy.init_state(params), ledger=ledger)
 
     def run(self, state: RunState) -> RunState:
-        """Run rounds until ``config.rounds`` are complete, checkpointing after each."""
+        """Run rounds until ``config.rounds`` are complete, checkpointing after each.
+
+        Under differential privacy the rounds still to run are first planned against the budget
+        with the nodes available now; a plan over budget is refused before any round runs
+        (PrivacyError), and a round that would still exceed it stops the run (BudgetExhausted,
+        carrying the state so far).
+        """
+        if self._budget is not None and state.round < self.config.rounds:
+            available = self.wait_for_nodes(self.config.min_available_nodes)
+            self._budget.check_plan(
+                self._budget.ledger(state.ledger),
+                rounds=self.config.rounds - state.round,
+                num_available=len(available),
+                params=state.params,
+                state=state.strategy_state,
+            )
         while state.round < self.config.rounds:
             state = self.round(state)
         return state
@@ -159,8 +200,17 @@ class Engine:
         seed = self.config.seed
         available = self.wait_for_nodes(self.config.min_available_nodes)
         sampled = self.strategy.sample(available, seeding.round_rng(seed, number, seeding.SAMPLE))
+        if self._budget is not None:
+            ledger = self._budget.ledger(state.ledger)
+            state = replace(state, ledger=ledger)
+            worst = self._budget.worst_charge(
+                num_available=len(available), num_sampled=len(sampled), params=state.params, state=state.strategy_state
+            )
+            self._budget.check_round(ledger, worst, number=number, state=state)
         payload_config, extras = self.strategy.fit_payload(state.strategy_state)
-        base_config = {**self.config.client_config, **payload_config}
+        base_config = {**self.config.client_config, **payload_config, **self._private_config(state, len(sampled))}
+        if not sampled:
+            return self._empty_round(state, number, started, available)
         if self.strategy.secure_aggregation is not None:
             return self._secure_round(state, number, started, sampled, available, base_config, extras)
         tasks = {
@@ -193,6 +243,7 @@ class Engine:
             self._counted(gather, capped),
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
+            private=self._private_round(number, available, len(sampled), state.params),
         )
         federated, central, eval_bytes = self._evaluate(update.params, number, available)
         report = gather.report
@@ -210,7 +261,8 @@ class Engine:
             failures=dict(report.failures),
             capped=capped,
         )
-        return self._finish(state, number, update.params, update.state, record)
+        charge = self._charge(state, len(available), len(sampled), update.num_replies)
+        return self._finish(state, number, update.params, update.state, record, charge)
 
     def _secure_round(
         self,
@@ -254,6 +306,7 @@ class Engine:
             [outcome.reply],
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
+            private=self._private_round(number, available, len(sampled), state.params),
         )
         federated, central, eval_bytes = self._evaluate(update.params, number, available)
         record = RoundRecord(
@@ -271,7 +324,60 @@ class Engine:
             survived=outcome.survived,
             dropped=outcome.dropped,
         )
-        return self._finish(state, number, update.params, update.state, record)
+        charge = self._charge(state, len(available), len(sampled), outcome.survived)
+        return self._finish(state, number, update.params, update.state, record, charge)
+
+    def _empty_round(self, state: RunState, number: int, started: float, available: Sequence[str]) -> RunState:
+        """A round whose (Poisson) draw sampled no node: nothing is sent, and the round still releases.
+
+        Under central DP the strategy releases the noise alone (see ``strategies.privacy``) and the
+        round is charged; otherwise the model and strategy state stay as they were.
+        """
+        params, strategy_state = state.params, state.strategy_state
+        dp = self.strategy.differential_privacy
+        if dp is not None and dp.mechanism == "central":
+            update = self.strategy.aggregate(
+                state.params,
+                state.strategy_state,
+                [],
+                num_nodes=len(available),
+                rng=seeding.round_rng(self.config.seed, number, seeding.AGGREGATE),
+                private=self._private_round(number, available, 0, state.params),
+            )
+            params, strategy_state = update.params, update.state
+        federated, central, eval_bytes = self._evaluate(params, number, available)
+        record = RoundRecord(
+            round=number, sampled=0, replies=0, num_examples=0, duration_s=self._clock() - started,
+            bytes_sent=eval_bytes[0], bytes_received=eval_bytes[1], federated_metrics=federated,
+            central_metrics=central,
+        )  # fmt: skip
+        return self._finish(state, number, params, strategy_state, record, self._charge(state, len(available), 0, 0))
+
+    def _private_config(self, state: RunState, num_sampled: int) -> dict[str, Scalar]:
+        """The DP keys of this round's fit tasks (none without DP)."""
+        if self._budget is None:
+            return {}
+        survivors = self._budget.minimum_survivors(num_sampled)
+        return self.strategy.private_config(state.strategy_state, minimum_survivors=survivors)
+
+    def _private_round(
+        self, number: int, available: Sequence[str], num_sampled: int, params: ParamSet
+    ) -> PrivateRound | None:
+        if self._budget is None:
+            return None
+        return self._budget.private_round(number, len(available), num_sampled, params)
+
+    def _charge(self, state: RunState, num_available: int, num_sampled: int, survivors: int) -> Charge | None:
+        """What the round that just ran is charged; priced on the state it started from."""
+        if self._budget is None:
+            return None
+        return self._budget.charge(
+            num_available=num_available,
+            num_sampled=num_sampled,
+            survivors=survivors,
+            params=state.params,
+            state=state.strategy_state,
+        )
 
     def _fit_config(self, base: Mapping[str, Scalar], number: int, node: str) -> dict[str, Scalar]:
         """A node's fit config: the run's and the strategy's keys, the round, and the node's own seed."""
@@ -286,9 +392,19 @@ class Engine:
         return federated, central, eval_bytes
 
     def _finish(self, state: RunState, number: int, params: ParamSet, strategy_state: ParamSet,
-                record: RoundRecord) -> RunState:  # fmt: skip
+                record: RoundRecord, charge: Charge | None = None) -> RunState:  # fmt: skip
+        ledger = state.ledger
+        if self._budget is not None:
+            ledger = self._budget.ledger(ledger)
+            ledger = ledger if charge is None else ledger.plus(charge)
+            record = replace(record, epsilon=self._budget.epsilon(ledger))
         new_state = replace(
-            state, round=number, params=params, strategy_state=strategy_state, history=(*state.history, record)
+            state,
+            round=number,
+            params=params,
+            strategy_state=strategy_state,
+            history=(*state.history, record),
+            ledger=ledger,
         )
         if self._checkpoint is not None:
             self._checkpoint(new_state)

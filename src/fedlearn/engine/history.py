@@ -59,6 +59,8 @@ def history_to_csv(history: Sequence[RoundRecord]) -> str:
     scalar = ["round", "sampled", "replies", "num_examples", "duration_s", "bytes_sent", "bytes_received"]
     if any(r.secure for r in history):  # older histories keep their columns
         scalar += ["secure", "survived", "dropped"]
+    if any(r.epsilon is not None for r in history):
+        scalar += ["epsilon"]
     groups = ("fit_metrics", "federated_metrics", "central_metrics")
     metric_cols: list[tuple[str, str]] = []
     for group in groups:
@@ -69,6 +71,8 @@ def history_to_csv(history: Sequence[RoundRecord]) -> str:
     writer.writerow([*scalar, *(f"{g.removesuffix('_metrics')}_{n}" for g, n in metric_cols), "failures"])
     for r in history:
         writer.writerow(
-            [getattr(r, c) for c in scalar] + [getattr(r, g).get(n, "") for g, n in metric_cols] + [len(r.failures)]
+            ["" if getattr(r, c) is None else getattr(r, c) for c in scalar]
+            + [getattr(r, g).get(n, "") for g, n in metric_cols]
+            + [len(r.failures)]
         )
     return out.getvalue()

@@ -223,7 +223,7 @@ class SecureRound:
         """
         n = len(sampled)
         settings = self._settings
-        need = max(MIN_NODES, min(n, self._min_replies), n - math.floor(settings.dropout_fraction * n + 1e-9))
+        need = minimum_survivors(settings, n, min_replies=self._min_replies)
         stages = _Stages()
 
         # 1. advertise keys
@@ -555,6 +555,14 @@ def _check_received(reply: Reply, graph: NeighbourGraph) -> None:
     indices = {graph.index(peer) for peer in graph.neighbours(reply.node_id)}
     if not set(rejected.tolist()) <= indices:
         raise SecureAggregationError("it reports rejected shares from nodes that are not its neighbours")
+
+
+def minimum_survivors(settings: SecureAggregation, n: int, *, min_replies: int) -> int:
+    """The fewest nodes whose input a secure round over ``n`` sampled nodes sums; fewer fails the round.
+
+    Distributed DP sizes each node's noise share by it, so the sum holds the whole noise whoever drops out.
+    """
+    return max(MIN_NODES, min(n, min_replies), n - math.floor(settings.dropout_fraction * n + 1e-9))
 
 
 def _check_masked(reply: Reply, length: int, dtype: np.dtype[Any]) -> None:

@@ -16,6 +16,8 @@ AGGREGATE = 2
 EVALUATE = 3
 FAULTS = 4
 WORK = 5
+DP_NOISE = 6
+"""Simulated differential-privacy noise; a deployment draws it from the OS instead (``privacy.noise.SystemNoise``)."""
 
 
 def round_rng(seed: int, round_number: int, purpose: int) -> np.random.Generator:

@@ -1,4 +1,4 @@
-"""Privacy: the pure pieces of secure aggregation (no I/O, no networking).
+"""Privacy: the pure pieces of secure aggregation and differential privacy (no I/O, no networking).
 
 Secure aggregation (SecAgg+, Bell et al. 2020; full SecAgg, Bonawitz et al. 2017) lets the
 coordinator learn only the sum of the nodes' updates. This part holds its building blocks; the
@@ -17,11 +17,21 @@ protocol stages are built on top of them elsewhere. Each module has one job:
 - ``protocol``: what both ends of the protocol agree on: the ``SecureAggregation`` settings (a
   strategy piece), the layout of the summed vector, the bytes of the survivor set that is signed.
 
+Differential privacy has four more:
+
+- ``differential``: the ``DifferentialPrivacy`` strategy piece (mechanism, noise, clip, budget),
+  adaptive clipping, and the zCDP bound of distributed discrete Gaussian noise (``distributed_rho``);
+- ``accountant``: ε from ``dp-accounting`` (RDP or PLD) for a sampling, and the noise calibrator;
+- ``ledger``: every release charged against a budget, as JSON;
+- ``noise``: Gaussian and discrete Gaussian noise from a seeded (simulation) or secure (deployment) source.
+
 Cryptography comes only from the ``cryptography`` package and secrets from the operating system.
 See docs/secure-aggregation.md for the guarantees, formulas and costs.
 """
 
+from fedlearn.privacy.accountant import Accountant, FixedSizeSampling, PoissonSampling
 from fedlearn.privacy.aead import ShareMessage, decrypt_shares, encrypt_shares
+from fedlearn.privacy.differential import AdaptiveClipping, DifferentialPrivacy, distributed_rho
 from fedlearn.privacy.disclosure import Disclosure, plan_disclosure
 from fedlearn.privacy.encoding import (
     FixedPoint,
@@ -49,21 +59,32 @@ from fedlearn.privacy.keys import (
     sign_keys,
     verify_keys,
 )
+from fedlearn.privacy.ledger import Charge, PrivacyLedger
 from fedlearn.privacy.masks import apply_masks, blocks, expand_seed_into, new_seed, pairwise_sign
+from fedlearn.privacy.noise import SeededNoise, SystemNoise
 from fedlearn.privacy.protocol import SecureAggregation
 from fedlearn.privacy.shamir import Share, combine_shares, split_secret
 
 __all__ = [
+    "Accountant",
+    "AdaptiveClipping",
     "AdvertisedKeys",
+    "Charge",
+    "DifferentialPrivacy",
     "Disclosure",
     "ExactEncoding",
     "FixedPoint",
+    "FixedSizeSampling",
     "NeighbourGraph",
+    "PoissonSampling",
+    "PrivacyLedger",
     "RoundKeys",
     "SecAggParameters",
     "SecureAggregation",
+    "SeededNoise",
     "Share",
     "ShareMessage",
+    "SystemNoise",
     "apply_masks",
     "blocks",
     "check_capacity",
@@ -73,6 +94,7 @@ __all__ = [
     "decode_sum",
     "decode_weight",
     "decrypt_shares",
+    "distributed_rho",
     "encode_exact",
     "encode_into",
     "encode_weight",

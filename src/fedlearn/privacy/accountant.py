@@ -20,7 +20,11 @@ from typing import Literal
 
 import dp_accounting
 from dp_accounting import pld, rdp
-from dp_accounting.mechanism_calibration import NoBracketIntervalFoundError, calibrate_dp_mechanism
+from dp_accounting.mechanism_calibration import (
+    LowerEndpointAndGuess,
+    NoBracketIntervalFoundError,
+    calibrate_dp_mechanism,
+)
 
 from fedlearn.core.checks import COUNT, POSITIVE, Interval, Options, check, check_fields
 from fedlearn.core.errors import ConfigError, PrivacyError
@@ -30,6 +34,9 @@ METHODS: tuple[Method, ...] = ("rdp", "pld")
 _AT_LEAST_ONE = Interval(1, math.inf, integer=True)
 _PROBABILITY = Interval(0, 1, closed="right")
 _DELTA = Interval(0, 1, closed="neither")
+_SEARCH = LowerEndpointAndGuess(lower_endpoint=1e-3, initial_guess=1.0)
+"""Where the calibrator searches: from a noise multiplier of 1e-3 up, since dp-accounting's fixed-size
+sampling bound divides by the noise and fails at the default lower end, 0."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +109,7 @@ class Accountant:
                 lambda sigma: _run_event(sigma, sampling, rounds),
                 target_epsilon,
                 self.delta,
+                bracket_interval=_SEARCH,
             )
         except NoBracketIntervalFoundError as exc:
             raise PrivacyError(

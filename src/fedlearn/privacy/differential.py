@@ -14,6 +14,9 @@ Three mechanisms, by who adds the noise (docs/privacy.md weighs them):
   private even from a coordinator that sees it alone; it costs ``sqrt(nodes)`` times the noise
   of the central mechanism on the mean.
 
+Distributed DP is accounted by :func:`distributed_rho`, the zCDP bound of Kairouz, Liu and Steinke
+(2021) on a sum of discrete Gaussians, taken in the integer domain that secure aggregation sums.
+
 With ``adaptive`` clipping, ``clip`` is the initial norm and tracks a quantile of the update norms
 (Andrew et al. 2021); the noised count of clipped updates is part of the accounting
 (:meth:`DifferentialPrivacy.update_noise_multiplier`).
@@ -24,6 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from fedlearn.core.checks import POSITIVE, Interval, Options, check, check_fields
 from fedlearn.core.errors import ConfigError
@@ -78,7 +83,9 @@ class DifferentialPrivacy:
     adaptive: AdaptiveClipping | None = None
 
     def __post_init__(self) -> None:
-        check_fields(self, {"noise_multiplier": POSITIVE, "epsilon": POSITIVE, "clip": POSITIVE, "delta": _DELTA})
+        check_fields(self, {"noise_multiplier": POSITIVE, "clip": POSITIVE, "delta": _DELTA})
+        if self.epsilon != math.inf:  # an infinite budget reports ε without enforcing a limit
+            check("epsilon", self.epsilon, POSITIVE)
         check("mechanism", self.mechanism, Options(MECHANISMS))
         check("accountant", self.accountant, Options(METHODS))
         if self.adaptive is not None and self.mechanism == "local":
@@ -107,3 +114,65 @@ class DifferentialPrivacy:
                 f"for the update at noise_multiplier {self.noise_multiplier:g}; raise `count_stddev` or the noise"
             )
         return math.sqrt(1 / remaining)
+
+
+MAX_TAU_SHARE = 0.01
+"""How much the discrete Gaussian's τ terms may add to the ρ of the continuous Gaussian they stand for:
+beyond it the per-node noise is too coarse for the integer grid, and a run is refused rather than
+accounted with a bound dominated by its correction terms."""
+
+
+def distributed_rho(*, clip: float, noise_stddev: float, dimension: int, fraction_bits: int, nodes: int) -> float:
+    """ρ (zCDP) of one distributed-DP round: ``nodes`` nodes each add discrete Gaussian noise to a clipped update.
+
+    Kairouz, Liu and Steinke 2021 ("The Distributed Discrete Gaussian Mechanism for Federated
+    Learning with Secure Aggregation", Theorem 1 and Proposition 14): the sum of ``n`` independent
+    N_Z(0, σ²)^d vectors, σ >= 1/2, shifted by an integer vector of L2 norm Δ, is (ε²/2)-zCDP with
+
+        ε = min( sqrt(Δ²/(nσ²) + 2τd),  Δ/(sqrt(n)σ) + τ·sqrt(d) ),
+        τ = 10 · Σ_{k=1}^{n-1} exp(-2π²σ² · k/(k+1)).
+
+    (Proposition 14's first bound is ``α/2 · Δ²/(nσ²) + τd`` in Rényi divergence of order α >= 1, which
+    is at most ``α/2 · (Δ²/(nσ²) + 2τd)``: zCDP with the first ε above.)
+
+    Everything is in the units secure aggregation sums: an update clipped to L2 norm ``clip`` is
+    scaled by ``2^fraction_bits`` and rounded at random, which moves each of its ``dimension``
+    coordinates by less than 1, so one node changes the sum by at most ``Δ = clip·2^f + sqrt(d)``;
+    each node's noise has σ = ``noise_stddev·2^f`` (``noise_stddev`` in update units, what
+    ``dp.noise_stddev`` tells the node). ``nodes`` are those whose noise is in the sum: the
+    survivors of the round, never the sampled count.
+    """
+    check("clip", clip, POSITIVE)
+    check("noise_stddev", noise_stddev, POSITIVE)
+    check("dimension", dimension, Interval(1, math.inf, integer=True))
+    check("fraction_bits", fraction_bits, Interval(0, 512, integer=True))
+    check("nodes", nodes, Interval(1, math.inf, integer=True))
+    scale = 2.0**fraction_bits
+    sensitivity = clip * scale + math.sqrt(dimension)
+    sigma = noise_stddev * scale
+    if sigma < 0.5:
+        raise ConfigError(
+            f"distributed DP needs each node's discrete Gaussian noise to have σ >= 1/2 in integer units; got "
+            f"{sigma:g} (dp.noise_stddev {noise_stddev:g} x 2^{fraction_bits}); raise the noise or `fraction_bits`"
+        )
+    tau = _tau(sigma, nodes)
+    gaussian = sensitivity**2 / (nodes * sigma**2)
+    epsilon = min(math.sqrt(gaussian + 2 * tau * dimension), math.sqrt(gaussian) + tau * math.sqrt(dimension))
+    return epsilon**2 / 2
+
+
+def distributed_tau_share(*, clip: float, noise_stddev: float, dimension: int, fraction_bits: int, nodes: int) -> float:
+    """How much larger :func:`distributed_rho` is than the continuous Gaussian's ρ, ``Δ²/(2nσ²)``, minus 1."""
+    rho = distributed_rho(
+        clip=clip, noise_stddev=noise_stddev, dimension=dimension, fraction_bits=fraction_bits, nodes=nodes
+    )
+    scale = 2.0**fraction_bits
+    gaussian = (clip * scale + math.sqrt(dimension)) ** 2 / (2 * nodes * (noise_stddev * scale) ** 2)
+    return rho / gaussian - 1
+
+
+def _tau(sigma: float, nodes: int) -> float:
+    if nodes < 2:
+        return 0.0
+    k = np.arange(1, nodes, dtype=np.float64)
+    return float(10 * np.exp(-2 * math.pi**2 * sigma**2 * k / (k + 1)).sum())

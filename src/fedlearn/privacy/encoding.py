@@ -28,6 +28,15 @@ and dominates in practice; the second covers float64 rounding in step 2 and in d
 The rounding error has mean zero and standard deviation at most ``sqrt(n) * 2^-fraction_bits / 2``.
 :meth:`FixedPoint.error_bound` gives the bound for a configuration.
 
+Distributed differential privacy. Under distributed DP each node adds discrete Gaussian noise
+``N_Z(0, sigma²)`` with ``sigma = noise_stddev * 2^fraction_bits`` to its encoded integers
+(:func:`add_noise_into`), after encoding and before masking, wrapping modulo ``2^bits`` like the
+masks. The integers sum exactly, so the decoded sum carries noise of standard deviation
+``sqrt(n) * noise_stddev``, and no one ever sees a noiseless sum. The noise needs room in the
+modulus: :func:`check_capacity` with ``noise_stddev`` allows each node :data:`NOISE_TAIL`
+standard deviations of noise on top of ``B`` (a sample beyond them has probability below
+10^-22), and :meth:`FixedPoint.fit` with ``noise_stddev`` leaves that room.
+
 Where the rounding randomness comes from. Step 3 draws one 64-bit uniform per coordinate from
 AES-256-CTR (the mask PRG, :func:`fedlearn.privacy.masks.expand_seed_into`) under a key derived
 with HKDF from the ``seed`` argument, at the coordinate's offset, so encoding block by block
@@ -65,6 +74,11 @@ MAX_FRACTION_BITS = 512
 
 MAX_WEIGHT_LIMIT = 2**53
 """``max_weight`` stays below this, so that ``w * 2^fraction_bits`` is exact in float64."""
+
+NOISE_TAIL = 10
+"""Standard deviations of a node's distributed-DP noise that the capacity check leaves room for."""
+MAX_NOISE_SIGMA = 2.0**40
+"""The largest discrete Gaussian ``sigma`` (in encoded units) a node draws: samples stay exact in int64."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,17 +121,26 @@ class FixedPoint:
         """``B``: the largest ``|q|`` one node's encoding can hold."""
         return math.ceil(self._limit())
 
+    def noise_bound(self, noise_stddev: float) -> int:
+        """The largest ``|noise|`` (in encoded units) the capacity allows one node's ``noise_stddev`` to reach."""
+        return math.ceil(NOISE_TAIL * noise_stddev * 2.0**self.fraction_bits)
+
     def error_bound(self, n_nodes: int) -> float:
         """The largest absolute error of a decoded coordinate of the sum of ``n_nodes`` encodings (see the module)."""
         n = check_int("n_nodes", n_nodes, low=1)
         return n * 2.0**-self.fraction_bits * (1 + 2.0**-52) + n * self.max_weight * self.clip * 2.0**-51
 
     @classmethod
-    def fit(cls, n_nodes: int, *, clip: float, max_weight: int, bits: int = 32) -> FixedPoint:
-        """The encoding with the most ``fraction_bits`` whose sum over ``n_nodes`` nodes cannot overflow."""
+    def fit(
+        cls, n_nodes: int, *, clip: float, max_weight: int, bits: int = 32, noise_stddev: float = 0.0
+    ) -> FixedPoint:
+        """The encoding with the most ``fraction_bits`` whose sum over ``n_nodes`` nodes cannot overflow.
+
+        ``noise_stddev`` is each node's distributed-DP noise (in update units), which needs room too.
+        """
         coarsest = cls(clip=clip, max_weight=max_weight, fraction_bits=0, bits=bits)
-        check_capacity(n_nodes, coarsest)
-        fraction_bits = _largest_fraction_bits(n_nodes, coarsest)
+        check_capacity(n_nodes, coarsest, noise_stddev=noise_stddev)
+        fraction_bits = _largest_fraction_bits(n_nodes, coarsest, noise_stddev)
         return cls(clip=clip, max_weight=max_weight, fraction_bits=fraction_bits, bits=bits)
 
     def _limit(self) -> float:
@@ -125,10 +148,31 @@ class FixedPoint:
         return float(self.max_weight) * self.clip * 2.0**self.fraction_bits
 
 
-def check_capacity(n_nodes: int, encoding: FixedPoint) -> None:
-    """Refuse, naming the parameter to change, an encoding whose sum over ``n_nodes`` nodes could overflow."""
+def check_capacity(n_nodes: int, encoding: FixedPoint, *, noise_stddev: float = 0.0) -> None:
+    """Refuse, naming the parameter to change, an encoding whose sum over ``n_nodes`` nodes could overflow.
+
+    With ``noise_stddev``, each node also adds distributed-DP noise of that standard deviation (in
+    update units), of which :data:`NOISE_TAIL` standard deviations must fit as well.
+    """
     n = check_int("n_nodes", n_nodes, low=1)
+    check("noise_stddev", noise_stddev, Interval(0, math.inf))
     largest = 2 ** (encoding.bits - 1) - 1
+    if noise_stddev > 0 and noise_stddev * 2.0**encoding.fraction_bits > MAX_NOISE_SIGMA:
+        raise ConfigError(
+            f"distributed-DP noise of standard deviation {noise_stddev:g} × 2^`fraction_bits` "
+            f"{encoding.fraction_bits} exceeds 2^40 encoded units; lower `fraction_bits`"
+        )
+    noise = encoding.noise_bound(noise_stddev) if noise_stddev > 0 else 0
+    if noise and n * (encoding.node_bound + noise) > largest:
+        fits = _largest_fraction_bits(n, encoding, noise_stddev)
+        advice = f"set `fraction_bits` to at most {fits}" if fits >= 0 else "lower `clip` or the noise"
+        raise ConfigError(
+            f"secure-aggregation sums of {n} nodes could overflow {encoding.bits} bits with distributed-DP noise: "
+            f"the worst case is {n} × ({encoding.node_bound} + {NOISE_TAIL} × noise_stddev {noise_stddev:g} × "
+            f"2^`fraction_bits` {encoding.fraction_bits}) = {n * (encoding.node_bound + noise)}, above "
+            f"2^{encoding.bits - 1} - 1 = {largest}; {advice}"
+            + (", or set `bits` to 64" if encoding.bits == 32 else "")
+        )
     if n * encoding.node_bound > largest:
         fits = _largest_fraction_bits(n, encoding)
         if fits >= 0:
@@ -302,6 +346,16 @@ def decode_weight(total: int, *, encoding: FixedPoint) -> int:
     return value
 
 
+def add_noise_into(out: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Add the int64 ``noise`` to the encoded block ``out`` in place, modulo ``2^bits`` like a mask; return ``out``."""
+    if not isinstance(out, np.ndarray) or out.dtype not in (np.uint32, np.uint64) or noise.shape != out.shape:
+        raise ConfigError(f"`noise` must match the encoded block's shape {getattr(out, 'shape', None)}")
+    if noise.dtype != np.int64:
+        raise ConfigError(f"`noise` must be int64; got {noise.dtype}")
+    out += noise.view(np.uint64).astype(out.dtype, casting="unsafe")  # two's complement: -k becomes 2^bits - k
+    return out
+
+
 def _rounding_key(seed: bytes) -> bytes:
     """The AES key of the rounding stream: HKDF of ``seed``, so it never equals a mask's keystream."""
     if not isinstance(seed, bytes) or len(seed) != SEED_BYTES:
@@ -310,14 +364,18 @@ def _rounding_key(seed: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=SEED_BYTES, salt=None, info=info).derive(seed)
 
 
-def _largest_fraction_bits(n_nodes: int, encoding: FixedPoint) -> int:
+def _largest_fraction_bits(n_nodes: int, encoding: FixedPoint, noise_stddev: float = 0.0) -> int:
     """The largest ``fraction_bits`` (at most MAX_FRACTION_BITS) that fits ``n_nodes`` nodes, or -1 if none does."""
     largest = 2 ** (encoding.bits - 1) - 1
     base = float(encoding.max_weight) * encoding.clip
     fits = -1
     for fraction_bits in range(MAX_FRACTION_BITS + 1):
         scaled = base * 2.0**fraction_bits
-        if not math.isfinite(scaled) or n_nodes * math.ceil(scaled) > largest:
+        sigma = noise_stddev * 2.0**fraction_bits
+        if not math.isfinite(scaled) or sigma > MAX_NOISE_SIGMA:
+            break
+        noise = math.ceil(NOISE_TAIL * sigma) if noise_stddev > 0 else 0
+        if n_nodes * (math.ceil(scaled) + noise) > largest:
             break
         fits = fraction_bits
     return fits

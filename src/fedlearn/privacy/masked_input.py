@@ -9,6 +9,10 @@ seed for the whole vector. The result is bit for bit what the straightforward wa
 :func:`encode_into` over each segment, the weight, then :func:`apply_masks` over the whole
 vector (the tests hold the two side by side).
 
+Under distributed differential privacy, ``noise`` adds discrete Gaussian noise to every encoded
+element but the weight, block by block, after encoding and before masking
+(:func:`fedlearn.privacy.encoding.add_noise_into`).
+
 Memory is the output vector plus O(block): no float64 copy of the update, no mask held whole.
 """
 
@@ -19,8 +23,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedlearn.core.errors import ConfigError
-from fedlearn.privacy.encoding import Encoder, FixedPoint, encode_weight
+from fedlearn.privacy.encoding import Encoder, FixedPoint, add_noise_into, encode_weight
 from fedlearn.privacy.masks import DEFAULT_BLOCK_ELEMENTS, Masker, blocks
+from fedlearn.privacy.noise import NoiseSource, discrete_gaussian
 from fedlearn.privacy.protocol import VectorLayout
 
 
@@ -33,6 +38,7 @@ def masked_input(
     rounding_seed: bytes,
     masks: Sequence[tuple[bytes, int]],
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    noise: tuple[NoiseSource, float] | None = None,
 ) -> np.ndarray:
     """The encoded, masked vector of one node's update, of ``layout.length`` elements of ``encoding.dtype``.
 
@@ -41,6 +47,8 @@ def masked_input(
     ``weight`` if the segment is weighted and by 1 otherwise. ``rounding_seed`` keys the
     stochastic rounding; ``masks`` are ``(seed, +1 or -1)`` pairs, the self mask and the pairwise
     masks. ``block_elements`` bounds the blocks the vector is built in and the scratch memory.
+    ``noise``, ``(source, sigma)``, adds discrete Gaussian noise of ``sigma`` encoded units to every
+    element but the weight; the caller has checked that the encoding has room for it.
     """
     weight = encode_weight(weight, encoding)
     pieces: list[tuple[int, int, np.ndarray, np.ndarray | None, int]] = []
@@ -72,5 +80,9 @@ def masked_input(
                 )
         if start <= layout.weight_index < stop:
             out[layout.weight_index] = weight
+        noised = min(stop, layout.weight_index)
+        if noise is not None and start < noised:
+            source, sigma = noise
+            add_noise_into(out[start:noised], discrete_gaussian(source, noised - start, sigma))
         masker.apply(out[start:stop], start)
     return out

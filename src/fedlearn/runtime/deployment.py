@@ -15,7 +15,7 @@ from typing import Any
 from fedlearn.client.learners import build_learner, check_fit_config
 from fedlearn.client.trainer import Learner
 from fedlearn.client.trusted import trusted_model
-from fedlearn.config import RunConfig, engine_config, secure_strategy
+from fedlearn.config import RunConfig, engine_config, private_strategy, secure_strategy
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset, TaskType
 from fedlearn.engine.engine import EngineConfig
@@ -77,7 +77,11 @@ def plan_deployment(
     return DeploymentPlan(
         learner=learner,
         # Checked for the fewest nodes a secure round takes; each round checks again for the nodes it has.
-        strategy=secure_strategy(config, strategy, n_nodes=max(MIN_NODES, config.engine.min_available_nodes)),
+        strategy=private_strategy(
+            config,
+            secure_strategy(config, strategy, n_nodes=max(MIN_NODES, config.engine.min_available_nodes)),
+            n_nodes=max(MIN_NODES, config.engine.min_available_nodes),
+        ),
         engine=replace(engine_config(config), run_id=run_id),
     )
 

@@ -5,6 +5,9 @@ ever refers to a dataset by name. Sources are a built-in dataset partitioned exa
 ``fedlearn simulate`` would (for rehearsals and parity checks), a CSV file, or an SQL query that
 runs inside the data's own database.
 
+``[privacy]`` is the node's differential-privacy policy and its lifetime privacy budget, kept in a
+ledger file that survives restarts and crashes (:mod:`fedlearn.client.budget`).
+
 ``[policy]`` is what the node discloses to analytics tasks, whatever a coordinator asks (see
 :mod:`fedlearn.analytics.policy`), and where it records every task it answers (see
 :mod:`fedlearn.runtime.audit`). It used to be ``[node] min_rows``; that key is refused with a
@@ -25,7 +28,18 @@ message saying where it moved, so a node never runs with a threshold it did not 
     min_rows = 20                      # no summary, class or histogram cell of fewer rows (default: features + 5)
     max_bins = 1000                    # histogram bins one task may ask for
     release_extrema = false            # minima and maxima are values of single rows
+    bounds = { age = [0, 120], bmi = [10, 60], bp = [40, 200], y = [0, 1] }   # rows are clipped into these
+                                       # before a differentially private release; a DP request naming a
+                                       # column without bounds is refused (never taken from the data)
+    max_release_epsilon = 10.0         # the most ε one DP release may spend (at the request's δ)
     audit_log = "/var/log/fedlearn/audit.jsonl"   # one JSON line per task answered
+
+    [privacy]
+    epsilon_budget = 8.0               # lifetime ε across every run and analytics task (absent: no budget)
+    delta = 1e-5                       # δ the budget is kept at; a task asking a larger δ is refused
+    ledger = "hospital-a.privacy-ledger.json"  # its ledger (default: NAME.privacy-ledger.json beside this file)
+    require_differential_privacy = false  # refuse fit tasks without DP and noiseless statistics (a budget implies it)
+    min_noise_multiplier = 0.5         # refuse any release with less noise than this (over sensitivity)
 
     [secure_aggregation]
     require = true                     # refuse to send an update in the clear
@@ -49,11 +63,12 @@ message saying where it moved, so a node never runs with a threshold it did not 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedlearn.client.attacks import Attack, build_attack
 from fedlearn.core.config_files import read_toml, validate
@@ -62,6 +77,7 @@ from fedlearn.core.limits import DEFAULT_MAX_BINS
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.sources import load_csv, load_sql
 from fedlearn.data.split import hold_out, split_over_nodes
+from fedlearn.privacy.statistics import DEFAULT_MAX_RELEASE_EPSILON
 
 
 class _Section(BaseModel):
@@ -136,13 +152,44 @@ class NodeSection(_Section):
 
 
 class PolicySection(_Section):
-    """What the node discloses to analytics tasks, and where it records every task; TOML types only."""
+    """What the node discloses to analytics tasks, and where it records every task; TOML types only.
+
+    ``bounds`` are per column name, on every dataset of the node: the same name means the same quantity.
+    """
 
     columns: list[Annotated[str, Field(min_length=1)]] | None = None
     min_rows: int | None = Field(None, ge=0, strict=True)
     max_bins: int = Field(DEFAULT_MAX_BINS, ge=1, strict=True)
     release_extrema: bool = Field(False, strict=True)
+    bounds: dict[Annotated[str, Field(min_length=1)], tuple[float, float]] = Field(default_factory=dict)
+    max_release_epsilon: float = Field(DEFAULT_MAX_RELEASE_EPSILON, gt=0, allow_inf_nan=False)
     audit_log: Path | None = None
+
+    @field_validator("bounds")
+    @classmethod
+    def _finite_boxes(cls, bounds: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for column, (low, high) in bounds.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"bounds of {column!r} must be finite with low < high; got [{low}, {high}]")
+        return bounds
+
+
+class PrivacySection(_Section):
+    """``[privacy]``: the node's differential-privacy policy and lifetime budget (docs/privacy.md, "A node's budget").
+
+    The budget is enforced by :class:`fedlearn.client.budget.NodeBudget` on the ledger file, the
+    policy by :class:`fedlearn.client.node_privacy.NodePrivacy`; both refuse a task before any work.
+    """
+
+    epsilon_budget: float | None = Field(None, gt=0, allow_inf_nan=False)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    ledger: Path | None = None
+    require_differential_privacy: bool = Field(False, strict=True)
+    min_noise_multiplier: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+    def ledger_path(self, node_name: str, directory: Path) -> Path:
+        """The ledger file: the configured one, or ``NAME.privacy-ledger.json`` beside the node config."""
+        return self.ledger if self.ledger is not None else directory / f"{node_name}.privacy-ledger.json"
 
 
 class SecureAggregationSection(_Section):
@@ -183,6 +230,7 @@ class AttackSection(BaseModel):
 class NodeConfig(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
     policy: PolicySection = Field(default_factory=PolicySection)
+    privacy: PrivacySection = Field(default_factory=PrivacySection)
     secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
     datasets: dict[str, Source] = Field(default_factory=dict)
     attack: AttackSection | None = None
@@ -247,16 +295,17 @@ def load_node_config(path: str | Path) -> NodeConfig:
 
 
 def _relative_to(config: NodeConfig, directory: Path) -> NodeConfig:
-    """Relative file names (audit log, identity key, peers) name files beside the config, wherever the
+    """Relative file names (audit log, ledger, identity key, peers) name files beside the config, wherever the
     node was started from."""
 
     def beside(path: Path | None) -> Path | None:
         return path if path is None or path.is_absolute() else directory / path
 
-    policy, secure = config.policy, config.secure_aggregation
+    policy, privacy, secure = config.policy, config.privacy, config.secure_aggregation
     return config.model_copy(
         update={
             "policy": policy.model_copy(update={"audit_log": beside(policy.audit_log)}),
+            "privacy": privacy.model_copy(update={"ledger": beside(privacy.ledger)}),
             "secure_aggregation": secure.model_copy(
                 update={"identity_key": beside(secure.identity_key), "peers": beside(secure.peers)}
             ),

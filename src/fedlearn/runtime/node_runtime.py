@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn.client.allocator import retain_freed_memory
+from fedlearn.client.budget import NodeBudget
 from fedlearn.client.byzantine import OwnShards, byzantine_trainer
 from fedlearn.client.contract import DataContract
 from fedlearn.client.learners import build_learner
-from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.client.node_app import Handler, NodeApp, fit_what
+from fedlearn.client.node_privacy import NodePrivacy, system_noise
 from fedlearn.client.secure_aggregation import SecureAggregationNode
 from fedlearn.client.threads import BlasThreads
 from fedlearn.client.trainer import Learner, Trainer
@@ -65,6 +67,30 @@ def secure_aggregation_setup(name: str, config: NodeConfig, config_dir: Path) ->
     return SecureAggregationSetup(handlers=node.handlers(), identity_key=bytes.fromhex(fingerprint))
 
 
+def node_privacy(name: str, config: NodeConfig, config_dir: Path | None) -> NodePrivacy:
+    """The node's ``[privacy]`` policy, with its lifetime budget opened from its ledger (made on the first start).
+
+    A ledger that cannot be read stops the node here, with the reason: it never starts on a fresh budget.
+    """
+    section = config.privacy
+    budget = None
+    if section.epsilon_budget is not None:
+        if section.ledger is None and config_dir is None:
+            raise ConfigError("[privacy] epsilon_budget needs a ledger file: set [privacy] ledger")
+        path = section.ledger_path(name, config_dir or Path())
+        budget = NodeBudget.open(path, epsilon=section.epsilon_budget, delta=section.delta)
+        logger.info(
+            "node %s: privacy budget ε = %g at δ = %g, %.4g spent so far (ledger %s)",
+            name, budget.budget, budget.delta, budget.epsilon(), path,
+        )  # fmt: skip
+    return NodePrivacy(
+        budget=budget,
+        delta=section.delta,
+        require_differential_privacy=section.require_differential_privacy,
+        min_noise_multiplier=section.min_noise_multiplier,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PinnedNode:
     """A node whose numeric work runs with a fixed BLAS thread count, as in simulation."""
@@ -84,13 +110,21 @@ def build_node(
     *,
     handlers: Mapping[str, Handler] | None = None,
     describe: Mapping[str, Describe] | None = None,
+    config_dir: Path | None = None,
+    privacy: NodePrivacy | None = None,
 ) -> PinnedNode:
     """The node's trainer (if it trains) on its training rows, its evaluator on held-out rows, and extra handlers.
 
     With ``[policy] audit_log`` every task is recorded there before its reply leaves; ``describe``
     says what the extra handlers' tasks touch (fit and evaluate tasks touch the training dataset).
+    ``[privacy]`` sets the node's DP policy and budget, whose ledger defaults to a file beside the
+    config in ``config_dir``; the noise the node adds comes from the OS's secure source. A caller
+    whose analytics handlers charge the same budget opens it once with :func:`node_privacy` and
+    passes it as ``privacy``.
     """
     retain_freed_memory()
+    if privacy is None:
+        privacy = node_privacy(name, config, config_dir)
     trainer = evaluator = contract = None
     rows = config.fit_and_evaluation_rows(datasets)
     if rows is not None and config.node.learner is not None:
@@ -104,9 +138,11 @@ def build_node(
     audit = None
     if config.policy.audit_log is not None:
         audit = AuditLog(
-            config.policy.audit_log, node=name, describe={**_training_scopes(config, datasets), **(describe or {})}
+            config.policy.audit_log,
+            node=name,
+            describe={**_training_scopes(config, datasets, privacy), **(describe or {})},
         )
-        audit.started(config.policy.model_dump(mode="json"))
+        audit.started({**config.policy.model_dump(mode="json"), "privacy": _privacy_record(config, privacy)})
     app = NodeApp(
         node_id=name,
         trainer=trainer,
@@ -115,6 +151,8 @@ def build_node(
         handlers=dict(handlers or {}),
         audit=audit,
         require_secure_aggregation=config.secure_aggregation.require,
+        privacy=privacy,
+        noise=system_noise,
     )
     return PinnedNode(app=app, threads=BlasThreads(config.node.blas_threads))
 
@@ -134,8 +172,19 @@ def _attacking_trainer(name: str, config: NodeConfig, learner: Learner, rows: Da
     return byzantine_trainer(name, learner, rows, attack, seed=section.seed, benign=benign)
 
 
-def _training_scopes(config: NodeConfig, datasets: Mapping[str, Dataset]) -> dict[str, Describe]:
-    """Fit tasks touch the training dataset's features; evaluate tasks its held-out rows or the evaluation dataset."""
+def _privacy_record(config: NodeConfig, privacy: NodePrivacy) -> dict[str, Any]:
+    """The ``[privacy]`` policy in force, and ε spent so far, for the audit log's start record."""
+    record: dict[str, Any] = config.privacy.model_dump(mode="json")
+    if isinstance(privacy.budget, NodeBudget):
+        record["epsilon_spent"] = privacy.budget.epsilon()
+    return record
+
+
+def _training_scopes(config: NodeConfig, datasets: Mapping[str, Dataset], privacy: NodePrivacy) -> dict[str, Describe]:
+    """Fit tasks touch the training dataset's features; evaluate tasks its held-out rows or the evaluation dataset.
+
+    A fit task that was charged to the node's budget also records the ε it added and the node's ε after it.
+    """
     training = config.training_dataset()
     if training is None:
         return {}
@@ -143,7 +192,11 @@ def _training_scopes(config: NodeConfig, datasets: Mapping[str, Dataset]) -> dic
     held_out = config.node.holdout_fraction is not None
 
     def fit(task: Task, reply: Reply) -> Mapping[str, Any]:
-        return {"dataset": training, "columns": list(datasets[training].feature_names)}
+        touched: dict[str, Any] = {"dataset": training, "columns": list(datasets[training].feature_names)}
+        spent = privacy.budget.spent_for(fit_what(task)) if isinstance(privacy.budget, NodeBudget) else None
+        if spent is not None:
+            touched["epsilon_charged"], touched["epsilon"] = spent
+        return touched
 
     def evaluate(task: Task, reply: Reply) -> Mapping[str, Any]:
         return {"dataset": evaluation, "columns": list(datasets[evaluation].feature_names), "held_out": held_out}

@@ -9,7 +9,7 @@ from typing import Any
 from fedlearn.client.learners import build_learner, check_fit_config
 from fedlearn.client.trainer import Learner
 from fedlearn.client.trusted import trusted_model
-from fedlearn.config import RunConfig, engine_config, secure_strategy
+from fedlearn.config import RunConfig, engine_config, private_strategy, secure_strategy
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import hold_out, trusted_sample
@@ -52,8 +52,14 @@ def plan_simulation(config: RunConfig) -> SimulationPlan:
         partitions=partitions,
         evaluation_data=evaluation_data,
         test_data=test,
-        strategy=secure_strategy(
-            config, build_strategy(config.strategy.name, **_strategy_options(config, learner)), n_nodes=len(partitions)
+        strategy=private_strategy(
+            config,
+            secure_strategy(
+                config,
+                build_strategy(config.strategy.name, **_strategy_options(config, learner)),
+                n_nodes=len(partitions),
+            ),
+            n_nodes=len(partitions),
         ),
         engine=engine,
         faults=FaultPlan(seed=config.run.seed, **config.faults.model_dump()),

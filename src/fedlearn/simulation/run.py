@@ -176,6 +176,7 @@ def simulate(
             checkpoint=checkpoint,
             on_round=on_round,
             identity_keys=identity_keys,
+            dp_noise="seeded",  # a simulation's noise is reproducible from its seed; a deployment's comes from the OS
         )
         if isinstance(initial, RunState):
             state = initial

@@ -14,6 +14,10 @@ optimizer moments is an explicit ``ParamSet`` that the engine checkpoints with t
 Robust aggregation defences compose the same way: a reducer (``bulyan``, ``geometric_median``,
 ``centered_clipping``, ``fltrust``, ``krum``, ...) behind optional pre-aggregation steps
 (``norm_bound``, ``bucketing``), e.g. ``fedadam(reducer=norm_bound(bucketing(bulyan(2), 2), 10.0))``.
+
+Differential privacy is one more piece: ``fedavg(sampler="poisson", sampling_rate=0.01,
+differential_privacy=DifferentialPrivacy(noise_multiplier=1.0, epsilon=3.0))`` clips, noises and
+averages the updates (``strategies.privacy``) and the engine accounts and enforces ε.
 """
 
 from fedlearn.strategies.base import Reducer, RoundReducer, Sampler, ServerTransform
@@ -35,7 +39,7 @@ from fedlearn.strategies.clipping import centered_clipping, norm_bound
 from fedlearn.strategies.fltrust import ServerModel, fltrust
 from fedlearn.strategies.reducers import coordinate_median, krum, trimmed_mean, unweighted_mean, weighted_mean
 from fedlearn.strategies.robust import bulyan, geometric_median
-from fedlearn.strategies.samplers import fraction_sampler
+from fedlearn.strategies.samplers import fraction_sampler, poisson_sampler
 from fedlearn.strategies.strategy import RoundUpdate, Strategy
 from fedlearn.strategies.transforms import adagrad, adam, chain, clip_by_global_norm, momentum, sgd, yogi
 
@@ -71,6 +75,7 @@ __all__ = [
     "krum",
     "momentum",
     "norm_bound",
+    "poisson_sampler",
     "scaffold",
     "sgd",
     "trimmed_mean",

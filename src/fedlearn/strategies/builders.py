@@ -1,8 +1,11 @@
 """The named strategies, each one line over the pieces, and the config-section entry point.
 
-Every builder takes the sampler options (``fraction``, ``min_nodes``, ``max_nodes``) plus its own
-hyper-parameters, all keyword-only, so a ``[strategy]`` section of a run config maps onto a call
-one to one: ``build_strategy(**section)``. The adaptive optimizers default to a server learning
+Every builder takes the sampler options (``fraction``, ``min_nodes``, ``max_nodes`` for the fraction
+sampler, or ``sampler = "poisson"`` with ``sampling_rate``), ``differential_privacy`` (a
+:class:`~fedlearn.privacy.differential.DifferentialPrivacy` piece; a run config gives it as its
+``[privacy.differential_privacy]`` section instead) plus its own hyper-parameters, all
+keyword-only, so a ``[strategy]`` section of a run config maps onto a call one to one:
+``build_strategy(**section)``. The adaptive optimizers default to a server learning
 rate of 0.1 and ``tau`` = 1e-3. Flower's defaults differ (its FedYogi's learning rate is 0.01, and
 its FedAdam's and FedAdagrad's ``tau`` is 1e-9; ``docs/strategies.md`` lists them all), and no
 value suits every model: Reddi et al. tune the learning rate over several orders of magnitude,
@@ -28,17 +31,20 @@ from typing import Literal
 from fedlearn.core.checks import NON_NEGATIVE, POSITIVE, Options, check, check_call_options, check_int, check_real
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.messages import PROXIMAL_MU_KEY
-from fedlearn.strategies.base import AnyReducer, check_reducer, required_replies
+from fedlearn.privacy.differential import DifferentialPrivacy
+from fedlearn.strategies.base import AnyReducer, Sampler, check_reducer, required_replies
 from fedlearn.strategies.bucketing import bucketing
 from fedlearn.strategies.clipping import centered_clipping, norm_bound
 from fedlearn.strategies.fltrust import fltrust
 from fedlearn.strategies.reducers import coordinate_median, krum, trimmed_mean, unweighted_mean, weighted_mean
 from fedlearn.strategies.robust import bulyan, geometric_median
-from fedlearn.strategies.samplers import fraction_sampler
+from fedlearn.strategies.samplers import fraction_sampler, poisson_sampler
 from fedlearn.strategies.strategy import Strategy
 from fedlearn.strategies.transforms import adagrad, adam, momentum, sgd, yogi
 
 Weighting = Literal["examples", "equal"]
+SamplerOption = Sampler | Literal["fraction", "poisson"]
+"""A builder's ``sampler``: a sampler, or the name of one (``sampling_rate`` is the Poisson sampler's rate)."""
 ReducerOption = AnyReducer | str | Mapping[str, object] | None
 """A builder's ``reducer``: a reducer, a name from :data:`REDUCERS`, a config table, or None for the mean."""
 
@@ -68,11 +74,15 @@ def fedavg(
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
+    sampler: SamplerOption = "fraction",
+    sampling_rate: float | None = None,
+    differential_privacy: DifferentialPrivacy | None = None,
 ) -> Strategy:
     """FedAvg (McMahan et al. 2017): the example-weighted mean of the client models."""
     return Strategy(
         name="fedavg",
-        sampler=fraction_sampler(fraction, min_nodes, max_nodes),
+        differential_privacy=differential_privacy,
+        sampler=_sampler(sampler, sampling_rate, fraction=fraction, min_nodes=min_nodes, max_nodes=max_nodes),
         reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=sgd(),
     )
@@ -88,11 +98,15 @@ def fedavgm(
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
+    sampler: SamplerOption = "fraction",
+    sampling_rate: float | None = None,
+    differential_privacy: DifferentialPrivacy | None = None,
 ) -> Strategy:
     """FedAvgM (Hsu et al. 2019): FedAvg with momentum on the server."""
     return Strategy(
         name="fedavgm",
-        sampler=fraction_sampler(fraction, min_nodes, max_nodes),
+        differential_privacy=differential_privacy,
+        sampler=_sampler(sampler, sampling_rate, fraction=fraction, min_nodes=min_nodes, max_nodes=max_nodes),
         reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=momentum(server_learning_rate, beta=server_momentum, nesterov=nesterov),
     )
@@ -106,6 +120,9 @@ def fedprox(
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
+    sampler: SamplerOption = "fraction",
+    sampling_rate: float | None = None,
+    differential_privacy: DifferentialPrivacy | None = None,
 ) -> Strategy:
     """FedProx (Li et al. 2020): FedAvg whose clients add ``mu/2 * ||w - w_global||^2`` to their loss.
 
@@ -114,7 +131,8 @@ def fedprox(
     proximal_mu = check_real("mu", mu, NON_NEGATIVE)
     return Strategy(
         name="fedprox",
-        sampler=fraction_sampler(fraction, min_nodes, max_nodes),
+        differential_privacy=differential_privacy,
+        sampler=_sampler(sampler, sampling_rate, fraction=fraction, min_nodes=min_nodes, max_nodes=max_nodes),
         reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=sgd(),
         client_config={PROXIMAL_MU_KEY: proximal_mu},
@@ -132,11 +150,15 @@ def fedadam(
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
+    sampler: SamplerOption = "fraction",
+    sampling_rate: float | None = None,
+    differential_privacy: DifferentialPrivacy | None = None,
 ) -> Strategy:
     """FedAdam (Reddi et al. 2021): Adam on the server over the weighted mean of client deltas."""
     return Strategy(
         name="fedadam",
-        sampler=fraction_sampler(fraction, min_nodes, max_nodes),
+        differential_privacy=differential_privacy,
+        sampler=_sampler(sampler, sampling_rate, fraction=fraction, min_nodes=min_nodes, max_nodes=max_nodes),
         reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=adam(server_learning_rate, beta1=beta1, beta2=beta2, tau=tau),
     )
@@ -153,11 +175,15 @@ def fedyogi(
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
+    sampler: SamplerOption = "fraction",
+    sampling_rate: float | None = None,
+    differential_privacy: DifferentialPrivacy | None = None,
 ) -> Strategy:
     """FedYogi (Reddi et al. 2021): Yogi on the server over the weighted mean of client deltas."""
     return Strategy(
         name="fedyogi",
-        sampler=fraction_sampler(fraction, min_nodes, max_nodes),
+        differential_privacy=differential_privacy,
+        sampler=_sampler(sampler, sampling_rate, fraction=fraction, min_nodes=min_nodes, max_nodes=max_nodes),
         reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=yogi(server_learning_rate, beta1=beta1, beta2=beta2, tau=tau),
     )
@@ -173,11 +199,15 @@ def fedadagrad(
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
+    sampler: SamplerOption = "fraction",
+    sampling_rate: float | None = None,
+    differential_privacy: DifferentialPrivacy | None = None,
 ) -> Strategy:
     """FedAdagrad (Reddi et al. 2021): Adagrad on the server over the weighted mean of client deltas."""
     return Strategy(
         name="fedadagrad",
-        sampler=fraction_sampler(fraction, min_nodes, max_nodes),
+        differential_privacy=differential_privacy,
+        sampler=_sampler(sampler, sampling_rate, fraction=fraction, min_nodes=min_nodes, max_nodes=max_nodes),
         reducer=_reducer(reducer, weighting, default="examples", max_nodes=max_nodes),
         transform=adagrad(server_learning_rate, tau=tau, beta1=beta1),
     )
@@ -191,6 +221,9 @@ def scaffold(
     fraction: float = 1.0,
     min_nodes: int = 1,
     max_nodes: int | None = None,
+    sampler: SamplerOption = "fraction",
+    sampling_rate: float | None = None,
+    differential_privacy: DifferentialPrivacy | None = None,
 ) -> Strategy:
     """SCAFFOLD (Karimireddy et al. 2020): control variates correct the clients' drift.
 
@@ -199,11 +232,41 @@ def scaffold(
     """
     return Strategy(
         name="scaffold",
-        sampler=fraction_sampler(fraction, min_nodes, max_nodes),
+        differential_privacy=differential_privacy,
+        sampler=_sampler(sampler, sampling_rate, fraction=fraction, min_nodes=min_nodes, max_nodes=max_nodes),
         reducer=_reducer(reducer, weighting, default="equal", max_nodes=max_nodes),
         transform=sgd(server_learning_rate),
         control_variates=True,
     )
+
+
+def _sampler(
+    sampler: SamplerOption, sampling_rate: float | None, *, fraction: float, min_nodes: int, max_nodes: int | None
+) -> Sampler:
+    """The sampler a builder asks for: the fraction sampler by default, the Poisson one at ``sampling_rate``.
+
+    Poisson sampling (each node independently with probability ``sampling_rate``) is what
+    differential privacy's amplification assumes; it takes no quorum or cap, since those would make
+    the sample depend on its own size, so ``fraction``, ``min_nodes`` and ``max_nodes`` are refused with it.
+    """
+    if isinstance(sampler, Sampler):
+        return sampler
+    check("sampler", sampler, Options(("fraction", "poisson")))
+    if sampler == "fraction":
+        if sampling_rate is not None:
+            raise ConfigError(
+                "`sampling_rate` is the Poisson sampler's; set sampler = 'poisson', or use `fraction` for the fraction "
+                f"sampler; got sampling_rate={sampling_rate!r}"
+            )
+        return fraction_sampler(fraction, min_nodes, max_nodes)
+    if (fraction, min_nodes, max_nodes) != (1.0, 1, None):
+        raise ConfigError(
+            "`fraction`, `min_nodes` and `max_nodes` apply to the fraction sampler, not to sampler = 'poisson'; "
+            "give only `sampling_rate`"
+        )
+    if sampling_rate is None:
+        raise ConfigError("sampler = 'poisson' needs `sampling_rate`, the probability that each node takes part")
+    return poisson_sampler(sampling_rate)
 
 
 def _reducer(reducer: ReducerOption, weighting: Weighting, *, default: Weighting, max_nodes: int | None) -> AnyReducer:

@@ -7,7 +7,12 @@ or, for SCAFFOLD, as control variates in the task's ``extras``.
 
 Server state is one flat ``ParamSet``: the transform's state under ``transform/``, a round
 reducer's (centered clipping's centre, say) under ``reducer/`` and SCAFFOLD's global control
-variate under ``scaffold/c/``. The engine checkpoints it as it is.
+variate under ``scaffold/c/``, and differential privacy's clipping norm under ``dp/``. The engine
+checkpoints it as it is.
+
+With a ``differential_privacy`` piece the round's updates are folded by the private mean of
+``fedlearn.strategies.privacy`` (clipped, unweighted, noised) instead of the reducer, which must
+then be a mean; the server transform applies the result as usual.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from fedlearn.core.messages import (
     freeze_config,
 )
 from fedlearn.core.params import ParamSet, Spec
+from fedlearn.privacy.differential import DifferentialPrivacy
 from fedlearn.privacy.protocol import SecureAggregation
+from fedlearn.strategies import privacy
 from fedlearn.strategies.base import (
     AnyReducer,
     Reducer,
@@ -70,6 +77,8 @@ class Strategy:
     control_variates: bool = False
     secure_aggregation: SecureAggregation | None = None
     """When set, the coordinator sees only the sum of the updates (SecAgg+; see ``engine.secure_round``)."""
+    differential_privacy: DifferentialPrivacy | None = None
+    """When set, updates are clipped and noised (``strategies.privacy``) and the engine accounts and enforces ε."""
 
     def __post_init__(self) -> None:
         asked = {**reducer_client_config(self.reducer), **self.client_config}  # what the reducer needs of nodes
@@ -85,17 +94,33 @@ class Strategy:
         check_reducer("reducer", self.reducer)
         if self.secure_aggregation is not None:
             _check_secure_reducer(self.reducer)
+        if self.differential_privacy is not None:
+            if not isinstance(self.differential_privacy, DifferentialPrivacy):
+                raise ConfigError(
+                    "`differential_privacy` must be a DifferentialPrivacy piece (in a run config, the "
+                    f"[privacy.differential_privacy] section); got {type(self.differential_privacy).__name__}"
+                )
+            privacy.check_private_strategy(
+                self.differential_privacy,
+                sampler=self.sampler,
+                reducer=self.reducer,
+                secure=self.secure_aggregation,
+                control_variates=self.control_variates,
+            )
 
     @property
     def weighted(self) -> bool:
-        """False when every reply counts once (the unweighted mean), so a secure sum weights each node by 1."""
-        return not isinstance(self.reducer, UnweightedMean)
+        """False when every reply counts once (the unweighted mean, or any private one), so a secure sum weights
+        each node by 1."""
+        return self.differential_privacy is None and not isinstance(self.reducer, UnweightedMean)
 
     def init_state(self, params: ParamSet) -> ParamSet:
         state = self.transform.init(params).with_prefix(TRANSFORM_PREFIX)
         state = state.merged(reducer_init_state(self.reducer, params).with_prefix(REDUCER_PREFIX))
         if self.control_variates:
             state = state.merged(params.zeros_like().with_prefix(CONTROL_PREFIX))
+        if self.differential_privacy is not None:
+            state = state.merged(privacy.init_state(self.differential_privacy).with_prefix(privacy.DP_PREFIX))
         return state
 
     def sample(self, available: Sequence[str], rng: np.random.Generator) -> list[str]:
@@ -122,6 +147,7 @@ class Strategy:
         *,
         num_nodes: int,
         rng: np.random.Generator,
+        private: privacy.PrivateRound | None = None,
     ) -> RoundUpdate:
         """Fold validated fit replies, in the order given, into the next model and state.
 
@@ -131,7 +157,12 @@ class Strategy:
 
         A round reducer draws from a child of ``rng`` (``rng.spawn``), so the transform's draws
         are the same whichever reducer the strategy holds.
+
+        Under differential privacy ``private`` (the round's fixed denominator and noise source) is
+        required, and the replies go through the private mean instead of the reducer.
         """
+        if self.differential_privacy is not None:
+            return self._aggregate_private(params, state, replies, rng=rng, private=private)
         reducer_state = state.select(REDUCER_PREFIX)
         reducer = self.reducer
         if isinstance(reducer, RoundReducer):
@@ -151,6 +182,45 @@ class Strategy:
             num_replies=folded.count,
             num_examples=folded.examples,
             metrics=folded.metrics,
+        )
+
+    def _aggregate_private(
+        self,
+        params: ParamSet,
+        state: ParamSet,
+        replies: Iterable[Reply],
+        *,
+        rng: np.random.Generator,
+        private: privacy.PrivateRound | None,
+    ) -> RoundUpdate:
+        """The private mean, then the transform. Fit metrics are not released: nothing noises them."""
+        dp = self.differential_privacy
+        assert dp is not None
+        if private is None:
+            raise ConfigError("a strategy with differential privacy needs the round's `private` settings; got none")
+        folded = privacy.private_mean(
+            dp,
+            params,
+            state.select(privacy.DP_PREFIX),
+            replies,
+            private,
+            secure=self.secure_aggregation is not None,
+        )
+        step, transform_state = self.transform.update(folded.update, state.select(TRANSFORM_PREFIX), params, rng)
+        new_state = transform_state.with_prefix(TRANSFORM_PREFIX).merged(folded.state.with_prefix(privacy.DP_PREFIX))
+        return RoundUpdate(
+            params=params + step, state=new_state, num_replies=folded.count, num_examples=folded.examples, metrics={}
+        )
+
+    def private_config(self, state: ParamSet, *, minimum_survivors: int) -> dict[str, Scalar]:
+        """This round's DP fit-task keys (none without DP); ``minimum_survivors``: what the secure round accepts."""
+        if self.differential_privacy is None:
+            return {}
+        return privacy.fit_config(
+            self.differential_privacy,
+            state.select(privacy.DP_PREFIX),
+            secure=self.secure_aggregation is not None,
+            minimum_survivors=minimum_survivors,
         )
 
     def _fold(self, reducer: Reducer, params: ParamSet, replies: Iterable[Reply]) -> _Folded:

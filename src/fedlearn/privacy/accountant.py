@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
-
-import dp_accounting
-from dp_accounting import pld, rdp
-from dp_accounting.mechanism_calibration import (
-    LowerEndpointAndGuess,
-    NoBracketIntervalFoundError,
-    calibrate_dp_mechanism,
-)
+from typing import TYPE_CHECKING, Literal
 
 from fedlearn.core.checks import COUNT, POSITIVE, Interval, Options, check, check_fields
 from fedlearn.core.errors import ConfigError, PrivacyError
+
+if TYPE_CHECKING:  # dp-accounting takes most of a second to import; only accounting pays for it
+    import dp_accounting
 
 Method = Literal["rdp", "pld"]
 METHODS: tuple[Method, ...] = ("rdp", "pld")
@@ -38,12 +33,9 @@ PLD_MIN_NOISE = 0.5
 """The least noise multiplier the PLD accountant is asked about. Its privacy-loss grid grows as the
 noise shrinks: at 0.3 a hundred rounds take 2.8 GB and 30 s, at 1e-3 one calibration step asked for
 38 GB. Below 0.5, ε is in the tens or hundreds anyway, where RDP's looser bound costs nothing."""
-_SEARCH = {
-    "rdp": LowerEndpointAndGuess(lower_endpoint=1e-3, initial_guess=1.0),
-    "pld": LowerEndpointAndGuess(lower_endpoint=PLD_MIN_NOISE, initial_guess=1.0),
-}
-"""Where the calibrator searches: RDP from 1e-3 up, since dp-accounting's fixed-size sampling bound
-divides by the noise and fails at the default lower end, 0; PLD from :data:`PLD_MIN_NOISE` up."""
+_SEARCH_FROM = {"rdp": 1e-3, "pld": PLD_MIN_NOISE}
+"""Where the calibrator's search starts: RDP from 1e-3, since dp-accounting's fixed-size sampling
+bound divides by the noise and fails at the default lower end, 0; PLD from :data:`PLD_MIN_NOISE`."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +48,8 @@ class PoissonSampling:
         check_fields(self, {"rate": _PROBABILITY})
 
     def event(self, mechanism: dp_accounting.DpEvent) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         return mechanism if self.rate == 1 else dp_accounting.PoissonSampledDpEvent(self.rate, mechanism)
 
 
@@ -72,6 +66,8 @@ class FixedSizeSampling:
             raise ConfigError(f"`sample` must be at most `population` ({self.population}); got {self.sample}")
 
     def event(self, mechanism: dp_accounting.DpEvent) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         if self.sample == self.population:
             return mechanism
         return dp_accounting.SampledWithoutReplacementDpEvent(self.population, self.sample, mechanism)
@@ -110,6 +106,12 @@ class Accountant:
         """The smallest noise multiplier whose ``rounds`` rounds spend at most ``target_epsilon``."""
         check("target_epsilon", target_epsilon, POSITIVE)
         check("rounds", rounds, _AT_LEAST_ONE)
+        from dp_accounting.mechanism_calibration import (
+            LowerEndpointAndGuess,
+            NoBracketIntervalFoundError,
+            calibrate_dp_mechanism,
+        )
+
         self._fresh(sampling)  # refuse an unsupported combination before searching
         try:
             noise = calibrate_dp_mechanism(
@@ -117,7 +119,7 @@ class Accountant:
                 lambda sigma: _run_event(sigma, sampling, rounds),
                 target_epsilon,
                 self.delta,
-                bracket_interval=_SEARCH[self.method],
+                bracket_interval=LowerEndpointAndGuess(lower_endpoint=_SEARCH_FROM[self.method], initial_guess=1.0),
             )
         except NoBracketIntervalFoundError as exc:
             if (
@@ -132,6 +134,9 @@ class Accountant:
         return float(noise)
 
     def _fresh(self, sampling: Sampling) -> dp_accounting.PrivacyAccountant:
+        import dp_accounting
+        from dp_accounting import pld, rdp
+
         if self.method == "pld":
             if isinstance(sampling, FixedSizeSampling) and sampling.sample < sampling.population:
                 raise PrivacyError(
@@ -157,5 +162,7 @@ def check_pld_noise(method: Method, noise_multiplier: float) -> None:
 
 
 def _run_event(noise_multiplier: float, sampling: Sampling, rounds: int) -> dp_accounting.DpEvent:
+    import dp_accounting
+
     round_event = sampling.event(dp_accounting.GaussianDpEvent(noise_multiplier))
     return dp_accounting.SelfComposedDpEvent(round_event, rounds)

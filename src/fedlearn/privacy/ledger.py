@@ -24,11 +24,9 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dp_accounting
 import numpy as np
-from dp_accounting import pld, rdp
 
 from fedlearn.core.checks import POSITIVE, Interval, Options, check
 from fedlearn.core.errors import ConfigError, PrivacyError
@@ -40,6 +38,9 @@ from fedlearn.privacy.accountant import (
     Sampling,
     check_pld_noise,
 )
+
+if TYPE_CHECKING:  # dp-accounting takes most of a second to import; only accounting pays for it
+    import dp_accounting
 
 _AT_LEAST_ONE = Interval(1, math.inf, integer=True)
 _DELTA = Interval(0, 1, closed="neither")
@@ -70,6 +71,8 @@ class Charge:
         return (self.noise_multiplier, self.rho, self.sampling)
 
     def event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         if self.rho is not None:
             single: dp_accounting.DpEvent = dp_accounting.ZCDpEvent(self.rho)
         else:
@@ -162,6 +165,8 @@ def epsilon_of(charges: Sequence[Charge], *, delta: float, method: Method) -> fl
     """
     if not charges:
         return 0.0
+    from dp_accounting import rdp
+
     accountant = _accountant(charges, method)
     if isinstance(accountant, rdp.RdpAccountant):
         relation = accountant.neighboring_relation
@@ -176,6 +181,8 @@ def epsilon_of(charges: Sequence[Charge], *, delta: float, method: Method) -> fl
 @functools.lru_cache(maxsize=1024)
 def _rdp_curve(charge: Charge, relation: dp_accounting.NeighboringRelation) -> tuple[float, ...]:
     """The Rényi DP of one ``charge`` (count 1) at ``dp-accounting``'s default orders."""
+    from dp_accounting import rdp
+
     accountant = rdp.RdpAccountant(neighboring_relation=relation)
     accountant.compose(charge.event())
     return tuple(float(value) for value in accountant.rdp)
@@ -183,6 +190,9 @@ def _rdp_curve(charge: Charge, relation: dp_accounting.NeighboringRelation) -> t
 
 def _accountant(charges: Sequence[Charge], method: Method) -> dp_accounting.PrivacyAccountant:
     """The accountant for ``charges``, or a PrivacyError naming what it cannot account for."""
+    import dp_accounting
+    from dp_accounting import pld, rdp
+
     fixed = [
         c for c in charges if isinstance(c.sampling, FixedSizeSampling) and c.sampling.sample < c.sampling.population
     ]

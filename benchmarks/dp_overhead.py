@@ -36,8 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.secagg_simulation import BATCH, LR, SEED, STEPS, random_partitions
+
 MODES = ("plain", "dp")
-STEPS, BATCH, LR, SEED = 5, 32, 0.1, 0
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -93,20 +95,12 @@ def timed_pieces() -> dict[str, float]:
 
 def child(mode: str, nodes: int, features: int, classes: int, rounds: int, workload: str) -> None:
     """One simulation in this interpreter; prints its per-round wall and CPU medians as one JSON line."""
-    import numpy as np
 
     from fedlearn.client.numpy_trainer import softmax_regression
-    from fedlearn.data.dataset import Dataset
     from fedlearn.engine import EngineConfig, RoundRecord
     from fedlearn.simulation.run import simulate
 
-    rng = np.random.default_rng(SEED)
-    rows = STEPS * BATCH
-    partitions = [
-        Dataset(x=rng.standard_normal((rows, features), dtype=np.float32), y=rng.integers(0, classes, rows),
-                n_classes=classes)
-        for _ in range(nodes)
-    ]  # fmt: skip
+    partitions = random_partitions(nodes, features, classes)
     ends: list[float] = []
     cpu_ends: list[float] = []
     epsilons: list[float | None] = []

@@ -24,33 +24,40 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 MODES = ("plain", "secure")
 STEPS, BATCH, LR, SEED = 5, 32, 0.1, 0
 
 
+def random_partitions(nodes: int, features: int, classes: int) -> list[Any]:
+    """``nodes`` datasets of STEPS x BATCH random rows each, from SEED: the 100 x 1M workload's data."""
+    import numpy as np
+
+    from fedlearn.data.dataset import Dataset
+
+    rng = np.random.default_rng(SEED)
+    rows = STEPS * BATCH
+    return [
+        Dataset(x=rng.standard_normal((rows, features), dtype=np.float32), y=rng.integers(0, classes, rows),
+                n_classes=classes)
+        for _ in range(nodes)
+    ]  # fmt: skip
+
+
 def child(mode: str, nodes: int, features: int, classes: int, rounds: int, workload: str) -> None:
     from dataclasses import replace
 
-    import numpy as np
-
     from fedlearn.client.numpy_trainer import softmax_regression
-    from fedlearn.data.dataset import Dataset
     from fedlearn.engine import EngineConfig, RoundRecord
     from fedlearn.privacy.protocol import SecureAggregation
     from fedlearn.simulation.run import simulate
     from fedlearn.strategies import fedavg
 
-    rng = np.random.default_rng(SEED)
-    rows = STEPS * BATCH
-    partitions = [
-        Dataset(x=rng.standard_normal((rows, features), dtype=np.float32), y=rng.integers(0, classes, rows),
-                n_classes=classes)
-        for _ in range(nodes)
-    ]  # fmt: skip
+    partitions = random_partitions(nodes, features, classes)
     strategy = fedavg()
     if mode == "secure":
-        strategy = replace(strategy, secure_aggregation=SecureAggregation(clip=1.0, max_weight=rows))
+        strategy = replace(strategy, secure_aggregation=SecureAggregation(clip=1.0, max_weight=STEPS * BATCH))
     ends: list[float] = []
     cpu_ends: list[float] = []
     records: list[RoundRecord] = []

@@ -16,19 +16,11 @@ from fedlearn.config import parse_config
 from fedlearn.runtime.store import open_store
 from fedlearn.simulation import plan_simulation, simulate
 from tests.runtime.deploy.conftest import SIMULATION_DATA, Deployment, node_toml, run_toml
+from tests.runtime.test_coordinator import DP
 
 pytestmark = pytest.mark.slow
 NODES = ["node-000", "node-001", "node-002"]
 SLOW = "tests.runtime.deploy.slow_learner:make"
-DP = """
-[privacy.differential_privacy]
-enabled = true
-mechanism = "central"
-clip = 1.0
-noise_multiplier = 1.0
-epsilon = {budget}
-delta = 1e-5
-"""
 
 
 def _dp_run(*, rounds: int, budget: float) -> str:

@@ -6,9 +6,6 @@ as the engine leaves them under DP, so the commands read the privacy through the
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from fedlearn.runtime.store import Store, open_store
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.web.api import create_app
 from fedlearn.web.server import api_server
+from tests.web.serving import served_on_loopback
 from tests.web.test_api import ADMIN, CONFIG, DP_CONFIG, _no_node, dp_checkpoint
 
 runner = CliRunner()
@@ -37,16 +35,8 @@ def api(store: Store) -> Iterator[str]:
     """The API of a coordinator that is never started, served in a thread; yields its URL."""
     server = api_server(create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN),
                         host="127.0.0.1", port=0)  # fmt: skip
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{listening.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_on_loopback(server) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def _runs(api: str, *args: str) -> Result:

@@ -8,7 +8,6 @@ in a thread, with deadlines short enough to wait for.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.web.api import create_app
 from fedlearn.web.server import api_server
 from tests.runtime.deploy.conftest import ADMIN, Deployment
+from tests.web.serving import served_on_loopback
 from tests.web.test_api import _no_node
 
 LIMIT = 65536
@@ -48,16 +48,8 @@ def served(tmp_path: Path) -> Iterator[int]:
     with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         app = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN, body_timeout=READ_TIMEOUT)
         server = api_server(app, host="127.0.0.1", port=0, header_timeout=READ_TIMEOUT)
-        listening = socket.socket()
-        listening.bind(("127.0.0.1", 0))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        yield int(listening.getsockname()[1])
-        server.should_exit = True
-        thread.join(timeout=10)
+        with served_on_loopback(server) as port:
+            yield port
 
 
 def _hostile_posts(port: int, until: float) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
@@ -88,3 +89,35 @@ def test_killed_parent_leaves_no_worker_and_no_shared_memory(sig: signal.Signals
 
     assert not alive, f"{len(alive)} worker process(es) outlived their parent"
     assert not _shm_entries() & during, "shared-memory blocks outlived the pool"
+
+
+DIES_WHILE_PUBLISHING = """
+import os, signal
+import numpy as np
+from fedlearn.core.params import ParamSet
+from fedlearn.simulation import shared
+
+def die(fd, size):  # the block's file exists now, and nothing of the parent will run again
+    print(sorted(n for n in os.listdir("/dev/shm") if n.startswith("psm_")), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+shared.publish(ParamSet({"w": np.zeros(10, np.float32)}))  # starts the resource tracker
+shared.os.ftruncate = die
+shared.publish(ParamSet({"w": np.zeros(10, np.float32)}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_parent_killed_while_it_creates_a_block_leaks_nothing() -> None:
+    """The kill lands after the block's file exists and before anything else: the tracker still unlinks it."""
+    before = _shm_entries()
+    done = subprocess.run(
+        [sys.executable, "-c", DIES_WHILE_PUBLISHING], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    during = set(ast.literal_eval(done.stdout.strip())) - before
+    assert during, "the block was not created before the kill"
+    deadline = time.monotonic() + 20
+    while _shm_entries() & during and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _shm_entries() & during, "a block created just before the parent died outlived it"

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import secrets
 from dataclasses import dataclass
-from multiprocessing.shared_memory import SharedMemory
+from multiprocessing import resource_tracker
 from typing import Any
 
 import numpy as np
@@ -64,25 +65,44 @@ def view_layout(buffer: Any, layout: Layout) -> ParamSet:
 class SharedBlock:
     """One published parameter set; ``users`` counts tasks that still need it."""
 
-    memory: SharedMemory
+    name: str
+    buffer: mmap.mmap
     layout: Layout
     users: int = 0
 
-    @property
-    def name(self) -> str:
-        return self.memory.name
-
     def release(self) -> None:
-        self.memory.close()
-        self.memory.unlink()
+        self.buffer.close()
+        os.unlink(os.path.join(SHM_DIR, self.name))
+        resource_tracker.unregister(f"/{self.name}", "shared_memory")
 
 
 def publish(params: ParamSet) -> SharedBlock:
-    """Copy ``params`` into a fresh shared-memory block."""
+    """Copy ``params`` into a fresh shared-memory block.
+
+    The name is handed to Python's resource tracker (a separate process that unlinks what a dead
+    parent left) *before* the block exists. ``SharedMemory`` registers only after creating it, so
+    a parent SIGKILLed in between leaked the block for good; now a kill at any point leaves at
+    worst a name the tracker finds already gone.
+    """
     layout, size = plan_layout(params)
-    memory = SharedMemory(create=True, size=max(size, 1))
-    write_layout(memory.buf, layout, params)
-    return SharedBlock(memory=memory, layout=layout)
+    name = f"psm_{secrets.token_hex(8)}"
+    resource_tracker.register(f"/{name}", "shared_memory")
+    try:
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except BaseException:
+        resource_tracker.unregister(f"/{name}", "shared_memory")
+        raise
+    try:
+        os.ftruncate(fd, max(size, 1))
+        buffer = mmap.mmap(fd, max(size, 1))
+    except BaseException:
+        os.unlink(os.path.join(SHM_DIR, name))
+        resource_tracker.unregister(f"/{name}", "shared_memory")
+        raise
+    finally:
+        os.close(fd)
+    write_layout(buffer, layout, params)
+    return SharedBlock(name=name, buffer=buffer, layout=layout)
 
 
 def attach(name: str, layout: Layout) -> ParamSet:

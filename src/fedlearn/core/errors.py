@@ -9,6 +9,7 @@ do not know about us. The CLI turns any ``FedlearnError`` into one line and ``ex
     FedlearnError
     ├── ConfigError(ValueError)          a config, argument or TOML file is wrong
     ├── ValidationError(ValueError)      a received update breaks the expected spec
+    ├── SchemaError(ValueError)          input rows do not match a model's or dataset's declared columns
     ├── CodecError(ValueError)           bytes on the wire cannot be decoded
     ├── TrainerError(RuntimeError)       a node's local training or evaluation failed
     ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
@@ -43,6 +44,19 @@ class ConfigError(FedlearnError, ValueError):
 
 class ValidationError(FedlearnError, ValueError):
     """A received update does not match what the coordinator expects."""
+
+
+class SchemaError(FedlearnError, ValueError):
+    """Input rows do not fit the declared columns; ``column`` names the first that does not.
+
+    A serving endpoint turns it into a 422 that names the column, a scoring job into one line.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, column: str = "") -> None:
+        super().__init__(message)
+        self.column = column
 
 
 class CodecError(FedlearnError, ValueError):

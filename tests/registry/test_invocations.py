@@ -35,19 +35,21 @@ def _parse(document: Any, *, max_rows: int = 100) -> dict[str, list[Any]]:
 def test_every_format_gives_the_same_columns(document: Any) -> None:
     columns = _parse(document)
 
-    assert {name: columns[name] for name in SCHEMA.names} == EXPECTED
+    assert {name: list(columns[name]) for name in SCHEMA.names} == EXPECTED
 
 
 def test_csv_body_gives_the_same_columns() -> None:
     body = b"age,visits,plan\n30,2,a\n41.5,0,b\n"
 
-    assert parse_body(body, CSV, SCHEMA, max_rows=10) == EXPECTED
+    columns = parse_body(body, CSV, SCHEMA, max_rows=10)
+
+    assert {name: list(values) for name, values in columns.items()} == EXPECTED
 
 
 def test_csv_empty_numeric_cell_is_a_missing_value_and_text_stays_text_for_the_encoder() -> None:
     columns = parse_body(b"age,visits,plan\n,x,a\n", CSV, SCHEMA, max_rows=10)
 
-    assert columns == {"age": [None], "visits": ["x"], "plan": ["a"]}
+    assert {name: list(values) for name, values in columns.items()} == {"age": [None], "visits": ["x"], "plan": ["a"]}
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from fedlearn.core.errors import LimitExceeded, SchemaError
 from fedlearn.data.schema import InputSchema
 
@@ -42,7 +44,8 @@ MEDIA_TYPES = (JSON, CSV)
 FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 """The keys of a JSON body, of which it holds exactly one, as in MLflow's scoring protocol."""
 
-Columns = dict[str, list[Any]]
+Columns = dict[str, Any]
+"""Column name to its values: a list, or a numpy array for a column of plain numbers."""
 
 _SCALARS = (str, int, float, bool, type(None))
 _LARGEST = 2**1023  # past float64's range an integer would overflow, not be refused, in the encoder
@@ -62,7 +65,7 @@ def media_type(content_type: str | None) -> str | None:
 def parse_body(body: bytes, media: str, schema: InputSchema, *, max_rows: int) -> Columns:
     """The columns of a ``media`` body (one of :data:`MEDIA_TYPES`) for a model of ``schema``."""
     columns = _parse_csv(_text(body), schema, max_rows) if media == CSV else _parse_json(_text(body), schema, max_rows)
-    if not columns or not any(columns.values()):
+    if not columns or not any(len(values) for values in columns.values()):
         raise SchemaError("the request holds no rows; send at least one")
     return columns
 
@@ -140,29 +143,46 @@ def _inputs(value: Any, key: str, schema: InputSchema, max_rows: int) -> Columns
 
 def _records(rows: list[Any], key: str, schema: InputSchema, max_rows: int) -> Columns:
     _check_rows(len(rows), max_rows)
-    columns: Columns = {name: [] for name in schema.names}
-    for number, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise SchemaError(f"`{key}` row {number} must be an object of column values; got {_kind(row)}")
-        for name, values in columns.items():
-            if name not in row:
-                raise SchemaError(f"`{key}` row {number} has no column {name!r}", column=name)
-            values.append(row[name])
-    return {name: _scalars(values, name) for name, values in columns.items()}
+    if not all(type(row) is dict for row in rows):
+        number, row = next((n, row) for n, row in enumerate(rows) if type(row) is not dict)
+        raise SchemaError(f"`{key}` row {number} must be an object of column values; got {_kind(row)}")
+    columns: Columns = {}
+    for name in schema.names:
+        try:
+            columns[name] = _scalars([row[name] for row in rows], name)
+        except KeyError:
+            number = next(n for n, row in enumerate(rows) if name not in row)
+            raise SchemaError(f"`{key}` row {number} has no column {name!r}", column=name) from None
+    return columns
 
 
 def _transpose(rows: list[Any], names: Sequence[str], where: str) -> Columns:
     """Rows of values in ``names``' order as columns, each row checked to be a list of the right length."""
-    for number, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != len(names):
-            got = f"{len(row)} values" if isinstance(row, list) else f"{_kind(row)}"
-            raise SchemaError(f"`{where}` row {number} must be a list of {len(names)} values {list(names)}; got {got}")
+    width = len(names)
+    if not all(type(row) is list and len(row) == width for row in rows):
+        number, row = next((n, r) for n, r in enumerate(rows) if type(r) is not list or len(r) != width)
+        got = f"{len(row)} values" if isinstance(row, list) else f"{_kind(row)}"
+        raise SchemaError(f"`{where}` row {number} must be a list of {width} values {list(names)}; got {got}")
     if not rows:
         return {name: [] for name in names}
     return {name: _scalars(list(values), name) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
 
 
-def _scalars(values: list[Any], name: str) -> list[Any]:
+def _scalars(values: list[Any], name: str) -> Any:
+    """``values`` if each is one JSON scalar, as a float or integer array when numpy reads them as one.
+
+    numpy checks a column of plain numbers in C; only a column it does not read as a flat array of
+    numbers or text (nulls, a nested list, an integer past float64) is looked at value by value.
+    """
+    try:
+        array = np.asarray(values)
+    except (ValueError, OverflowError):  # ragged nesting
+        array = None
+    if array is not None and array.ndim == 1:
+        if array.dtype.kind in "biuf":
+            return array
+        if array.dtype.kind == "U":  # text, or text and numbers: the encoder sees the values as they came
+            return values
     for number, value in enumerate(values):
         if not isinstance(value, _SCALARS):
             raise SchemaError(f"column {name!r}, row {number}: must be one value; got {_kind(value)}", column=name)

@@ -1,0 +1,205 @@
+"""Model serving on loopback: latency (p50, p99) and throughput of ``POST /invocations``.
+
+A server process answers, on one core's worth of uvicorn, and this process is the load generator:
+``--clients`` concurrent keep-alive connections, each sending its next request as soon as the last
+one is answered, for ``--seconds`` after a second of warm-up. Two servers take turns within each repeat:
+
+- ``baseline``: a bare FastAPI route on the same uvicorn server (``web.server.api_server``) that
+  reads the body and answers a constant ``{"predictions": [0]}``: HTTP and the framework, nothing else;
+- ``fedlearn``: ``fedlearn.web.model_server`` serving a linear model over 10 float columns:
+  the guard, MLflow-format parsing, the schema's encoder, the prediction and the answer.
+
+Each runs two cases, single rows and batches of 1,000 rows, both in ``dataframe_split`` form.
+The load generator speaks HTTP/1.1 over asyncio streams itself, so that its own cost per
+request (a few tens of microseconds) stays small next to the server's. Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_serving.py              # 3 repeats, 4 s per measurement
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = [f"x{i}" for i in range(10)]
+CASES = {"single": 1, "batch": 1000}
+MODES = ("baseline", "fedlearn")
+
+
+# -- the servers ------------------------------------------------------------------------------------
+
+
+def _app(mode: str) -> FastAPI:
+    import numpy as np
+
+    if mode == "baseline":
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+        @app.post("/invocations")
+        async def constant(request: Request) -> Response:
+            await request.body()
+            return Response(b'{"predictions": [0]}', media_type="application/json")
+
+        return app
+
+    from fedlearn import __version__
+    from fedlearn.data.schema import InputSchema
+    from fedlearn.registry.serving import ServedModel
+    from fedlearn.web.model_server import create_model_app
+
+    class Linear:
+        schema = InputSchema.numeric(COLUMNS)
+        version = "bench/1"
+        task = "regression"
+        weights = np.linspace(-1, 1, len(COLUMNS)).astype(np.float32)
+
+        def predict(self, features: Any) -> Any:
+            return features @ self.weights
+
+        def predict_proba(self, features: Any) -> Any:
+            raise NotImplementedError
+
+    return create_model_app(ServedModel(Linear()), fedlearn_version=__version__)
+
+
+def serve(mode: str, port: int) -> None:
+    from fedlearn.web.server import api_server
+
+    api_server(_app(mode), host="127.0.0.1", port=port).run()
+
+
+# -- the load generator -----------------------------------------------------------------------------
+
+
+def _body(rows: int) -> bytes:
+    data = [[round(0.1 * (row + column), 3) for column in range(len(COLUMNS))] for row in range(rows)]
+    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": data}}).encode()
+
+
+async def _client(port: int, request: bytes, until: float, warm: float, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while (started := time.perf_counter()) < until:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head[9:12]
+            length = next(
+                int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+            )
+            answer = await reader.readexactly(length)
+            if status != b"200":
+                raise RuntimeError(f"the server answered {status.decode()}: {answer.decode()}")
+            if started >= warm:
+                latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+def load(port: int, rows: int, clients: int, seconds: float) -> dict[str, float]:
+    body = _body(rows)
+    request = (
+        b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    latencies: list[float] = []
+    warm = time.perf_counter() + 1.0
+    until = warm + seconds
+
+    async def run() -> None:
+        await asyncio.gather(*(_client(port, request, until, warm, latencies) for _ in range(clients)))
+
+    asyncio.run(run())
+    latencies.sort()
+    return {
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "requests_per_s": len(latencies) / seconds,
+        "rows_per_s": rows * len(latencies) / seconds,
+    }
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not listen within 30 s")
+
+
+def measure(mode: str, rows: int, clients: int, seconds: float) -> dict[str, float]:
+    """One measurement against a fresh server process of ``mode``."""
+    port = _port()
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", mode, "--port", str(port)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    try:
+        _wait_until_listening(port, process)
+        return load(port, rows, clients, seconds)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for repeat in range(args.repeats):
+        for case, rows in CASES.items():
+            for mode in MODES:  # the two take turns, so drift in the machine's speed falls on both alike
+                result = measure(mode, rows, args.clients, args.seconds)
+                results.setdefault((case, mode), []).append(result)
+                print(f"repeat {repeat + 1} {case:6} {mode:8} " + " ".join(f"{k}={v:.2f}" for k, v in result.items()))
+
+    print(f"\n{args.clients} clients, {args.seconds:g} s per measurement, median of {args.repeats}\n")
+    print("| case | server | p50 | p99 | requests/s | rows/s | p50 ratio | throughput ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case in CASES:
+        median = {mode: {k: statistics.median(r[k] for r in results[(case, mode)]) for k in results[(case, mode)][0]}
+                  for mode in MODES}  # fmt: skip
+        base = median["baseline"]
+        for mode in MODES:
+            m = median[mode]
+            print(
+                f"| {case} | {mode} | {m['p50_ms']:.2f} ms | {m['p99_ms']:.2f} ms | {m['requests_per_s']:,.0f} "
+                f"| {m['rows_per_s']:,.0f} | {m['p50_ms'] / base['p50_ms']:.2f}x "
+                f"| {m['requests_per_s'] / base['requests_per_s']:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -95,9 +95,8 @@ async def _client(port: int, request: bytes, until: float, warm: float, latencie
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = head[9:12]
-            length = next(
-                int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-            )
+            fields = (line.split(b":", 1) for line in head.split(b"\r\n")[1:])
+            length = next(int(value) for name, value in fields if name.lower() == b"content-length")
             answer = await reader.readexactly(length)
             if status != b"200":
                 raise RuntimeError(f"the server answered {status.decode()}: {answer.decode()}")

@@ -169,6 +169,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -178,16 +179,16 @@ def main() -> None:
 
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for repeat in range(args.repeats):
-        for case, rows in CASES.items():
+        for case in args.cases:
             for mode in MODES:  # the two take turns, so drift in the machine's speed falls on both alike
-                result = measure(mode, rows, args.clients, args.seconds)
+                result = measure(mode, CASES[case], args.clients, args.seconds)
                 results.setdefault((case, mode), []).append(result)
                 print(f"repeat {repeat + 1} {case:6} {mode:8} " + " ".join(f"{k}={v:.2f}" for k, v in result.items()))
 
     print(f"\n{args.clients} clients, {args.seconds:g} s per measurement, median of {args.repeats}\n")
     print("| case | server | p50 | p99 | requests/s | rows/s | p50 ratio | throughput ratio |")
     print("|---|---|---|---|---|---|---|---|")
-    for case in CASES:
+    for case in args.cases:
         median = {mode: {k: statistics.median(r[k] for r in results[(case, mode)]) for k in results[(case, mode)][0]}
                   for mode in MODES}  # fmt: skip
         base = median["baseline"]

@@ -10,7 +10,7 @@ import pytest
 
 from fedlearn.core.errors import ConfigError, NotFoundError, SchemaError
 from fedlearn.registry.predictor import Predictor
-from fedlearn.registry.serving import AliasWatcher, ServedModel, predict
+from fedlearn.registry.serving import AliasWatcher, FileSource, ServedModel, predict
 from tests.registry.linear import linear
 
 ROW = {"age": [1.0], "visits": [2.0], "plan": ["b"]}
@@ -115,3 +115,24 @@ def test_polling_thread_moves_to_the_new_version_once_it_loads() -> None:
 def test_poll_interval_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="poll_seconds"):
         AliasWatcher(ServedModel(), resolve=lambda: "1", load=linear, poll_seconds=0)
+
+
+def test_file_source_sees_a_file_written_anew_as_a_new_version(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "churn.fedmodel"
+    path.write_text("1")
+    source = FileSource(path, read=lambda p: linear(f"churn/{p.read_text()}"))
+    served = ServedModel()
+    watcher = AliasWatcher(served, resolve=source.resolve, load=source.load)
+    watcher.check()
+
+    path.write_text("22")
+
+    assert watcher.check()
+    assert served.current is not None and served.current.version == "churn/22"
+
+
+def test_file_source_of_a_missing_file_names_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = FileSource(tmp_path / "gone.fedmodel", read=lambda p: linear("x"))
+
+    with pytest.raises(ConfigError, match=r"cannot read model package .*gone\.fedmodel"):
+        source.resolve()

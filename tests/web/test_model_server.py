@@ -20,7 +20,7 @@ from fedlearn.registry.predictor import Predictor
 from fedlearn.registry.serving import AliasWatcher, ServedModel
 from fedlearn.web.model_server import VERSION_HEADER, create_model_app
 from fedlearn.web.server import api_server
-from tests.registry.linear import linear
+from tests.registry.linear import Linear, linear
 from tests.web.serving import served_on_loopback
 
 TOKEN = "serving-token-0123456789"
@@ -228,6 +228,34 @@ def test_body_that_stops_arriving_is_a_408_and_the_server_keeps_answering(loopba
 
         assert answer.startswith(b"HTTP/1.1 408")
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_request_in_flight_during_a_swap_finishes_on_the_version_it_started_with(
+    loopback: tuple[str, ServedModel],
+) -> None:
+    url, served = loopback
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(Linear):
+        def predict(self, features: Any) -> Any:
+            entered.set()
+            release.wait(5)
+            return super().predict(features)
+
+    old = linear("churn/1")
+    served.swap(Slow(version="churn/1", weights=old.weights))
+    answer: list[httpx.Response] = []
+    request = threading.Thread(target=lambda: answer.append(httpx.post(f"{url}/invocations", json={"inputs": ROWS})))
+    request.start()
+    assert entered.wait(5)
+
+    served.swap(linear("churn/2", bias=1000))
+    after = httpx.post(f"{url}/invocations", json={"inputs": ROWS})
+    release.set()
+    request.join()
+
+    assert (answer[0].headers[VERSION_HEADER], answer[0].json()["predictions"]) == ("churn/1", PREDICTIONS)
+    assert (after.headers[VERSION_HEADER], after.json()["predictions"]) == ("churn/2", [1050.0, 1141.5])
 
 
 def test_alias_move_under_concurrent_load_drops_no_request(loopback: tuple[str, ServedModel]) -> None:

@@ -13,18 +13,22 @@ reading one attribute is atomic in Python.
 :class:`Loader`, completely and off the request path, and only then swaps it in. A version that
 fails to load is logged with the reason and the old one stays in service; the next poll tries
 again. The resolver and loader are plain callables, so the registry's HTTP client, a local
-store or a test can provide them.
+store or a test can provide them; :class:`FileSource` provides them for an exported package file,
+whose version is the file's modification time and size, so exporting a new version over the file
+swaps it in.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from fedlearn.core.checks import POSITIVE, check_real
+from fedlearn.core.errors import ConfigError
 from fedlearn.registry.predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,24 @@ class Loader(Protocol):
     """The version ``version`` (an id from a :class:`Resolver`), loaded completely and ready to predict."""
 
     def __call__(self, version: str) -> Predictor: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """An exported package file as a :class:`Resolver` and :class:`Loader`: a file written anew is a new version."""
+
+    path: Path
+    read: Callable[[Path], Predictor]
+
+    def resolve(self) -> str:
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            raise ConfigError(f"cannot read model package {str(self.path)!r}: {exc.strerror}") from None
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+    def load(self, version: str) -> Predictor:
+        return self.read(self.path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ one is answered, for ``--seconds`` after a second of warm-up. Two servers take t
 
 - ``baseline``: a bare FastAPI route on the same uvicorn server (``web.server.api_server``) that
   reads the body and answers a constant ``{"predictions": [0]}``: HTTP and the framework, nothing else;
+- ``json``: the baseline, but it also parses the body with ``json.loads`` first, the floor for
+  any Python server that takes JSON (MLflow's parses with ``json`` too, then builds a DataFrame);
 - ``fedlearn``: ``fedlearn.web.model_server`` serving a linear model over 10 float columns:
   the guard, MLflow-format parsing, the schema's encoder, the prediction and the answer.
 
@@ -35,7 +37,7 @@ from fastapi import FastAPI, Request, Response
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [f"x{i}" for i in range(10)]
 CASES = {"single": 1, "batch": 1000}
-MODES = ("baseline", "fedlearn")
+MODES = ("baseline", "json", "fedlearn")
 
 
 # -- the servers ------------------------------------------------------------------------------------
@@ -44,12 +46,14 @@ MODES = ("baseline", "fedlearn")
 def _app(mode: str) -> FastAPI:
     import numpy as np
 
-    if mode == "baseline":
+    if mode in ("baseline", "json"):
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
         @app.post("/invocations")
         async def constant(request: Request) -> Response:
-            await request.body()
+            body = await request.body()
+            if mode == "json":
+                json.loads(body)
             return Response(b'{"predictions": [0]}', media_type="application/json")
 
         return app
@@ -180,7 +184,7 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for repeat in range(args.repeats):
         for case in args.cases:
-            for mode in MODES:  # the two take turns, so drift in the machine's speed falls on both alike
+            for mode in MODES:  # the servers take turns, so drift in the machine's speed falls on both alike
                 result = measure(mode, CASES[case], args.clients, args.seconds)
                 results.setdefault((case, mode), []).append(result)
                 print(f"repeat {repeat + 1} {case:6} {mode:8} " + " ".join(f"{k}={v:.2f}" for k, v in result.items()))

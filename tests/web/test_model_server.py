@@ -103,6 +103,16 @@ def test_body_off_the_protocol_is_a_422_in_one_line(api: TestClient) -> None:
     assert "column" not in response.json()
 
 
+def test_non_finite_prediction_is_a_500_naming_the_version() -> None:
+    broken = Linear(version="churn/9", weights=linear("x").weights, bias=math.inf)
+    api = TestClient(_app(broken))
+
+    response = api.post("/invocations", json={"inputs": ROWS})
+
+    assert (response.status_code, response.json()["error_code"]) == (500, "INTERNAL_ERROR")
+    assert response.json()["message"] == "model churn/9 made a non-finite prediction, which JSON cannot carry"
+
+
 def test_other_media_type_is_a_415(api: TestClient) -> None:
     response = api.post("/invocations", content=b"<rows/>", headers={"Content-Type": "application/xml"})
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from fedlearn.client.learners import BUILTIN_LEARNERS
 from fedlearn.client.sklearn_trainer import MLPLearner, SGDLearner
-from fedlearn.core.checks import check_int, check_ints, name_mismatch
+from fedlearn.core.checks import check_int, check_ints, check_name, name_mismatch
 from fedlearn.core.codec import decode_with_metadata, encode
 from fedlearn.core.errors import CodecError, ConfigError
 from fedlearn.core.params import ParamSet, Spec
@@ -86,7 +86,6 @@ LINEAGE_FIELDS: dict[str, tuple[type, ...]] = {
 }
 """The lineage fields the registry fills in and their JSON types; others are kept as given."""
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _USER_LEARNER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _LEARNER_TASK: dict[str, TaskType | None] = {
     "numpy.softmax": "classification",
@@ -100,15 +99,6 @@ _DESCRIPTION_KEYS = frozenset(
     {"format", "format_version", "name", "version", "kind", "model", "options", "task", "classes", "schema"}
     | {"lineage", "created"}
 )
-
-
-def check_model_name(name: object, *, what: str = "model name") -> str:
-    """A registry name: 1-64 letters, digits, ``_ . -``, starting with a letter or digit (safe in URLs and paths)."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(
-            f"`{what}` must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; got {name!r}"
-        )
-    return name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +119,7 @@ class ModelPackage:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        check_model_name(self.name)
+        check_name("model name", self.name)
         check_int("version", self.version, low=1)
         if self.kind not in KINDS:
             raise ConfigError(f"`kind` must be one of {list(KINDS)}; got {self.kind!r}")

@@ -9,6 +9,7 @@ from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.schema import InputSchema
 from fedlearn.engine import EngineConfig
+from fedlearn.runtime.store import RunStatus, Store
 from fedlearn.simulation import simulate
 from fedlearn.strategies import build_strategy
 
@@ -42,3 +43,29 @@ def train(model: str, data: Dataset, *, rounds: int = 2, **options: object) -> P
     parts = [data.subset(np.arange(i, len(data.x), 3)) for i in range(3)]
     config = EngineConfig(rounds=rounds, seed=1, client_config=CLIENT)
     return simulate(learner, parts, build_strategy("fedavg"), config).params
+
+
+RUN_CONFIG = """
+[run]
+name = "registry-test"
+rounds = 2
+seed = 1
+[model]
+learner = "numpy.softmax"
+features = ["f0", "f1", "f2", "f3"]
+n_classes = 3
+[strategy]
+name = "fedavg"
+"""
+
+
+def completed_run(store: Store, *, status: RunStatus = "completed") -> str:
+    """A run in ``store`` as a coordinator leaves it: trained for real (in simulation), checkpointed, finished."""
+    run_id = store.create_run("registry-test", RUN_CONFIG, seed=1, rounds=2)
+    data = blobs(3)
+    learner = builtin_learner("numpy.softmax", data)
+    parts = [data.subset(np.arange(i, len(data.x), 3)) for i in range(3)]
+    state = simulate(learner, parts, build_strategy("fedavg"), EngineConfig(rounds=2, seed=1, client_config=CLIENT))
+    store.save_checkpoint(run_id, state.state)
+    store.set_run_status(run_id, status)
+    return run_id

@@ -80,7 +80,7 @@ LINEAGE_FIELDS: dict[str, tuple[type, ...]] = {
     "round": (int,),
     "config": (dict,),
     "strategy": (str, dict),
-    "nodes": (list,),
+    "nodes": (list, dict),
     "privacy": (dict,),
     "metrics": (dict,),
 }

@@ -92,6 +92,7 @@ def register_run(
     ``x{n-1}``; ``classes`` to the class indices. A run that is not ``completed`` is refused: its
     final model does not exist yet, or never will.
     """
+    check_name("model name", name)  # before the run is looked up, so a bad name is the error reported
     run = store.get_run(run_id)
     if run.status != "completed":
         raise ConfigError(f"run {run_id} is {run.status}; only a completed run can be registered")

@@ -9,12 +9,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedlearn.core.errors import ConfigError
+from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import TaskType
 from fedlearn.data.schema import Column, InputSchema
+from fedlearn.registry.package import ModelPackage
 
 SCHEMA = InputSchema(
     (Column(name="age"), Column(name="visits", type="int"), Column(name="plan", type="category", categories=("a", "b")))
 )
+
+WEIGHTS = np.array([1.0, 10.0, 0.0, 100.0], np.float32)
+"""One weight per feature: age, visits, plan=a, plan=b."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,4 +43,17 @@ class Linear:
 
 def linear(version: str, bias: float = 0.0) -> Linear:
     """A model over :data:`SCHEMA` whose prediction for a row is ``age + 10 * visits + 100 * [plan = b] + bias``."""
-    return Linear(version=version, weights=np.array([1.0, 10.0, 0.0, 100.0], np.float32), bias=bias)
+    return Linear(version=version, weights=WEIGHTS, bias=bias)
+
+
+def linear_package(version: int, bias: float = 0.0, *, name: str = "churn") -> ModelPackage:
+    """The same model as :func:`linear`, as a registered ``numpy.linear`` package ``name/version``."""
+    return ModelPackage(
+        name=name,
+        version=version,
+        kind="learner",
+        model="numpy.linear",
+        task="regression",
+        schema=SCHEMA,
+        params=ParamSet({"weight": WEIGHTS, "bias": np.array([bias], np.float32)}),
+    )

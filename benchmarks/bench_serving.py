@@ -8,8 +8,9 @@ one is answered, for ``--seconds`` after a second of warm-up. Two servers take t
   reads the body and answers a constant ``{"predictions": [0]}``: HTTP and the framework, nothing else;
 - ``json``: the baseline, but it also parses the body with ``json.loads`` first, the floor for
   any Python server that takes JSON (MLflow's parses with ``json`` too, then builds a DataFrame);
-- ``fedlearn``: ``fedlearn.web.model_server`` serving a linear model over 10 float columns:
-  the guard, MLflow-format parsing, the schema's encoder, the prediction and the answer.
+- ``fedlearn``: ``fedlearn.web.model_server`` serving a registered ``numpy.linear`` package over
+  10 float columns, loaded as the registry loads it (a scikit-learn ``LinearRegression``): the
+  guard, MLflow-format parsing, the schema's encoder, the prediction and the answer.
 
 Each runs two cases, single rows and batches of 1,000 rows, both in ``dataframe_split`` form.
 The load generator speaks HTTP/1.1 over asyncio streams itself, so that its own cost per
@@ -30,7 +31,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -59,23 +59,19 @@ def _app(mode: str) -> FastAPI:
         return app
 
     from fedlearn import __version__
+    from fedlearn.core.params import ParamSet
     from fedlearn.data.schema import InputSchema
+    from fedlearn.registry.package import ModelPackage
+    from fedlearn.registry.predictors import load_package
     from fedlearn.registry.serving import ServedModel
     from fedlearn.web.model_server import create_model_app
 
-    class Linear:
-        schema = InputSchema.numeric(COLUMNS)
-        version = "bench/1"
-        task = "regression"
-        weights = np.linspace(-1, 1, len(COLUMNS)).astype(np.float32)
-
-        def predict(self, features: Any) -> Any:
-            return features @ self.weights
-
-        def predict_proba(self, features: Any) -> Any:
-            raise NotImplementedError
-
-    return create_model_app(ServedModel(Linear()), fedlearn_version=__version__)
+    weights = np.linspace(-1, 1, len(COLUMNS)).astype(np.float32)
+    package = ModelPackage(
+        name="bench", version=1, kind="learner", model="numpy.linear", task="regression",
+        schema=InputSchema.numeric(COLUMNS), params=ParamSet({"weight": weights, "bias": np.zeros(1, np.float32)}),
+    )  # fmt: skip
+    return create_model_app(ServedModel(load_package(package)), fedlearn_version=__version__)
 
 
 def serve(mode: str, port: int) -> None:

@@ -113,6 +113,20 @@ def test_non_finite_prediction_is_a_500_naming_the_version() -> None:
     assert response.json()["message"] == "model churn/9 made a non-finite prediction, which JSON cannot carry"
 
 
+def test_model_that_raises_is_a_500_in_mlflows_shape_and_the_server_goes_on() -> None:
+    class Broken(Linear):
+        def predict(self, features: Any) -> Any:
+            raise RuntimeError("weights and features disagree")
+
+    api = TestClient(_app(Broken(version="churn/9", weights=linear("x").weights)), raise_server_exceptions=False)
+
+    failed = api.post("/invocations", json={"inputs": ROWS})
+
+    assert (failed.status_code, failed.json()["error_code"]) == (500, "INTERNAL_ERROR")
+    assert "RuntimeError: weights and features disagree" in failed.json()["message"]
+    assert api.get("/health").status_code == 200
+
+
 def test_other_media_type_is_a_415(api: TestClient) -> None:
     response = api.post("/invocations", content=b"<rows/>", headers={"Content-Type": "application/xml"})
 

@@ -92,6 +92,11 @@ def create_model_app(
         status = 422 if isinstance(exc, SchemaError) else 413 if isinstance(exc, LimitExceeded) else 500
         return JSONResponse(error_body(status, str(exc), getattr(exc, "column", "")), status_code=status)
 
+    @app.exception_handler(Exception)  # anything else a model raises; Starlette re-raises it after, so uvicorn logs it
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        message = f"the model failed on this request ({type(exc).__name__}: {exc}); the server's log has the traceback"
+        return JSONResponse(error_body(500, message), status_code=500)
+
     @app.exception_handler(HTTPException)
     async def refused(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse(error_body(exc.status_code, str(exc.detail)), exc.status_code, headers=exc.headers)

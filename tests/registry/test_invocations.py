@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from fedlearn.core.errors import LimitExceeded, SchemaError
 from fedlearn.registry.invocations import CSV, JSON, media_type, parse_body
 from tests.registry.linear import SCHEMA
 
+ROWS = [[30, 2, "a"], [41.5, 0, "b"]]
 EXPECTED = {"age": [30, 41.5], "visits": [2, 0], "plan": ["a", "b"]}
 
 
@@ -146,3 +148,19 @@ def test_integer_past_float64_is_refused_naming_its_column() -> None:
         parse_body(b'{"inputs": [[1' + b"0" * 400 + b', 2, "a"]]}', JSON, SCHEMA, max_rows=10)
 
     assert caught.value.column == "age"
+
+
+def test_garbage_collector_runs_again_after_a_body_that_failed_to_parse() -> None:
+    with pytest.raises(SchemaError):
+        parse_body(b'{"inputs": [[1, 2', JSON, SCHEMA, max_rows=10)
+
+    assert gc.isenabled()
+
+
+def test_garbage_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    try:
+        _parse({"inputs": ROWS})
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -27,9 +27,12 @@ checked before a byte is read, is what bounds a request's parsing time and memor
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -48,6 +51,9 @@ Columns = dict[str, Any]
 """Column name to its values: a list, or a numpy array for a column of plain numbers."""
 
 _SCALARS = (str, int, float, bool, type(None))
+_pause = threading.Lock()
+_parsing = 0  # bodies being parsed now, by all threads
+_collecting = True  # whether the collector ran before the first of them paused it
 _LARGEST = 2**1023  # past float64's range an integer would overflow, not be refused, in the encoder
 
 
@@ -77,9 +83,33 @@ def _text(body: bytes) -> str:
         raise SchemaError(f"the request body is not UTF-8: byte {exc.start} is {body[exc.start]:#04x}") from None
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a body is parsed, whichever thread parses it.
+
+    ``json.loads`` builds a container per row, and the collector, run every few hundred new
+    containers over an ever larger heap, made a 4 MiB body of one-value rows take 2.3 s instead of
+    0.3 s. Parsed JSON holds no reference cycles, so pausing the collector frees nothing later.
+    """
+    global _parsing, _collecting  # noqa: PLW0603  # one count for the whole process, as the collector is
+    with _pause:
+        if _parsing == 0:
+            _collecting = gc.isenabled()
+            gc.disable()
+        _parsing += 1
+    try:
+        yield
+    finally:
+        with _pause:
+            _parsing -= 1
+            if _parsing == 0 and _collecting:
+                gc.enable()
+
+
 def _parse_json(text: str, schema: InputSchema, max_rows: int) -> Columns:
     try:
-        document = json.loads(text)
+        with _collector_paused():
+            document = json.loads(text)
     except RecursionError:
         raise SchemaError("the request body is JSON nested too deeply; a row is a flat list or object") from None
     except ValueError as exc:

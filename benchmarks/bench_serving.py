@@ -14,9 +14,12 @@ one is answered, for ``--seconds`` after a second of warm-up. Two servers take t
 
 Each runs two cases, single rows and batches of 1,000 rows, both in ``dataframe_split`` form.
 The load generator speaks HTTP/1.1 over asyncio streams itself, so that its own cost per
-request (a few tens of microseconds) stays small next to the server's. Run from the repository root:
+request (a few tens of microseconds) stays small next to the server's. ``--pieces`` instead
+times, in this process, each step a request takes through the model server (median of many calls).
+Run from the repository root:
 
     .venv/bin/python benchmarks/bench_serving.py              # 3 repeats, 4 s per measurement
+    .venv/bin/python benchmarks/bench_serving.py --pieces     # where a request's time goes
 """
 
 from __future__ import annotations
@@ -30,9 +33,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
+
+if TYPE_CHECKING:
+    from fedlearn.registry.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [f"x{i}" for i in range(10)]
@@ -44,8 +53,6 @@ MODES = ("baseline", "json", "fedlearn")
 
 
 def _app(mode: str) -> FastAPI:
-    import numpy as np
-
     if mode in ("baseline", "json"):
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -59,19 +66,65 @@ def _app(mode: str) -> FastAPI:
         return app
 
     from fedlearn import __version__
+    from fedlearn.registry.serving import ServedModel
+    from fedlearn.web.model_server import create_model_app
+
+    return create_model_app(ServedModel(_model()), fedlearn_version=__version__)
+
+
+def _model() -> Predictor:
+    """A registered ``numpy.linear`` package over :data:`COLUMNS`, loaded as the registry loads it."""
+    import numpy as np
+
     from fedlearn.core.params import ParamSet
     from fedlearn.data.schema import InputSchema
     from fedlearn.registry.package import ModelPackage
     from fedlearn.registry.predictors import load_package
-    from fedlearn.registry.serving import ServedModel
-    from fedlearn.web.model_server import create_model_app
 
     weights = np.linspace(-1, 1, len(COLUMNS)).astype(np.float32)
     package = ModelPackage(
         name="bench", version=1, kind="learner", model="numpy.linear", task="regression",
         schema=InputSchema.numeric(COLUMNS), params=ParamSet({"weight": weights, "bias": np.zeros(1, np.float32)}),
     )  # fmt: skip
-    return create_model_app(ServedModel(load_package(package)), fedlearn_version=__version__)
+    return load_package(package)
+
+
+def pieces(repeats: int = 15) -> None:
+    """Microseconds per call of each step of ``/invocations``, median of ``repeats`` timings of many calls.
+
+    The steps and sizes take turns within each repeat, so drift in the machine's speed falls on all alike.
+    """
+    from fedlearn.registry.invocations import JSON, parse_body
+
+    model = _model()
+    calls: dict[tuple[str, int], Callable[[], object]] = {}
+    for rows in CASES.values():
+        body = _body(rows)
+        columns = parse_body(body, JSON, model.schema, max_rows=rows)
+        features = model.schema.encode(columns)
+        answer = {"predictions": model.predict(features).tolist()}
+        calls |= {
+            ("json.loads (the floor)", rows): partial(json.loads, body),
+            ("parse_body (json.loads and the protocol's checks)", rows): partial(
+                parse_body, body, JSON, model.schema, max_rows=rows
+            ),
+            ("InputSchema.encode", rows): partial(model.schema.encode, columns),
+            ("predict (scikit-learn LinearRegression)", rows): partial(model.predict, features),
+            ("answer (json.dumps of the predictions)", rows): partial(json.dumps, answer),
+        }
+    timings: dict[tuple[str, int], list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for (name, rows), call in calls.items():
+            number = 1000 if rows == 1 else 10
+            started = time.perf_counter()
+            for _ in range(number):
+                call()
+            timings[(name, rows)].append((time.perf_counter() - started) / number * 1e6)
+    print("| step | 1 row | 1,000 rows |")
+    print("|---|---|---|")
+    for name in dict.fromkeys(name for name, _ in calls):
+        single, batch = (statistics.median(timings[(name, rows)]) for rows in CASES.values())
+        print(f"| {name} | {single:,.0f} µs | {batch:,.0f} µs |")
 
 
 def serve(mode: str, port: int) -> None:
@@ -170,11 +223,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--pieces", action="store_true", help="Time each step of a request in this process.")
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
+        return
+    if args.pieces:
+        pieces()
         return
 
     results: dict[tuple[str, str], list[dict[str, float]]] = {}

@@ -205,12 +205,17 @@ def delete_federation(conn: Connection, name: str) -> None:
 
 
 def list_batches(conn: Connection, name: str) -> list[BatchRecord]:
-    """The federation's batches, in the order they were added."""
+    """The federation's batches in the order they were added (those added together by node and dataset)."""
     get_federation(conn, name)
     query = (
         sa.select(federation_batches)
         .where(federation_batches.c.federation == name)
-        .order_by(federation_batches.c.added_at, federation_batches.c.id)
+        .order_by(
+            federation_batches.c.added_at,
+            federation_batches.c.node,  # batches created together: by node, then dataset
+            federation_batches.c.dataset,
+            federation_batches.c.id,
+        )
     )
     return [
         BatchRecord(

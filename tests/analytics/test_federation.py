@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from sklearn.datasets import load_iris
 
 from fedlearn.analytics.catalog import build_estimator
@@ -23,7 +24,7 @@ from fedlearn.analytics.policy import DisclosurePolicy
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.client.node_app import NodeApp
 from fedlearn.core.codec import decode
-from fedlearn.core.errors import NotFoundError, PrivacyError
+from fedlearn.core.errors import ConfigError, NotFoundError, PrivacyError
 from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import Store, open_store
 from fedlearn.simulation.inprocess import InProcessFleet
@@ -142,6 +143,28 @@ def test_a_nodes_privacy_refusal_of_a_batch_reaches_the_caller_and_stores_nothin
     assert {b["node"] for b in federations.show("iris")["batches"]} == {"a", "b"}
 
 
+def test_a_dataset_a_member_already_contributes_is_refused_so_no_row_counts_twice(federations: Federations) -> None:
+    _create(federations)
+
+    with pytest.raises(ConfigError, match="`dataset` 'p0' of node 'a' is already batch"):
+        federations.add_batch("iris", "a", BatchRequest(dataset="p0"))
+
+    assert len(federations.show("iris")["batches"]) == 2
+
+
+def test_a_refresh_with_no_member_reachable_records_each_one_stale(store: Store) -> None:
+    fleet = InProcessFleet([], _node)
+    federations = Federations(Coordinator(store, fleet))
+    _create(federations)
+
+    shown = federations.refresh("iris")
+
+    stale = {m["node"]: m["stale"] for m in shown["members"]}
+    assert stale == dict.fromkeys(["a", "b"], "not connected to the coordinator")
+    assert {f["model"]: f["rows"] for f in shown["fitted"]} == dict.fromkeys(MODELS, 0)
+    fleet.close()
+
+
 def test_the_scheduler_refreshes_a_due_federation_once_until_it_is_due_again(federations: Federations) -> None:
     _create(federations, refresh_seconds=3600)
     _create(federations, name="on-demand")
@@ -152,3 +175,23 @@ def test_the_scheduler_refreshes_a_due_federation_once_until_it_is_due_again(fed
     assert (first, second) == (["iris"], [])
     assert federations.show("iris")["report"] == {"scheduled": True, "stale": {}}
     assert federations.show("on-demand")["refreshed_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"columns": [f"c{i}" for i in range(1001)]}, "columns"),
+        ({"histograms": [{"column": "f0", "low": 0, "high": 1, "bins": 10**9}]}, "histograms.0.bins"),
+        ({"models": ["logistic"]}, "models.0"),
+    ],
+)
+def test_definitions_the_coordinator_could_not_hold_or_keep_are_refused_naming_the_field(
+    change: dict[str, Any], field: str
+) -> None:
+    body = {"name": "big", "columns": FEATURES, "target": "y", "task": "classification", "models": ["lda"],
+            "members": {"a": "p0"}, **change}  # fmt: skip
+
+    with pytest.raises(ValidationError) as caught:
+        FederationRequest.model_validate(body)
+
+    assert ".".join(map(str, caught.value.errors()[0]["loc"])) == field

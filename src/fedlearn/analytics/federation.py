@@ -48,7 +48,8 @@ from fedlearn.analytics.moments import merge_all
 from fedlearn.analytics.remote import AnalyticsOptions, _plain, check_connected
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.codec import decode, encode
-from fedlearn.core.errors import FedlearnError, FleetBusy, NotFoundError, ValidationError
+from fedlearn.core.errors import ConfigError, FedlearnError, FleetBusy, NotFoundError, ValidationError
+from fedlearn.core.limits import DEFAULT_MAX_BINS
 from fedlearn.core.messages import ANALYTICS_SUMMARIZE, Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.fleet import Fleet
@@ -71,6 +72,9 @@ FederationModelName = Literal["linear", "ridge", "pca", "gnb", "lda", "qda", "co
 
 MAX_REFRESH_SECONDS = 7 * 24 * 3600.0
 MIN_REFRESH_SECONDS = 1.0
+MAX_COLUMNS = 1000
+"""Columns a federation may summarise: its summaries hold d × d matrices (8 MB each at this bound), which the
+coordinator allocates before any node answers, so a request must not choose d freely."""
 
 
 class _Strict(BaseModel):
@@ -83,16 +87,16 @@ class HistogramRequest(_Strict):
     column: str
     low: float = Field(allow_inf_nan=False)
     high: float = Field(allow_inf_nan=False)
-    bins: int = Field(ge=1)
+    bins: int = Field(ge=1, le=DEFAULT_MAX_BINS)
 
 
 class FederationDefinition(_Strict):
     """What every member summarises and which models are kept fitted; stored as JSON with the federation."""
 
-    columns: list[str] = Field(min_length=1)
+    columns: list[str] = Field(min_length=1, max_length=MAX_COLUMNS)
     target: str | None = None
     task: Literal["regression", "classification"] = "regression"
-    histograms: list[HistogramRequest] = Field(default_factory=list)
+    histograms: list[HistogramRequest] = Field(default_factory=list, max_length=MAX_COLUMNS + 1)
     models: list[FederationModelName] = Field(min_length=1)
     options: AnalyticsOptions = AnalyticsOptions()  # frozen, so sharing one default is safe
     timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds each node has to answer each task")
@@ -254,6 +258,7 @@ class Federations:
         """Ask ``node`` to summarise ``request.dataset`` and add it as a new batch; answers the batch."""
         definition = FederationDefinition.model_validate_json(self._definition_json(name))
         self._check_registered([node])
+        self._check_new(name, node, request.dataset)
         check_connected([node], self._coordinator.fleet.available())
         spec = definition.spec()
         with self._change(definition.wait), self._fleet(definition.wait, f"federation {name}: a batch") as fleet:
@@ -262,11 +267,12 @@ class Federations:
                 fleet, {node: task}, timeout=definition.timeout, validate=_validator(spec), label="federation batch"
             )[node]
             summary = Summary.from_params(reply.params, spec)
+            self._check_new(name, node, request.dataset)  # again, now that changes are held off
             state = self._store.federation_state(name)
             batch_id = new_batch_id()
             summaries = _batch_summaries(self._store, state, spec)
             summaries[batch_id] = (node, summary)
-            members = _members_of(state, summaries, node)
+            members = _members_of(state, summaries, spec, node)
             stale = next((m.stale for m in state.members if m.node == node), None)
             update = FederationUpdate(
                 added=[(batch_id, node, request.dataset)],
@@ -292,7 +298,7 @@ class Federations:
             summaries = _batch_summaries(self._store, state, spec)
             summaries.pop(batch_id, None)
             left = [b for b in state.batches if b.node == node and b.id != batch_id]
-            members = _members_of(state, summaries, node)
+            members = _members_of(state, summaries, spec, node)
             stale = next((m.stale for m in state.members if m.node == node), None)
             update = FederationUpdate(
                 removed=[batch_id],
@@ -322,7 +328,7 @@ class Federations:
                 fresh.update({asked[n].id: (n, s) for n, s in got.items()})
             summaries = _batch_summaries(self._store, state, spec)
             summaries.update({bid: ns for bid, ns in fresh.items() if ns[0] not in stale})
-            members = _members_of(state, summaries)
+            members = _members_of(state, summaries, spec)
             update = FederationUpdate(
                 summaries={bid: (encode(s.to_params()), s.count) for bid, (n, s) in fresh.items() if n not in stale},
                 members={n: _member_state(s, stale.get(n)) for n, s in members.items()},
@@ -346,6 +352,15 @@ class Federations:
         if unknown:
             raise NotFoundError(
                 f"no registered node named {', '.join(map(repr, unknown))}; `fedlearn nodes list` shows the nodes"
+            )
+
+    def _check_new(self, name: str, node: str, dataset: str) -> None:
+        """Refuse a dataset the member already contributes: its rows would count twice."""
+        same = [b.id for b in self._store.federation_state(name).batches if b.node == node and b.dataset == dataset]
+        if same:
+            raise ConfigError(
+                f"`dataset` {dataset!r} of node {node!r} is already batch {same[0]} of federation {name!r}; "
+                "a batch is counted once (refresh re-reads it, or add its new rows as another dataset)"
             )
 
     @contextmanager
@@ -408,17 +423,14 @@ def _batch_summaries(store: Any, state: FederationState, spec: SummarySpec) -> d
     }
 
 
-def _members_of(state: FederationState, summaries: Mapping[str, tuple[str, Summary]], *also: str) -> dict[str, Summary]:
+def _members_of(
+    state: FederationState, summaries: Mapping[str, tuple[str, Summary]], spec: SummarySpec, *also: str
+) -> dict[str, Summary]:
     """Each member's summary (the members of ``state`` and ``also``): the merge of its batches' summaries."""
-    spec = next(iter(summaries.values()))[1].spec if summaries else None
-    nodes = dict.fromkeys([*(m.node for m in state.members), *also])
     members: dict[str, Summary] = {}
-    for node in nodes:
+    for node in dict.fromkeys([*(m.node for m in state.members), *also]):
         parts = [s for n, s in summaries.values() if n == node]
-        if parts:
-            members[node] = merge_all(parts)
-        elif spec is not None:
-            members[node] = Summary.empty(spec)
+        members[node] = merge_all(parts) if parts else Summary.empty(spec)
     return members
 
 

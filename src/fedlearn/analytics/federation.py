@@ -261,7 +261,10 @@ class Federations:
         self._check_new(name, node, request.dataset)
         check_connected([node], self._coordinator.fleet.available())
         spec = definition.spec()
-        with self._change(definition.wait), self._fleet(definition.wait, f"federation {name}: a batch") as fleet:
+        with (
+            self._change(definition.wait),
+            self._coordinator.fleet_access(wait=definition.wait, purpose=f"federation {name}: a batch") as fleet,
+        ):
             task = _summarise_task(name, spec, request.dataset)
             reply = gather_all(
                 fleet, {node: task}, timeout=definition.timeout, validate=_validator(spec), label="federation batch"
@@ -313,7 +316,10 @@ class Federations:
         """Summarise every member's batches again and refit; a member that fails keeps its summaries, stale."""
         definition = FederationDefinition.model_validate_json(self._definition_json(name))
         spec = definition.spec()
-        with self._change(definition.wait), self._fleet(definition.wait, f"federation {name}: a refresh") as fleet:
+        with (
+            self._change(definition.wait),
+            self._coordinator.fleet_access(wait=definition.wait, purpose=f"federation {name}: a refresh") as fleet,
+        ):
             state = self._store.federation_state(name)
             by_node: dict[str, list[BatchRecord]] = {}
             for batch in state.batches:
@@ -374,11 +380,6 @@ class Federations:
             yield
         finally:
             self._changing.release()
-
-    @contextmanager
-    def _fleet(self, wait: float, purpose: str) -> Iterator[Fleet]:
-        with self._coordinator.fleet_access(wait=wait, purpose=purpose) as fleet:
-            yield fleet
 
 
 def _summarise_task(name: str, spec: SummarySpec, dataset: str, round_: int = 1) -> Task:

@@ -8,6 +8,7 @@ before the app reads a byte of the body. Errors carry the same one-line messages
 and a node that is not connected or does not answer a 503. Those statuses, and the models every
 route takes and answers, are the contract in :mod:`fedlearn.web.contract`, which the client reads too.
 A run's detail carries its differential privacy, ε spent and the ledger behind it, under ``privacy``.
+Standing analytics federations live under ``/api/federations`` (:mod:`fedlearn.web.federation_api`).
 
 The OpenAPI schema is served at ``/openapi.json``, behind the token like every other route. The
 Swagger and ReDoc pages are not served: they load their scripts from a CDN, so they would show an

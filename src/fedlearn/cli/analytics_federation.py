@@ -169,9 +169,9 @@ def refresh(name: NameArgument, api: ApiOption = DEFAULT_API, admin_token: Admin
         detail = client.federation(name)
         stages = max((sum(b.node == m.node for b in detail.batches) for m in detail.members), default=0)
         refreshed = client.refresh(name, timeout=detail.wait + detail.timeout * stages + _SLACK)
-    stale = (refreshed.report or {}).get("stale") or {}
+    stale = (refreshed.report or {}).get("stale")
     typer.echo(f"refreshed {name}: {refreshed.rows} rows")
-    for node, reason in dict(stale).items():  # type: ignore[call-overload]
+    for node, reason in (stale if isinstance(stale, dict) else {}).items():
         typer.echo(f"  stale: {node}: {reason}")
     for fitted in refreshed.fitted:
         if fitted.error:

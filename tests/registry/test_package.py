@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,25 @@ def test_oversized_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
 def test_oversized_description_is_refused() -> None:
     with pytest.raises(CodecError, match="package description is"):
         ModelPackage.from_bytes(_hostile({"lineage": {"config": {"pad": "x" * (17 * 2**20)}}}))
+
+
+def test_description_with_endless_columns_is_refused_in_bounded_time() -> None:
+    columns = [{"name": f"c{i}", "type": "float"} for i in range(100_001)]
+    data = _hostile({"schema": columns})
+
+    started = time.perf_counter()
+    with pytest.raises(CodecError, match="100001 input columns; the limit is 100000"):
+        ModelPackage.from_bytes(data)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_long_schema_of_repeated_names_is_checked_in_linear_time() -> None:
+    columns = [{"name": "same", "type": "float"}] * 50_000
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"names column\(s\) \['same'\] more than once"):
+        ModelPackage.from_bytes(_hostile({"schema": columns}))
+    assert time.perf_counter() - started < 1.0
 
 
 def test_user_learner_named_by_a_file_is_never_imported_without_trust() -> None:

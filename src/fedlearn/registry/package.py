@@ -63,6 +63,8 @@ DEFAULT_MAX_PACKAGE_BYTES = 2**32
 """Largest package read by default: 4 GiB, far past any model the built-in learners train."""
 MAX_DESCRIPTION_CHARS = 16 * 2**20
 """The JSON description is names, options and lineage; megabytes of it mean a hostile file."""
+MAX_COLUMNS = 100_000
+"""Input columns a package may declare; checked before any column is built."""
 
 Kind = Literal["learner", "analytics"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -212,6 +214,9 @@ class ModelPackage:
         if found:
             raise CodecError(f"package description: missing {list(found.missing)}, unexpected {list(found.unexpected)}")
         options, lineage, classes = description["options"], description["lineage"], description["classes"]
+        schema = description["schema"]
+        if isinstance(schema, list) and len(schema) > MAX_COLUMNS:
+            raise CodecError(f"package declares {len(schema)} input columns; the limit is {MAX_COLUMNS}")
         for key, value, kind in (("options", options, dict), ("lineage", lineage, dict), ("classes", classes, list)):
             if not isinstance(value, kind):
                 raise ConfigError(f"package `{key}` must be a JSON {kind.__name__}; got {type(value).__name__}")
@@ -223,7 +228,7 @@ class ModelPackage:
             options=options,
             task=description["task"],
             classes=tuple(classes),
-            schema=InputSchema.from_json(description["schema"]),
+            schema=InputSchema.from_json(schema),
             params=params,
             lineage=lineage,
             created=description["created"],

@@ -246,8 +246,8 @@ def _mlp(coefs: list[NDArray[Any]], intercepts: list[NDArray[Any]], *, activatio
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import LabelBinarizer
 
-    coefs = [c.astype(np.float64) for c in coefs]
-    intercepts = [b.astype(np.float64) for b in intercepts]
+    coefs = [np.array(c) for c in coefs]  # writable copies in the trained dtype: float32 stays float32, as trained
+    intercepts = [np.array(b) for b in intercepts]
     if n_classes == 2 and coefs[-1].shape[1] == 2:
         coefs[-1] = coefs[-1][:, 1:] - coefs[-1][:, :1]
         intercepts[-1] = intercepts[-1][1:] - intercepts[-1][:1]

@@ -171,16 +171,16 @@ def test_description_with_endless_columns_is_refused_in_bounded_time() -> None:
     started = time.perf_counter()
     with pytest.raises(CodecError, match="100001 input columns; the limit is 100000"):
         ModelPackage.from_bytes(data)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # parsing the JSON only: no column is built
 
 
 def test_long_schema_of_repeated_names_is_checked_in_linear_time() -> None:
-    columns = [{"name": "same", "type": "float"}] * 50_000
+    data = _hostile({"schema": [{"name": "same", "type": "float"}] * 30_000})
 
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=r"names column\(s\) \['same'\] more than once"):
-        ModelPackage.from_bytes(_hostile({"schema": columns}))
-    assert time.perf_counter() - started < 1.0
+        ModelPackage.from_bytes(data)
+    assert time.perf_counter() - started < 5.0  # a quadratic check took about 30 s here
 
 
 def test_user_learner_named_by_a_file_is_never_imported_without_trust() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +152,44 @@ def test_load_model_without_a_file_or_coordinator_says_how(monkeypatch: pytest.M
 
     with pytest.raises(fedlearn.ConfigError, match="pass coordinator=URL"):
         fedlearn.load_model("churn@champion")
+
+
+@pytest.mark.slow
+def test_a_deployed_run_is_registered_exported_and_predicts_like_its_model(tmp_path: Path) -> None:
+    """The whole path on real processes: a coordinator and a node train, the CLI registers and exports."""
+    from fedlearn.core.codec import decode
+    from fedlearn.data.datasets import load_dataset
+    from tests.runtime.deploy.conftest import ADMIN as DEPLOY_ADMIN
+    from tests.runtime.deploy.conftest import ROOT, Deployment, node_toml, run_toml
+
+    deployment = Deployment(tmp=tmp_path, store_url=f"sqlite:///{tmp_path / 'coordinator.db'}")
+    try:
+        deployment.register("node-000")
+        deployment.start_coordinator()
+        deployment.start_node("node-000", node_toml(0, 1))
+        deployment.wait_for_nodes(1)
+        run_id = deployment.submit(run_toml(rounds=2, nodes=1))
+        assert deployment.wait_for_run(run_id).status == "completed"
+
+        def fedlearn_cli(*args: object) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-c", "from fedlearn.cli import main; main()", "models", *map(str, args),
+                 "--coordinator", deployment.api],
+                cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                env={**os.environ, "FEDLEARN_ADMIN_TOKEN": DEPLOY_ADMIN},
+            )  # fmt: skip
+
+        registered = fedlearn_cli("register", "digits", "--run", run_id)
+        aliased = fedlearn_cli("alias", "digits", "champion", "1")
+        exported = fedlearn_cli("export", "digits@champion", "--out", tmp_path / "digits.safetensors")
+        with deployment.client() as client:
+            trained = decode(client.model(run_id))
+    finally:
+        deployment.close()
+
+    assert [p.returncode for p in (registered, aliased, exported)] == [0, 0, 0], registered.stderr + exported.stderr
+    model = fedlearn.load_model(tmp_path / "digits.safetensors")
+    digits = load_dataset("digits")
+    logits = digits.x.astype(np.float32) @ trained["weight"] + trained["bias"]
+    assert np.array_equal(model.predict(digits.x), logits.argmax(axis=1))
+    assert model.lineage["run_id"] == run_id and model.lineage["nodes"]["enrolled"] == ["node-000"]

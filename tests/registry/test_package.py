@@ -106,6 +106,8 @@ def test_learner_spec_matches_what_each_builtin_learner_initialises(model: str) 
         ({"options": [1]}, "`options` must be a JSON dict"),
         ({"lineage": {"round": "five"}}, "lineage `round` must be int"),
         ({"created": "yesterday"}, "`created` must be a Unix time"),
+        ({"created": 1e300}, "`created` must be a Unix time"),
+        ({"kind": "analytics", "model": ["linear"]}, "`model` must be a learner or analytics model name"),
         ({"schema": {"a": "float"}}, "an input schema is a list"),
         ({"options": {"hidden": [10**12]}, "model": "numpy.mlp"}, "do not match learner 'numpy.mlp'"),
     ],

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -97,6 +96,7 @@ _LEARNER_TASK: dict[str, TaskType | None] = {
     "sklearn.mlp": "classification",
     "torch.mlp": "classification",
 }
+_LAST_TIME = 32_503_680_000  # 3000-01-01: a later `created` is a corrupt or hostile file
 _DESCRIPTION_KEYS = frozenset(
     {"format", "format_version", "name", "version", "kind", "model", "options", "task", "classes", "schema"}
     | {"lineage", "created"}
@@ -127,10 +127,12 @@ class ModelPackage:
             raise ConfigError(f"`kind` must be one of {list(KINDS)}; got {self.kind!r}")
         if self.format_version != FORMAT_VERSION:
             raise ConfigError(f"`format_version` must be {FORMAT_VERSION}; got {self.format_version!r}")
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"`model` must be a learner or analytics model name; got {self.model!r}")
         if (
             not isinstance(self.created, int | float)
             or isinstance(self.created, bool)
-            or not math.isfinite(self.created)
+            or not 0 <= self.created < _LAST_TIME
         ):
             raise ConfigError(f"`created` must be a Unix time in seconds; got {self.created!r}")
         if not isinstance(self.schema, InputSchema):

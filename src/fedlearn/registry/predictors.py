@@ -174,7 +174,10 @@ def analytics_package(
     arrays = learned_arrays(estimator)
     if "n_features_in_" not in arrays:
         raise ConfigError(f"the {type(estimator).__name__} is not fitted; fit it before registering it")
-    classes = arrays["classes_"].tolist() if ANALYTICS_MODELS[model] == "classification" else []
+    classes: list[Any] = []
+    if ANALYTICS_MODELS[model] == "classification":
+        classes = np.asarray(estimator.classes_).tolist()
+        arrays["classes_"] = np.arange(len(classes))  # labels such as "churned" travel in `classes`, not as arrays
     options = {
         key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in estimator.get_params().items()
     }

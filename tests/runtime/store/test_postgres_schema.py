@@ -13,7 +13,7 @@ from fedlearn.runtime.store import open_store
 from fedlearn.runtime.store.connection import describe_url, parse_store_url, postgres_schema
 from tests.runtime.store.conftest import POSTGRES_URL
 
-OURS = {"meta", "nodes", "runs", "blobs", "blob_chunks", "checkpoints", "history", "models", "model_aliases"}
+OURS = {"meta", "nodes", "runs", "blobs", "blob_chunks", "checkpoints", "history"}
 
 
 def _tables(schema: str) -> set[str]:
@@ -60,17 +60,7 @@ def test_a_store_left_in_public_by_an_older_fedlearn_moves_into_its_schema_with_
             names = [node.name for node in store.list_nodes()]
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            for table in (
-                "model_aliases",
-                "models",
-                "blob_chunks",
-                "checkpoints",
-                "history",
-                "runs",
-                "blobs",
-                "nodes",
-                "meta",
-            ):
+            for table in ("blob_chunks", "checkpoints", "history", "runs", "blobs", "nodes", "meta"):
                 conn.execute(f'DROP TABLE IF EXISTS public."{table}" CASCADE')
 
     assert names == ["veteran"]

@@ -18,6 +18,7 @@ target may travel alongside the features.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -85,8 +86,8 @@ class InputSchema:
     def __post_init__(self) -> None:
         if not self.columns:
             raise ConfigError("an input schema needs at least one column")
-        names = [column.name for column in self.columns]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        counts = Counter(column.name for column in self.columns)  # linear: a hostile schema may be long
+        repeated = sorted(name for name, count in counts.items() if count > 1)
         if repeated:
             raise ConfigError(f"an input schema names column(s) {repeated} more than once")
 

@@ -8,6 +8,10 @@ one is answered, for ``--seconds`` after a second of warm-up. Two servers take t
   reads the body and answers a constant ``{"predictions": [0]}``: HTTP and the framework, nothing else;
 - ``json``: the baseline, but it also parses the body with ``json.loads`` first, the floor for
   any Python server that takes JSON (MLflow's parses with ``json`` too, then builds a DataFrame);
+- ``mlflow``: MLflow's own scoring server (``mlflow.pyfunc.scoring_server``, FastAPI, from the
+  ``mlflow`` extra's mlflow-skinny) on the same uvicorn server, serving the same package exported
+  as an MLflow model (``fedlearn models export --format mlflow``): it parses the body into a pandas
+  DataFrame and calls the same predictor. Skipped when MLflow is not installed;
 - ``fedlearn``: ``fedlearn.web.model_server`` serving a registered ``numpy.linear`` package over
   10 float columns, loaded as the registry loads it (a scikit-learn ``LinearRegression``): the
   guard, MLflow-format parsing, the schema's encoder, the prediction and the answer.
@@ -26,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -41,18 +47,24 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request, Response
 
 if TYPE_CHECKING:
+    from fedlearn.registry.package import ModelPackage
     from fedlearn.registry.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [f"x{i}" for i in range(10)]
 CASES = {"single": 1, "batch": 1000}
-MODES = ("baseline", "json", "fedlearn")
+MODES = ("baseline", "json", "mlflow", "fedlearn")
 
 
 # -- the servers ------------------------------------------------------------------------------------
 
 
-def _app(mode: str) -> FastAPI:
+def _app(mode: str, mlflow_model: str | None) -> FastAPI:
+    if mode == "mlflow":
+        import mlflow.pyfunc
+        from mlflow.pyfunc import scoring_server
+
+        return scoring_server.init(mlflow.pyfunc.load_model(mlflow_model))
     if mode in ("baseline", "json"):
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -72,21 +84,26 @@ def _app(mode: str) -> FastAPI:
     return create_model_app(ServedModel(_model()), fedlearn_version=__version__)
 
 
-def _model() -> Predictor:
-    """A registered ``numpy.linear`` package over :data:`COLUMNS`, loaded as the registry loads it."""
+def _package() -> ModelPackage:
+    """A ``numpy.linear`` package over :data:`COLUMNS`."""
     import numpy as np
 
     from fedlearn.core.params import ParamSet
     from fedlearn.data.schema import InputSchema
     from fedlearn.registry.package import ModelPackage
-    from fedlearn.registry.predictors import load_package
 
     weights = np.linspace(-1, 1, len(COLUMNS)).astype(np.float32)
-    package = ModelPackage(
+    return ModelPackage(
         name="bench", version=1, kind="learner", model="numpy.linear", task="regression",
         schema=InputSchema.numeric(COLUMNS), params=ParamSet({"weight": weights, "bias": np.zeros(1, np.float32)}),
     )  # fmt: skip
-    return load_package(package)
+
+
+def _model() -> Predictor:
+    """The package loaded as the registry loads it."""
+    from fedlearn.registry.predictors import load_package
+
+    return load_package(_package())
 
 
 def pieces(repeats: int = 15) -> None:
@@ -127,10 +144,10 @@ def pieces(repeats: int = 15) -> None:
         print(f"| {name} | {single:,.0f} µs | {batch:,.0f} µs |")
 
 
-def serve(mode: str, port: int) -> None:
+def serve(mode: str, port: int, mlflow_model: str | None) -> None:
     from fedlearn.web.server import api_server
 
-    api_server(_app(mode), host="127.0.0.1", port=port).run()
+    api_server(_app(mode, mlflow_model), host="127.0.0.1", port=port).run()
 
 
 # -- the load generator -----------------------------------------------------------------------------
@@ -202,11 +219,11 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server did not listen within 30 s")
 
 
-def measure(mode: str, rows: int, clients: int, seconds: float) -> dict[str, float]:
+def measure(mode: str, rows: int, clients: int, seconds: float, mlflow_model: Path) -> dict[str, float]:
     """One measurement against a fresh server process of ``mode``."""
     port = _port()
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode, "--port", str(port)],
+        [sys.executable, __file__, "--serve", mode, "--port", str(port), "--mlflow-model", str(mlflow_model)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
     try:
@@ -226,30 +243,39 @@ def main() -> None:
     parser.add_argument("--pieces", action="store_true", help="Time each step of a request in this process.")
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mlflow-model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.mlflow_model)
         return
     if args.pieces:
         pieces()
         return
 
+    modes = [mode for mode in MODES if mode != "mlflow" or importlib.util.find_spec("mlflow") is not None]
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for repeat in range(args.repeats):
-        for case in args.cases:
-            for mode in MODES:  # the servers take turns, so drift in the machine's speed falls on both alike
-                result = measure(mode, CASES[case], args.clients, args.seconds)
-                results.setdefault((case, mode), []).append(result)
-                print(f"repeat {repeat + 1} {case:6} {mode:8} " + " ".join(f"{k}={v:.2f}" for k, v in result.items()))
+    with tempfile.TemporaryDirectory() as scratch:
+        mlflow_model = Path(scratch) / "mlflow-model"
+        if "mlflow" in modes:
+            from fedlearn.registry.mlflow_model import write_mlflow_model
+
+            write_mlflow_model(_package(), mlflow_model)
+        for repeat in range(args.repeats):
+            for case in args.cases:
+                for mode in modes:  # the servers take turns, so drift in the machine's speed falls on all alike
+                    result = measure(mode, CASES[case], args.clients, args.seconds, mlflow_model)
+                    results.setdefault((case, mode), []).append(result)
+                    said = " ".join(f"{k}={v:.2f}" for k, v in result.items())
+                    print(f"repeat {repeat + 1} {case:6} {mode:8} {said}", flush=True)
 
     print(f"\n{args.clients} clients, {args.seconds:g} s per measurement, median of {args.repeats}\n")
     print("| case | server | p50 | p99 | requests/s | rows/s | p50 ratio | throughput ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         median = {mode: {k: statistics.median(r[k] for r in results[(case, mode)]) for k in results[(case, mode)][0]}
-                  for mode in MODES}  # fmt: skip
+                  for mode in modes}  # fmt: skip
         base = median["baseline"]
-        for mode in MODES:
+        for mode in modes:
             m = median[mode]
             print(
                 f"| {case} | {mode} | {m['p50_ms']:.2f} ms | {m['p99_ms']:.2f} ms | {m['requests_per_s']:,.0f} "

@@ -41,8 +41,8 @@ def parse_url(url: str, *, what: str) -> URL:
 
 
 def shown(url: URL) -> str:
-    """The URL as people should see it: password hidden, the driver as they wrote it."""
-    return url.render_as_string(hide_password=True)
+    """The URL as people should see it: password hidden, no driver name."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
 
 
 def table_name(name: str, *, what: str) -> tuple[str | None, str]:

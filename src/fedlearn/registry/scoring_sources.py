@@ -185,8 +185,8 @@ class CsvSource:
         from pyarrow import csv
 
         self.description, self._path = str(path), path
-        header = self._reader(csv.ConvertOptions()).schema.names
-        self._needed = _check_names(header, (*keys, *schema.names))
+        self._header = self._reader(csv.ConvertOptions()).schema.names
+        self._needed = _check_names(self._header, (*keys, *schema.names))
         self.keys = tuple(keys)
         types = {c.name: pa.string() if c.type == "category" else pa.float64() for c in schema.columns}
         types |= {c.name: pa.bool_() for c in schema.columns if c.type == "bool"}
@@ -203,27 +203,30 @@ class CsvSource:
             raise ConfigError(f"cannot read {self._path} as CSV: {_one_line(exc)}") from None
 
     def chunks(self, progress: Progress, chunk_rows: int) -> Iterator[Chunk]:
-        reader = self._reader(self._options)
-        names = reader.schema.names
-        for table in _rechunk(_csv_batches(reader, names, self._path), progress.rows_done, chunk_rows):
+        batches = _csv_batches(self._reader(self._options), self._header, self._path)
+        for table in _rechunk(batches, progress.rows_done, chunk_rows):
             yield _arrow_chunk(table, self.keys, self._needed)
 
     def close(self) -> None:
         """Nothing to close: each ``chunks`` call opens its own reader, closed when it is exhausted."""
 
 
-def _csv_batches(reader: Any, names: Sequence[str], path: Path) -> Iterator[pa.RecordBatch]:
-    """The reader's batches, a conversion error becoming a SchemaError that names the column."""
+def _csv_batches(reader: Any, header: Sequence[str], path: Path) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; a conversion error names its column and the first row of the failed block."""
+    read = 0
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        except ValueError as exc:  # ArrowInvalid: "In CSV column #2: Row #7: CSV conversion error ..."
+        except ValueError as exc:  # ArrowInvalid, such as "In CSV column #2: CSV conversion error ..."
             text = _one_line(exc)
-            match = re.search(r"column #(\d+)", text)
-            column = names[int(match.group(1))] if match and int(match.group(1)) < len(names) else ""
-            raise SchemaError(f"{path}: column {column!r}: {text}", column=column) from None
+            match = re.search(r"CSV column #(\d+)", text)
+            if match is None or int(match.group(1)) >= len(header):
+                raise ConfigError(f"cannot read {path} as CSV after row {read}: {text}") from None
+            column = header[int(match.group(1))]
+            raise SchemaError(f"{path}, rows from {read + 1}: column {column!r}: {text}", column=column) from None
+        read += batch.num_rows
         yield batch
 
 

@@ -118,12 +118,13 @@ class SqlSource:
         last = progress.last_key
         while True:
             rows, names = self._page(last, chunk_rows)
-            if last is not None and rows and _key(rows[0], names, self.keys) == last:
+            positions = [(names.index(key), key) for key in self.keys]
+            if last is not None and rows and _key(rows[0], positions) == last:
                 rows = rows[1:]
             rows = rows[:chunk_rows]
             if not rows:
                 return
-            keys = [_key(row, names, self.keys) for row in rows]
+            keys = [_key(row, positions) for row in rows]
             columns = {name: [_plain(row[i]) for row in rows] for i, name in enumerate(names) if name in self._needed}
             yield Chunk(keys=keys, columns=columns)
             last = keys[-1]
@@ -265,12 +266,14 @@ def _check_names(columns: Sequence[str], needed: Sequence[str]) -> tuple[str, ..
     return tuple(dict.fromkeys(needed))
 
 
-def _key(row: Sequence[Any], names: Sequence[str], keys: Sequence[str]) -> tuple[KeyValue, ...]:
-    return tuple(_key_value(row[names.index(key)], key) for key in keys)
+def _key(row: Sequence[Any], positions: Sequence[tuple[int, str]]) -> tuple[KeyValue, ...]:
+    return tuple(_key_value(row[index], key) for index, key in positions)
 
 
 def _key_value(value: Any, column: str) -> KeyValue:
     """A key as an int or a short text; anything else cannot identify a row reliably."""
+    if type(value) is int:
+        return value
     if isinstance(value, Decimal) and value == value.to_integral_value():
         value = int(value)
     if isinstance(value, np.integer):

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -53,6 +54,7 @@ def _kill_after_two_chunks(db: ScratchDatabase, job: ScoringJob) -> None:
             process.stderr.close()
 
 
+@pytest.mark.slow  # a fresh interpreter imports fedlearn, scores two slowed chunks and is killed: 2-6 s
 def test_a_job_killed_mid_way_resumes_and_scores_every_key_once(database: ScratchDatabase) -> None:
     rows = rows_of(60)
     job = ScoringJob(

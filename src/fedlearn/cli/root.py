@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli import analytics, certs, deployment, operations, robustness, simulate
+from fedlearn.cli import analytics, certs, deployment, operations, robustness, score, simulate
 from fedlearn.cli.reporting import command_group
 
 app = command_group(help="Federated learning and exact federated analytics over data that never moves.")
@@ -21,6 +21,7 @@ app.add_typer(operations.nodes, name="nodes")
 app.add_typer(operations.runs, name="runs")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(certs.app, name="certs")
+app.add_typer(score.app)
 
 
 def _print_version(requested: bool) -> None:

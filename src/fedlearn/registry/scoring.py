@@ -79,7 +79,7 @@ class ScoringJob:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScoringReport:
-    """What a run did: rows scored now, rows skipped as already committed, chunks, and time taken."""
+    """What a run did: rows and chunks scored now, rows skipped as already committed, and time taken."""
 
     model_version: str
     target: str
@@ -108,31 +108,29 @@ def score(
             identity = JobIdentity(
                 model_version=model.version, source=source.description, target=sink.description, keys=job.keys
             )
-            progress = sink.begin(identity, restart=job.restart)
-            skipped = progress.rows_done
-
-            def report(now: Progress) -> ScoringReport:
-                return ScoringReport(
-                    model_version=model.version, target=sink.description, rows_scored=now.rows_done - skipped,
-                    rows_skipped=skipped, chunks=now.chunks_done, seconds=time.perf_counter() - started,
-                )  # fmt: skip
-
-            prepared = False
+            first = progress = sink.begin(identity, restart=job.restart)
             for chunk in source.chunks(progress, job.chunk_rows):
                 rows = _predicted_rows(model, chunk, job, where=source.description)
-                if not prepared:
+                if progress.chunks_done == first.chunks_done:
                     sink.prepare(_layout(model, chunk, job, rows[0]))
-                    prepared = True
                 progress = progress.after(chunk.rows, chunk.keys[-1])
                 sink.commit(identity, progress, rows, chunk.keys)
                 if on_chunk is not None:
-                    on_chunk(report(progress))
+                    on_chunk(_report(identity, sink.description, first, progress, started))
             sink.finish(identity, progress)
-            return report(progress)
+            return _report(identity, sink.description, first, progress, started)
         finally:
             sink.db.close()
     finally:
         source.close()
+
+
+def _report(identity: JobIdentity, target: str, first: Progress, now: Progress, started: float) -> ScoringReport:
+    return ScoringReport(
+        model_version=identity.model_version, target=target, rows_scored=now.rows_done - first.rows_done,
+        rows_skipped=first.rows_done, chunks=now.chunks_done - first.chunks_done,
+        seconds=time.perf_counter() - started,
+    )  # fmt: skip
 
 
 def _predicted_rows(model: Predictor, chunk: Chunk, job: ScoringJob, *, where: str) -> list[dict[str, Any]]:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import pytest
 import sqlalchemy as sa
+from numpy.typing import NDArray
 
 from fedlearn.core.errors import ConfigError
 from fedlearn.registry.scoring import ScoringJob, score
@@ -128,3 +133,32 @@ def test_probabilities_of_a_regression_model_are_refused(sqlite_db: ScratchDatab
 
     with pytest.raises(ConfigError, match=r"`probabilities` needs a classification model; price/1 is regression"):
         score(LinearModel(version="price/1", task="regression"), job)
+
+
+@dataclass(frozen=True)
+class _BrokenModel(LinearModel):
+    """Predicts what it is given in ``output``, whatever the rows."""
+
+    output: tuple[object, ...] = ()
+
+    def predict(self, features: NDArray[np.float32]) -> NDArray[Any]:
+        return np.asarray(self.output)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ((1, float("nan")), r"churn/1 gave a non-finite prediction for the key 2"),
+        ((0, 0.5), r"churn/1 is a classifier but predicted 0\.5, not a class index"),
+        (("yes", "no"), r"churn/1 must predict one number per row; it gave <U3 \[2\] for 2 rows"),
+        ((1,), r"churn/1 must predict one number per row; it gave int64 \[1\] for 2 rows"),
+    ],
+)
+def test_a_model_giving_unusable_predictions_is_refused_before_writing(
+    sqlite_db: ScratchDatabase, output: tuple[object, ...], message: str
+) -> None:
+    job = _job(sqlite_db, sqlite_db.source(rows_of(2)))
+
+    with pytest.raises(ConfigError, match=message):
+        score(_BrokenModel(output=output), job)
+    assert not sa.inspect(sqlite_db.engine).has_table(job.write)

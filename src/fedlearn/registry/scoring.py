@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fedlearn.core.checks import check_int
 from fedlearn.core.errors import ConfigError
@@ -136,22 +137,36 @@ def _report(identity: JobIdentity, target: str, first: Progress, now: Progress, 
 def _predicted_rows(model: Predictor, chunk: Chunk, job: ScoringJob, *, where: str) -> list[dict[str, Any]]:
     """One sink row per source row, or an error naming the chunk's first key; nothing is written here."""
     _refuse_repeated_keys(chunk, job.keys)
+    where = where if len(where) <= 100 else f"{where[:99]}…"
     features = model.schema.encode(chunk.columns, where=f"{where}, chunk from key {show_key(chunk.keys[0])}")
     predictions = np.asarray(model.predict(features))
-    if predictions.shape != (chunk.rows,):
-        raise ConfigError(f"{model.version} returned {predictions.shape} predictions for {chunk.rows} rows")
-    finite = np.isfinite(predictions.astype(np.float64))
-    if not finite.all():
-        key = chunk.keys[int(np.flatnonzero(~finite)[0])]
-        raise ConfigError(f"{model.version} predicted a non-finite value for the key {show_key(key)}")
-    columns: dict[str, list[Any]] = {"prediction": predictions.tolist()}
+    if predictions.shape != (chunk.rows,) or predictions.dtype.kind not in "biuf":
+        raise ConfigError(
+            f"{model.version} must predict one number per row; it gave {predictions.dtype} {list(predictions.shape)} "
+            f"for {chunk.rows} rows"
+        )
+    columns: dict[str, NDArray[Any]] = {"prediction": predictions}
     if job.probabilities:
         probabilities = np.asarray(model.predict_proba(features), dtype=np.float64)
-        columns |= {f"probability_{k}": probabilities[:, k].tolist() for k in range(probabilities.shape[1])}
+        if probabilities.ndim != 2 or len(probabilities) != chunk.rows:
+            raise ConfigError(f"{model.version} gave probabilities {list(probabilities.shape)} for {chunk.rows} rows")
+        columns |= {f"probability_{k}": probabilities[:, k] for k in range(probabilities.shape[1])}
+    for name, values in columns.items():
+        finite = np.isfinite(values.astype(np.float64))
+        if not finite.all():
+            key = show_key(chunk.keys[int(np.flatnonzero(~finite)[0])])
+            raise ConfigError(f"{model.version} gave a non-finite {name} for the key {key}")
+    if model.task == "classification":
+        fractional = np.flatnonzero(predictions != np.round(predictions))
+        if len(fractional):
+            value = predictions[fractional[0]].item()
+            raise ConfigError(f"{model.version} is a classifier but predicted {value!r}, not a class index")
+        columns["prediction"] = predictions.astype(np.int64)
     stamp = utc_now()
+    lists = {name: values.tolist() for name, values in columns.items()}
     rows: list[dict[str, Any]] = [dict(zip(job.keys, key, strict=True)) for key in chunk.keys]
     for i, row in enumerate(rows):
-        row.update({name: values[i] for name, values in columns.items()})
+        row.update({name: values[i] for name, values in lists.items()})
         row["model_version"] = model.version
         row["scored_at"] = stamp
     return rows

@@ -103,45 +103,44 @@ class SqlSource:
             self._inner = query.strip().rstrip(";")
             self.description = f"{self.db.display} query {self._inner}"
         self.keys = tuple(keys)
-        self._needed = (*keys, *schema.names)
-        self._quoted = [quote(key) for key in keys]
+        self._needed = tuple(dict.fromkeys((*keys, *schema.names)))
         self._check_columns()
+        self._order = ", ".join(quote(key) for key in keys)
+        self._select = ", ".join(quote(name) for name in self._needed)
 
     def _check_columns(self) -> None:
         with self.db.transaction("run the source query") as conn:
             columns = list(conn.execute(sa.text(f"SELECT * FROM ({self._inner}) AS src WHERE 1 = 0")).keys())
-        missing = [column for column in self._needed if column not in columns]
-        if missing:
-            raise ConfigError(f"the source has no column(s) {missing}; its columns are {columns}")
+        _check_names(columns, self._needed)
 
     def chunks(self, progress: Progress, chunk_rows: int) -> Iterator[Chunk]:
+        positions = [(self._needed.index(key), key) for key in self.keys]
         last = progress.last_key
         while True:
-            rows, names = self._page(last, chunk_rows)
-            positions = [(names.index(key), key) for key in self.keys]
+            rows = self._page(last, chunk_rows)
             if last is not None and rows and _key(rows[0], positions) == last:
                 rows = rows[1:]
             rows = rows[:chunk_rows]
             if not rows:
                 return
             keys = [_key(row, positions) for row in rows]
-            columns = {name: [_plain(row[i]) for row in rows] for i, name in enumerate(names) if name in self._needed}
+            columns = {name: [_plain(row[i]) for row in rows] for i, name in enumerate(self._needed)}
             yield Chunk(keys=keys, columns=columns)
             last = keys[-1]
 
-    def _page(self, last: tuple[KeyValue, ...] | None, chunk_rows: int) -> tuple[list[Sequence[Any]], list[str]]:
-        order = ", ".join(self._quoted)
+    def _page(self, last: tuple[KeyValue, ...] | None, chunk_rows: int) -> list[Sequence[Any]]:
+        """Up to ``chunk_rows`` rows in key order from ``last`` on, itself included (plus one for it)."""
         where, params = "", {}
         if last is not None:
-            bounds = [f":k{i}" for i in range(len(last))]
-            left, right = (order, ", ".join(bounds)) if len(last) == 1 else (f"({order})", f"({', '.join(bounds)})")
-            where = f" WHERE {left} >= {right}"
+            bounds = ", ".join(f":k{i}" for i in range(len(last)))
+            where = f" WHERE {self._order} >= {bounds}" if len(last) == 1 else f" WHERE ({self._order}) >= ({bounds})"
             params = {f"k{i}": value for i, value in enumerate(last)}
         limit = chunk_rows + (1 if last is not None else 0)
-        statement = sa.text(f"SELECT * FROM ({self._inner}) AS src{where} ORDER BY {order} LIMIT {int(limit)}")
+        statement = sa.text(
+            f"SELECT {self._select} FROM ({self._inner}) AS src{where} ORDER BY {self._order} LIMIT {int(limit)}"
+        )
         with self.db.transaction("read the source") as conn:
-            result = conn.execute(statement, params)
-            return [tuple(row) for row in result], list(result.keys())
+            return [tuple(row) for row in conn.execute(statement, params)]
 
     def close(self) -> None:
         self.db.close()

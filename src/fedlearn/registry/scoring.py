@@ -115,7 +115,7 @@ def score(
                 if progress.chunks_done == first.chunks_done:
                     sink.prepare(_layout(model, chunk, job, rows[0]))
                 progress = progress.after(chunk.rows, chunk.keys[-1])
-                sink.commit(identity, progress, rows, chunk.keys)
+                sink.commit(identity, progress, rows, chunk.keys, check_repeats=not source.key_ordered)
                 if on_chunk is not None:
                     on_chunk(_report(identity, sink.description, first, progress, started))
             sink.finish(identity, progress)

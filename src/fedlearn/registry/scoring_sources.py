@@ -5,9 +5,9 @@ columns the model takes, and resumes where a previous run's committed progress e
 
 - a SQL source is read in key order, one bounded query per chunk (``WHERE key >= last ORDER BY key
   LIMIT n``). No read transaction stays open while chunks are written, so a SQLite file can be read
-  and written by the same job, and PostgreSQL keeps no snapshot alive for the whole job. Resuming
-  is the same query, from the last key committed. Its first row is that key itself, dropped; a
-  second row with the same key is kept, and the sink refuses it as a duplicate.
+  and written by the same job, and PostgreSQL keeps no snapshot alive for the whole job. The next
+  chunk, or a resumed run, is the same query from the last key committed: its first row is that
+  key itself, dropped, and a second row with that key is a repeated key, refused.
 - Parquet and CSV files are read by pyarrow in record batches and resumed by row offset: a Parquet
   file skips whole row groups without reading them, a CSV file reads and drops the rows.
 
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.data.schema import InputSchema
 from fedlearn.registry.databases import Database, table_name
-from fedlearn.registry.write_back import MAX_KEY_CHARS, KeyType, KeyValue, Progress
+from fedlearn.registry.write_back import MAX_KEY_CHARS, KeyType, KeyValue, Progress, show_key
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -57,6 +57,8 @@ class ChunkSource(Protocol):
     """Rows in a stable order, from where ``progress`` says the job stopped."""
 
     description: str
+    key_ordered: bool
+    """Whether rows come in key order, so that a repeated key is always next to its twin."""
 
     def chunks(self, progress: Progress, chunk_rows: int) -> Iterator[Chunk]: ...
 
@@ -85,6 +87,8 @@ def open_source(
 
 class SqlSource:
     """A query or table in any database, read in key order one chunk-sized query at a time."""
+
+    key_ordered = True
 
     def __init__(
         self, url: str, *, query: str | None, table: str | None, keys: Sequence[str], schema: InputSchema
@@ -119,7 +123,12 @@ class SqlSource:
         while True:
             rows = self._page(last, chunk_rows)
             if last is not None and rows and _key(rows[0], positions) == last:
-                rows = rows[1:]
+                rows = rows[1:]  # the last key committed, itself
+                if rows and _key(rows[0], positions) == last:
+                    raise ConfigError(
+                        f"the source holds the key {show_key(last)} more than once; the key column(s) "
+                        f"{list(self.keys)} must identify each row"
+                    )
             rows = rows[:chunk_rows]
             if not rows:
                 return
@@ -148,6 +157,8 @@ class SqlSource:
 
 class ParquetSource:
     """A Parquet file read in record batches; resuming skips whole row groups unread."""
+
+    key_ordered = False
 
     def __init__(self, path: Path, *, keys: Sequence[str], schema: InputSchema) -> None:
         import pyarrow.parquet as pq
@@ -179,6 +190,8 @@ class ParquetSource:
 
 class CsvSource:
     """A CSV file with a header row, read in blocks; resuming reads and drops the rows already scored."""
+
+    key_ordered = False
 
     def __init__(self, path: Path, *, keys: Sequence[str], schema: InputSchema) -> None:
         import pyarrow as pa

@@ -7,8 +7,10 @@ DO UPDATE``, MariaDB/MySQL ``ON DUPLICATE KEY UPDATE``), so running a job again 
 never duplicates them.
 
 A key the source holds twice would make an upsert silently keep one of two predictions. Within a
-chunk that is seen directly; across chunks, the sink is asked, in the chunk's transaction, whether
-this job (its model version, since the job started) already wrote any of the chunk's keys.
+chunk that is seen directly, and a SQL source, read in key order, sees a repeat across chunks as
+the next chunk's first key. A file is not in key order, so for its chunks the sink is asked, in the
+chunk's transaction, whether this job (its model version, since it started) already wrote any of
+the chunk's keys.
 """
 
 from __future__ import annotations
@@ -166,12 +168,19 @@ class WriteBack:
         progress: Progress,
         rows: Sequence[Mapping[str, Any]],
         keys: Sequence[tuple[Any, ...]],
+        *,
+        check_repeats: bool,
     ) -> None:
-        """Upsert one chunk's ``rows`` and record ``progress`` (already advanced past them), in one transaction."""
+        """Upsert one chunk's ``rows`` and record ``progress`` (already advanced past them), in one transaction.
+
+        ``check_repeats`` first asks whether this job already wrote any of ``keys``: needed where the
+        source is not read in key order, so that a repeated key need not be adjacent to its twin.
+        """
         assert self._table is not None and self._layout is not None, "prepare() comes first"
         table, layout = self._table, self._layout
         with self.db.transaction(f"write the predictions table {self.name!r}") as conn:
-            _refuse_rescored(conn, table, layout, identity.model_version, progress.started_at, keys)
+            if check_repeats:
+                _refuse_rescored(conn, table, layout, identity.model_version, progress.started_at, keys)
             statement = _upsert(self.db.dialect, table, layout.keys, layout.value_columns)
             for start in range(0, len(rows), WRITE_BATCH_ROWS):
                 conn.execute(statement, list(rows[start : start + WRITE_BATCH_ROWS]))

@@ -14,14 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from fedlearn.registry.scoring import ScoringJob, score
-from tests.registry.conftest import ScratchDatabase, rows_of
-from tests.registry.scoring_models import LinearModel, expected
+from tests.registry.scoring.databases import ScratchDatabase, rows_of
+from tests.registry.scoring.models import LinearModel, expected
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 JOB = """
 import sys
 from fedlearn.registry.scoring import ScoringJob, score
-from tests.registry.scoring_models import LinearModel
+from tests.registry.scoring.models import LinearModel
 url, table, write, progress = sys.argv[1:]
 job = ScoringJob(source=url, table=table, keys=("id",), write=write, progress_table=progress, chunk_rows=5)
 score(LinearModel(delay=0.1), job)

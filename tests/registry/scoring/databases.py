@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
-
-from fedlearn.registry.databases import parse_url
 
 POSTGRES_URL = os.environ.get("FEDLEARN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("FEDLEARN_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
@@ -64,21 +60,3 @@ class ScratchDatabase:
 def rows_of(n: int) -> list[tuple[int, float, float]]:
     """``n`` source rows ``(id, x1, x2)`` with ids 1..n, half of them of each class."""
     return [(i, float(i % 7), float(i % 5) + 0.5) for i in range(1, n + 1)]
-
-
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScratchDatabase]:
-    url = {"sqlite": f"sqlite:///{tmp_path / 'data.db'}", "postgresql": POSTGRES_URL, "mariadb": MARIADB_URL}[
-        request.param
-    ]
-    scratch = ScratchDatabase(url=url, engine=sa.create_engine(parse_url(url, what="test database")))
-    yield scratch
-    scratch.drop()
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[ScratchDatabase]:
-    url = f"sqlite:///{tmp_path / 'sink.db'}"
-    scratch = ScratchDatabase(url=url, engine=sa.create_engine(parse_url(url, what="test database")))
-    yield scratch
-    scratch.drop()

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from fedlearn.core.errors import SchemaError
 from fedlearn.registry.scoring import ScoringJob, ScoringReport, score
-from tests.registry.conftest import ScratchDatabase, rows_of
-from tests.registry.scoring_models import LinearModel, expected
+from tests.registry.scoring.databases import ScratchDatabase, rows_of
+from tests.registry.scoring.models import LinearModel, expected
 
 
 def _job(db: ScratchDatabase, source: str, **options: object) -> ScoringJob:

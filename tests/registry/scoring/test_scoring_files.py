@@ -11,8 +11,8 @@ import pytest
 from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.registry import scoring_sources
 from fedlearn.registry.scoring import ScoringJob, score
-from tests.registry.conftest import ScratchDatabase, rows_of
-from tests.registry.scoring_models import LinearModel, expected
+from tests.registry.scoring.databases import ScratchDatabase, rows_of
+from tests.registry.scoring.models import LinearModel, expected
 
 
 def _parquet(path: Path, rows: list[tuple[int, float, float]], *, group_rows: int = 5) -> Path:

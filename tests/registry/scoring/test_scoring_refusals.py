@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 
 from fedlearn.core.errors import ConfigError
 from fedlearn.registry.scoring import ScoringJob, score
-from tests.registry.conftest import MARIADB_URL, ScratchDatabase, rows_of
-from tests.registry.scoring_models import LinearModel
+from tests.registry.scoring.databases import MARIADB_URL, ScratchDatabase, rows_of
+from tests.registry.scoring.models import LinearModel
 
 
 def _job(db: ScratchDatabase, source: str, **options: object) -> ScoringJob:

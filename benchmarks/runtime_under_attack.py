@@ -186,8 +186,10 @@ def main() -> None:
         replies = "/".join(str(n) for n in sorted({n for r in runs for n in r["honest_replies"]}))
         peak, after = (statistics.median(r[k] for r in runs) for k in ("peak_mb", "after_mb"))
         statuses = ", ".join(sorted({r["status"] for r in runs}))
-        print(f"| {args.label} | {case} | {latency} | {replies or 0} of 3 | {peak:,.0f} MB | {after:,.0f} MB "
-              f"| {statuses} |")
+        print(
+            f"| {args.label} | {case} | {latency} | {replies or 0} of 3 | {peak:,.0f} MB | {after:,.0f} MB "
+            f"| {statuses} |"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import fedlearn.simulation
 def test_top_level_api_is_pinned() -> None:
     assert sorted(fedlearn.__all__) == [
         "ConfigError", "Engine", "EngineConfig", "FaultPlan", "FedlearnError", "ParamSet", "Reply", "RunState",
-        "Strategy", "Task", "__version__", "build_strategy", "decode", "encode", "simulate",
+        "Strategy", "Task", "__version__", "build_strategy", "decode", "encode", "load_model", "simulate",
     ]  # fmt: skip
 
 

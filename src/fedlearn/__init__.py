@@ -4,12 +4,30 @@ The names here are the everyday API; each part's own package (``fedlearn.strateg
 ``fedlearn.engine``, ...) exports the rest.
 """
 
+from typing import TYPE_CHECKING
+
 from fedlearn.core import ConfigError, FedlearnError, ParamSet, Reply, Task, decode, encode
 from fedlearn.engine import Engine, EngineConfig, FaultPlan, RunState
 from fedlearn.simulation import simulate
 from fedlearn.strategies import Strategy, build_strategy
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fedlearn.registry.predictors import RegisteredModel
+
 __version__ = "0.1.0"
+
+
+def load_model(ref: "str | Path", *, trust_code: bool = False) -> "RegisteredModel":
+    """A registered model version, ready to predict; see :func:`fedlearn.registry.loading.load_model`.
+
+    Imported on first call, so ``import fedlearn`` loads neither the registry nor scikit-learn.
+    """
+    from fedlearn.registry.loading import load_model as load
+
+    return load(ref, trust_code=trust_code)
+
 
 __all__ = [
     "ConfigError",
@@ -26,5 +44,6 @@ __all__ = [
     "build_strategy",
     "decode",
     "encode",
+    "load_model",
     "simulate",
 ]

@@ -33,7 +33,9 @@ def faults_per_round():  # page faults of one round of a fit's model-sized alloc
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20
 """
 
-SCRIPT = MEASURE + """
+SCRIPT = (
+    MEASURE
+    + """
 import sys
 from fedlearn.client.allocator import retain_freed_memory
 
@@ -51,9 +53,12 @@ elif sys.argv[1] in ("simulation", "untuned-simulation"):  # only a simulation t
 
 print(faults_per_round())
 """
+)
 
 
-POOL_SCRIPT = MEASURE + """
+POOL_SCRIPT = (
+    MEASURE
+    + """
 from fedlearn.core.messages import Reply, Task
 from fedlearn.simulation.pool import ProcessPoolFleet
 
@@ -72,6 +77,7 @@ try:
 finally:
     fleet.close()
 """
+)
 
 
 def faults_per_round(mode: str) -> float:

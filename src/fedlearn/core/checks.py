@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -142,6 +143,20 @@ def check_ints(name: str, value: object, *, low: int) -> tuple[int, ...]:
 def check_real(name: str, value: object, interval: Interval = Interval()) -> float:
     """``value`` as a float, if it is a finite real number in ``interval``."""
     return float(check(name, value, interval))
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_name(what: str, value: object, *, letter_first: bool = False) -> str:
+    """A name that travels in URLs and file names (a registered model, an alias): 1-64 of letters,
+    digits, ``_ . -``, starting with a letter or digit, or with a letter when ``letter_first``."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or (letter_first and not value[0].isalpha()):
+        first = "a letter" if letter_first else "a letter or digit"
+        raise ConfigError(
+            f"`{what}` must be 1-64 letters, digits, '_', '.' or '-', starting with {first}; got {value!r}"
+        )
+    return value
 
 
 def check_seed(seed: object) -> np.random.Generator:

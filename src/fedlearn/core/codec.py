@@ -46,9 +46,7 @@ def encode(params: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None 
     return b"".join(encode_parts(params, metadata))
 
 
-def encode_parts(
-    params: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
-) -> tuple[memoryview, ...]:
+def encode_parts(params: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> tuple[memoryview, ...]:
     """The safetensors blob of ``params`` as buffers that concatenate to :func:`encode`'s bytes.
 
     The first part is the length-prefixed header; each other part is a view of one array's

@@ -149,7 +149,7 @@ class ParamSet(Mapping[str, Array]):
 
     def select(self, prefix: str) -> ParamSet:
         """The sub-set whose names start with ``prefix``, with the prefix removed."""
-        return ParamSet({k[len(prefix):]: v for k, v in self._arrays.items() if k.startswith(prefix)})
+        return ParamSet({k[len(prefix) :]: v for k, v in self._arrays.items() if k.startswith(prefix)})
 
     def merged(self, *others: Mapping[str, Array]) -> ParamSet:
         """Union of several sets; a repeated name is an error, never a silent overwrite."""

@@ -48,9 +48,7 @@ def validate_params(params: ParamSet, expected: Spec, *, limits: Limits = Limits
         if tuple(array.shape) != tuple(shape):
             raise ValidationError(f"{what} parameter {name!r} has shape {tuple(array.shape)}; expected {tuple(shape)}")
         if array.dtype.str != dtype:
-            raise ValidationError(
-                f"{what} parameter {name!r} has dtype {array.dtype}; expected {np.dtype(dtype)}"
-            )
+            raise ValidationError(f"{what} parameter {name!r} has dtype {array.dtype}; expected {np.dtype(dtype)}")
         if not limits.allow_nonfinite and array.dtype.kind in "fc" and not np.isfinite(array).all():
             raise ValidationError(f"{what} parameter {name!r} contains NaN or Inf values")
 

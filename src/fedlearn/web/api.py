@@ -9,6 +9,11 @@ and a node that is not connected or does not answer a 503. Those statuses, and t
 route takes and answers, are the contract in :mod:`fedlearn.web.contract`, which the client reads too.
 A run's detail carries its differential privacy, ε spent and the ledger behind it, under ``privacy``.
 
+The model registry lives under ``/api/models``: list, show a model or one version, register a
+completed run or an analytics answer as a new version, point and remove aliases, and download a
+version's package file by reference (``churn``, ``churn@3``, ``churn@champion``). Unknown names and
+versions are 404s, malformed names 422s; see :mod:`fedlearn.registry.catalog`.
+
 The OpenAPI schema is served at ``/openapi.json``, behind the token like every other route. The
 Swagger and ReDoc pages are not served: they load their scripts from a CDN, so they would show an
 operator on an offline network a blank page, and load third-party code next to the admin token.
@@ -29,15 +34,22 @@ from fedlearn.core.checks import POSITIVE, check_int, check_real
 from fedlearn.core.codec import encode
 from fedlearn.core.errors import ConfigError, FedlearnError, NotFoundError
 from fedlearn.core.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
+from fedlearn.data.schema import InputSchema
 from fedlearn.engine.history import RoundRecord
 from fedlearn.privacy.ledger import PrivacyLedger
+from fedlearn.registry.catalog import package_bytes, register_analytics, register_run, resolve
 from fedlearn.runtime.coordinator import Coordinator
-from fedlearn.runtime.store import NodeRecord, RunRecord
+from fedlearn.runtime.store import ModelRecord, NodeRecord, RunRecord
 from fedlearn.web.contract import (
+    AliasRequest,
     AnalyticsResult,
     Health,
+    ModelDetail,
+    ModelSummary,
+    ModelVersion,
     NodeSummary,
     Refusal,
+    RegisterRequest,
     RunDetail,
     RunPrivacy,
     RunRequest,
@@ -92,6 +104,37 @@ def node_summary(node: NodeRecord, connected: set[str]) -> NodeSummary:
         created_at=node.created_at,
         last_seen=node.last_seen,
     )
+
+
+def model_version(record: ModelRecord) -> ModelVersion:
+    return ModelVersion.model_validate(record, from_attributes=True)
+
+
+def model_summaries(records: list[ModelRecord]) -> list[ModelSummary]:
+    """One summary per name from all versions, which the store lists by name then version."""
+    by_name: dict[str, list[ModelRecord]] = {}
+    for record in records:
+        by_name.setdefault(record.name, []).append(record)
+    return [
+        ModelSummary(
+            name=name,
+            latest=versions[-1].version,
+            versions=len(versions),
+            kind=versions[-1].kind,  # type: ignore[arg-type]
+            task=versions[-1].task,  # type: ignore[arg-type]
+            updated_at=versions[-1].created_at,
+            aliases=_aliases(versions),
+        )
+        for name, versions in by_name.items()
+    ]
+
+
+def model_detail(name: str, records: list[ModelRecord]) -> ModelDetail:
+    return ModelDetail(name=name, versions=[model_version(r) for r in records], aliases=_aliases(records))
+
+
+def _aliases(records: list[ModelRecord]) -> dict[str, int]:
+    return {alias: record.version for record in records for alias in record.aliases}
 
 
 def _refusal(status: int, detail: str) -> JSONResponse:
@@ -186,6 +229,50 @@ def create_app(
             raise NotFoundError(f"run {run_id} has no completed round yet, so it has no model")
         metadata = {"run": run.name, "run_id": run.id, "round": str(run.rounds_done), "seed": str(run.seed)}
         return Response(content=encode(params, metadata=metadata), media_type="application/octet-stream")
+
+    @app.get("/api/models")
+    def models() -> list[ModelSummary]:
+        return model_summaries(store.list_models())
+
+    @app.post("/api/models", status_code=201)
+    def register(request: RegisterRequest) -> ModelVersion:
+        schema = None if request.input_schema is None else InputSchema.from_json(request.input_schema)
+        if request.run_id is not None:
+            classes = None if request.classes is None else tuple(request.classes)
+            return model_version(register_run(store, request.run_id, name=request.name, schema=schema, classes=classes))
+        assert request.analytics is not None  # the request's validator allows exactly one source
+        record = register_analytics(store, request.analytics, name=request.name, options=request.options, schema=schema)
+        return model_version(record)
+
+    @app.get("/api/models/{name}")
+    def model_versions(name: str) -> ModelDetail:
+        return model_detail(name, store.list_models(name))
+
+    @app.get("/api/models/{name}/versions/{version}")
+    def model_version_of(name: str, version: int) -> ModelVersion:
+        return model_version(store.get_model(name, version))
+
+    @app.put("/api/models/{name}/aliases/{alias}")
+    def set_alias(name: str, alias: str, request: AliasRequest) -> ModelVersion:
+        return model_version(store.set_model_alias(name, alias, request.version))
+
+    @app.delete("/api/models/{name}/aliases/{alias}", status_code=204)
+    def delete_alias(name: str, alias: str) -> Response:
+        store.delete_model_alias(name, alias)
+        return Response(status_code=204)
+
+    @app.get("/api/models/{ref}/package")
+    def package(ref: str) -> Response:
+        """The version's package file: safetensors with its JSON description, as registered."""
+        record = resolve(store, ref)
+        return Response(
+            content=package_bytes(store, record),
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f'attachment; filename="{record.name}-{record.version}.safetensors"',
+                "X-Fedlearn-Model": f"{record.name}/{record.version}",
+            },
+        )
 
     @app.post("/api/analytics")
     def analytics(request: AnalyticsRequest) -> AnalyticsResult:

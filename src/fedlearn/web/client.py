@@ -12,13 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 from pydantic import ValidationError as AnswerInvalid
 
+from fedlearn.core.checks import check_name
 from fedlearn.core.errors import ConfigError, CoordinatorUnavailable
-from fedlearn.web.contract import AnalyticsResult, NodeSummary, Refusal, RunDetail, RunRequest, RunSummary, refused_as
+from fedlearn.web.contract import (
+    AliasRequest,
+    AnalyticsResult,
+    ModelDetail,
+    ModelSummary,
+    ModelVersion,
+    NodeSummary,
+    Refusal,
+    RegisterRequest,
+    RunDetail,
+    RunRequest,
+    RunSummary,
+    refused_as,
+)
 
 T = TypeVar("T")
 
@@ -28,6 +43,9 @@ _RUN_DETAIL = TypeAdapter(RunDetail)
 _NODES = TypeAdapter(list[NodeSummary])
 _ANALYTICS = TypeAdapter(AnalyticsResult)
 _REFUSAL = TypeAdapter(Refusal)
+_MODELS = TypeAdapter(list[ModelSummary])
+_MODEL_DETAIL = TypeAdapter(ModelDetail)
+_MODEL_VERSION = TypeAdapter(ModelVersion)
 
 
 class CoordinatorClient:
@@ -69,6 +87,32 @@ class CoordinatorClient:
     def model(self, run_id: str) -> bytes:
         response = self._request("GET", f"/api/runs/{run_id}/model")
         return response.content
+
+    def models(self) -> list[ModelSummary]:
+        return self._call(_MODELS, "GET", "/api/models")
+
+    def model_detail(self, name: str) -> ModelDetail:
+        return self._call(_MODEL_DETAIL, "GET", f"/api/models/{_segment(name)}")
+
+    def model_version(self, name: str, version: int) -> ModelVersion:
+        return self._call(_MODEL_VERSION, "GET", f"/api/models/{_segment(name)}/versions/{int(version)}")
+
+    def register_model(self, request: RegisterRequest) -> ModelVersion:
+        """Register the next version of a model from a completed run or an analytics answer."""
+        return self._call(_MODEL_VERSION, "POST", "/api/models", json=request.model_dump(exclude_none=True))
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        body = AliasRequest(version=version).model_dump()
+        return self._call(
+            _MODEL_VERSION, "PUT", f"/api/models/{_segment(name)}/aliases/{_segment(alias, what='alias')}", json=body
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._request("DELETE", f"/api/models/{_segment(name)}/aliases/{_segment(alias, what='alias')}")
+
+    def model_package(self, ref: str) -> bytes:
+        """The package file of ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``, as registered."""
+        return self._request("GET", f"/api/models/{_segment(ref)}/package").content
 
     def analytics(
         self,
@@ -145,6 +189,13 @@ class CoordinatorClient:
         if refusal is not None and response.headers.get("content-type") == "application/json":
             raise refusal(detail)
         raise CoordinatorUnavailable(f"the coordinator at {self.url} answered {response.status_code}: {detail}")
+
+
+def _segment(text: str, *, what: str = "model name") -> str:
+    """A model name (or ``NAME@SELECTOR`` reference, or alias) as one URL path segment, checked here first,
+    so that a name holding '/' is refused in one line rather than sent to a route it does not name."""
+    check_name(what, text.partition("@")[0], letter_first=what == "alias")
+    return quote(text, safe="@")
 
 
 def _detail(response: httpx.Response) -> str:

@@ -18,7 +18,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, model_validator
 
 from fedlearn.core import errors
 from fedlearn.core.errors import ConfigError, FedlearnError, FleetBusy, NotFoundError, PrivacyError, QuorumError
@@ -237,3 +237,84 @@ class AnalyticsResult(_Answer):
     description: list[DescriptionRow] | None
     privacy: AnalyticsPrivacy | None = None
     """Under ``dp``, the ε the nodes' releases spent; None for exact statistics."""
+
+
+# -- model registry ------------------------------------------------------------------------------
+
+
+class RegisterRequest(BaseModel):
+    """``POST /api/models``: register the next version of ``name`` from a completed run or an analytics answer.
+
+    Give exactly one of ``run_id`` and ``analytics`` (the JSON ``POST /api/analytics`` answered, with the
+    request's ``options``). ``input_schema`` (a list of ``{"name", "type", "categories"}``) replaces the
+    default, float columns named by the run config's features or the answer's columns; ``classes`` names
+    a run's classes in index order.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    run_id: str | None = None
+    analytics: dict[str, JsonValue] | None = None
+    options: dict[str, JsonValue] | None = None
+    input_schema: list[dict[str, JsonValue]] | None = None
+    classes: list[str | int | float] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RegisterRequest:
+        if (self.run_id is None) == (self.analytics is None):
+            raise ValueError("give exactly one of `run_id` (a completed run) and `analytics` (an analytics answer)")
+        if self.analytics is None and self.options is not None:
+            raise ValueError("`options` are an analytics request's; a run's options are in its config")
+        if self.run_id is None and self.classes is not None:
+            raise ValueError("`classes` name a run's classes; an analytics model knows its own")
+        return self
+
+
+class AliasRequest(BaseModel):
+    """``PUT /api/models/{name}/aliases/{alias}``: point the alias at ``version``, creating or moving it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+
+
+class ModelVersion(_Answer):
+    """One registered, immutable model version: what it is, where it came from and what it takes.
+
+    ``lineage`` holds ``run_id``, ``round``, ``config``, ``strategy``, ``nodes``, ``privacy`` and
+    ``metrics`` for a run (see ``fedlearn.registry.package``); ``input_schema`` its input columns.
+    """
+
+    name: str
+    version: int
+    kind: Literal["learner", "analytics"]
+    model: str
+    task: Literal["classification", "regression"]
+    run_id: str | None
+    digest: str
+    size: int
+    created_at: Timestamp
+    aliases: list[str]
+    lineage: dict[str, JsonValue]
+    input_schema: list[dict[str, JsonValue]]
+
+
+class ModelSummary(_Answer):
+    """One registered model in ``GET /api/models``: its newest version and where its aliases point."""
+
+    name: str
+    latest: int
+    versions: int
+    kind: Literal["learner", "analytics"]
+    task: Literal["classification", "regression"]
+    updated_at: Timestamp
+    aliases: dict[str, int]
+
+
+class ModelDetail(_Answer):
+    """``GET /api/models/{name}``: every version, oldest first, and the aliases."""
+
+    name: str
+    versions: list[ModelVersion]
+    aliases: dict[str, int]

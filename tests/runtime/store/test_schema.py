@@ -1,6 +1,7 @@
-"""Schema versions: creation, migration from versions 0, 1, 2 and 4, refusal of newer or foreign databases."""
+"""Schema versions: creation, migration from versions 0, 1, 2, 4 and 5, refusal of newer or foreign databases."""
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from threading import Barrier
 
 import numpy as np
@@ -21,12 +22,30 @@ from fedlearn.runtime.store.schema import metadata
 _T = "2024-05-01 12:00:00"
 
 
+def _drop_registry(sql):
+    """Remove what version 6 added: the model registry's tables."""
+    sql("DROP TABLE model_aliases")
+    sql("DROP TABLE models")
+
+
+def _make_version_5(url, sql) -> str:
+    """A store as fedlearn left it before the model registry, holding one checkpointed run; returns its id."""
+    with open_store(url) as store:
+        run_id = store.create_run("v5-run", "", seed=3, rounds=2)
+        store.save_checkpoint(run_id, _v4_state())
+        store.set_run_status(run_id, "completed")
+    _drop_registry(sql)
+    sql("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    return run_id
+
+
 def _make_version_1(url, sql):
     """A store as fedlearn left it before runs recorded their error, holding one failed run.
 
     Version 1 had no ``runs.error``. Built by creating today's schema and removing what versions 2 to 5 added.
     """
     open_store(url).close()
+    _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
@@ -45,6 +64,7 @@ def _make_version_1(url, sql):
 def _make_version_2(url, sql):
     """A store as fedlearn left it before nodes could declare their rows, holding one node."""
     open_store(url).close()
+    _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
@@ -61,6 +81,7 @@ def _make_version_0(url, sql):
     (``runs.stop_requested``). Built by creating today's schema and removing what versions 1 to 5 added.
     """
     open_store(url).close()
+    _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("ALTER TABLE nodes DROP COLUMN identity_key")
@@ -95,6 +116,7 @@ def _make_version_4(url, sql) -> str:
         run_id = store.create_run("v4-run", "", seed=3, rounds=5)
         store.save_checkpoint(run_id, _v4_state())
         store.set_run_status(run_id, "failed", "coordinator lost", error="StoreError")
+    _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
     sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
@@ -114,13 +136,14 @@ def _columns(url):
                 (c["name"], str(c["type"]), c["nullable"], str(c["default"])) for c in inspector.get_columns(table)
             )
             for table in metadata.tables
+            if inspector.has_table(table)  # an old store lacks the tables later versions added
         }
     finally:
         engine.dispose()
 
 
 def test_migrations_cover_every_version():
-    assert len(MIGRATIONS) == SCHEMA_VERSION == 5
+    assert len(MIGRATIONS) == SCHEMA_VERSION == 6
 
 
 def test_new_store_records_the_current_schema_version(store, sql):
@@ -134,7 +157,7 @@ def test_store_from_version_0_is_migrated_keeping_its_rows(store_url, sql):
         [node] = store.list_nodes()
         [run] = store.list_runs()
 
-    assert _version(sql) == "5"
+    assert _version(sql) == str(SCHEMA_VERSION)
     assert (node.name, node.status, node.last_seen, node.revoked) == ("old-node", "offline", None, False)
     assert (run.name, run.rounds_done, run.stop_requested) == ("old-run", 4, False)
 
@@ -145,7 +168,7 @@ def test_store_from_version_1_is_migrated_keeping_its_runs_with_their_error_unkn
     with open_store(store_url) as store:
         [run] = store.list_runs()
 
-    assert _version(sql) == "5"
+    assert _version(sql) == str(SCHEMA_VERSION)
     assert (run.name, run.status, run.message, run.error) == ("v1-run", "failed", "needed 3 nodes", None)
 
 
@@ -157,7 +180,7 @@ def test_store_from_version_2_is_migrated_keeping_its_nodes_with_no_declared_row
         store.declare_rows("v2-node", 500)
         declared = store.declared_rows()
 
-    assert _version(sql) == "5"
+    assert _version(sql) == str(SCHEMA_VERSION)
     assert (node.name, node.max_examples) == ("v2-node", None)
     assert declared == {"v2-node": 500}
 
@@ -169,7 +192,7 @@ def test_store_from_version_4_is_migrated_keeping_its_checkpoint_with_no_ledger(
         run = store.get_run(run_id)
         state = store.load_checkpoint(run_id)
 
-    assert _version(sql) == "5"
+    assert _version(sql) == str(SCHEMA_VERSION)
     assert (run.name, run.status, run.rounds_done, run.error) == ("v4-run", "failed", 2, "StoreError")
     assert state is not None
     assert state.params.bitwise_equal(_v4_state().params)
@@ -185,6 +208,33 @@ def test_run_from_version_4_checkpoints_a_ledger_after_migration(store_url, sql)
         store.save_checkpoint(run_id, RunState(round=3, params=_v4_state().params, strategy_state=ParamSet(),
                                                ledger=ledger))  # fmt: skip
         assert store.privacy_ledger(run_id) == ledger
+
+
+def test_store_from_version_5_is_migrated_keeping_its_runs_and_registers_models(store_url, sql):
+    run_id = _make_version_5(store_url, sql)
+
+    with open_store(store_url) as store:
+        state = store.load_checkpoint(run_id)
+        empty = store.list_models()
+        record = store.add_model(
+            "after-migration", kind="learner", model="numpy.softmax", task="classification", run_id=run_id,
+            lineage={"run_id": run_id}, input_schema=[{"name": "a", "type": "float"}], created_at=datetime.now(UTC),
+            package=lambda version: f"package {version}".encode(),
+        )  # fmt: skip
+        package = store.get_blob(record.digest)
+
+    assert _version(sql) == str(SCHEMA_VERSION)
+    assert state is not None and state.params.bitwise_equal(_v4_state().params)
+    assert (empty, record.version, package) == ([], 1, b"package 1")
+
+
+def test_store_migrated_from_version_5_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
+    _make_version_5(store_url, sql)
+    open_store(store_url).close()
+    fresh = new_store_url()
+    open_store(fresh).close()
+
+    assert _columns(store_url) == _columns(fresh)
 
 
 def test_store_migrated_from_version_4_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
@@ -240,13 +290,14 @@ def test_failed_migration_leaves_the_old_version_intact(store_url, sql, monkeypa
 
 def test_store_with_a_newer_schema_is_refused(store_url, sql):
     open_store(store_url).close()
-    sql("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    sql("UPDATE meta SET value = :v WHERE key = 'schema_version'", v=str(SCHEMA_VERSION + 1))
 
     with pytest.raises(StoreError) as caught:
         open_store(store_url)
 
     assert str(caught.value).startswith(
-        "store schema is version 6 but this fedlearn supports up to 5; upgrade fedlearn (store: "
+        f"store schema is version {SCHEMA_VERSION + 1} but this fedlearn supports up to {SCHEMA_VERSION}; "
+        "upgrade fedlearn (store: "
     )
 
 

@@ -16,6 +16,9 @@ tables, written with SQLAlchemy Core:
   parameter and strategy-state blobs (safetensors bytes), and its privacy ledger as JSON (NULL
   for a run without differential privacy).
 - ``history``: one row per completed round: the engine's ``RoundRecord`` as JSON.
+- ``models``: one immutable row per registered model version: kind, task, the run it came from,
+  lineage and input schema as JSON, and the digest of its package blob (see ``models``).
+- ``model_aliases``: (model, alias) -> version; the only registry rows that change.
 
 Durability rules, which every change here must keep:
 
@@ -37,7 +40,14 @@ Durability rules, which every change here must keep:
 """
 
 from fedlearn.runtime.store.blobs import DEFAULT_CHUNK_SIZE
-from fedlearn.runtime.store.records import RUN_STATUSES, NodeRecord, NodeStatus, RunRecord, RunStatus
+from fedlearn.runtime.store.records import (
+    RUN_STATUSES,
+    ModelRecord,
+    NodeRecord,
+    NodeStatus,
+    RunRecord,
+    RunStatus,
+)
 from fedlearn.runtime.store.schema import SCHEMA_VERSION
 from fedlearn.runtime.store.store import Store, open_store
 
@@ -45,6 +55,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
+    "ModelRecord",
     "NodeRecord",
     "NodeStatus",
     "RunRecord",

@@ -24,6 +24,8 @@ Version history:
   checkpoint it belongs to, so a resumed run goes on spending from what it had spent; and
   ``runs.privacy_reserved``, the ledger charged for a round before its tasks leave, so a round cut
   short by a crash is charged even though no checkpoint records it.
+- 6: the model registry: ``models``, one immutable row per registered version with its package
+  blob, lineage and input schema, and ``model_aliases``, names such as ``champion`` for versions.
 """
 
 from __future__ import annotations
@@ -77,7 +79,26 @@ def _v4_to_v5(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN privacy_reserved TEXT")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)
+def _v5_to_v6(conn: Connection) -> None:
+    """Add the model registry's two tables; a store before it has registered no model."""
+    timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    conn.exec_driver_sql(
+        "CREATE TABLE models (name VARCHAR(64) NOT NULL, version INTEGER NOT NULL, kind VARCHAR(16) NOT NULL, "
+        "model VARCHAR(200) NOT NULL, task VARCHAR(16) NOT NULL, run_id VARCHAR(32), "
+        "package_digest VARCHAR(64) NOT NULL, package_size BIGINT NOT NULL, lineage TEXT NOT NULL, "
+        f"input_schema TEXT NOT NULL, created_at {timestamp} NOT NULL, "
+        "CONSTRAINT pk_models PRIMARY KEY (name, version), "
+        "CONSTRAINT fk_models_package_digest FOREIGN KEY (package_digest) REFERENCES blobs (digest))"
+    )
+    conn.exec_driver_sql(
+        "CREATE TABLE model_aliases (name VARCHAR(64) NOT NULL, alias VARCHAR(64) NOT NULL, "
+        f"version INTEGER NOT NULL, updated_at {timestamp} NOT NULL, "
+        "CONSTRAINT pk_model_aliases PRIMARY KEY (name, alias), "
+        "CONSTRAINT fk_model_aliases_name FOREIGN KEY (name, version) REFERENCES models (name, version))"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6)
 
 
 def ensure_schema(db: Database) -> None:

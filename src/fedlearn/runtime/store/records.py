@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 RunStatus = Literal["pending", "running", "completed", "failed", "stopped"]
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
@@ -48,3 +48,25 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     config_toml: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRecord:
+    """One registered model version as the registry lists it; its package is the blob ``digest``.
+
+    ``lineage`` and ``input_schema`` are the JSON the package holds too, kept beside it so that
+    listing versions reads no package. ``aliases`` are the names pointing at this version now.
+    """
+
+    name: str
+    version: int
+    kind: str
+    model: str
+    task: str
+    run_id: str | None
+    digest: str
+    size: int
+    lineage: dict[str, Any]
+    input_schema: list[dict[str, Any]]
+    created_at: datetime
+    aliases: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -121,4 +121,33 @@ history = sa.Table(
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("round", sa.Integer, primary_key=True),
     sa.Column("record", sa.Text, nullable=False),  # RoundRecord.to_json() as JSON text
+)
+
+# Added in version 6: the model registry. A version is immutable: its row and its package blob
+# (a ``fedlearn.registry`` package, safetensors bytes) are written once and never updated.
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("task", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(32)),  # the run it was registered from; NULL for an analytics model
+    sa.Column("package_digest", sa.String(64), sa.ForeignKey("blobs.digest"), nullable=False),
+    sa.Column("package_size", sa.BigInteger, nullable=False),
+    sa.Column("lineage", sa.Text, nullable=False),  # JSON object
+    sa.Column("input_schema", sa.Text, nullable=False),  # InputSchema.to_json() as JSON text
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Added in version 6: movable names for versions (``champion``), one row per (model, alias).
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.ForeignKeyConstraint(["name", "version"], ["models.name", "models.version"]),
 )

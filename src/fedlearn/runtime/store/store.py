@@ -9,17 +9,18 @@ calls them inside one transaction.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from types import TracebackType
 
 from fedlearn.core.codec import encode_parts
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
 from fedlearn.privacy.ledger import PrivacyLedger
-from fedlearn.runtime.store import blobs, nodes, runs
+from fedlearn.runtime.store import blobs, models, nodes, runs
 from fedlearn.runtime.store.connection import Database, parse_store_url
 from fedlearn.runtime.store.migrations import ensure_schema
-from fedlearn.runtime.store.records import NodeRecord, RunRecord, RunStatus
+from fedlearn.runtime.store.records import ModelRecord, NodeRecord, RunRecord, RunStatus
 
 
 class Store:
@@ -253,6 +254,61 @@ class Store:
         """
         with self._db.read() as conn:
             return runs.privacy_ledger(conn, run_id)
+
+    # Model registry
+
+    def add_model(
+        self,
+        name: str,
+        *,
+        kind: str,
+        model: str,
+        task: str,
+        run_id: str | None,
+        lineage: dict[str, object],
+        input_schema: list[dict[str, object]],
+        created_at: datetime,
+        package: Callable[[int], bytes],
+    ) -> ModelRecord:
+        """Register the next version of ``name``, whose package bytes ``package(version)`` makes."""
+        with self._db.write() as conn:
+            return models.add_model(
+                conn,
+                name,
+                kind=kind,
+                model=model,
+                task=task,
+                run_id=run_id,
+                lineage=lineage,
+                input_schema=input_schema,
+                created_at=created_at,
+                package=package,
+                chunk_size=self._chunk_size,
+            )
+
+    def list_models(self, name: str | None = None) -> list[ModelRecord]:
+        """Every registered version (only ``name``'s, if given), by name then version, with aliases."""
+        with self._db.read() as conn:
+            return models.list_models(conn, name)
+
+    def get_model(self, name: str, version: int) -> ModelRecord:
+        with self._db.read() as conn:
+            return models.get_model(conn, name, version)
+
+    def resolve_model(self, name: str, selector: str | int | None = None) -> ModelRecord:
+        """The version a number, an alias, or ``None``/``latest`` (the newest) selects."""
+        with self._db.read() as conn:
+            return models.get_model(conn, name, models.resolve(conn, name, selector))
+
+    def set_model_alias(self, name: str, alias: str, version: int) -> ModelRecord:
+        """Point ``alias`` at an existing version, creating or moving it; returns that version."""
+        with self._db.write() as conn:
+            models.set_alias(conn, name, alias, version)
+            return models.get_model(conn, name, version)
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        with self._db.write() as conn:
+            models.delete_alias(conn, name, alias)
 
 
 def open_store(url: str | os.PathLike[str], *, chunk_size: int = blobs.DEFAULT_CHUNK_SIZE) -> Store:

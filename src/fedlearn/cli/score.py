@@ -8,20 +8,27 @@ the summary says how many rows an earlier, interrupted run had already scored.
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
+from fedlearn.cli.options import AdminToken
 from fedlearn.cli.reporting import command_group
+
+if TYPE_CHECKING:
+    from fedlearn.registry.predictor import Predictor
 
 app = command_group()
 
 
 @app.command()
 def score(
-    model: Annotated[str, typer.Argument(help="The model: a package file exported from the registry.")],
+    model: Annotated[
+        str, typer.Argument(help="NAME@ALIAS or NAME@VERSION on the coordinator, or an exported package file.")
+    ],
     source: Annotated[str, typer.Option(help="A database URL (with --table or --query), or a .parquet or .csv file.")],
     key: Annotated[list[str], typer.Option(help="A column identifying each row; repeat it for a composite key.")],
     write: Annotated[str, typer.Option(help="The predictions table, TABLE or SCHEMA.TABLE; created if missing.")],
@@ -39,9 +46,13 @@ def score(
         str | None, typer.Option(help="The table keeping jobs' progress (default fedlearn_scoring_progress).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line; print only the summary.")] = False,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(envvar="FEDLEARN_COORDINATOR", help="The coordinator whose registry holds NAME@ALIAS."),
+    ] = None,
+    admin_token: AdminToken = "",
 ) -> None:
     """Score every row of a table, query or file, and upsert the predictions into a table."""
-    from fedlearn.registry.loading import load_model
     from fedlearn.registry.scoring import ScoringJob, ScoringReport
     from fedlearn.registry.scoring import score as run_scoring
 
@@ -50,9 +61,13 @@ def score(
         source=source, keys=tuple(key), write=write, query=query, table=table, write_url=write_url,
         chunk_rows=chunk_rows, probabilities=probabilities, restart=restart, **named,
     )  # fmt: skip
-    predictor = load_model(model)
+    predictor = _load(model, coordinator=coordinator, admin_token=admin_token)
     display = Progress(
-        TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), disable=quiet
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+        transient=True,
     )
     task = display.add_task("scoring")
 
@@ -69,3 +84,22 @@ def score(
     if report.rows_skipped:
         summary += f"; skipped {report.rows_skipped:,} rows already scored by this job"
     typer.echo(summary)
+
+
+def _load(ref: str, *, coordinator: str | None, admin_token: str) -> Predictor:
+    """The package file ``ref`` names, or else the registered version ``ref`` on ``coordinator``."""
+    from fedlearn import load_model
+    from fedlearn.core.errors import ConfigError
+    from fedlearn.registry.package import ModelPackage
+    from fedlearn.registry.predictors import load_package
+    from fedlearn.web.client import CoordinatorClient
+
+    if coordinator is None and Path(ref).is_file():
+        return load_model(ref)
+    if coordinator is None:
+        raise ConfigError(
+            f"no model file {ref!r}; to score a registered model (NAME@ALIAS), give --coordinator "
+            "(or FEDLEARN_COORDINATOR) and --admin-token (or FEDLEARN_ADMIN_TOKEN)"
+        )
+    with CoordinatorClient(coordinator, admin_token=admin_token) as client:
+        return load_package(ModelPackage.from_bytes(client.model_package(ref)))

@@ -123,3 +123,13 @@ def test_restart_ignores_the_progress(sqlite_db: ScratchDatabase) -> None:
 
 def _fields(job: ScoringJob) -> dict[str, object]:
     return {name: getattr(job, name) for name in ScoringJob.__dataclass_fields__}
+
+
+def test_an_empty_source_scores_nothing_and_creates_no_table(sqlite_db: ScratchDatabase) -> None:
+    job = _job(sqlite_db, sqlite_db.source([]))
+
+    report = score(LinearModel(), job)
+
+    assert (report.rows_scored, report.chunks) == (0, 0)
+    assert not sa.inspect(sqlite_db.engine).has_table(job.write)
+    assert sqlite_db.sql(f"SELECT rows_done, finished_at IS NOT NULL FROM {job.progress_table}") == [(0, 1)]

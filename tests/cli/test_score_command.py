@@ -66,10 +66,11 @@ def _written(db: ScratchDatabase) -> list[tuple[int, int]]:
 
 def test_score_writes_predictions_and_says_how_many(db: ScratchDatabase, model_file: Path) -> None:
     rows = rows_of(20)
-    result = runner.invoke(app, _args(str(model_file), db, db.source(rows), "--chunk-rows", "8", "-q"))
+    result = runner.invoke(app, _args(str(model_file), db, db.source(rows), "--chunk-rows", "8"))
 
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("scored 20 rows into sqlite:///") and "with churn/1 in " in result.stdout
+    assert result.stderr.startswith("scored 20 rows in 3 chunks (") and " rows/s)" in result.stderr
     assert _written(db) == [(i, expected(x1, x2)) for i, x1, x2 in rows]
 
 

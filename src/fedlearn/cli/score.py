@@ -67,16 +67,19 @@ def score(
         TimeElapsedColumn(),
         console=Console(stderr=True),
         disable=quiet,
-        transient=True,
     )
     task = display.add_task("scoring")
 
     def show(now: ScoringReport) -> None:
+        display.start()  # at the first commit, so that an error before it is one line alone
         rate = f"{now.rows_per_second:,.0f} rows/s"
         display.update(task, description=f"scored {now.rows_scored:,} rows in {now.chunks} chunks ({rate})")
 
-    with display:
+    try:
         report = run_scoring(predictor, job, on_chunk=show)
+    finally:
+        if display.live.is_started:  # stopping a display never started still prints a blank line
+            display.stop()
     summary = (
         f"scored {report.rows_scored:,} rows into {report.target} with {report.model_version} "
         f"in {report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)"

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.data.schema import InputSchema
-from fedlearn.registry.databases import Database, table_name
+from fedlearn.registry.databases import Database, parse_url, table_name
 from fedlearn.registry.write_back import MAX_KEY_CHARS, KeyType, KeyValue, Progress, show_key
 
 if TYPE_CHECKING:
@@ -93,8 +93,6 @@ class SqlSource:
     def __init__(
         self, url: str, *, query: str | None, table: str | None, keys: Sequence[str], schema: InputSchema
     ) -> None:
-        from fedlearn.registry.databases import parse_url
-
         self.db = Database(parse_url(url, what="source"))
         quote = self.db.engine.dialect.identifier_preparer.quote
         if table is not None:
@@ -108,7 +106,11 @@ class SqlSource:
             self.description = f"{self.db.display} query {self._inner}"
         self.keys = tuple(keys)
         self._needed = tuple(dict.fromkeys((*keys, *schema.names)))
-        self._check_columns()
+        try:
+            self._check_columns()
+        except ConfigError:
+            self.db.close()
+            raise
         self._order = ", ".join(quote(key) for key in keys)
         self._select = ", ".join(quote(name) for name in self._needed)
 

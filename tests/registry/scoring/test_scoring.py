@@ -133,3 +133,15 @@ def test_an_empty_source_scores_nothing_and_creates_no_table(sqlite_db: ScratchD
     assert (report.rows_scored, report.chunks) == (0, 0)
     assert not sa.inspect(sqlite_db.engine).has_table(job.write)
     assert sqlite_db.sql(f"SELECT rows_done, finished_at IS NOT NULL FROM {job.progress_table}") == [(0, 1)]
+
+
+def test_write_url_writes_to_another_database(database: ScratchDatabase, sqlite_db: ScratchDatabase) -> None:
+    rows = rows_of(10)
+    job = _job(database, database.source(rows), write_url=sqlite_db.url, write=sqlite_db.name("scores"),
+               progress_table=sqlite_db.name("progress"))  # fmt: skip
+
+    score(LinearModel(), job)
+
+    written = sqlite_db.sql(f"SELECT id, prediction FROM {job.write} ORDER BY id")
+    assert [tuple(row) for row in written] == [(i, expected(x1, x2)) for i, x1, x2 in rows]
+    assert not sa.inspect(database.engine).has_table(job.write)

@@ -9,8 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from fedlearn.core.errors import ConfigError, SchemaError
+from fedlearn.data.schema import Column, InputSchema
 from fedlearn.registry import scoring_sources
 from fedlearn.registry.scoring import ScoringJob, score
+from fedlearn.registry.scoring_sources import open_source
+from fedlearn.registry.write_back import Progress, utc_now
 from tests.registry.scoring.databases import ScratchDatabase, rows_of
 from tests.registry.scoring.models import LinearModel, expected
 
@@ -104,3 +107,16 @@ def test_a_file_key_repeated_in_a_later_chunk_is_refused(sqlite_db: ScratchDatab
 def test_a_file_source_needs_a_database_to_write_to(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="a file source needs `write_url`"):
         ScoringJob(source=str(tmp_path / "data.csv"), keys=("id",), write="scores")
+
+
+def test_csv_category_columns_stay_text_and_numbers_are_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("id,plan,age\n1,007,30\n2,10,41.5\n")
+    schema = InputSchema((Column(name="plan", type="category", categories=("007", "10")), Column(name="age")))
+
+    [chunk] = open_source(str(path), query=None, table=None, keys=("id",), schema=schema).chunks(
+        Progress(started_at=utc_now()), 10
+    )
+
+    assert chunk.keys == [(1,), (2,)]
+    assert schema.encode(chunk.columns).tolist() == [[1.0, 0.0, 30.0], [0.0, 1.0, 41.5]]

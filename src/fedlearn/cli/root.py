@@ -10,7 +10,16 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli import analytics, certs, deployment, operations, robustness, score, simulate
+from fedlearn.cli import (
+    analytics,
+    analytics_federation,
+    certs,
+    deployment,
+    operations,
+    robustness,
+    score,
+    simulate,
+)
 from fedlearn.cli.reporting import command_group
 
 app = command_group(help="Federated learning and exact federated analytics over data that never moves.")
@@ -20,6 +29,7 @@ app.add_typer(deployment.app)
 app.add_typer(operations.nodes, name="nodes")
 app.add_typer(operations.runs, name="runs")
 app.add_typer(analytics.app, name="analytics")
+analytics.app.add_typer(analytics_federation.app, name="federation")
 app.add_typer(certs.app, name="certs")
 app.add_typer(score.app)
 

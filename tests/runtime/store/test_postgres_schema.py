@@ -11,9 +11,10 @@ import pytest
 from fedlearn.core.errors import ConfigError
 from fedlearn.runtime.store import open_store
 from fedlearn.runtime.store.connection import describe_url, parse_store_url, postgres_schema
+from fedlearn.runtime.store.schema import metadata
 from tests.runtime.store.conftest import POSTGRES_URL
 
-OURS = {"meta", "nodes", "runs", "blobs", "blob_chunks", "checkpoints", "history"}
+OURS = set(metadata.tables)  # every table of the current schema, whatever versions add
 
 
 def _tables(schema: str) -> set[str]:
@@ -60,8 +61,8 @@ def test_a_store_left_in_public_by_an_older_fedlearn_moves_into_its_schema_with_
             names = [node.name for node in store.list_nodes()]
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            for table in ("blob_chunks", "checkpoints", "history", "runs", "blobs", "nodes", "meta"):
-                conn.execute(f'DROP TABLE IF EXISTS public."{table}" CASCADE')
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(f'DROP TABLE IF EXISTS public."{table.name}" CASCADE')
 
     assert names == ["veteran"]
     assert _tables(schema) == OURS and not _tables("public") & OURS

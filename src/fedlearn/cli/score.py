@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from fedlearn.cli.options import AdminToken
 from fedlearn.cli.reporting import command_group
@@ -53,6 +51,9 @@ def score(
     admin_token: AdminToken = "",
 ) -> None:
     """Score every row of a table, query or file, and upsert the predictions into a table."""
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
     from fedlearn.registry.scoring import ScoringJob, ScoringReport
     from fedlearn.registry.scoring import score as run_scoring
 

@@ -2,8 +2,10 @@
 
 Data sources are declared here, on the node, and never in a run config: the coordinator only
 ever refers to a dataset by name. Sources are a built-in dataset partitioned exactly as
-``fedlearn simulate`` would (for rehearsals and parity checks), a CSV file, or an SQL query that
-runs inside the data's own database.
+``fedlearn simulate`` would (for rehearsals and parity checks), a CSV file, a Parquet file or
+directory, or an SQL query (or table) that runs inside the data's own database. ``[datasets.NAME.columns]``
+declares column types and the category list of each text column, the same on every node
+(docs/data-sources.md).
 
 ``[privacy]`` is the node's differential-privacy policy and its lifetime privacy budget, kept in a
 ledger file that survives restarts and crashes (:mod:`fedlearn.client.budget`).
@@ -55,10 +57,21 @@ message saying where it moved, so a node never runs with a threshold it did not 
     [datasets.visits]
     source = "sql"
     url = "postgresql://reader@db.internal/clinic"
-    query = "SELECT age, bmi, bp, outcome FROM visits WHERE consent"
+    query = "SELECT age, bmi, bp, smoker, outcome FROM visits WHERE consent"   # or table = "visits"
     target = "outcome"
     task = "classification"
     n_classes = 2
+    batch_rows = 65536                 # rows fetched at a time
+
+    [datasets.visits.columns]          # undeclared numeric columns are float; text must be a category
+    smoker = ["never", "former", "current"]   # one-hot in this order on every node
+    age = "int"
+
+    [datasets.labs]
+    source = "parquet"                 # or "csv" (with delimiter = ","), read through pyarrow in batches
+    path = "labs/"                     # a file or a directory of files, relative to where the node starts
+    target = "glucose"
+    task = "regression"
 """
 
 from __future__ import annotations
@@ -68,14 +81,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fedlearn.client.attacks import Attack, build_attack
 from fedlearn.core.config_files import read_toml, validate
-from fedlearn.core.errors import ConfigError
+from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.core.limits import DEFAULT_MAX_BINS
+from fedlearn.data.columns import declared_columns
 from fedlearn.data.dataset import Dataset
-from fedlearn.data.sources import load_csv, load_sql
+from fedlearn.data.reader import DEFAULT_BATCH_ROWS
+from fedlearn.data.sources import load_csv, load_parquet, load_sql
 from fedlearn.data.split import hold_out, split_over_nodes
 from fedlearn.privacy.statistics import DEFAULT_MAX_RELEASE_EPSILON
 
@@ -115,30 +130,61 @@ class BuiltinSource(_Section):
 class _TabularSource(_Section):
     target: str | None = None
     features: list[str] | None = None
+    columns: dict[str, str | list[str] | dict[str, Any]] | None = None
     task: Literal["classification", "regression"] = "classification"
     n_classes: int = Field(0, ge=0)
+    batch_rows: int = Field(DEFAULT_BATCH_ROWS, ge=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _declared(cls, columns: dict[str, Any] | None) -> dict[str, Any] | None:
+        declared_columns(columns)  # a bad declaration fails when the config is read
+        return columns
 
 
 class CsvSource(_TabularSource):
     source: Literal["csv"]
     path: Path
+    delimiter: str = Field(",", min_length=1, max_length=1)
 
     def load(self) -> Dataset:
-        return load_csv(self.path, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes)
+        return load_csv(
+            self.path, target=self.target, features=self.features, columns=self.columns, task=self.task,
+            n_classes=self.n_classes, delimiter=self.delimiter, batch_rows=self.batch_rows,
+        )  # fmt: skip
+
+
+class ParquetSource(_TabularSource):
+    source: Literal["parquet"]
+    path: Path
+
+    def load(self) -> Dataset:
+        return load_parquet(
+            self.path, target=self.target, features=self.features, columns=self.columns, task=self.task,
+            n_classes=self.n_classes, batch_rows=self.batch_rows,
+        )  # fmt: skip
 
 
 class SqlSource(_TabularSource):
     source: Literal["sql"]
     url: str
-    query: str
+    query: str | None = None
+    table: str | None = None
+
+    @model_validator(mode="after")
+    def _query_or_table(self) -> SqlSource:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("an sql source needs exactly one of `query` and `table`")
+        return self
 
     def load(self) -> Dataset:
         return load_sql(
-            self.url, self.query, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes
-        )
+            self.url, self.query, table=self.table, target=self.target, features=self.features,
+            columns=self.columns, task=self.task, n_classes=self.n_classes, batch_rows=self.batch_rows,
+        )  # fmt: skip
 
 
-Source = Annotated[BuiltinSource | CsvSource | SqlSource, Field(discriminator="source")]
+Source = Annotated[BuiltinSource | CsvSource | ParquetSource | SqlSource, Field(discriminator="source")]
 
 
 class NodeSection(_Section):
@@ -339,6 +385,6 @@ def _load_all(sources: Mapping[str, Source]) -> dict[str, Dataset]:
     for name, source in sources.items():
         try:
             loaded[name] = source.load()
-        except ConfigError as exc:
+        except (ConfigError, SchemaError) as exc:
             raise ConfigError(f"dataset {name!r}: {exc}") from None
     return loaded

@@ -4,9 +4,9 @@ A ``Table`` answers two questions: which columns it has and of what type (the sc
 is all a schema check ever shares), and the values of some columns, chunk by chunk, as float64.
 Reading in chunks is what keeps summarising at constant memory whatever the row count.
 
-Two tables are built in: :class:`ArrayTable` over in-memory columns (and ``Dataset``), and
-:class:`CsvTable`, which streams a CSV file without loading it. They are deliberately small;
-SQL and Parquet sources belong to :mod:`fedlearn.data` and only need these two methods.
+Two tables are built in here: :class:`ArrayTable` over in-memory columns (and ``Dataset``), and
+:class:`CsvTable`, which streams a CSV file without loading it. DataFrames, Parquet
+(:mod:`.tables`) and SQL (:mod:`.sql_table`) are read through the connectors of :mod:`fedlearn.data`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError
+from fedlearn.data.arrow_reader import is_arrow_like
 from fedlearn.data.dataset import Dataset
 
 DEFAULT_CHUNK_ROWS = 65_536
@@ -45,7 +46,7 @@ def dtype_type(dtype: np.dtype[Any]) -> str:
     return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(dtype.kind, "str")
 
 
-def _check_columns(schema: Mapping[str, str], columns: Sequence[str], where: str) -> None:
+def check_columns(schema: Mapping[str, str], columns: Sequence[str], where: str) -> None:
     missing = name_mismatch(schema, columns).missing  # the table's other columns are not asked for
     if missing:
         names = ", ".join(repr(name) for name in missing)
@@ -82,7 +83,7 @@ class ArrayTable:
         return {k: dtype_type(v.dtype) for k, v in self._columns.items()}
 
     def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
-        _check_columns(self.schema(), columns, self._name)
+        check_columns(self.schema(), columns, self._name)
         for start in range(0, len(self), chunk_rows):
             yield np.column_stack([self._columns[c][start : start + chunk_rows] for c in columns]).astype(np.float64)
 
@@ -163,7 +164,7 @@ class CsvTable:
 
     def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
         header = self.header()
-        _check_columns(dict.fromkeys(header, "float"), columns, f"CSV file {str(self.path)!r}")
+        check_columns(dict.fromkeys(header, "float"), columns, f"CSV file {str(self.path)!r}")
         index = [header.index(c) for c in columns]
         rows = self._rows()
         next(rows)
@@ -222,7 +223,12 @@ def _widen(kind: str, value: str) -> str:
 
 
 def as_table(data: object, *, target: str = "y") -> Table:
-    """Accept what users naturally have: a ``Table``, a ``Dataset`` or a mapping of columns."""
+    """Accept what users naturally have: a ``Table``, a ``Dataset``, a mapping of columns, or a pandas
+    or polars DataFrame or pyarrow Table (read through :class:`~fedlearn.analytics.tables.FrameTable`)."""
+    if is_arrow_like(data):
+        from fedlearn.analytics.tables import FrameTable
+
+        return FrameTable(data)
     if isinstance(data, Dataset):
         return table_from_dataset(data, target=target)
     if isinstance(data, Table):
@@ -230,5 +236,5 @@ def as_table(data: object, *, target: str = "y") -> Table:
     if isinstance(data, Mapping):
         return ArrayTable(data)
     raise ConfigError(
-        f"data must be a Dataset, a Table or a mapping of column name to array; got {type(data).__name__}"
+        f"data must be a Dataset, a Table, a DataFrame or a mapping of column name to array; got {type(data).__name__}"
     )

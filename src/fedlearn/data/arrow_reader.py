@@ -169,6 +169,11 @@ def frame_kind(data: object) -> str | None:
     return None
 
 
+def is_arrow_like(data: object) -> bool:
+    """Whether :func:`open_arrow` takes ``data``: a pandas or polars DataFrame, or a pyarrow object."""
+    return frame_kind(data) is not None or type(data).__module__.split(".")[0] == "pyarrow"
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text.removeprefix("Error creating dataset. ")

@@ -241,3 +241,48 @@ def test_a_lone_node_estimates_benign_statistics_from_shards_of_its_own_rows(tmp
 def test_a_bad_attack_section_fails_at_start_up_with_one_line(tmp_path: Path, attack: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_node_config(_config(tmp_path, "", f"\n[attack]\n{attack}\n"))
+
+
+def test_a_parquet_dataset_with_declared_categories_loads(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"age": [30, 40], "smoker": ["never", "current"], "y": [0, 1]}), tmp_path / "v.parquet")
+    path = tmp_path / "node.toml"
+    path.write_text(
+        f"[datasets.visits]\nsource = 'parquet'\npath = '{tmp_path / 'v.parquet'}'\ntarget = 'y'\nn_classes = 2\n"
+        "batch_rows = 1\n[datasets.visits.columns]\nsmoker = ['never', 'former', 'current']\nage = 'int'\n"
+    )
+
+    visits = load_node_config(path).load_datasets()["visits"]
+
+    assert visits.feature_names == ("age", "smoker=never", "smoker=former", "smoker=current")
+    np.testing.assert_array_equal(visits.x, [[30, 1, 0, 0], [40, 0, 0, 1]])
+
+
+def test_an_undeclared_text_column_fails_when_the_node_loads_its_data(tmp_path: Path) -> None:
+    (tmp_path / "v.csv").write_text("age,smoker\n30,never\n")
+    path = tmp_path / "node.toml"
+    path.write_text(f"[datasets.visits]\nsource = 'csv'\npath = '{tmp_path / 'v.csv'}'\n")
+
+    with pytest.raises(ConfigError, match="dataset 'visits': .*column 'smoker' is text; declare it as a category"):
+        load_node_config(path).load_datasets()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "words"),
+    [
+        ("source = 'sql'\nurl = 'sqlite://'\nquery = 'SELECT 1'\ntable = 't'", "exactly one of `query` and `table`"),
+        ("source = 'parquet'\npath = 'v.parquet'\nrows = 5", "unknown key"),
+        (
+            "source = 'csv'\npath = 'v.csv'\ncolumns = { smoker = { type = 'category' } }",
+            "needs its list of categories",
+        ),
+    ],
+)
+def test_a_bad_dataset_declaration_fails_when_the_config_is_read(tmp_path: Path, dataset: str, words: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(f"[datasets.visits]\n{dataset}\n")
+
+    with pytest.raises(ConfigError, match=words):
+        load_node_config(path)

@@ -176,4 +176,6 @@ def is_arrow_like(data: object) -> bool:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "straddl" in text:  # pyarrow's words for a row that does not fit in one block
+        return f"a row is longer than {CSV_BLOCK_BYTES} bytes, the most one CSV row may hold"
     return text.removeprefix("Error creating dataset. ")

@@ -265,7 +265,7 @@ def test_an_undeclared_text_column_fails_when_the_node_loads_its_data(tmp_path: 
     path = tmp_path / "node.toml"
     path.write_text(f"[datasets.visits]\nsource = 'csv'\npath = '{tmp_path / 'v.csv'}'\n")
 
-    with pytest.raises(ConfigError, match="dataset 'visits': .*column 'smoker' is text; declare it as a category"):
+    with pytest.raises(ConfigError, match=r"dataset 'visits': .*column 'smoker' is text; declare it as a category"):
         load_node_config(path).load_datasets()
 
 

@@ -135,3 +135,24 @@ def test_estimators_fit_dataframes_and_series_taking_their_feature_names() -> No
     assert list(from_pandas.feature_names_in_) == list(from_polars.feature_names_in_) == ["a", "b"]
     assert_close(from_pandas.coef_, from_polars.coef_)
     assert_close(from_polars.predict(pl.from_pandas(frame)), from_pandas.predict(frame))
+
+
+def test_any_data_reader_is_a_table(tmp_path: Path) -> None:
+    from fedlearn.analytics.sources import as_table
+    from fedlearn.data import open_reader
+
+    pq.write_table(pa.table(_columns()), tmp_path / "d.parquet")
+
+    assert_close(accumulate(as_table(open_reader(tmp_path / "d.parquet")), SPEC).moments.mean, _reference())
+
+
+def test_csv_table_reads_a_fraction_after_the_first_block_of_an_int_column(tmp_path: Path) -> None:
+    from fedlearn.analytics import CsvTable
+    from fedlearn.data.arrow_reader import CSV_BLOCK_BYTES
+
+    rows = CSV_BLOCK_BYTES // 4
+    (tmp_path / "n.csv").write_text("a\n" + "".join(f"{i % 10}\n" for i in range(rows)) + "2.5\n")
+    table = CsvTable(tmp_path / "n.csv")
+
+    assert table.schema() == {"a": "int"}
+    assert accumulate(table, SummarySpec(columns=("a",))).count == rows + 1

@@ -56,10 +56,17 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.rfactor import RFactor
     from fedlearn.analytics.scan import accumulate, rescan, summarize
     from fedlearn.analytics.secure_job import SecureAnalyticsJob
-    from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
+    from fedlearn.analytics.sources import (
+        ArrayTable,
+        ConcatTable,
+        CsvTable,
+        ReaderTable,
+        Table,
+        table_from_dataset,
+    )
     from fedlearn.analytics.sql_table import SqlTable
     from fedlearn.analytics.summary import Summary, SummarySpec
-    from fedlearn.analytics.tables import FrameTable, ParquetTable, ReaderTable
+    from fedlearn.analytics.tables import FrameTable, ParquetTable
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
 # its commands) does not pay for scikit-learn until an estimator is actually needed. The imports
@@ -89,7 +96,7 @@ _LOCATIONS = {
     "FederatedRidge": "fedlearn.analytics.linear",
     "FrameTable": "fedlearn.analytics.tables",
     "ParquetTable": "fedlearn.analytics.tables",
-    "ReaderTable": "fedlearn.analytics.tables",
+    "ReaderTable": "fedlearn.analytics.sources",
     "SqlTable": "fedlearn.analytics.sql_table",
     "Histogram": "fedlearn.analytics.histogram",
     "HistogramSpec": "fedlearn.analytics.histogram",

@@ -6,7 +6,7 @@ column types come from a ``LIMIT``-ed run of the query (:class:`~fedlearn.data.s
 
 from __future__ import annotations
 
-from fedlearn.analytics.tables import ReaderTable
+from fedlearn.analytics.sources import ReaderTable
 from fedlearn.data.sql import SqlReader
 
 

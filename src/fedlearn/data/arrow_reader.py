@@ -15,6 +15,7 @@ converted with its own ``to_arrow``-style method.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,14 +37,17 @@ CSV_BLOCK_BYTES = 1 << 20
 class ArrowReader:
     """A ``Reader`` over a ``pyarrow.dataset.Dataset``; ``where`` names the source in errors."""
 
-    def __init__(self, dataset: ds.Dataset, *, where: str) -> None:
+    def __init__(self, dataset: ds.Dataset, *, where: str, types: Mapping[str, RawType] | None = None) -> None:
         self._dataset = dataset
         self.where = where
+        self._types = types
 
     def __repr__(self) -> str:
         return f"ArrowReader({self.where!r})"
 
     def types(self) -> Mapping[str, RawType]:
+        if self._types is not None:
+            return self._types
         return {field.name: raw_type(field.type) for field in self._dataset.schema}
 
     def batches(self, columns: Sequence[str], batch_rows: int) -> Iterator[Mapping[str, NDArray[Any]]]:
@@ -57,7 +61,7 @@ class ArrowReader:
                 if batch.num_rows:
                     yield {name: to_numpy(batch.column(name)) for name in columns}
         except pa.ArrowException as exc:
-            raise ConfigError(f"cannot read {self.where}: {_reason(exc)}") from None
+            raise ConfigError(f"cannot read {self.where}: {_reason(exc, self._dataset.schema.names)}") from None
 
 
 def raw_type(arrow_type: pa.DataType) -> RawType:
@@ -127,7 +131,11 @@ def open_csv(path: str | Path, *, delimiter: str = ",", text_columns: Sequence[s
 
     inferred = dataset(pcsv.ConvertOptions(strings_can_be_null=True)).schema
     fixed = {field.name: pa.string() if field.name in text_columns else _fixed_type(field.type) for field in inferred}
-    return ArrowReader(dataset(pcsv.ConvertOptions(column_types=fixed, strings_can_be_null=True)), where=str(path))
+    types: dict[str, RawType] = {
+        field.name: "str" if field.name in text_columns else raw_type(field.type) for field in inferred
+    }  # as inferred (an int column reports int), though numbers are read as float64
+    converted = dataset(pcsv.ConvertOptions(column_types=fixed, strings_can_be_null=True))
+    return ArrowReader(converted, where=str(path), types=types)
 
 
 def _fixed_type(inferred: pa.DataType) -> pa.DataType:
@@ -174,8 +182,15 @@ def is_arrow_like(data: object) -> bool:
     return frame_kind(data) is not None or type(data).__module__.split(".")[0] == "pyarrow"
 
 
-def _reason(exc: BaseException) -> str:
+_CSV_VALUE = re.compile(r"In CSV column #(\d+): Row #(\d+): CSV conversion error to \w+: invalid value '(.*)'")
+
+
+def _reason(exc: BaseException, names: Sequence[str] = ()) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "straddl" in text:  # pyarrow's words for a row that does not fit in one block
         return f"a row is longer than {CSV_BLOCK_BYTES} bytes, the most one CSV row may hold"
+    value = _CSV_VALUE.search(text)
+    if value is not None and int(value.group(1)) < len(names):
+        column, line, held = names[int(value.group(1))], value.group(2), value.group(3)
+        return f"line {line}: column {column!r} holds {held!r}, not a number"
     return text.removeprefix("Error creating dataset. ")

@@ -78,7 +78,7 @@ class SqlReader:
                 values = list(zip(*rows, strict=True))
                 yield {name: column_array(values[i]) for name, i in zip(columns, picks, strict=True)}
 
-    def _partitions(self, query: str, size: int = SAMPLE_ROWS) -> Iterator[tuple[list[str], list[Sequence[Any]]]]:
+    def _partitions(self, query: str, size: int = SAMPLE_ROWS) -> Iterator[tuple[list[str], Sequence[Sequence[Any]]]]:
         """The column names and each partition of rows; the first partition is yielded even when empty."""
         from sqlalchemy import text
         from sqlalchemy.exc import SQLAlchemyError
@@ -91,7 +91,7 @@ class SqlReader:
                 empty = True
                 for part in result.partitions(size):
                     empty = False
-                    yield header, [tuple(row) for row in part]
+                    yield header, part
                 if empty:
                     yield header, []
         except SQLAlchemyError as exc:
@@ -128,13 +128,14 @@ def column_array(values: Sequence[Any]) -> NDArray[Any]:
 
     Anything that is not a number stays as it is, for the encoder to report with its row.
     """
-    if all(isinstance(value, int) and not isinstance(value, bool) for value in values):
-        try:
-            return np.array(values, dtype=np.int64)
-        except OverflowError:
+    array = np.array(values)
+    if array.dtype.kind in "biuf":
+        return array
+    if array.dtype.kind == "O" and not any(isinstance(value, str | bytes) for value in values):
+        try:  # numbers with NULLs, decimals
+            return np.array(values, dtype=np.float64)
+        except (TypeError, ValueError):
             pass
-    if all(value is None or isinstance(value, _NUMBERS) for value in values):
-        return np.array([np.nan if value is None else float(value) for value in values], dtype=np.float64)
     return np.array(values, dtype=object)
 
 

@@ -150,7 +150,7 @@ def test_csv_table_reads_a_fraction_after_the_first_block_of_an_int_column(tmp_p
     from fedlearn.analytics import CsvTable
     from fedlearn.data.arrow_reader import CSV_BLOCK_BYTES
 
-    rows = CSV_BLOCK_BYTES // 4
+    rows = CSV_BLOCK_BYTES // 2 + 1000  # two bytes a row: the fraction is past the first block
     (tmp_path / "n.csv").write_text("a\n" + "".join(f"{i % 10}\n" for i in range(rows)) + "2.5\n")
     table = CsvTable(tmp_path / "n.csv")
 

@@ -6,9 +6,9 @@ of the table. Plain URLs get the drivers fedlearn installs: ``postgresql://`` us
 ``mysql://`` and ``mariadb://`` use PyMySQL.
 
 A query result has no schema to read without running it, so :meth:`SqlReader.types` runs the query
-wrapped in ``LIMIT`` and looks at the first :data:`SAMPLE_ROWS` rows: a column is text if any
-sampled value is text, and a number otherwise. A later value that disagrees is reported in the
-batch that holds it.
+wrapped in ``LIMIT`` (or the database's own words for it) and looks at the first :data:`SAMPLE_ROWS`
+rows: a column is text if any sampled value is text, and a number otherwise. A later value that
+disagrees is reported in the batch that holds it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from fedlearn.data.columns import RawType
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlalchemy.sql.expression import Executable
 
 SAMPLE_ROWS = 1000
 """Rows of a query looked at to tell its columns' types."""
@@ -59,7 +60,12 @@ class SqlReader:
         return "SELECT * FROM " + ".".join(preparer.quote(part) for part in str(self._table).split("."))
 
     def types(self) -> Mapping[str, RawType]:
-        parts = list(self._partitions(f"SELECT * FROM ({self.query}) AS fedlearn_sample LIMIT {SAMPLE_ROWS}"))
+        from sqlalchemy import literal_column, select, text
+
+        sample: Executable = (
+            select(literal_column("*")).select_from(text(f"({self.query}) AS fedlearn_sample")).limit(SAMPLE_ROWS)
+        )
+        parts = list(self._partitions(sample))  # LIMIT, TOP or FETCH FIRST, as the database speaks
         header, rows = parts[0][0], [row for _, part in parts for row in part]
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in header]
         return {name: _raw_type(values) for name, values in zip(header, columns, strict=True)}
@@ -78,7 +84,9 @@ class SqlReader:
                 values = list(zip(*rows, strict=True))
                 yield {name: column_array(values[i]) for name, i in zip(columns, picks, strict=True)}
 
-    def _partitions(self, query: str, size: int = SAMPLE_ROWS) -> Iterator[tuple[list[str], Sequence[Sequence[Any]]]]:
+    def _partitions(
+        self, query: str | Executable, size: int = SAMPLE_ROWS
+    ) -> Iterator[tuple[list[str], Sequence[Sequence[Any]]]]:
         """The column names and each partition of rows; the first partition is yielded even when empty."""
         from sqlalchemy import text
         from sqlalchemy.exc import SQLAlchemyError
@@ -86,7 +94,8 @@ class SqlReader:
         engine = self._engine()
         try:
             with engine.connect() as conn:
-                result = conn.execution_options(stream_results=True, max_row_buffer=size).execute(text(query))
+                statement = text(query) if isinstance(query, str) else query
+                result = conn.execution_options(stream_results=True, max_row_buffer=size).execute(statement)
                 header = [str(name) for name in result.keys()]  # noqa: SIM118  (a Result, not a dict)
                 empty = True
                 for part in result.partitions(size):

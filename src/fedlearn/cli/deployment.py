@@ -166,12 +166,13 @@ def node(
         raise ConfigError("--tls-cert needs --tls-ca, the CA that signed the coordinator's certificate")
     configure_logging(log_level, log_format)
     node_config = load_node_config(config)
-    datasets = node_config.load_datasets()
+    datasets = node_config.load_datasets(node_config.trained_datasets())  # the others are read at each task
     policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
     privacy = node_privacy(name, node_config, config.parent)  # one budget, charged by training and analytics alike
     analytics = analytics_handlers(
-        datasets, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
-    )
+        node_config.analytics_data(datasets), policy=policy, budget=privacy,
+        require_dp=privacy.requires_differential_privacy,
+    )  # fmt: skip
     secure = secure_aggregation_setup(name, node_config, config.parent)
     handler = build_node(
         name,
@@ -186,7 +187,8 @@ def node(
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,
                       max_message_bytes=max_message_bytes,
                       identity_key=secure.identity_key if secure else b"")  # fmt: skip
-    rows = ", ".join(f"{k}: {len(v)} rows" for k, v in datasets.items())
+    rows = ", ".join(f"{k}: {len(datasets[k])} rows" if k in datasets else f"{k}: read at each task"
+                     for k in node_config.datasets)  # fmt: skip
     logger.info("node %s: starting, connecting to %s (%s); datasets %s", name, coordinator,
                 "TLS" if tls else "no TLS", rows)  # fmt: skip
     stop = _stop_on_signals()

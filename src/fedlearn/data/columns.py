@@ -45,6 +45,11 @@ def declared_columns(declaration: Declaration | None) -> dict[str, Column]:
     return columns
 
 
+def category_names(declaration: Declaration | None) -> list[str]:
+    """The columns declared categories, which a CSV reader must read as text whatever they hold."""
+    return [column.name for column in declared_columns(declaration).values() if column.type == "category"]
+
+
 def _column(name: str, spec: Any) -> Column:
     if isinstance(spec, Column):
         if spec.name != name:

@@ -18,6 +18,7 @@ counted from 0, the first data row).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -71,6 +72,73 @@ def open_reader(source: object) -> Reader:
     return arrow_reader.open_arrow(source)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatasetLayout:
+    """How a source's rows become a ``Dataset``: the features' schema, the target column and the task.
+
+    Made by :func:`dataset_layout` from the source's column types, before any row is read.
+    """
+
+    schema: InputSchema
+    label: Column | None
+    task: TaskType
+    n_classes: int
+    where: str
+
+    @property
+    def columns(self) -> list[str]:
+        """The source columns read: the features' and the target's."""
+        return [*self.schema.names, *([self.label.name] if self.label is not None else [])]
+
+    def encode(
+        self, batch: Mapping[str, NDArray[Any]], first_row: int
+    ) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
+        """A batch's features and targets (class codes, or float32 values); ``first_row`` numbers its rows in errors."""
+        x = self.schema.encode(batch, where=self.where, first_row=first_row)
+        if self.label is None:
+            return x, None
+        encoded = InputSchema((self.label,)).encode(
+            {self.label.name: batch[self.label.name]}, where=self.where, first_row=first_row
+        )
+        if self.label.type == "category":
+            return x, encoded.argmax(axis=1).astype(np.int64)
+        return x, _checked_targets(encoded[:, 0].astype(np.float64), self.task, self.n_classes, self.where)
+
+
+def dataset_layout(
+    reader: Reader,
+    *,
+    target: str | None,
+    features: Sequence[str] | None = None,
+    columns: Declaration | None = None,
+    task: TaskType = "classification",
+    n_classes: int = 0,
+) -> DatasetLayout:
+    """The layout of ``reader``'s rows as a ``Dataset``, checked against its column types (see :func:`read_dataset`)."""
+    where = reader.where
+    types = reader.types()
+    declared = declared_columns(columns)
+    if target is not None and target not in types:
+        raise ConfigError(f"{where} has no target column {target!r}; its columns are {list(types)}")
+    if target is not None and features is not None and target in features:
+        raise ConfigError(f"{where}: the target {target!r} is also listed in `features`")
+    schema = resolve_schema(
+        types, declared=declared, features=features, exclude=(target,) if target else (), where=where
+    )
+    label = None if target is None else column_of(target, types[target], declared, where)
+    if label is not None and label.type == "category":
+        if task != "classification":
+            raise ConfigError(f"{where}: a category target {target!r} needs task = 'classification'; got {task!r}")
+        if n_classes not in (0, len(label.categories)):
+            raise ConfigError(
+                f"{where}: target {target!r} has {len(label.categories)} categories but `n_classes` is {n_classes}"
+            )
+        n_classes = len(label.categories)
+    elif label is not None and task == "classification" and n_classes < 2:
+        raise ConfigError(f"{where}: classification needs `n_classes` >= 2 in the dataset config; got {n_classes}")
+    return DatasetLayout(schema=schema, label=label, task=task, n_classes=n_classes, where=where)
+
+
 def read_dataset(
     reader: Reader,
     *,
@@ -91,41 +159,25 @@ def read_dataset(
     ``0..n_classes-1``, with ``n_classes`` given: a node that lacks a class still builds the same model.
     """
     batch_rows = check_int("batch_rows", batch_rows, low=1)
-    where = reader.where
-    types = reader.types()
-    declared = declared_columns(columns)
-    if target is not None and target not in types:
-        raise ConfigError(f"{where} has no target column {target!r}; its columns are {list(types)}")
-    if target is not None and features is not None and target in features:
-        raise ConfigError(f"{where}: the target {target!r} is also listed in `features`")
-    schema = resolve_schema(
-        types, declared=declared, features=features, exclude=(target,) if target else (), where=where
-    )
-    label = None if target is None else column_of(target, types[target], declared, where)
-    if label is not None and label.type == "category":
-        if task != "classification":
-            raise ConfigError(f"{where}: a category target {target!r} needs task = 'classification'; got {task!r}")
-        if n_classes not in (0, len(label.categories)):
-            raise ConfigError(
-                f"{where}: target {target!r} has {len(label.categories)} categories but `n_classes` is {n_classes}"
-            )
-        n_classes = len(label.categories)
+    layout = dataset_layout(reader, target=target, features=features, columns=columns, task=task, n_classes=n_classes)
     blocks: list[NDArray[np.float32]] = []
     labels: list[NDArray[Any]] = []
-    wanted = [*schema.names, *([target] if target is not None else [])]
     first_row = 0
-    for batch in reader.batches(wanted, batch_rows):
-        blocks.append(schema.encode(batch, where=where, first_row=first_row))
-        if label is not None:
-            labels.append(_encoded_target(label, batch[label.name], where, first_row))
-        first_row += len(blocks[-1])
-    x = np.concatenate(blocks) if blocks else np.zeros((0, schema.n_features), np.float32)
+    for batch in reader.batches(layout.columns, batch_rows):
+        x, y = layout.encode(batch, first_row)
+        blocks.append(x)
+        if y is not None:
+            labels.append(y)
+        first_row += len(x)
+    x = np.concatenate(blocks) if blocks else np.zeros((0, layout.schema.n_features), np.float32)
     y = None
-    if label is not None:
-        y = _checked_targets(np.concatenate(labels) if labels else np.zeros(0), label, task, n_classes, where)
+    if layout.label is not None:
+        empty = np.zeros(0, np.int64 if layout.task == "classification" else np.float32)
+        y = np.concatenate(labels) if labels else empty
     return Dataset(
-        x=x, y=y, task=task, n_classes=n_classes, feature_names=schema.feature_names, name=name, schema=schema
-    )
+        x=x, y=y, task=layout.task, n_classes=layout.n_classes, feature_names=layout.schema.feature_names,
+        name=name, schema=layout.schema,
+    )  # fmt: skip
 
 
 def iter_batches(
@@ -165,18 +217,9 @@ def iter_batches(
         first_row += len(features)
 
 
-def _encoded_target(label: Column, values: NDArray[Any], where: str, first_row: int) -> NDArray[Any]:
-    encoded = InputSchema((label,)).encode({label.name: values}, where=where, first_row=first_row)
-    return encoded.argmax(axis=1) if label.type == "category" else encoded[:, 0].astype(np.float64)
-
-
-def _checked_targets(values: NDArray[Any], label: Column, task: TaskType, n_classes: int, where: str) -> NDArray[Any]:
-    if label.type == "category":
-        return values.astype(np.int64)
+def _checked_targets(values: NDArray[np.float64], task: TaskType, n_classes: int, where: str) -> NDArray[Any]:
     if task == "regression":
         return values.astype(np.float32)
-    if n_classes < 2:
-        raise ConfigError(f"{where}: classification needs `n_classes` >= 2 in the dataset config; got {n_classes}")
     codes = values.astype(np.int64)
     if not np.array_equal(codes, values) or (len(codes) and (codes.min() < 0 or codes.max() >= n_classes)):
         raise ConfigError(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedlearn.data.arrow_reader import frame_kind, open_arrow, open_csv, open_parquet
-from fedlearn.data.columns import Declaration, declared_columns
+from fedlearn.data.columns import Declaration, category_names
 from fedlearn.data.dataset import Dataset, TaskType
 from fedlearn.data.reader import DEFAULT_BATCH_ROWS, read_dataset
 from fedlearn.data.sql import SqlReader
@@ -36,8 +36,7 @@ def load_csv(
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> Dataset:
     """Read a CSV file with a header row through pyarrow's streaming parser."""
-    categories = [c.name for c in declared_columns(columns).values() if c.type == "category"]
-    reader = open_csv(path, delimiter=delimiter, text_columns=categories)
+    reader = open_csv(path, delimiter=delimiter, text_columns=category_names(columns))
     return read_dataset(
         reader, target=target, features=features, columns=columns, task=task, n_classes=n_classes,
         name=name or Path(path).stem, batch_rows=batch_rows,

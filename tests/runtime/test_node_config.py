@@ -361,3 +361,32 @@ def test_a_streamed_dataset_with_an_undeclared_text_column_fails_when_the_node_s
 
     with pytest.raises(ConfigError, match=r"dataset 'visits': .*column 'smoker' is text"):
         load_node_config(path).analytics_data({})
+
+
+def test_a_node_answers_analytics_tasks_on_a_parquet_dataset_it_never_loads(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.linear_model import LinearRegression
+
+    from fedlearn.analytics import AnalyticsJob, FederatedLinearRegression, analytics_handlers
+    from fedlearn.client.node_app import NodeApp
+    from fedlearn.simulation.inprocess import InProcessFleet
+
+    rng = np.random.default_rng(0)
+    age, smoker = rng.uniform(20, 80, 60), rng.choice(["never", "current"], 60)
+    y = 0.5 * age + 3 * (smoker == "current") + rng.normal(size=60)
+    pq.write_table(pa.table({"age": age, "smoker": smoker, "y": y}), tmp_path / "v.parquet", row_group_size=16)
+    path = tmp_path / "node.toml"
+    path.write_text(
+        f"[datasets.visits]\nsource = 'parquet'\npath = '{tmp_path / 'v.parquet'}'\ntarget = 'y'\n"
+        "task = 'regression'\nbatch_rows = 8\n[datasets.visits.columns]\nsmoker = ['never', 'current']\n"
+    )
+    config = load_node_config(path)
+    handlers = analytics_handlers(config.analytics_data({}), policy=DisclosurePolicy(min_rows=0))
+    fleet = InProcessFleet(["n"], lambda node_id: NodeApp(node_id=node_id, handlers=handlers))
+    job = AnalyticsJob(columns=("age", "smoker=current"), target="y", fleet=fleet)
+
+    assert job.join("n", "visits") == 60
+    model = job.fit(FederatedLinearRegression())
+    expected = LinearRegression().fit(np.column_stack([age, smoker == "current"]), y)
+    np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-4)

@@ -214,3 +214,17 @@ def test_a_dataset_from_arrays_gets_a_numeric_schema_of_its_feature_names() -> N
     data = Dataset(x=np.zeros((2, 2)), feature_names=("p", "q"))
 
     assert data.schema == InputSchema.numeric(["p", "q"])
+
+
+def test_a_large_parquet_file_is_read_in_memory_bounded_by_a_batch(tmp_path: Path) -> None:
+    rows = 1_000_000  # 16 MB of values, in row groups of 10,000 rows
+    values = np.random.default_rng(0).random(rows)
+    pq.write_table(pa.table({"a": values, "b": values}), tmp_path / "big.parquet", row_group_size=10_000)
+    base, peak, seen = pa.total_allocated_bytes(), 0, 0
+
+    for batch in iter_batches(tmp_path / "big.parquet", InputSchema.numeric(["a", "b"]), batch_rows=10_000):
+        peak = max(peak, pa.total_allocated_bytes() - base)
+        seen += len(batch.features)
+
+    assert seen == rows
+    assert peak < 4_000_000  # a quarter of the file's values: nothing is read ahead (it was all, before)

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 
 from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.data import SqlReader, iter_batches, load_sql
+from fedlearn.data.schema import InputSchema
 from fedlearn.data.sql import driver_url
 
 DATABASES = {
@@ -118,3 +119,27 @@ def test_a_hostile_table_name_is_quoted_not_run(table: tuple[str, str]) -> None:
 def test_query_and_table_together_are_refused() -> None:
     with pytest.raises(ConfigError, match="exactly one of `query` and `table`"):
         SqlReader(DATABASES["postgresql"], "SELECT 1", table="t")
+
+
+def test_a_large_query_streams_in_memory_bounded_by_a_batch() -> None:
+    import tracemalloc
+
+    name = f"big_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(driver_url(DATABASES["postgresql"]))
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {name} AS SELECT g AS id, random() AS a FROM generate_series(1, 50000) AS g"))
+    try:
+        tracemalloc.start()
+        batches = iter_batches(
+            SqlReader(DATABASES["postgresql"], table=name), InputSchema.numeric(["a"]), batch_rows=1000
+        )
+        rows = sum(len(batch.features) for batch in batches)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {name}"))
+        engine.dispose()
+
+    assert rows == 50_000
+    assert peak < 2_000_000  # the whole result as Python rows takes about 10 MB

@@ -57,7 +57,10 @@ class ArrowReader:
         if missing:
             raise ConfigError(f"{self.where} has no column(s) {missing}; its columns are {self._dataset.schema.names}")
         try:
-            for batch in self._dataset.to_batches(columns=list(columns), batch_size=batch_rows):
+            batches = self._dataset.to_batches(
+                columns=list(columns), batch_size=batch_rows, batch_readahead=0, fragment_readahead=0, use_threads=False
+            )  # no read-ahead: memory is one batch (a row group at most), whatever the file's size
+            for batch in batches:
                 if batch.num_rows:
                     yield {name: to_numpy(batch.column(name)) for name in columns}
         except pa.ArrowException as exc:
@@ -103,7 +106,10 @@ def open_parquet(path: str | Path) -> ArrowReader:
     if not path.exists():
         raise ConfigError(f"Parquet source {str(path)!r} does not exist")
     try:
-        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        options = ds.ParquetFragmentScanOptions(pre_buffer=False)  # pre-buffering reads a whole file ahead
+        dataset = ds.dataset(
+            path, format=ds.ParquetFileFormat(default_fragment_scan_options=options), partitioning="hive"
+        )
     except (pa.ArrowException, OSError) as exc:
         raise ConfigError(f"{path} is not a readable Parquet file or directory: {_reason(exc)}") from None
     return ArrowReader(dataset, where=str(path))

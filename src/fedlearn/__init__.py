@@ -19,14 +19,19 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load_model(ref: "str | Path", *, trust_code: bool = False) -> "RegisteredModel":
-    """A registered model version, ready to predict; see :func:`fedlearn.registry.loading.load_model`.
+def load_model(
+    ref: "str | Path", *, coordinator: str | None = None, token: str | None = None, trust_code: bool = False
+) -> "RegisteredModel":
+    """A registered model version, ready to predict, from an exported file or a coordinator's registry.
 
-    Imported on first call, so ``import fedlearn`` loads neither the registry nor scikit-learn.
+    ``ref`` is a package file, or ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS`` on ``coordinator``
+    (default: ``FEDLEARN_COORDINATOR``) with the admin ``token`` (default: ``FEDLEARN_ADMIN_TOKEN``).
+    ``trust_code`` allows a package of a user learner (``pkg.mod:fn``) to import that code. See
+    :func:`fedlearn.web.models.load_model`. Imported on first call, so ``import fedlearn`` stays light.
     """
-    from fedlearn.registry.loading import load_model as load
+    from fedlearn.web.models import load_model as load
 
-    return load(ref, trust_code=trust_code)
+    return load(ref, coordinator=coordinator, token=token, trust_code=trust_code)
 
 
 __all__ = [

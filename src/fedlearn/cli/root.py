@@ -15,6 +15,7 @@ from fedlearn.cli import (
     analytics_federation,
     certs,
     deployment,
+    models,
     operations,
     robustness,
     score,
@@ -28,6 +29,7 @@ app.add_typer(robustness.app)
 app.add_typer(deployment.app)
 app.add_typer(operations.nodes, name="nodes")
 app.add_typer(operations.runs, name="runs")
+app.add_typer(models.app, name="models")
 app.add_typer(analytics.app, name="analytics")
 analytics.app.add_typer(analytics_federation.app, name="federation")
 app.add_typer(certs.app, name="certs")

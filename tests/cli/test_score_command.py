@@ -107,3 +107,22 @@ def test_score_after_an_interrupted_run_says_what_it_skipped(db: ScratchDatabase
     assert "scored 12 rows into" in result.stdout
     assert result.stdout.rstrip().endswith("; skipped 8 rows already scored by this job")
     assert _written(db) == [(i, expected(x1, x2 if i != 13 else 1.5)) for i, x1, x2 in rows]
+
+
+def test_score_loads_a_model_file_even_with_a_coordinator_in_the_environment(
+    db: ScratchDatabase, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEDLEARN_COORDINATOR", "http://127.0.0.1:1")
+
+    result = runner.invoke(app, [*_args(str(model_file), db, db.source(rows_of(3))), "-q"])
+
+    assert result.exit_code == 0, result.output
+
+
+def test_score_by_alias_on_an_unreachable_coordinator_is_one_line(db: ScratchDatabase) -> None:
+    args = [*_args("churn@production", db, db.source(rows_of(3))), "--coordinator", "http://127.0.0.1:1"]
+
+    result = runner.invoke(app, [*args, "--admin-token", ADMIN])
+
+    assert result.exit_code == 7
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

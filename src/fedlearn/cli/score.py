@@ -8,16 +8,12 @@ the summary says how many rows an earlier, interrupted run had already scored.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from fedlearn.cli.options import AdminToken
 from fedlearn.cli.reporting import command_group
-
-if TYPE_CHECKING:
-    from fedlearn.registry.predictor import Predictor
 
 app = command_group()
 
@@ -46,7 +42,7 @@ def score(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line; print only the summary.")] = False,
     coordinator: Annotated[
         str | None,
-        typer.Option(envvar="FEDLEARN_COORDINATOR", help="The coordinator whose registry holds NAME@ALIAS."),
+        typer.Option(help="The coordinator whose registry holds NAME@ALIAS (default: FEDLEARN_COORDINATOR)."),
     ] = None,
     admin_token: AdminToken = "",
 ) -> None:
@@ -54,6 +50,7 @@ def score(
     from rich.console import Console
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
+    from fedlearn import load_model
     from fedlearn.registry.scoring import ScoringJob, ScoringReport
     from fedlearn.registry.scoring import score as run_scoring
 
@@ -62,7 +59,7 @@ def score(
         source=source, keys=tuple(key), write=write, query=query, table=table, write_url=write_url,
         chunk_rows=chunk_rows, probabilities=probabilities, restart=restart, **named,
     )  # fmt: skip
-    predictor = _load(model, coordinator=coordinator, admin_token=admin_token)
+    predictor = load_model(model, coordinator=coordinator, token=admin_token or None)
     display = Progress(
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
@@ -88,22 +85,3 @@ def score(
     if report.rows_skipped:
         summary += f"; skipped {report.rows_skipped:,} rows already scored by this job"
     typer.echo(summary)
-
-
-def _load(ref: str, *, coordinator: str | None, admin_token: str) -> Predictor:
-    """The package file ``ref`` names, or else the registered version ``ref`` on ``coordinator``."""
-    from fedlearn import load_model
-    from fedlearn.core.errors import ConfigError
-    from fedlearn.registry.package import ModelPackage
-    from fedlearn.registry.predictors import load_package
-    from fedlearn.web.client import CoordinatorClient
-
-    if coordinator is None and Path(ref).is_file():
-        return load_model(ref)
-    if coordinator is None:
-        raise ConfigError(
-            f"no model file {ref!r}; to score a registered model (NAME@ALIAS), give --coordinator "
-            "(or FEDLEARN_COORDINATOR) and --admin-token (or FEDLEARN_ADMIN_TOKEN)"
-        )
-    with CoordinatorClient(coordinator, admin_token=admin_token) as client:
-        return load_package(ModelPackage.from_bytes(client.model_package(ref)))

@@ -11,8 +11,11 @@ columns the model takes, and resumes where a previous run's committed progress e
 - Parquet and CSV files are read by pyarrow in record batches and resumed by row offset: a Parquet
   file skips whole row groups without reading them, a CSV file reads and drops the rows.
 
-A CSV file's numeric columns are parsed as float64 and its category columns as text, so that a
-text value deep in the file is reported with its column, not as a type guessed from the first rows.
+A CSV file's numeric schema columns are parsed as float64 and its category columns as text, so
+that a text value deep in the file is reported with its column, not as a type guessed from the
+first rows. Key columns keep the type pyarrow infers (int64 or text), so an integer key past 2**53
+is written back exactly: this is why files are not read through
+:mod:`fedlearn.data.arrow_reader`, whose CSV reader widens every number to float64.
 """
 
 from __future__ import annotations

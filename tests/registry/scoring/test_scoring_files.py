@@ -120,3 +120,12 @@ def test_csv_category_columns_stay_text_and_numbers_are_numbers(tmp_path: Path) 
 
     assert chunk.keys == [(1,), (2,)]
     assert schema.encode(chunk.columns).tolist() == [[1.0, 0.0, 30.0], [0.0, 1.0, 41.5]]
+
+
+def test_csv_integer_keys_past_two_to_the_53_stay_exact(sqlite_db: ScratchDatabase, tmp_path: Path) -> None:
+    big = 2**53 + 1  # a float64 would make it 2**53
+    job = _job(sqlite_db, _csv(tmp_path / "data.csv", [(big, 2.0, 1.0), (big + 2, 0.0, 1.0)]))
+
+    score(LinearModel(), job)
+
+    assert _written(sqlite_db, job) == [(big, 1), (big + 2, 0)]

@@ -2,8 +2,9 @@
 
 A scoring job reaches any database SQLAlchemy does, but fedlearn installs one driver per server:
 psycopg 3 for PostgreSQL and PyMySQL for MariaDB and MySQL, so plain ``postgresql://`` and
-``mysql://`` URLs use them. Every driver error a job meets is turned here into one line that names
-the database (password hidden) and the driver's own reason.
+``mysql://`` URLs use them (:func:`fedlearn.data.sql.driver_url`, as the connectors do). Every
+driver error a job meets is turned here into one line that names the database (password hidden)
+and the driver's own reason.
 """
 
 from __future__ import annotations
@@ -18,23 +19,19 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from fedlearn.core.errors import ConfigError
+from fedlearn.data.sql import driver_url
 
 CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_S = 30.0
-_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql",
-            "mariadb": "mariadb+pymysql"}  # fmt: skip
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def parse_url(url: str, *, what: str) -> URL:
     """``url`` as a SQLAlchemy URL with fedlearn's driver for its backend; ``what`` names the option."""
     try:
-        parsed = make_url(url)
+        parsed = make_url(driver_url(url))
     except ArgumentError:
         raise ConfigError(f"`{what}` must be a database URL such as postgresql://USER@HOST/DB; got {url!r}") from None
-    driver = _DRIVERS.get(parsed.drivername)
-    if driver is not None:
-        parsed = parsed.set(drivername=driver)
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(f"`{what}` must name a SQLite file (sqlite:///PATH); got {shown(parsed)}")
     return parsed

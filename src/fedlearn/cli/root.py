@@ -10,18 +10,10 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli import (
-    analytics,
-    analytics_federation,
-    certs,
-    deployment,
-    models,
-    operations,
-    robustness,
-    serve,
-    simulate,
-)
+from fedlearn.cli import analytics, analytics_federation, certs, deployment, models, operations, robustness, simulate
 from fedlearn.cli.reporting import command_group
+from fedlearn.cli.score import app as score_app
+from fedlearn.cli.serve import app as serve_app
 
 app = command_group(help="Federated learning and exact federated analytics over data that never moves.")
 app.add_typer(simulate.app)
@@ -33,7 +25,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(analytics.app, name="analytics")
 analytics.app.add_typer(analytics_federation.app, name="federation")
 app.add_typer(certs.app, name="certs")
-app.add_typer(serve.app)
+app.add_typer(score_app)
+app.add_typer(serve_app)
 
 
 def _print_version(requested: bool) -> None:

@@ -25,7 +25,6 @@ from fedlearn.core.errors import ConfigError, NotFoundError
 from fedlearn.core.limits import DEFAULT_MAX_INVOCATION_BYTES, DEFAULT_MAX_INVOCATION_ROWS
 
 if TYPE_CHECKING:
-    from fedlearn.registry.predictor import Predictor
     from fedlearn.registry.serving import FileSource
     from fedlearn.web.registry_source import RegistrySource
 
@@ -95,6 +94,7 @@ def _source(
     model: str, resources: ExitStack, *, coordinator: str, admin_token: str, trust_code: bool
 ) -> FileSource | RegistrySource:
     """Where versions of ``model`` come from: the coordinator's registry for ``NAME@...``, else a package file."""
+    from fedlearn.registry.loading import load_model_file
     from fedlearn.registry.serving import FileSource
     from fedlearn.web.client import CoordinatorClient
     from fedlearn.web.registry_source import RegistrySource
@@ -105,11 +105,4 @@ def _source(
     path = Path(model)
     if not path.is_file():
         raise NotFoundError(f"no model package file {model!r}; to serve a registered model, write NAME@ALIAS")
-    return FileSource(path, read=partial(_read_package, trust_code=trust_code))
-
-
-def _read_package(path: Path, *, trust_code: bool) -> Predictor:
-    from fedlearn.registry.package import ModelPackage
-    from fedlearn.registry.predictors import load_package
-
-    return load_package(ModelPackage.read(path), trust_code=trust_code)
+    return FileSource(path, read=partial(load_model_file, trust_code=trust_code))

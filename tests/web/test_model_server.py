@@ -235,7 +235,7 @@ def test_a_million_rows_are_a_413_in_bounded_time(loopback: tuple[str, ServedMod
     assert (
         f"holds 1000000 rows, over this server's limit of {DEFAULT_MAX_INVOCATION_ROWS}" in response.json()["message"]
     )
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # parsing 2 MB takes well under a second; the rest is the machine's load
 
 
 def test_body_that_stops_arriving_is_a_408_and_the_server_keeps_answering(loopback: tuple[str, ServedModel]) -> None:
@@ -292,17 +292,16 @@ def test_alias_move_under_concurrent_load_drops_no_request(loopback: tuple[str, 
 
     watcher = AliasWatcher(served, resolve=lambda: alias["version"], load=load, poll_seconds=0.05)
     watcher.version = "1"
-    answers: list[tuple[float, int, str, float]] = []  # (time answered, status, version header, prediction)
+    answers: list[tuple[float, int, str, float]] = []  # (time sent, status, version header, prediction)
     stop = threading.Event()
 
     def client() -> None:
         with httpx.Client(base_url=url, timeout=10) as http:
             while not stop.is_set():
+                sent = time.monotonic()
                 response = http.post("/invocations", json={"inputs": [ROWS[0]]})
                 prediction = response.json()["predictions"][0] if response.status_code == 200 else math.nan
-                answers.append(
-                    (time.monotonic(), response.status_code, response.headers.get(VERSION_HEADER, ""), prediction)
-                )
+                answers.append((sent, response.status_code, response.headers.get(VERSION_HEADER, ""), prediction))
 
     clients = [threading.Thread(target=client) for _ in range(4)]
     for thread in clients:
@@ -324,5 +323,5 @@ def test_alias_move_under_concurrent_load_drops_no_request(loopback: tuple[str, 
     versions = [version for _, _, version, _ in answers]
     assert "churn/1" in versions and "churn/2" in versions
     assert all({"churn/1": 50.0, "churn/2": 1050.0}[version] == value for _, _, version, value in answers)
-    late = [version for answered, _, version, _ in answers if answered > swapped_at + 0.1]
+    late = [version for sent, _, version, _ in answers if sent > swapped_at]  # sent after the swap
     assert late and set(late) == {"churn/2"}

@@ -14,7 +14,10 @@ from fedlearn.strategies import Strategy, build_strategy
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from fedlearn.client.learners import builtin_learner
+    from fedlearn.registry import Registry, ScoringJob, score
     from fedlearn.registry.predictors import RegisteredModel
+    from fedlearn.web.model_server import serving
 
 __version__ = "0.1.0"
 
@@ -34,6 +37,24 @@ def load_model(
     return load(ref, coordinator=coordinator, token=token, trust_code=trust_code)
 
 
+_LAZY = {
+    "Registry": "fedlearn.registry",
+    "ScoringJob": "fedlearn.registry",
+    "builtin_learner": "fedlearn.client.learners",
+    "score": "fedlearn.registry",
+    "serving": "fedlearn.web.model_server",
+}
+"""Names imported on first use, so ``import fedlearn`` stays light (no SQLAlchemy, scikit-learn or uvicorn)."""
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fedlearn' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
 __all__ = [
     "ConfigError",
     "Engine",
@@ -41,14 +62,19 @@ __all__ = [
     "FaultPlan",
     "FedlearnError",
     "ParamSet",
+    "Registry",
     "Reply",
     "RunState",
+    "ScoringJob",
     "Strategy",
     "Task",
     "__version__",
     "build_strategy",
+    "builtin_learner",
     "decode",
     "encode",
     "load_model",
+    "score",
+    "serving",
     "simulate",
 ]

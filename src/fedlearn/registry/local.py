@@ -14,14 +14,15 @@ any node's ``Dataset``: its input schema, task and class count are what every no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.schema import InputSchema
-from fedlearn.registry.catalog import package_bytes, register, resolve
+from fedlearn.engine.history import RoundRecord
+from fedlearn.registry.catalog import json_ready, package_bytes, register, resolve
 from fedlearn.registry.package import ModelPackage
 from fedlearn.registry.predictors import RegisteredModel, analytics_package, load_package
 from fedlearn.runtime.store import ModelRecord, Store, open_store
@@ -95,7 +96,6 @@ def simulation_package(
     lineage: Mapping[str, Any] | None = None,
 ) -> ModelPackage:
     """The package of a simulated run's final model, trained by the built-in ``learner``."""
-    last = result.history[-1] if result.history else None
     return ModelPackage(
         name=name,
         version=1,
@@ -106,13 +106,26 @@ def simulation_package(
         classes=tuple(range(data.n_classes)) if data.task == "classification" else (),
         schema=_schema_of(data),
         params=result.params,
-        lineage=dict(lineage) if lineage is not None else {
-            "source": "simulation",
-            "rounds": len(result.history),
-            "nodes": last.sampled if last is not None else 0,
-            "metrics": {**(last.federated_metrics if last else {}), **(last.central_metrics if last else {})},
+        lineage=dict(lineage) if lineage is not None else simulation_lineage(result.history),
+    )
+
+
+def simulation_lineage(history: Sequence[RoundRecord]) -> dict[str, Any]:
+    """The lineage a simulated run can tell, in the fields a coordinator's run fills in."""
+    last = history[-1] if history else None
+    left_out: dict[str, str] = {}
+    for record in history:
+        left_out.update(record.failures)
+    return json_ready({
+        "source": "simulation",
+        "round": len(history),
+        "nodes": {"replies_per_round": [record.replies for record in history], "left_out": left_out},
+        "privacy": {"epsilon": last.epsilon if last is not None else None},
+        "metrics": {} if last is None else {
+            "fit": dict(last.fit_metrics), "federated": dict(last.federated_metrics),
+            "central": dict(last.central_metrics),
         },
-    )  # fmt: skip
+    })  # fmt: skip
 
 
 def _schema_of(data: Dataset) -> InputSchema:

@@ -20,7 +20,8 @@ event loop for the other connections, such as a load balancer's health checks.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import anyio
 from fastapi import FastAPI, Request, Response
@@ -34,6 +35,7 @@ from fedlearn.registry.invocations import MEDIA_TYPES, media_type, parse_body
 from fedlearn.registry.predictor import Predictor
 from fedlearn.registry.serving import Prediction, ServedModel, predict
 from fedlearn.web.guard import RequestGuard
+from fedlearn.web.server import api_server, running_in_thread
 
 VERSION_HEADER = "X-Model-Version"
 """The response header that names the model version (``NAME/VERSION``) that answered."""
@@ -54,6 +56,22 @@ ERROR_CODES: Mapping[int, str] = {
 """MLflow's ``error_code`` for each status the server refuses with; any other is ``INTERNAL_ERROR``."""
 
 NOT_LOADED = "no model is loaded yet; the server is still loading its first version"
+
+
+@contextmanager
+def serving(
+    model: Predictor, *, host: str = "127.0.0.1", port: int = 0, bearer_token: str | None = None
+) -> Iterator[str]:
+    """Serve ``model`` from a thread of this process, as ``fedlearn serve`` would; yield its base URL.
+
+    For a notebook, a script or a test: the same endpoints, limits and error bodies, without a
+    second process. The version never changes; for hot swaps run ``fedlearn serve``.
+    """
+    from fedlearn import __version__
+
+    app = create_model_app(ServedModel(model), fedlearn_version=__version__, bearer_token=bearer_token)
+    with running_in_thread(api_server(app, host=host, port=port), host=host, port=port) as bound:
+        yield f"http://{host}:{bound}"
 
 
 def error_body(status: int, message: str, column: str = "") -> dict[str, str]:

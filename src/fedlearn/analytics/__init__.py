@@ -22,6 +22,9 @@ milliseconds.
   (:class:`DPRequest`, :class:`NoisyStatistics`); node side
   :func:`analytics_handlers` under the node's :class:`DisclosurePolicy`; file-backed
   :class:`JobDir` behind ``fedlearn analytics``.
+* In the database: :class:`SqlTable` (any SQLAlchemy URL) and :class:`DuckDBTable` (Parquet and
+  CSV files, the ``duckdb`` extra) have their summaries computed by the database itself with SQL
+  aggregates (:func:`summarize_in_database`); no row reaches the node.
 """
 
 from importlib import import_module
@@ -35,6 +38,7 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
         FederatedLinearDiscriminantAnalysis,
         FederatedQuadraticDiscriminantAnalysis,
     )
+    from fedlearn.analytics.duckdb_table import DuckDBTable
     from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
     from fedlearn.analytics.histogram import Histogram, HistogramSpec
     from fedlearn.analytics.job import AnalyticsJob, JobReport, MemberReport
@@ -51,10 +55,12 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.pca import FederatedPCA
     from fedlearn.analytics.policy import DisclosurePolicy, check_shareable
     from fedlearn.analytics.private_job import DPRequest, PrivateAnalyticsJob, Release
+    from fedlearn.analytics.pushdown import InDatabase, summarize_in_database
     from fedlearn.analytics.rfactor import RFactor
     from fedlearn.analytics.scan import accumulate, rescan, summarize
     from fedlearn.analytics.secure_job import SecureAnalyticsJob
     from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
+    from fedlearn.analytics.sql_table import SqlTable
     from fedlearn.analytics.summary import Summary, SummarySpec
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
@@ -73,6 +79,10 @@ _LOCATIONS = {
     "ConcatTable": "fedlearn.analytics.sources",
     "CsvTable": "fedlearn.analytics.sources",
     "Description": "fedlearn.analytics.covariance",
+    "DuckDBTable": "fedlearn.analytics.duckdb_table",
+    "InDatabase": "fedlearn.analytics.pushdown",
+    "SqlTable": "fedlearn.analytics.sql_table",
+    "summarize_in_database": "fedlearn.analytics.pushdown",
     "DisclosurePolicy": "fedlearn.analytics.policy",
     "FeatureScaling": "fedlearn.analytics.logistic",
     "FederatedCovariance": "fedlearn.analytics.covariance",
@@ -135,6 +145,7 @@ __all__ = [
     "DPRequest",
     "Description",
     "DisclosurePolicy",
+    "DuckDBTable",
     "FeatureScaling",
     "FederatedCovariance",
     "FederatedGaussianNB",
@@ -146,6 +157,7 @@ __all__ = [
     "FederatedRidge",
     "Histogram",
     "HistogramSpec",
+    "InDatabase",
     "JobDir",
     "JobReport",
     "MemberReport",
@@ -157,6 +169,7 @@ __all__ = [
     "RFactor",
     "Release",
     "SecureAnalyticsJob",
+    "SqlTable",
     "Summary",
     "SummarySpec",
     "Table",
@@ -169,5 +182,6 @@ __all__ = [
     "merge_all",
     "rescan",
     "summarize",
+    "summarize_in_database",
     "table_from_dataset",
 ]

@@ -9,7 +9,8 @@ leaves the node. Task kinds and their config:
     :data:`~fedlearn.analytics.sources.TYPES` (0 = missing, or not allowed: the two look the
     same). Other columns stay private.
 ``analytics.summarize``
-    ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters. With ``remaining``
+    ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters, computed by the
+    dataset's own database where it can (:mod:`~fedlearn.analytics.pushdown`). With ``remaining``
     (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
     keeps and replies their counts, extrema and R factor under ``remaining/``
     (:func:`~fedlearn.analytics.scan.rescan`).
@@ -56,7 +57,8 @@ from numpy.typing import NDArray
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
 from fedlearn.analytics.noisy import PrivacyBudget, noisy_release
 from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy, check_counts
-from fedlearn.analytics.scan import accumulate, chunks_of, rescan
+from fedlearn.analytics.pushdown import summarize_source
+from fedlearn.analytics.scan import chunks_of, rescan
 from fedlearn.analytics.secure_moments import SecureMomentsLayout, first_pass, second_pass
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
@@ -267,7 +269,7 @@ def analytics_handlers(
             return private_summary(task, app)
         noiseless(task)
         spec, source = requested(task)
-        summary = policy.release(accumulate(source, spec, chunk_rows=chunk_rows))
+        summary = policy.release(summarize_source(source, spec, chunk_rows=chunk_rows))
         params = summary.to_params()
         if "remaining" in task.config:
             _, kept = requested(task, "remaining")

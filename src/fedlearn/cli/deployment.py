@@ -151,6 +151,7 @@ def node(
     """Run a node: connect out to the coordinator and answer its tasks with local data."""
     quiet_grpc(log_level)
     from fedlearn.analytics.handlers import analytics_handlers, audit_fields
+    from fedlearn.analytics.node_sources import node_datasets
     from fedlearn.analytics.policy import DisclosurePolicy
     from fedlearn.core.errors import ConfigError
     from fedlearn.runtime.agent import NodeAgent
@@ -166,11 +167,11 @@ def node(
         raise ConfigError("--tls-cert needs --tls-ca, the CA that signed the coordinator's certificate")
     configure_logging(log_level, log_format)
     node_config = load_node_config(config)
-    datasets = node_config.load_datasets()
+    datasets, readable = node_datasets(node_config)  # datasets in a database stay there unless trained on
     policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
     privacy = node_privacy(name, node_config, config.parent)  # one budget, charged by training and analytics alike
     analytics = analytics_handlers(
-        datasets, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
+        readable, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
     )
     secure = secure_aggregation_setup(name, node_config, config.parent)
     handler = build_node(
@@ -186,7 +187,7 @@ def node(
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,
                       max_message_bytes=max_message_bytes,
                       identity_key=secure.identity_key if secure else b"")  # fmt: skip
-    rows = ", ".join(f"{k}: {len(v)} rows" for k, v in datasets.items())
+    rows = ", ".join(f"{k}: {len(datasets[k])} rows" if k in datasets else f"{k}: in its database" for k in readable)
     logger.info("node %s: starting, connecting to %s (%s); datasets %s", name, coordinator,
                 "TLS" if tls else "no TLS", rows)  # fmt: skip
     stop = _stop_on_signals()

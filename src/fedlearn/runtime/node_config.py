@@ -59,12 +59,14 @@ message saying where it moved, so a node never runs with a threshold it did not 
     target = "outcome"
     task = "classification"
     n_classes = 2
+    pushdown = true                    # analytics summaries run as SQL aggregates in the database (the default
+                                       # for SQL; CSV files need the `duckdb` extra and opt in), no row leaves it
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -122,6 +124,7 @@ class _TabularSource(_Section):
 class CsvSource(_TabularSource):
     source: Literal["csv"]
     path: Path
+    pushdown: bool = Field(False, strict=True)  # summaries computed by DuckDB (docs/in-database-statistics.md)
 
     def load(self) -> Dataset:
         return load_csv(self.path, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes)
@@ -131,6 +134,7 @@ class SqlSource(_TabularSource):
     source: Literal["sql"]
     url: str
     query: str
+    pushdown: bool = Field(True, strict=True)  # summaries computed by the database (docs/in-database-statistics.md)
 
     def load(self) -> Dataset:
         return load_sql(
@@ -273,9 +277,9 @@ class NodeConfig(_Section):
             name, declared = node.evaluation_dataset, sorted(self.datasets)
             raise ConfigError(f"[node] evaluation_dataset {name!r} is not declared; declared: {declared}")
 
-    def load_datasets(self) -> Mapping[str, Dataset]:
-        """Read every declared dataset; runs once when the node starts."""
-        return _load_all(self.datasets)
+    def load_datasets(self, names: Collection[str] | None = None) -> Mapping[str, Dataset]:
+        """Read every declared dataset (or those ``names``); runs once when the node starts."""
+        return _load_all({k: v for k, v in self.datasets.items() if names is None or k in names})
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -1,0 +1,147 @@
+"""A node answers summary tasks from its database's aggregates: the same reply as scanning, no row read.
+
+Against real PostgreSQL and MariaDB (and a NODE.toml pointing at them), under a hostile coordinator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from fedlearn.analytics import SUMMARIZE, DisclosurePolicy, HistogramSpec, SqlTable, SummarySpec, analytics_handlers
+from fedlearn.analytics.node_sources import node_datasets
+from fedlearn.analytics.sql_table import driver_url
+from fedlearn.client.node_app import NodeApp
+from fedlearn.core import ParamSet, Reply, Task
+from fedlearn.runtime.node_config import load_node_config
+
+from .databases import POSTGRES_URL, SERVERS, put
+
+ROWS = 120
+RNG = np.random.default_rng(5)
+DATA = {
+    "age": RNG.integers(20, 90, ROWS),
+    "income": 5e4 + 1e4 * RNG.standard_normal(ROWS),
+    "label": np.arange(ROWS) % 2,
+}
+SPEC = SummarySpec(
+    columns=("age", "income"),
+    target="label",
+    by_class=True,
+    histograms=(HistogramSpec(column="age", low=20.0, high=90.0, bins=7),),
+)
+POLICY = DisclosurePolicy(min_rows=10, release_extrema=False)
+HOSTILE = "x); DROP TABLE t;--"
+
+
+def _sealed(table: Any) -> Any:
+    """``table`` with its rows out of reach: a task that tries to read them fails the test."""
+
+    def chunks(*_: Any, **__: Any) -> Iterator[np.ndarray]:
+        raise AssertionError("a row was read out of the database")
+
+    table.chunks = chunks
+    return table
+
+
+def _summarise(table: Any, spec: SummarySpec = SPEC, policy: DisclosurePolicy = POLICY) -> Reply:
+    node = NodeApp(node_id="clinic", handlers=analytics_handlers({"main": table}, policy=policy))
+    task = Task(kind=SUMMARIZE, round=1, config={"dataset": "main", "spec": spec.to_json()}, params=ParamSet())
+    return node.handle(task)
+
+
+def _rows_of(table: SqlTable) -> int:
+    with table.snapshot() as run:
+        return int(run(sa.select(sa.func.count()).select_from(table.relation()), 1)[0][0])
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    drops = []
+
+    def store(columns: dict[str, np.ndarray] = DATA, **options: Any) -> Any:
+        table, drop = put(request.param, columns, tmp_path, **options)
+        drops.append(drop)
+        return table
+
+    yield store
+    for drop in drops:
+        drop()
+
+
+def test_a_nodes_reply_from_the_database_equals_its_reply_from_scanning(server: Any) -> None:
+    pushed = _summarise(_sealed(server()))
+    scanned = _summarise(server(pushdown=False))
+    assert pushed.ok and scanned.ok, (pushed.error, scanned.error)
+    assert pushed.num_examples == scanned.num_examples == ROWS
+    assert sorted(pushed.params) == sorted(scanned.params)
+    for name in scanned.params:
+        ours, theirs = np.asarray(pushed.params[name]), np.asarray(scanned.params[name])
+        finite = np.abs(theirs[np.isfinite(theirs)])
+        scale = max(float(finite.max()), 1.0) if finite.size else 1.0
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12 * scale, err_msg=name)
+    assert np.isnan(pushed.params["moments/min"]).all()  # the policy still withholds extrema
+
+
+def test_the_privacy_threshold_applies_to_a_summary_from_the_database(server: Any) -> None:
+    reply = _summarise(_sealed(server()), policy=DisclosurePolicy(min_rows=ROWS + 1))
+    assert not reply.ok and "fewer than 121 rows" in reply.error
+
+
+def test_a_hostile_column_name_from_the_coordinator_is_refused_and_the_table_survives(server: Any) -> None:
+    table = _sealed(server())
+    for policy in (POLICY, DisclosurePolicy(columns=["age", HOSTILE])):
+        reply = _summarise(table, SummarySpec(columns=(HOSTILE,)), policy=policy)
+        assert not reply.ok and f"column {HOSTILE!r} is not available on this node" in reply.error
+    assert _rows_of(table) == ROWS
+
+
+@pytest.mark.parametrize("name", ['x"`); DROP TABLE t;--', "p:q %(x)s ?"])
+def test_a_column_with_a_hostile_name_in_the_database_is_quoted_not_run(server: Any, name: str) -> None:
+    columns = {"age": DATA["age"], name: DATA["income"], "label": DATA["label"]}
+    spec = SummarySpec(columns=("age", name), target="label")
+    pushed, scanned = _summarise(_sealed(server(columns)), spec), _summarise(server(columns, pushdown=False), spec)
+    assert pushed.ok, pushed.error
+    np.testing.assert_allclose(pushed.params["moments/comoment"], scanned.params["moments/comoment"], rtol=1e-12)
+
+
+def test_more_bins_than_the_policy_allows_are_refused_before_any_statement(server: Any) -> None:
+    spec = SummarySpec(columns=("age",), histograms=(HistogramSpec(column="age", low=0.0, high=1.0, bins=10**6),))
+    reply = _summarise(_sealed(server()), spec)
+    assert not reply.ok and "refusing 1000000 histogram bins" in reply.error
+
+
+def test_a_boolean_column_is_scanned_instead(tmp_path: Path) -> None:
+    table, drop = put("postgresql", {"flag": np.arange(ROWS) % 3 == 0, "age": DATA["age"]}, tmp_path)
+    try:
+        reply = _summarise(table, SummarySpec(columns=("flag", "age")))
+        assert reply.ok, reply.error
+        assert reply.params["moments/mean"][0] == pytest.approx(40 / ROWS)
+    finally:
+        drop()
+
+
+def test_a_node_toml_sql_dataset_stays_in_its_database_unless_the_node_trains_on_it(tmp_path: Path) -> None:
+    engine = sa.create_engine(driver_url(POSTGRES_URL))
+    table = f"node_{tmp_path.name[-8:].replace('-', '_')}".lower()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {table} (age float8, income float8, outcome int)")
+        conn.exec_driver_sql(f"INSERT INTO {table} VALUES (30, 1e5, 1), (40, 2e5, 0)")
+    try:
+        config = tmp_path / "node.toml"
+        query = f"SELECT * FROM {table}"
+        source = f'source = "sql"\nurl = "{POSTGRES_URL}"\nquery = "{query}"\ntarget = "outcome"\ntask = "regression"\n'
+        config.write_text(f"[datasets.visits]\n{source}\n[datasets.raw]\n{source}pushdown = false\n")
+        loaded, readable = node_datasets(load_node_config(config))
+        assert sorted(loaded) == ["raw"] and sorted(readable) == ["raw", "visits"]
+        assert isinstance(readable["visits"], SqlTable)
+        assert dict(readable["visits"].schema()) == {"age": "float", "income": "float", "y": "int"}
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        engine.dispose()

@@ -145,3 +145,19 @@ def test_a_node_toml_sql_dataset_stays_in_its_database_unless_the_node_trains_on
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE {table}")
         engine.dispose()
+
+
+def test_the_rescan_of_the_rows_kept_after_a_removal_comes_from_the_database_too(server: Any) -> None:
+    kept = {name: values[: ROWS // 2] for name, values in DATA.items()}
+    replies = []
+    sealed = (_sealed(server()), _sealed(server(kept)))
+    for main, rest in (sealed, (server(pushdown=False), server(kept, pushdown=False))):
+        node = NodeApp(node_id="clinic", handlers=analytics_handlers({"main": main, "kept": rest}, policy=POLICY))
+        config = {"dataset": "main", "remaining": "kept", "spec": SPEC.to_json()}
+        replies.append(node.handle(Task(kind=SUMMARIZE, round=1, config=config, params=ParamSet())))
+    pushed, scanned = replies
+    assert pushed.ok, pushed.error
+    remaining = sorted(name for name in scanned.params if name.startswith("remaining/"))
+    assert remaining and remaining == sorted(name for name in pushed.params if name.startswith("remaining/"))
+    for name in remaining:
+        np.testing.assert_allclose(pushed.params[name], scanned.params[name], rtol=1e-10, atol=1e-9, err_msg=name)

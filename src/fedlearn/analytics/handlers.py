@@ -13,7 +13,7 @@ leaves the node. Task kinds and their config:
     dataset's own database where it can (:mod:`~fedlearn.analytics.pushdown`). With ``remaining``
     (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
     keeps and replies their counts, extrema and R factor under ``remaining/``
-    (:func:`~fedlearn.analytics.scan.rescan`).
+    (:func:`~fedlearn.analytics.scan.rescan`, in the database where it can be).
 ``analytics.logistic_step``
     ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``
     and, optionally, the :class:`~fedlearn.analytics.logistic.FeatureScaling` ``shift`` and
@@ -57,8 +57,8 @@ from numpy.typing import NDArray
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
 from fedlearn.analytics.noisy import PrivacyBudget, noisy_release
 from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy, check_counts
-from fedlearn.analytics.pushdown import summarize_source
-from fedlearn.analytics.scan import chunks_of, rescan
+from fedlearn.analytics.pushdown import rescan_source, summarize_source
+from fedlearn.analytics.scan import chunks_of
 from fedlearn.analytics.secure_moments import SecureMomentsLayout, first_pass, second_pass
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
@@ -273,7 +273,7 @@ def analytics_handlers(
         params = summary.to_params()
         if "remaining" in task.config:
             _, kept = requested(task, "remaining")
-            remaining = policy.release_rescan(rescan(kept, spec, chunk_rows=chunk_rows), spec)
+            remaining = policy.release_rescan(rescan_source(kept, spec, chunk_rows=chunk_rows), spec)
             params = params.merged(remaining.with_prefix("remaining/"))
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
 

@@ -43,11 +43,12 @@ from fedlearn.analytics.classes import ClassMoments, class_codes
 from fedlearn.analytics.histogram import Histogram, HistogramSpec
 from fedlearn.analytics.moments import Moments
 from fedlearn.analytics.rfactor import RFactor, triangular
-from fedlearn.analytics.scan import accumulate
+from fedlearn.analytics.scan import accumulate, rescan
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.limits import DEFAULT_MAX_BINS
+from fedlearn.core.params import ParamSet
 
 Rows = list[tuple[Any, ...]]
 Runner = Callable[[sa.Select[Any], int], Rows]
@@ -94,6 +95,28 @@ def summarize_source(source: Table, spec: SummarySpec, *, chunk_rows: int = DEFA
         assert isinstance(source, InDatabase)
         return summarize_in_database(source, spec)
     return accumulate(source, spec, chunk_rows=chunk_rows)
+
+
+def rescan_source(source: Table, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParamSet:
+    """What :func:`~fedlearn.analytics.scan.rescan` returns, from the database's aggregates where it can be.
+
+    A rescan is a subset of a summary (count, extrema, R factor, per-class counts and extrema,
+    histograms), so the database computes it as it computes a summary.
+    """
+    if not can_push_down(source, spec):
+        return rescan(source, spec, chunk_rows=chunk_rows)
+    assert isinstance(source, InDatabase)
+    summary = summarize_in_database(source, spec)
+    out: dict[str, Any] = {"count": np.int64(summary.count), "min": summary.moments.min, "max": summary.moments.max}
+    out.update(summary.factor.to_params().with_prefix("factor/"))
+    for i, histogram in enumerate(summary.histograms):
+        out.update(histogram.to_params().with_prefix(f"hist/{i}/"))
+    if summary.by_class is not None:
+        out["by_class/classes"] = summary.by_class.classes
+        out["by_class/count"] = summary.by_class.counts
+        out["by_class/min"] = summary.by_class.moments.min
+        out["by_class/max"] = summary.by_class.moments.max
+    return ParamSet(out)
 
 
 def summarize_in_database(source: InDatabase, spec: SummarySpec, *, max_classes: int = DEFAULT_MAX_CLASSES) -> Summary:

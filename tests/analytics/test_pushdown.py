@@ -182,3 +182,10 @@ def test_an_aggregate_returning_more_rows_than_it_may_is_refused_not_read_to_the
     endless = ((i,) for i in iter(int, 1))  # a result that never ends
     with pytest.raises(ConfigError, match="returned more than 5 rows"):
         fetch_bounded(endless, 5)
+
+
+def test_as_many_classes_as_allowed_are_summarised_with_one_lookup_a_row(stored_some: Put) -> None:
+    many = {"a": DATA["a"].repeat(2), "k": np.arange(2 * ROWS) % ROWS}  # 300 classes of 2 rows each
+    spec = SummarySpec(columns=("a",), target="k", by_class=True)
+    ours = summarize_in_database(stored_some(many), spec, max_classes=ROWS)
+    assert_same_summary(ours, accumulate(ArrayTable(many), spec))

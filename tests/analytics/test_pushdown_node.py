@@ -161,3 +161,9 @@ def test_the_rescan_of_the_rows_kept_after_a_removal_comes_from_the_database_too
     assert remaining and remaining == sorted(name for name in pushed.params if name.startswith("remaining/"))
     for name in remaining:
         np.testing.assert_allclose(pushed.params[name], scanned.params[name], rtol=1e-10, atol=1e-9, err_msg=name)
+
+
+def test_the_node_bounds_the_classes_the_database_may_group_into_by_its_max_bins(server: Any) -> None:
+    spec = SummarySpec(columns=("age",), target="income", by_class=True)  # a continuous column as the classes
+    reply = _summarise(_sealed(server()), spec, policy=DisclosurePolicy(max_bins=50))
+    assert not reply.ok and "more than 50 classes" in reply.error

@@ -112,7 +112,8 @@ class DuckDBTable:
     @staticmethod
     def _execute(conn: Any, statement: sa.Select[Any]) -> Any:
         compiled = statement.compile(dialect=_DIALECT)
-        return conn.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup or ()])
+        params = compiled.params  # built afresh at each access
+        return conn.execute(str(compiled), [params[name] for name in compiled.positiontup or ()])
 
     @contextmanager
     def snapshot(self) -> Iterator[Runner]:

@@ -269,11 +269,13 @@ def analytics_handlers(
             return private_summary(task, app)
         noiseless(task)
         spec, source = requested(task)
-        summary = policy.release(summarize_source(source, spec, chunk_rows=chunk_rows))
+        # a class is a cell like a bin: the node's `max_bins` bounds the classes the database may group into
+        summary = policy.release(summarize_source(source, spec, chunk_rows=chunk_rows, max_classes=policy.max_bins))
         params = summary.to_params()
         if "remaining" in task.config:
             _, kept = requested(task, "remaining")
-            remaining = policy.release_rescan(rescan_source(kept, spec, chunk_rows=chunk_rows), spec)
+            rest = rescan_source(kept, spec, chunk_rows=chunk_rows, max_classes=policy.max_bins)
+            remaining = policy.release_rescan(rest, spec)
             params = params.merged(remaining.with_prefix("remaining/"))
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
 

@@ -89,15 +89,19 @@ def can_push_down(source: object, spec: SummarySpec) -> bool:
     return all(schema.get(c) != "bool" for c in spec.all_columns)
 
 
-def summarize_source(source: Table, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Summary:
+def summarize_source(
+    source: Table, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, max_classes: int = DEFAULT_MAX_CLASSES
+) -> Summary:
     """The summary of ``source``'s rows: in its database where it can be, else by scanning its rows in chunks."""
     if can_push_down(source, spec):
         assert isinstance(source, InDatabase)
-        return summarize_in_database(source, spec)
+        return summarize_in_database(source, spec, max_classes=max_classes)
     return accumulate(source, spec, chunk_rows=chunk_rows)
 
 
-def rescan_source(source: Table, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParamSet:
+def rescan_source(
+    source: Table, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, max_classes: int = DEFAULT_MAX_CLASSES
+) -> ParamSet:
     """What :func:`~fedlearn.analytics.scan.rescan` returns, from the database's aggregates where it can be.
 
     A rescan is a subset of a summary (count, extrema, R factor, per-class counts and extrema,
@@ -106,7 +110,7 @@ def rescan_source(source: Table, spec: SummarySpec, *, chunk_rows: int = DEFAULT
     if not can_push_down(source, spec):
         return rescan(source, spec, chunk_rows=chunk_rows)
     assert isinstance(source, InDatabase)
-    summary = summarize_in_database(source, spec)
+    summary = summarize_in_database(source, spec, max_classes=max_classes)
     out: dict[str, Any] = {"count": np.int64(summary.count), "min": summary.moments.min, "max": summary.moments.max}
     out.update(summary.factor.to_params().with_prefix("factor/"))
     for i, histogram in enumerate(summary.histograms):
@@ -280,11 +284,12 @@ def _by_class(
     keys = [g[0] for g in groups]
     codes = class_codes(np.array([float(k) for k in keys]), name=str(spec.target))
     count = int(counts.sum())
-    cases = [
-        sa.case(*((target == _param(float(k)), _param(s[0][j])) for k, s in zip(keys, stats, strict=True)), else_=0.0)
-        for j in range(d)
-    ]
-    second = sa.select(target, *_centred_sums(features, cases)).select_from(relation).group_by(target)
+    # each class's means, as a derived table joined on the class: one hash lookup a row, however many classes
+    rows = [_shift_row(k, s[0][:d]) for k, s in zip(keys, stats, strict=True)]
+    shifts = _union_all(rows).subquery("class_shifts")
+    joined = relation.join(shifts, target == shifts.c["class"])
+    centred = _centred_sums(features, [shifts.c[f"shift{j}"] for j in range(d)])
+    second = sa.select(target, *centred).select_from(joined).group_by(target)
     sums = {float(row[0]): row[1:] for row in run(second, len(groups))}
     per_class = [
         _from_sums(sums[float(k)], s[0][:d], s[1][:d], s[2][:d], int(n))[0]
@@ -302,6 +307,22 @@ def _by_class(
         by_class=by_class,
         histograms=_histograms(run, relation, spec),
     )
+
+
+def _shift_row(key: Any, shift: NDArray[np.float64]) -> sa.Select[Any]:
+    values: list[sa.ColumnElement[Any]] = [_param(float(key)).label("class")]
+    values += [_param(s).label(f"shift{j}") for j, s in enumerate(shift)]
+    return sa.select(*values)
+
+
+def _union_all(selects: Sequence[sa.Select[Any]], *, block: int = 200) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+    """``UNION ALL`` of ``selects``, nested in blocks: SQLite allows at most 500 terms in one compound select."""
+    if len(selects) == 1:
+        return selects[0]
+    if len(selects) <= block:
+        return sa.union_all(*selects)
+    parts = [_union_all(selects[i : i + block]).subquery() for i in range(0, len(selects), block)]
+    return _union_all([sa.select(*part.c) for part in parts])
 
 
 # the R factor -----------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ same summary a scan of the rows would give (:func:`~fedlearn.analytics.scan.accu
 1. **first pass**: ``COUNT``, ``AVG``, ``MIN`` and ``MAX`` of every column (per class, ``GROUP BY``
    the target, when the spec asks for per-class moments; at most ``max_classes + 1`` groups come back);
 2. **second pass**: ``SUM(x - s)`` and the cross-products ``SUM((x - s)(y - t))`` about the first
-   pass's means ``s, t`` (per class about each class's means), so the sums are of the data's spread,
-   not of its offset: raw ``SUM(x*y)`` in float8 of data with mean 1e6 and spread 1 would lose every
+   pass's means ``s, t`` (per class about each class's means, joined in as a derived table of one
+   row per class, so a row costs one lookup however many classes), so the sums are of the data's
+   spread, not of its offset: raw ``SUM(x*y)`` in float8 of data with mean 1e6 and spread 1 would lose every
    digit of the co-moment, centred sums lose none (see :mod:`.moments`). The shift need not be exact:
    the node corrects the mean by ``SUM(x - s) / n`` and the co-moment by ``n·oᵀo``, as
    :meth:`~fedlearn.analytics.moments.Moments.from_additive` does;

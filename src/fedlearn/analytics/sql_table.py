@@ -157,6 +157,10 @@ class SqlTable:
         with self._errors(), self._engine.connect() as conn:
             conn.execution_options(**options)
             with conn.begin():
+                if self._engine.dialect.name == "postgresql":
+                    # The statements hold hundreds of aggregates: LLVM takes ~25 s to compile them, more than
+                    # JIT saves even over 10M rows (BENCHMARKS.md, "Statistics inside the database").
+                    conn.exec_driver_sql("SET LOCAL jit = off")
                 yield self._runner(conn)
 
     def _runner(self, conn: sa.Connection) -> Runner:

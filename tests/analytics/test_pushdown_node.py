@@ -5,6 +5,7 @@ Against real PostgreSQL and MariaDB (and a NODE.toml pointing at them), under a 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,11 @@ def test_the_node_bounds_the_classes_the_database_may_group_into_by_its_max_bins
     spec = SummarySpec(columns=("age",), target="income", by_class=True)  # a continuous column as the classes
     reply = _summarise(_sealed(server()), spec, policy=DisclosurePolicy(max_bins=50))
     assert not reply.ok and "more than 50 classes" in reply.error
+
+
+def test_a_query_ending_in_a_semicolon_is_summarised_as_a_subquery(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "d.sqlite") as db:
+        db.execute("CREATE TABLE visits (age REAL)")
+        db.executemany("INSERT INTO visits VALUES (?)", [(float(a),) for a in DATA["age"]])
+    query = SqlTable(f"sqlite:///{tmp_path / 'd.sqlite'}", query="SELECT age FROM visits WHERE age > 0;\n")
+    assert _summarise(_sealed(query), SummarySpec(columns=("age",))).num_examples == ROWS

@@ -80,7 +80,8 @@ class SqlTable:
             self._engine = sa.create_engine(driver_url(url))
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigError(f"invalid database URL {self._where}: {exc}") from None
-        self._query, self._table = query, table
+        self._query = None if query is None else query.strip().rstrip(";")  # it becomes a subquery
+        self._table = table
         self._features, self._target = (None if features is None else list(features)), target
         self.pushdown = pushdown
 

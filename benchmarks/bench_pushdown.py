@@ -7,7 +7,7 @@ columns sit far from zero (means 1e2 to 1e6) and are correlated, as real measure
 * pushdown: :func:`fedlearn.analytics.summarize_in_database`, the aggregates run in PostgreSQL and
   only their results reach the node.
 * stream: the existing chunked scan, :func:`fedlearn.analytics.accumulate` over the rows of the same
-  query streamed to the node in chunks (:class:`fedlearn.analytics.SqlTable`).
+  query streamed to the node in chunks (:class:`fedlearn.analytics.SqlPushdownTable`).
 
 Both summarise 19 features and a target, with a 50-bin histogram of one feature. Each measurement
 runs in a fresh interpreter, so its peak RSS (``ru_maxrss``) is its own; a worker that only imports
@@ -100,10 +100,10 @@ def spec_json() -> str:
 
 def worker(mode: str, table: str) -> dict[str, Any]:
     """One measurement in this (fresh) interpreter: time, peak RSS and the summary's moments."""
-    from fedlearn.analytics import SqlTable, SummarySpec, accumulate, summarize_in_database
+    from fedlearn.analytics import SqlPushdownTable, SummarySpec, accumulate, summarize_in_database
 
     spec = SummarySpec.from_json(spec_json())
-    source = SqlTable(URL, table=table, pushdown=mode == "pushdown")
+    source = SqlPushdownTable(URL, table=table, pushdown=mode == "pushdown")
     source.schema()  # connected, and the driver loaded, before the clock starts
     started = time.perf_counter()
     if mode == "pushdown":

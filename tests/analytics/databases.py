@@ -17,7 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
 
-from fedlearn.analytics import DuckDBTable, SqlTable
+from fedlearn.analytics import DuckDBTable, SqlPushdownTable
 
 POSTGRES_URL = os.environ.get("FEDLEARN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("FEDLEARN_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
@@ -47,8 +47,8 @@ def _value(v: Any) -> Any:
     return v
 
 
-def _sql(url: str, columns: Columns, **options: Any) -> tuple[SqlTable, Callable[[], None]]:
-    from fedlearn.analytics.sql_table import driver_url
+def _sql(url: str, columns: Columns, **options: Any) -> tuple[SqlPushdownTable, Callable[[], None]]:
+    from fedlearn.analytics.sql_pushdown import driver_url
 
     engine = sa.create_engine(driver_url(url))
     table = unique_name()
@@ -69,7 +69,7 @@ def _sql(url: str, columns: Columns, **options: Any) -> tuple[SqlTable, Callable
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         engine.dispose()
 
-    return SqlTable(url, table=table, **options), drop
+    return SqlPushdownTable(url, table=table, **options), drop
 
 
 def _duckdb(directory: Path, columns: Columns, kind: str, **options: Any) -> tuple[DuckDBTable, Callable[[], None]]:

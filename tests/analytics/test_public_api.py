@@ -28,7 +28,7 @@ def test_public_api_is_pinned() -> None:
             "Description",
             "DuckDBTable",
             "InDatabase",
-            "SqlTable",
+            "SqlPushdownTable",
             "summarize_in_database",
             "DisclosurePolicy",
             "FeatureScaling",

@@ -14,9 +14,16 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from fedlearn.analytics import SUMMARIZE, DisclosurePolicy, HistogramSpec, SqlTable, SummarySpec, analytics_handlers
+from fedlearn.analytics import (
+    SUMMARIZE,
+    DisclosurePolicy,
+    HistogramSpec,
+    SqlPushdownTable,
+    SummarySpec,
+    analytics_handlers,
+)
 from fedlearn.analytics.node_sources import node_datasets
-from fedlearn.analytics.sql_table import driver_url
+from fedlearn.analytics.sql_pushdown import driver_url
 from fedlearn.client.node_app import NodeApp
 from fedlearn.core import ParamSet, Reply, Task
 from fedlearn.runtime.node_config import load_node_config
@@ -56,7 +63,7 @@ def _summarise(table: Any, spec: SummarySpec = SPEC, policy: DisclosurePolicy = 
     return node.handle(task)
 
 
-def _rows_of(table: SqlTable) -> int:
+def _rows_of(table: SqlPushdownTable) -> int:
     with table.snapshot() as run:
         return int(run(sa.select(sa.func.count()).select_from(table.relation()), 1)[0][0])
 
@@ -140,7 +147,7 @@ def test_a_node_toml_sql_dataset_stays_in_its_database_unless_the_node_trains_on
         config.write_text(f"[datasets.visits]\n{source}\n[datasets.raw]\n{source}pushdown = false\n")
         loaded, readable = node_datasets(load_node_config(config))
         assert sorted(loaded) == ["raw"] and sorted(readable) == ["raw", "visits"]
-        assert isinstance(readable["visits"], SqlTable)
+        assert isinstance(readable["visits"], SqlPushdownTable)
         assert dict(readable["visits"].schema()) == {"age": "float", "income": "float", "y": "int"}
     finally:
         with engine.begin() as conn:
@@ -174,5 +181,5 @@ def test_a_query_ending_in_a_semicolon_is_summarised_as_a_subquery(tmp_path: Pat
     with sqlite3.connect(tmp_path / "d.sqlite") as db:
         db.execute("CREATE TABLE visits (age REAL)")
         db.executemany("INSERT INTO visits VALUES (?)", [(float(a),) for a in DATA["age"]])
-    query = SqlTable(f"sqlite:///{tmp_path / 'd.sqlite'}", query="SELECT age FROM visits WHERE age > 0;\n")
+    query = SqlPushdownTable(f"sqlite:///{tmp_path / 'd.sqlite'}", query="SELECT age FROM visits WHERE age > 0;\n")
     assert _summarise(_sealed(query), SummarySpec(columns=("age",))).num_examples == ROWS

@@ -22,7 +22,7 @@ milliseconds.
   (:class:`DPRequest`, :class:`NoisyStatistics`); node side
   :func:`analytics_handlers` under the node's :class:`DisclosurePolicy`; file-backed
   :class:`JobDir` behind ``fedlearn analytics``.
-* In the database: :class:`SqlTable` (any SQLAlchemy URL) and :class:`DuckDBTable` (Parquet and
+* In the database: :class:`SqlPushdownTable` (any SQLAlchemy URL) and :class:`DuckDBTable` (Parquet and
   CSV files, the ``duckdb`` extra) have their summaries computed by the database itself with SQL
   aggregates (:func:`summarize_in_database`); no row reaches the node.
 """
@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.scan import accumulate, rescan, summarize
     from fedlearn.analytics.secure_job import SecureAnalyticsJob
     from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
-    from fedlearn.analytics.sql_table import SqlTable
+    from fedlearn.analytics.sql_pushdown import SqlPushdownTable
     from fedlearn.analytics.summary import Summary, SummarySpec
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
@@ -81,7 +81,7 @@ _LOCATIONS = {
     "Description": "fedlearn.analytics.covariance",
     "DuckDBTable": "fedlearn.analytics.duckdb_table",
     "InDatabase": "fedlearn.analytics.pushdown",
-    "SqlTable": "fedlearn.analytics.sql_table",
+    "SqlPushdownTable": "fedlearn.analytics.sql_pushdown",
     "summarize_in_database": "fedlearn.analytics.pushdown",
     "DisclosurePolicy": "fedlearn.analytics.policy",
     "FeatureScaling": "fedlearn.analytics.logistic",
@@ -169,7 +169,7 @@ __all__ = [
     "RFactor",
     "Release",
     "SecureAnalyticsJob",
-    "SqlTable",
+    "SqlPushdownTable",
     "Summary",
     "SummarySpec",
     "Table",

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 
 from fedlearn.analytics.pushdown import Runner, fetch_bounded
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS
-from fedlearn.analytics.sql_table import exposed_columns
+from fedlearn.analytics.sql_pushdown import exposed_columns
 from fedlearn.core.errors import ConfigError
 
 _VIEW = "fedlearn_data"
@@ -41,7 +41,7 @@ def _type(name: str) -> str:
 class DuckDBTable:
     """The rows of a Parquet or CSV file (``format`` defaults to the file's suffix), kept in the file.
 
-    ``features`` and ``target`` choose and name columns as :class:`~fedlearn.analytics.SqlTable`'s do.
+    ``features`` and ``target`` choose and name columns as :class:`~fedlearn.analytics.SqlPushdownTable`'s do.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """What a deployed node's analytics tasks read: its NODE.toml datasets, in their databases where they can stay.
 
 A SQL dataset (``pushdown = true``, its default) and a CSV dataset that opts in are read by
-analytics tasks as a :class:`~fedlearn.analytics.sql_table.SqlTable` or a
+analytics tasks as a :class:`~fedlearn.analytics.sql_pushdown.SqlPushdownTable` or a
 :class:`~fedlearn.analytics.duckdb_table.DuckDBTable`: summaries are computed where the data lie
 and no row enters the node. Such a dataset is loaded into memory only when the node trains on it or
 evaluates on it. Columns are named as in a loaded dataset: the features, and the target as ``y``.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fedlearn.analytics.duckdb_table import DuckDBTable
 from fedlearn.analytics.sources import Table
-from fedlearn.analytics.sql_table import SqlTable
+from fedlearn.analytics.sql_pushdown import SqlPushdownTable
 from fedlearn.data.dataset import Dataset
 from fedlearn.runtime.node_config import CsvSource, NodeConfig, Source, SqlSource
 
@@ -19,7 +19,7 @@ from fedlearn.runtime.node_config import CsvSource, NodeConfig, Source, SqlSourc
 def in_database(source: Source) -> Table | None:
     """The table analytics tasks read ``source`` through without loading it, or None when it is loaded."""
     if isinstance(source, SqlSource) and source.pushdown:
-        return SqlTable(source.url, query=source.query, features=source.features, target=source.target)
+        return SqlPushdownTable(source.url, query=source.query, features=source.features, target=source.target)
     if isinstance(source, CsvSource) and source.pushdown:
         return DuckDBTable(source.path, format="csv", features=source.features, target=source.target)
     return None

@@ -1,6 +1,6 @@
 """Summaries computed inside the database: SQL aggregates go in, one :class:`Summary` comes out, no row leaves.
 
-A source that can run SQL (:class:`InDatabase`: :class:`~fedlearn.analytics.sql_table.SqlTable`,
+A source that can run SQL (:class:`InDatabase`: :class:`~fedlearn.analytics.sql_pushdown.SqlPushdownTable`,
 :class:`~fedlearn.analytics.duckdb_table.DuckDBTable`) is summarised by a few aggregate statements
 over the dataset, run in one snapshot of the database, whose results the node assembles into the
 same summary a scan of the rows would give (:func:`~fedlearn.analytics.scan.accumulate`):

@@ -54,7 +54,7 @@ def exposed_columns(
     return exposed
 
 
-class SqlTable:
+class SqlPushdownTable:
     """The rows of ``query`` (or of ``table``) in the database at ``url``.
 
     ``features`` and ``target`` choose and name columns as a NODE.toml SQL dataset does: the
@@ -87,7 +87,7 @@ class SqlTable:
 
     def __repr__(self) -> str:
         what = f"query {self._query!r}" if self._query is not None else f"table {self._table!r}"
-        return f"SqlTable({self._where}, {what})"
+        return f"SqlPushdownTable({self._where}, {what})"
 
     def close(self) -> None:
         self._engine.dispose()

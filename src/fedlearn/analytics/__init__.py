@@ -24,6 +24,9 @@ milliseconds.
   (:class:`DPRequest`, :class:`NoisyStatistics`); node side
   :func:`analytics_handlers` under the node's :class:`DisclosurePolicy`; file-backed
   :class:`JobDir` behind ``fedlearn analytics``.
+* In the database: :class:`SqlPushdownTable` (any SQLAlchemy URL) and :class:`DuckDBTable` (Parquet and
+  CSV files, the ``duckdb`` extra) have their summaries computed by the database itself with SQL
+  aggregates (:func:`summarize_in_database`); no row reaches the node.
 """
 
 from importlib import import_module
@@ -37,6 +40,7 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
         FederatedLinearDiscriminantAnalysis,
         FederatedQuadraticDiscriminantAnalysis,
     )
+    from fedlearn.analytics.duckdb_table import DuckDBTable
     from fedlearn.analytics.handlers import LOGISTIC_STEP, SCHEMA, SUMMARIZE, analytics_handlers
     from fedlearn.analytics.histogram import Histogram, HistogramSpec
     from fedlearn.analytics.job import AnalyticsJob, JobReport, MemberReport
@@ -53,6 +57,7 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.pca import FederatedPCA
     from fedlearn.analytics.policy import DisclosurePolicy, check_shareable
     from fedlearn.analytics.private_job import DPRequest, PrivateAnalyticsJob, Release
+    from fedlearn.analytics.pushdown import InDatabase, summarize_in_database
     from fedlearn.analytics.rfactor import RFactor
     from fedlearn.analytics.scan import accumulate, rescan, summarize
     from fedlearn.analytics.secure_job import SecureAnalyticsJob
@@ -64,6 +69,7 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
         Table,
         table_from_dataset,
     )
+    from fedlearn.analytics.sql_pushdown import SqlPushdownTable
     from fedlearn.analytics.sql_table import SqlTable
     from fedlearn.analytics.summary import Summary, SummarySpec
     from fedlearn.analytics.tables import FrameTable, ParquetTable
@@ -84,6 +90,10 @@ _LOCATIONS = {
     "ConcatTable": "fedlearn.analytics.sources",
     "CsvTable": "fedlearn.analytics.sources",
     "Description": "fedlearn.analytics.covariance",
+    "DuckDBTable": "fedlearn.analytics.duckdb_table",
+    "InDatabase": "fedlearn.analytics.pushdown",
+    "SqlPushdownTable": "fedlearn.analytics.sql_pushdown",
+    "summarize_in_database": "fedlearn.analytics.pushdown",
     "DisclosurePolicy": "fedlearn.analytics.policy",
     "FeatureScaling": "fedlearn.analytics.logistic",
     "FederatedCovariance": "fedlearn.analytics.covariance",
@@ -150,6 +160,7 @@ __all__ = [
     "DPRequest",
     "Description",
     "DisclosurePolicy",
+    "DuckDBTable",
     "FeatureScaling",
     "FederatedCovariance",
     "FederatedGaussianNB",
@@ -162,6 +173,7 @@ __all__ = [
     "FrameTable",
     "Histogram",
     "HistogramSpec",
+    "InDatabase",
     "JobDir",
     "JobReport",
     "MemberReport",
@@ -175,6 +187,7 @@ __all__ = [
     "ReaderTable",
     "Release",
     "SecureAnalyticsJob",
+    "SqlPushdownTable",
     "SqlTable",
     "Summary",
     "SummarySpec",
@@ -188,5 +201,6 @@ __all__ = [
     "merge_all",
     "rescan",
     "summarize",
+    "summarize_in_database",
     "table_from_dataset",
 ]

@@ -9,10 +9,11 @@ leaves the node. Task kinds and their config:
     :data:`~fedlearn.analytics.sources.TYPES` (0 = missing, or not allowed: the two look the
     same). Other columns stay private.
 ``analytics.summarize``
-    ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters. With ``remaining``
+    ``spec``: :class:`SummarySpec` JSON. Replies the summary's parameters, computed by the
+    dataset's own database where it can (:mod:`~fedlearn.analytics.pushdown`). With ``remaining``
     (a dataset name) the summarised rows are being *removed*: the node also scans the rows it
     keeps and replies their counts, extrema and R factor under ``remaining/``
-    (:func:`~fedlearn.analytics.scan.rescan`).
+    (:func:`~fedlearn.analytics.scan.rescan`, in the database where it can be).
 ``analytics.logistic_step``
     ``spec``, ``classes`` (JSON list of integer codes), ``fit_intercept``; task params ``theta``
     and, optionally, the :class:`~fedlearn.analytics.logistic.FeatureScaling` ``shift`` and
@@ -56,7 +57,8 @@ from numpy.typing import NDArray
 from fedlearn.analytics.logistic import FeatureScaling, logistic_stats
 from fedlearn.analytics.noisy import PrivacyBudget, noisy_release
 from fedlearn.analytics.policy import DEFAULT_POLICY, DisclosurePolicy, check_counts
-from fedlearn.analytics.scan import accumulate, chunks_of, rescan
+from fedlearn.analytics.pushdown import rescan_source, summarize_source
+from fedlearn.analytics.scan import chunks_of
 from fedlearn.analytics.secure_moments import SecureMomentsLayout, first_pass, second_pass
 from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, TYPES, Table, as_table
 from fedlearn.analytics.summary import SummarySpec
@@ -267,11 +269,13 @@ def analytics_handlers(
             return private_summary(task, app)
         noiseless(task)
         spec, source = requested(task)
-        summary = policy.release(accumulate(source, spec, chunk_rows=chunk_rows))
+        # a class is a cell like a bin: the node's `max_bins` bounds the classes the database may group into
+        summary = policy.release(summarize_source(source, spec, chunk_rows=chunk_rows, max_classes=policy.max_bins))
         params = summary.to_params()
         if "remaining" in task.config:
             _, kept = requested(task, "remaining")
-            remaining = policy.release_rescan(rescan(kept, spec, chunk_rows=chunk_rows), spec)
+            rest = rescan_source(kept, spec, chunk_rows=chunk_rows, max_classes=policy.max_bins)
+            remaining = policy.release_rescan(rest, spec)
             params = params.merged(remaining.with_prefix("remaining/"))
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, params=params, num_examples=summary.count)
 

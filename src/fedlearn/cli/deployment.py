@@ -151,7 +151,9 @@ def node(
     """Run a node: connect out to the coordinator and answer its tasks with local data."""
     quiet_grpc(log_level)
     from fedlearn.analytics.handlers import analytics_handlers, audit_fields
+    from fedlearn.analytics.node_sources import analytics_data
     from fedlearn.analytics.policy import DisclosurePolicy
+    from fedlearn.analytics.pushdown import InDatabase
     from fedlearn.core.errors import ConfigError
     from fedlearn.data.dataset import Dataset
     from fedlearn.runtime.agent import NodeAgent
@@ -170,7 +172,7 @@ def node(
     datasets = node_config.load_datasets(node_config.trained_datasets())  # the others are read at each task
     policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
     privacy = node_privacy(name, node_config, config.parent)  # one budget, charged by training and analytics alike
-    analysed = node_config.analytics_data(datasets)
+    analysed = analytics_data(node_config, datasets)  # summarised in their databases where they can be
     analytics = analytics_handlers(
         analysed, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
     )
@@ -188,7 +190,8 @@ def node(
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,
                       max_message_bytes=max_message_bytes,
                       identity_key=secure.identity_key if secure else b"")  # fmt: skip
-    rows = ", ".join(f"{k}: {len(v)} rows" if isinstance(v, Dataset) else f"{k}: read at each task"
+    rows = ", ".join(f"{k}: {len(v)} rows" if isinstance(v, Dataset) else f"{k}: in its database"
+                     if isinstance(v, InDatabase) else f"{k}: read at each task"
                      for k, v in analysed.items())  # fmt: skip
     logger.info("node %s: starting, connecting to %s (%s); datasets %s", name, coordinator,
                 "TLS" if tls else "no TLS", rows)  # fmt: skip

@@ -6,7 +6,9 @@ ever refers to a dataset by name. Sources are a built-in dataset partitioned exa
 directory, or an SQL query (or table) that runs inside the data's own database. ``[datasets.NAME.columns]``
 declares column types and the category list of each text column, the same on every node
 (docs/data-sources.md). The datasets the node trains and evaluates on are read when it starts; the
-others are checked then and read from their source, in chunks, at each analytics task.
+others are checked then and read from their source, in chunks, at each analytics task. With
+``pushdown``, analytics summaries are computed by the dataset's own database instead
+(:mod:`fedlearn.analytics.node_sources`, docs/in-database-statistics.md).
 
 ``[privacy]`` is the node's differential-privacy policy and its lifetime privacy budget, kept in a
 ledger file that survives restarts and crashes (:mod:`fedlearn.client.budget`).
@@ -63,9 +65,12 @@ message saying where it moved, so a node never runs with a threshold it did not 
     task = "classification"
     n_classes = 2
     batch_rows = 65536                 # rows fetched at a time
+    pushdown = true                    # analytics summaries run as SQL aggregates in the database (the default
+                                       # for SQL; CSV files need the `duckdb` extra and opt in), no row leaves it
 
     [datasets.visits.columns]          # undeclared numeric columns are float; text must be a category
-    smoker = ["never", "former", "current"]   # one-hot in this order on every node
+    smoker = ["never", "former", "current"]   # one-hot in this order on every node; declared columns are
+                                              # encoded on the node, so their dataset is streamed, not pushed down
     age = "int"
 
     [datasets.labs]
@@ -176,6 +181,7 @@ class CsvSource(_TabularSource):
     source: Literal["csv"]
     path: Path
     delimiter: str = Field(",", min_length=1, max_length=1)
+    pushdown: bool = Field(False, strict=True)  # summaries computed by DuckDB (docs/in-database-statistics.md)
 
     def reader(self) -> Reader:
         return open_csv(self.path, delimiter=self.delimiter, text_columns=category_names(self.columns))
@@ -200,6 +206,7 @@ class SqlSource(_TabularSource):
     url: str
     query: str | None = None
     table: str | None = None
+    pushdown: bool = Field(True, strict=True)  # summaries computed by the database (docs/in-database-statistics.md)
 
     @model_validator(mode="after")
     def _query_or_table(self) -> SqlSource:
@@ -358,11 +365,16 @@ class NodeConfig(_Section):
         """Read the declared datasets, or those in ``names``, whole; runs once when the node starts."""
         return _load_all({k: v for k, v in self.datasets.items() if names is None or k in names})
 
-    def analytics_data(self, loaded: Mapping[str, Dataset]) -> dict[str, Dataset | DatasetTable]:
-        """What analytics tasks read: a dataset in ``loaded`` as loaded, any other from its source in chunks at
-        each task (a database's current rows), never held in memory. Its column types are checked now."""
+    def analytics_data(
+        self, loaded: Mapping[str, Dataset], names: Collection[str] | None = None
+    ) -> dict[str, Dataset | DatasetTable]:
+        """What analytics tasks read of the declared datasets (or those in ``names``): a dataset in ``loaded`` as
+        loaded, any other from its source in chunks at each task (a database's current rows), never held in
+        memory. Its column types are checked now."""
         data: dict[str, Dataset | DatasetTable] = {}
         for name, source in self.datasets.items():
+            if names is not None and name not in names:
+                continue
             try:
                 data[name] = loaded[name] if name in loaded else source.streamed()
             except (ConfigError, SchemaError) as exc:

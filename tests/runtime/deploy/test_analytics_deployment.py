@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -55,6 +56,19 @@ seed = 7
     )
 
 
+def clinic_toml(tmp: Path, index: int) -> str:
+    """A SQLite table ``clinic`` holding node ``index``'s diabetes rows, declared as an SQL dataset (pushed down)."""
+    builtin = tmp / f"builtin-{index}.toml"
+    builtin.write_text(datasets_toml(index))
+    part = load_node_config(builtin).load_datasets()["diabetes"]
+    with sqlite3.connect(tmp / f"clinic-{index}.sqlite") as db:
+        db.execute(f"CREATE TABLE visits ({', '.join(f'{c!r} REAL' for c in [*DIABETES, 'target'])})")
+        rows = np.column_stack([part.x, part.y]).astype(np.float64).tolist()
+        db.executemany(f"INSERT INTO visits VALUES ({', '.join('?' * (len(DIABETES) + 1))})", rows)
+    source = f'source = "sql"\nurl = "sqlite:///{tmp / f"clinic-{index}.sqlite"}"\ntable = "visits"\n'
+    return f'\n[datasets.clinic]\n{source}target = "target"\ntask = "regression"\n'
+
+
 def _pooled(deployment: Deployment, dataset: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """The rows the three nodes hold, read from their own NODE.toml files exactly as they read them."""
     parts = [load_node_config(deployment.tmp / f"{n}.toml").load_datasets()[dataset] for n in NODES]
@@ -99,7 +113,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         deployed.start_coordinator()
         for i, name in enumerate(NODES):
             audit = f"audit_log = '{audit_log(deployed, name)}'\n" if i == 0 else ""
-            deployed.start_node(name, f"[policy]\n{audit}{BOUNDS}\n" + datasets_toml(i))
+            clinic = clinic_toml(tmp, i) if name == NODES[2] else ""  # summarised inside its SQLite database
+            deployed.start_node(name, f"[policy]\n{audit}{BOUNDS}\n" + datasets_toml(i) + clinic)
         strict = f"[policy]\nmin_rows = 1000\ncolumns = {json.dumps([*DIABETES, *IRIS[1:], 'y'])}\n"
         deployed.start_node(STRICT, strict + datasets_toml(0))
         deployed.wait_for_nodes(4)
@@ -208,6 +223,19 @@ def test_describe_over_the_nodes_equals_the_pooled_column_statistics_without_ext
     assert_close(table["mean"], pooled.mean(axis=0))
     assert_close(table["std"], pooled.std(axis=0, ddof=1))
     assert table["min"] == table["max"] == [None] * 11  # values of single rows: the nodes' policies withhold them
+
+
+def test_a_node_summarises_an_sql_dataset_inside_its_database_equal_to_its_rows(federation: Deployment) -> None:
+    part = load_node_config(federation.tmp / f"{NODES[2]}.toml").load_datasets()["diabetes"]
+    rows = np.column_stack([part.x, part.y]).astype(np.float64)
+
+    with federation.client() as client:
+        result = client.analytics(columns=DIABETES, target="y", members={NODES[2]: "clinic"}, model="describe")
+
+    assert result.rows == len(rows)
+    assert_close([row.mean for row in result.description], rows.mean(axis=0))
+    assert_close([row.std for row in result.description], rows.std(axis=0, ddof=1))
+    assert "clinic: in its database" in (federation.tmp / f"{NODES[2]}.log").read_text()
 
 
 def test_cli_prints_withheld_extrema_as_unknown(federation: Deployment) -> None:

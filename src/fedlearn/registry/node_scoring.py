@@ -1,0 +1,289 @@
+"""The node's side of federated scoring and evaluation: a registered model applied where the rows live.
+
+Both task kinds carry the model package: its arrays as the task's params and its JSON description
+in the config (:data:`~fedlearn.core.messages.MODEL_PACKAGE_KEY`). The node checks the pair exactly
+as it checks a package file (:meth:`~fedlearn.registry.package.ModelPackage.from_description`),
+bounded in size first, and loads only built-in learners and analytics models: a package naming user
+code (``pkg.mod:fn``) is refused, since a node never imports code a coordinator names.
+
+``score`` (config ``dataset``, ``write``: the table, ``keys``: JSON list of key columns)
+    Refused unless the node's ``[scoring] allow`` is true. Reads the dataset from its source in
+    chunks, encodes each with the package's schema, predicts, and writes one row per key with the
+    model version into the node's own database (``[scoring] write_url``, else the SQL dataset's
+    own), idempotently (:mod:`~fedlearn.registry.node_sink`). A row with a missing key or a value
+    the schema refuses is skipped and counted; a chunk whose every row is refused fails the task.
+    Replies counts only: ``rows_scored``, ``rows_refused``, and the predicted class counts
+    (``predicted/<index>``) or the mean prediction, each only when it covers at least ``min_rows``
+    rows; ``suppressed`` counts the classes withheld.
+``evaluate_model`` (config ``dataset``, ``bins``)
+    Evaluates on the dataset's held-out rows when it is the dataset the node trains on and NODE.toml
+    holds rows back (``holdout_fraction``) or names an ``evaluation_dataset``; any other dataset is
+    used whole. Replies the sums of :mod:`~fedlearn.registry.federated_metrics` (confusion matrix
+    and score histograms, or error sums), refused below ``min_rows`` rows or with a class of fewer.
+
+Columns outside the node's ``[policy] columns`` are refused as if absent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedlearn.analytics.handlers import config_list, config_str
+from fedlearn.analytics.policy import DisclosurePolicy, not_available
+from fedlearn.client.node_app import Handler, NodeApp
+from fedlearn.core.errors import CodecError, ConfigError, PrivacyError, SchemaError
+from fedlearn.core.messages import EVALUATE_MODEL, HELDOUT_METRIC, MODEL_PACKAGE_KEY, SCORE, Reply, Task
+from fedlearn.data.dataset import Dataset
+from fedlearn.data.split import hold_out
+from fedlearn.registry.federated_metrics import DEFAULT_BINS, EvaluationSums, check_bins, node_sums
+from fedlearn.registry.node_rows import read_chunks
+from fedlearn.registry.node_sink import PredictionTable, check_keys, check_table_name
+from fedlearn.registry.package import MAX_DESCRIPTION_CHARS, ModelPackage
+from fedlearn.registry.predictors import RegisteredModel, load_package
+from fedlearn.runtime.node_config import NodeConfig, SqlSource
+
+_HOW = "the node's operator can change it with `min_rows` in its [policy]"
+
+
+def package_from_task(task: Task, *, max_bytes: int) -> RegisteredModel:
+    """The task's model, checked like a package file and loaded without importing any code it names."""
+    if task.params.nbytes > max_bytes:
+        raise ConfigError(
+            f"the model package's arrays are {task.params.nbytes} bytes; this node takes at most {max_bytes} "
+            "([scoring] max_package_bytes)"
+        )
+    text = task.config.get(MODEL_PACKAGE_KEY)
+    if not isinstance(text, str) or not text:
+        raise ConfigError(f"task {task.kind!r} needs config {MODEL_PACKAGE_KEY!r}, the package's JSON description")
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        raise CodecError(f"package description is {len(text)} characters; the limit is {MAX_DESCRIPTION_CHARS}")
+    try:
+        description = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CodecError(f"package description is not valid JSON: {exc}") from exc
+    package = ModelPackage.from_description(description, task.params)
+    if package.trusted_code:
+        raise ConfigError(
+            f"model {package.ref} names user code {package.model!r}; a node runs only built-in learners and "
+            "analytics models, never code a coordinator names"
+        )
+    return load_package(package)
+
+
+def model_task_config(package: ModelPackage) -> dict[str, str]:
+    """The config entry that carries ``package``'s description (its arrays go as the task's params)."""
+    return {MODEL_PACKAGE_KEY: json.dumps(package.description(), sort_keys=True)}
+
+
+def scoring_handlers(
+    config: NodeConfig, datasets: Mapping[str, Dataset], *, policy: DisclosurePolicy
+) -> dict[str, Handler]:
+    """The ``score`` and ``evaluate_model`` handlers of a node with this config, data and policy."""
+    section = config.scoring
+
+    def check_columns(names: list[str]) -> None:
+        if policy.columns is not None:
+            for name in names:
+                if name not in policy.columns:
+                    raise ConfigError(not_available(name))
+
+    def dataset_name(task: Task) -> str:
+        name = config_str(task, "dataset")
+        if name not in config.datasets:
+            raise ConfigError(f"dataset {name!r} is not declared on this node; declared: {sorted(config.datasets)}")
+        return name
+
+    def threshold(model: RegisteredModel) -> int:
+        return model.schema.n_features + 5 if policy.min_rows is None else policy.min_rows
+
+    def score(task: Task, app: NodeApp) -> Reply:
+        if not section.allow:
+            raise PrivacyError("this node does not take scoring tasks ([scoring] allow is false)")
+        name = dataset_name(task)
+        table = check_table_name(task.config.get("write"))
+        if section.tables is not None and table not in section.tables:
+            raise PrivacyError(f"table {table!r} is not one this node lets scoring write ([scoring] tables)")
+        keys = check_keys(config_list(task, "keys"))
+        model = package_from_task(task, max_bytes=section.max_package_bytes)
+        check_columns([*model.schema.names, *keys])
+        source = config.datasets[name]
+        url = section.write_url or (source.url if isinstance(source, SqlSource) else None)
+        if url is None:
+            raise ConfigError(f"dataset {name!r} is not in a database; set [scoring] write_url for its predictions")
+        columns = list(dict.fromkeys([*keys, *model.schema.names]))
+        chunks = read_chunks(source, columns, model.schema, chunk_rows=section.chunk_rows, dataset=name)
+        sink = PredictionTable(url, table, keys, numeric_prediction=_numeric_labels(model))
+        try:
+            counts = _score_all(model, chunks, keys, sink)
+        finally:
+            sink.close()
+        metrics = _released(model, counts, threshold(model))
+        return Reply(node_id=app.node_id, kind=task.kind, round=task.round, metrics=metrics,
+                     num_examples=counts["rows_scored"])  # fmt: skip
+
+    def evaluate(task: Task, app: NodeApp) -> Reply:
+        name = dataset_name(task)
+        model = package_from_task(task, max_bytes=section.max_package_bytes)
+        rows, held_out = _evaluation_rows(config, datasets, name)
+        if rows.y is None:
+            raise ConfigError(f"dataset {name!r} has no target column, so a model cannot be evaluated on it")
+        if rows.task != model.task:
+            raise ConfigError(f"dataset {name!r} is a {rows.task} dataset; model {model.version} is {model.task}")
+        check_columns([*model.schema.names, "y"])
+        n_classes = len(model.classes)
+        bins = check_bins(task.config.get("bins", DEFAULT_BINS), n_classes) if n_classes else 0
+        if bins > policy.max_bins:
+            raise PrivacyError(f"`bins` {bins} is more than this node's [policy] max_bins ({policy.max_bins})")
+        features = model.schema.encode(
+            {n: rows.x[:, i] for i, n in enumerate(rows.feature_names)}, where=f"dataset {name!r}"
+        )
+        targets = _class_indices(model, rows.y, name) if model.task == "classification" else rows.y
+        sums = _evaluate_all(model, features, targets, bins=bins, chunk_rows=section.chunk_rows)
+        _check_release(sums, threshold(model))
+        return Reply(
+            node_id=app.node_id, kind=task.kind, round=task.round, params=sums.to_params(),
+            num_examples=sums.rows, metrics={HELDOUT_METRIC: float(held_out)},
+        )  # fmt: skip
+
+    return {SCORE: score, EVALUATE_MODEL: evaluate}
+
+
+def audit_fields(task: Task, reply: Reply) -> dict[str, Any]:
+    """What a scoring or evaluation task touched, for the node's audit log: dataset, model, table, keys."""
+    fields: dict[str, Any] = {"dataset": task.config.get("dataset")}
+    try:
+        description = json.loads(str(task.config.get(MODEL_PACKAGE_KEY, "")))
+        fields["model"] = f"{description.get('name')}/{description.get('version')}"
+        fields["columns"] = [str(c.get("name")) for c in description.get("schema", [])]
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        pass
+    if task.kind == SCORE:
+        fields["table"], fields["keys"] = task.config.get("write"), task.config.get("keys")
+    return fields
+
+
+def _numeric_labels(model: RegisteredModel) -> bool:
+    return model.task == "regression" or all(isinstance(c, int | float) for c in model.classes)
+
+
+def _score_all(
+    model: RegisteredModel, chunks: Iterator[dict[str, NDArray[Any]]], keys: tuple[str, ...], sink: PredictionTable
+) -> dict[str, Any]:
+    scored = refused = 0
+    class_counts = np.zeros(len(model.classes), np.int64)
+    total = 0.0
+    labels = np.array(model.classes, dtype=object)
+    for chunk in chunks:
+        good = _usable_rows(model, chunk, keys)
+        refused += int((~good).sum())
+        if not good.any():
+            model.schema.encode({k: v for k, v in chunk.items()}, where="the dataset")  # raises the first row's reason
+            raise ConfigError("no row of a chunk has all its keys")
+        kept = {k: v[good] for k, v in chunk.items()}
+        predictions = np.asarray(model.predict(model.schema.encode(kept)))
+        if model.task == "classification":
+            class_counts += np.bincount(predictions.astype(np.int64), minlength=len(model.classes))
+            written = labels[predictions.astype(np.int64)]
+        else:
+            if not np.isfinite(predictions).all():
+                raise ConfigError(f"model {model.version} predicted a missing or infinite value")
+            total += float(predictions.astype(np.float64).sum())
+            written = predictions.astype(np.float64)
+        sink.write({k: kept[k] for k in keys}, written, model.version)
+        scored += len(predictions)
+    return {"rows_scored": scored, "rows_refused": refused, "class_counts": class_counts, "total": total}
+
+
+def _usable_rows(model: RegisteredModel, chunk: dict[str, NDArray[Any]], keys: tuple[str, ...]) -> NDArray[np.bool_]:
+    """Rows with every key present whose values the schema encodes; one encode per chunk unless one fails."""
+    rows = len(next(iter(chunk.values())))
+    good = np.ones(rows, bool)
+    for key in keys:
+        good &= np.array([v is not None and v != "" for v in chunk[key].tolist()], bool)
+    try:
+        model.schema.encode({k: v[good] for k, v in chunk.items()})
+        return good
+    except SchemaError:
+        pass
+    for row in np.flatnonzero(good):  # a bad value: find its rows one by one
+        try:
+            model.schema.encode({k: v[row : row + 1] for k, v in chunk.items()})
+        except SchemaError:
+            good[row] = False
+    return good
+
+
+def _released(model: RegisteredModel, counts: dict[str, Any], min_rows: int) -> dict[str, float]:
+    """The reply's metrics: totals, then each summary only where it covers at least ``min_rows`` rows."""
+    metrics = {"rows_scored": float(counts["rows_scored"]), "rows_refused": float(counts["rows_refused"])}
+    if model.task == "classification":
+        suppressed = 0
+        for index, count in enumerate(counts["class_counts"].tolist()):
+            if count >= min_rows:
+                metrics[f"predicted/{index}"] = float(count)
+            elif count > 0:
+                suppressed += 1
+        metrics["suppressed"] = float(suppressed)
+    elif counts["rows_scored"] >= min_rows:
+        metrics["prediction_mean"] = counts["total"] / counts["rows_scored"]
+    return metrics
+
+
+def _evaluation_rows(config: NodeConfig, datasets: Mapping[str, Dataset], name: str) -> tuple[Dataset, bool]:
+    """The rows to evaluate on, and whether the node held them out of training."""
+    node = config.node
+    if name != config.training_dataset():
+        return datasets[name], True
+    if node.holdout_fraction is not None:
+        return hold_out(datasets[name], node.holdout_fraction, node.holdout_seed)[1], True
+    if node.evaluation_dataset is not None:
+        return datasets[node.evaluation_dataset], True
+    return datasets[name], False
+
+
+def _class_indices(model: RegisteredModel, y: NDArray[Any], dataset: str) -> NDArray[np.int64]:
+    """The dataset's labels as indices into the model's classes."""
+    index = {float(c): i for i, c in enumerate(model.classes) if isinstance(c, int | float)}
+    values = y.astype(np.float64)
+    unknown = sorted({float(v) for v in np.unique(values)} - set(index))
+    if unknown:
+        raise ConfigError(
+            f"dataset {dataset!r} has class label(s) {unknown[:5]} that model {model.version} does not know; "
+            f"its classes are {list(model.classes)}"
+        )
+    return np.array([index[float(v)] for v in values], dtype=np.int64)
+
+
+def _evaluate_all(
+    model: RegisteredModel, features: NDArray[np.float32], targets: NDArray[Any], *, bins: int, chunk_rows: int
+) -> EvaluationSums:
+    n_classes = len(model.classes)
+    total: EvaluationSums | None = None
+    for start in range(0, max(len(features), 1), chunk_rows):
+        x, t = features[start : start + chunk_rows], targets[start : start + chunk_rows]
+        if model.task == "classification":
+            probabilities = model.predict_proba(x) if len(x) else np.zeros((0, n_classes))
+            predictions = probabilities.argmax(axis=1) if len(x) else np.zeros(0, np.int64)
+            part = node_sums(model.task, t, predictions, probabilities, n_classes=n_classes, bins=bins)
+        else:
+            predictions = model.predict(x) if len(x) else np.zeros(0)
+            if not np.isfinite(predictions).all():
+                raise ConfigError(f"model {model.version} predicted a missing or infinite value")
+            part = node_sums(model.task, t, predictions, None, n_classes=0, bins=0)
+        total = part if total is None else total + part
+    assert total is not None
+    return total
+
+
+def _check_release(sums: EvaluationSums, min_rows: int) -> None:
+    if sums.rows < min_rows:
+        raise PrivacyError(f"refusing to share an evaluation: it covers fewer than {min_rows} rows; {_HOW}")
+    if sums.confusion is not None and any(0 < c < min_rows for c in sums.confusion.sum(axis=1).tolist()):
+        raise PrivacyError(
+            f"refusing to share an evaluation: a class has fewer than {min_rows} rows, the privacy threshold; {_HOW}"
+        )

@@ -32,7 +32,6 @@ from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.params import ParamSet
 from fedlearn.data.dataset import TaskType
 
-DEFAULT_BINS = 1000
 MAX_HISTOGRAM_CELLS = 10_000_000
 """classes × classes × bins cells at most: 80 MB of counts, whatever a request asks."""
 REGRESSION_SUMS = ("count", "error", "abs_error", "sq_error", "target", "sq_target")

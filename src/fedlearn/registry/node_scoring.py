@@ -40,7 +40,7 @@ from fedlearn.core.errors import CodecError, ConfigError, PrivacyError, SchemaEr
 from fedlearn.core.messages import EVALUATE_MODEL, HELDOUT_METRIC, MODEL_PACKAGE_KEY, SCORE, Reply, Task
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.split import hold_out
-from fedlearn.registry.federated_metrics import DEFAULT_BINS, EvaluationSums, check_bins, node_sums
+from fedlearn.registry.federated_metrics import EvaluationSums, check_bins, node_sums
 from fedlearn.registry.node_rows import read_chunks
 from fedlearn.registry.node_sink import PredictionTable, check_keys, check_table_name
 from fedlearn.registry.package import MAX_DESCRIPTION_CHARS, ModelPackage
@@ -136,7 +136,7 @@ def scoring_handlers(
             raise ConfigError(f"dataset {name!r} is a {rows.task} dataset; model {model.version} is {model.task}")
         check_columns([*model.schema.names, "y"])
         n_classes = len(model.classes)
-        bins = check_bins(task.config.get("bins", DEFAULT_BINS), n_classes) if n_classes else 0
+        bins = check_bins(task.config.get("bins"), n_classes) if n_classes else 0
         if bins > policy.max_bins:
             raise PrivacyError(f"`bins` {bins} is more than this node's [policy] max_bins ({policy.max_bins})")
         features = model.schema.encode(

@@ -14,47 +14,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from fedlearn.core.errors import ConfigError, ValidationError
 from fedlearn.core.messages import EVALUATE_MODEL, SCORE, Reply, Task
 from fedlearn.engine.fleet import Fleet
 from fedlearn.engine.stage import Gather
-from fedlearn.registry.federated_metrics import DEFAULT_BINS, EvaluationSums, check_bins
+from fedlearn.registry.federated_metrics import EvaluationSums, check_bins
+from fedlearn.registry.fleet_contract import EvaluateRequest, ScoreRequest
 from fedlearn.registry.node_scoring import model_task_config
-from fedlearn.registry.node_sink import check_keys, check_table_name
 from fedlearn.registry.package import ModelPackage
 
 MAX_SCORE_METRICS = 10_000
 """Metrics one scoring reply may carry (a few per class): more is a hostile node."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _FleetRequest(_Strict):
-    dataset: str = Field(min_length=1, max_length=200, description="the dataset's name on every node")
-    nodes: list[str] | None = Field(default=None, description="the nodes to ask (absent: every connected node)")
-    timeout: float = Field(default=300.0, gt=0, le=86_400, description="seconds every node has to answer")
-    wait: float = Field(default=10.0, ge=0, le=3600, description="seconds to wait for a training run to free the nodes")
-
-
-class ScoreRequest(_FleetRequest):
-    """Score ``dataset`` on each node into its table ``write``, one row per ``keys``."""
-
-    write: str = Field(description="the prediction table each node writes into its own database")
-    keys: list[str] = Field(min_length=1, max_length=16, description="the key column(s) of a row")
-
-    def check(self) -> None:
-        check_table_name(self.write)
-        check_keys(self.keys)
-
-
-class EvaluateRequest(_FleetRequest):
-    """Evaluate on ``dataset``'s held-out rows of each node; ``bins`` for the AUC's score histograms."""
-
-    bins: int = Field(default=DEFAULT_BINS, ge=1, description="equal bins over [0, 1] of each class probability")
 
 
 def target_nodes(requested: Sequence[str] | None, connected: Sequence[str]) -> list[str]:

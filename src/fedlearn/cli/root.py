@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli import analytics, certs, deployment, operations, robustness, simulate
+from fedlearn.cli import analytics, certs, deployment, models_remote, operations, robustness, simulate
 from fedlearn.cli.reporting import command_group
 
 app = command_group(help="Federated learning and exact federated analytics over data that never moves.")
@@ -19,6 +19,7 @@ app.add_typer(robustness.app)
 app.add_typer(deployment.app)
 app.add_typer(operations.nodes, name="nodes")
 app.add_typer(operations.runs, name="runs")
+app.add_typer(models_remote.app, name="models")  # merges into the registry's `fedlearn models` group
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(certs.app, name="certs")
 

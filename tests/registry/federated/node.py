@@ -43,14 +43,14 @@ task = "{task}"
 """
 
 
-def node(tmp: Path, toml: str, *, load: bool = True) -> NodeApp:
+def node(tmp: Path, toml: str, *, load: bool = True, name: str = "node-a") -> NodeApp:
     """The node's app; ``load=False`` for data the node could not load to train on (scoring reads it afresh)."""
     path = tmp / "NODE.toml"
     path.write_text(toml)
     config = load_node_config(path)
     policy = DisclosurePolicy(**config.policy.model_dump(exclude={"audit_log"}))
     return NodeApp(
-        node_id="node-a", handlers=scoring_handlers(config, config.load_datasets() if load else {}, policy=policy)
+        node_id=name, handlers=scoring_handlers(config, config.load_datasets() if load else {}, policy=policy)
     )
 
 

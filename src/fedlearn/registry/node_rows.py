@@ -26,11 +26,18 @@ Chunk = dict[str, NDArray[Any]]
 
 
 def read_chunks(
-    source: Source, columns: Sequence[str], schema: InputSchema, *, chunk_rows: int, dataset: str
+    source: Source,
+    columns: Sequence[str],
+    schema: InputSchema,
+    *,
+    keys: Sequence[str],
+    chunk_rows: int,
+    dataset: str,
 ) -> Iterator[Chunk]:
-    """``columns`` of the dataset, ``chunk_rows`` rows at a time; a column it lacks is one clear error."""
+    """``columns`` (which include the ``keys``) of the dataset, ``chunk_rows`` rows at a time; a column it
+    lacks is one clear error. An SQL dataset comes in key order, its rows without a key first."""
     if isinstance(source, SqlSource):
-        yield from _sql_chunks(source, columns, chunk_rows=chunk_rows, dataset=dataset)
+        yield from _sql_chunks(source, columns, keys, chunk_rows=chunk_rows, dataset=dataset)
     elif isinstance(source, CsvSource):
         numeric = {c.name for c in schema.columns if c.type != "category"}
         yield from _csv_chunks(source, columns, numeric, chunk_rows=chunk_rows, dataset=dataset)
@@ -45,17 +52,53 @@ def _picks(header: Sequence[str], columns: Sequence[str], dataset: str) -> list[
     return [list(header).index(c) for c in columns]
 
 
-def _sql_chunks(source: SqlSource, columns: Sequence[str], *, chunk_rows: int, dataset: str) -> Iterator[Chunk]:
+def _sql_chunks(
+    source: SqlSource, columns: Sequence[str], keys: Sequence[str], *, chunk_rows: int, dataset: str
+) -> Iterator[Chunk]:
+    """Pages in key order, each its own short statement: no read stays open while the chunk before it is
+    written, which SQLite (one writer, and a reader blocks it) needs when predictions go to the same file."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import SQLAlchemyError
 
     engine = create_engine(_driver_url(source.url))
+    quote = engine.dialect.identifier_preparer.quote
+    inner = f"({source.query.strip().rstrip(';')}) AS fedlearn_rows"
+    names, key_names = ", ".join(quote(c) for c in columns), [quote(k) for k in keys]
+    present = " AND ".join(f"{k} IS NOT NULL" for k in key_names)
+    after = f"({', '.join(key_names)}) >= ({', '.join(f':k{i}' for i in range(len(keys)))})"
+    if len(keys) == 1:
+        after = f"{key_names[0]} >= :k0"
+    order = ", ".join(key_names)
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True).execute(text(source.query))
-            picks = _picks(list(result.keys()), columns, dataset)
-            for part in result.partitions(chunk_rows):
-                yield {name: _column([row[i] for row in part]) for name, i in zip(columns, picks, strict=True)}
+            header = list(conn.execute(text(f"SELECT * FROM {inner} LIMIT 0")).keys())
+            _picks(header, columns, dataset)
+            missing_keys = conn.execute(text(f"SELECT COUNT(*) FROM {inner} WHERE NOT ({present})")).scalar_one()
+        if missing_keys:
+            yield {name: _column([None] * int(missing_keys)) for name in columns}  # refused rows, counted
+        last: tuple[Any, ...] | None = None
+        seen = 0  # rows of the last page whose key is ``last``: the next page starts with them again
+        positions = [list(columns).index(k) for k in keys]
+        while True:
+            where = present if last is None else f"{present} AND {after}"
+            page = text(f"SELECT {names} FROM {inner} WHERE {where} ORDER BY {order} LIMIT {int(chunk_rows) + seen}")
+            bound = {} if last is None else {f"k{i}": value for i, value in enumerate(last)}
+            with engine.connect() as conn:
+                part = conn.execute(page, bound).fetchall()
+            lead = 0
+            while lead < len(part) and last is not None and tuple(part[lead][i] for i in positions) == last:
+                lead += 1
+            if lead > seen:
+                raise ConfigError(f"dataset {dataset!r}: rows repeat the key {list(last or ())} of {list(keys)}; "
+                                  "each row needs its own key")  # fmt: skip
+            fresh = part[lead:]
+            if not fresh:
+                return
+            yield {name: _column([row[i] for row in fresh]) for i, name in enumerate(columns)}
+            last = tuple(fresh[-1][i] for i in positions)
+            seen = sum(1 for row in fresh if tuple(row[i] for i in positions) == last)
+            if len(part) < int(chunk_rows) + (lead or 0):
+                return
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(f"dataset {dataset!r}: cannot read {_hide_password(source.url)}: {reason}") from None

@@ -116,7 +116,7 @@ def scoring_handlers(
         if url is None:
             raise ConfigError(f"dataset {name!r} is not in a database; set [scoring] write_url for its predictions")
         columns = list(dict.fromkeys([*keys, *model.schema.names]))
-        chunks = read_chunks(source, columns, model.schema, chunk_rows=section.chunk_rows, dataset=name)
+        chunks = read_chunks(source, columns, model.schema, keys=keys, chunk_rows=section.chunk_rows, dataset=name)
         sink = PredictionTable(url, table, keys, numeric_prediction=_numeric_labels(model))
         try:
             counts = _score_all(model, chunks, keys, sink)
@@ -179,11 +179,13 @@ def _score_all(
     total = 0.0
     labels = np.array(model.classes, dtype=object)
     for chunk in chunks:
-        good = _usable_rows(model, chunk, keys)
+        keyed = _keyed_rows(chunk, keys)
+        good = _usable_rows(model, chunk, keyed)
         refused += int((~good).sum())
         if not good.any():
-            model.schema.encode({k: v for k, v in chunk.items()}, where="the dataset")  # raises the first row's reason
-            raise ConfigError("no row of a chunk has all its keys")
+            if keyed.any():  # every keyed row refused by the schema: the first one's reason fails the task
+                model.schema.encode({k: v[keyed] for k, v in chunk.items()}, where="the dataset")
+            continue
         kept = {k: v[good] for k, v in chunk.items()}
         predictions = np.asarray(model.predict(model.schema.encode(kept)))
         if model.task == "classification":
@@ -199,12 +201,17 @@ def _score_all(
     return {"rows_scored": scored, "rows_refused": refused, "class_counts": class_counts, "total": total}
 
 
-def _usable_rows(model: RegisteredModel, chunk: dict[str, NDArray[Any]], keys: tuple[str, ...]) -> NDArray[np.bool_]:
-    """Rows with every key present whose values the schema encodes; one encode per chunk unless one fails."""
+def _keyed_rows(chunk: dict[str, NDArray[Any]], keys: tuple[str, ...]) -> NDArray[np.bool_]:
     rows = len(next(iter(chunk.values())))
-    good = np.ones(rows, bool)
+    keyed = np.ones(rows, bool)
     for key in keys:
-        good &= np.array([v is not None and v != "" for v in chunk[key].tolist()], bool)
+        keyed &= np.array([v is not None and v != "" for v in chunk[key].tolist()], bool)
+    return keyed
+
+
+def _usable_rows(model: RegisteredModel, chunk: dict[str, NDArray[Any]], keyed: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Keyed rows whose values the schema encodes; one encode per chunk unless one fails."""
+    good = keyed.copy()
     try:
         model.schema.encode({k: v[good] for k, v in chunk.items()})
         return good

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,32 @@ def test_evaluation_uses_the_held_out_rows_and_replies_their_sums(tmp_path, data
     predicted = load_package(package).predict_proba(held.x).argmax(axis=1)
     assert sums.confusion.tolist() == confusion_matrix(held.y, predicted, labels=[0, 1]).tolist()
     assert reply.metrics["heldout"] == 1.0 and reply.num_examples == len(held)
+
+
+def test_many_chunks_write_back_into_the_same_sqlite_file_they_are_read_from(tmp_path, database) -> None:
+    path, url = database
+    app = node(tmp_path, ALLOW + "chunk_rows = 7\n" + dataset_toml("customers", url, "SELECT * FROM customers"))
+    reply = score(app, softmax_package())
+    assert reply.ok, reply.error
+    assert [r[0] for r in table_rows(path)] == list(range(120))
+
+
+def test_rows_without_a_key_are_counted_as_refused(tmp_path, database) -> None:
+    path, url = database
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE loose AS SELECT CASE WHEN id % 10 = 0 THEN NULL ELSE id END AS id, f0, f1, f2, "
+                     "label FROM customers")  # fmt: skip
+    app = node(tmp_path, ALLOW + "chunk_rows = 7\n" + dataset_toml("customers", url, "SELECT * FROM loose"))
+    reply = score(app, softmax_package())
+    assert reply.ok, reply.error
+    assert (reply.metrics["rows_scored"], reply.metrics["rows_refused"]) == (108, 12)
+
+
+def test_a_key_repeated_across_a_chunk_boundary_fails_the_task(tmp_path, database) -> None:
+    path, url = database
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE twice AS SELECT id, f0, f1, f2, label FROM customers "
+                     "UNION ALL SELECT 6, f0, f1, f2, label FROM customers WHERE id = 6")  # fmt: skip
+    app = node(tmp_path, ALLOW + "chunk_rows = 7\n" + dataset_toml("customers", url, "SELECT * FROM twice"))
+    reply = score(app, softmax_package())
+    assert not reply.ok and "repeat the key [6]" in reply.error, reply.error

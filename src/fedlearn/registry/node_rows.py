@@ -137,6 +137,13 @@ def _number(text: str) -> object:
 
 
 def _column(values: list[Any]) -> NDArray[Any]:
+    """A numeric array when every value is a number (the encoder's fast path), else an object array."""
+    try:
+        numbers = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        numbers = None
+    if numbers is not None and numbers.ndim == 1 and numbers.dtype.kind in "biuf":
+        return numbers
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array

@@ -1,8 +1,9 @@
 """Where a node writes the predictions of a federated scoring task: a table of its own database.
 
 One row per key: the key column(s), ``prediction``, ``model_version`` and ``scored_at`` (Unix
-seconds). Each chunk replaces the rows of its keys (delete, then insert) in one transaction, so
-scoring again updates rows and never duplicates them, on any database SQLAlchemy speaks.
+seconds). Each chunk is upserted on the key in one transaction (the database's own insert-or-update
+on SQLite, PostgreSQL and MySQL/MariaDB; delete, then insert, elsewhere), so scoring again updates
+rows and never duplicates them.
 
 The coordinator names the table; the node decides the database. So the name is checked before it
 reaches SQL (letters, digits and ``_``, at most 63 characters), and an existing table is written
@@ -68,7 +69,7 @@ class PredictionTable:
 
     def write(self, keys: dict[str, NDArray[Any]], predictions: NDArray[Any], version: str) -> None:
         """Replace the rows of these keys with these predictions, in one transaction."""
-        from sqlalchemy import and_, or_, tuple_
+        from sqlalchemy import and_, or_
         from sqlalchemy.exc import SQLAlchemyError
 
         key_rows = list(zip(*(keys[k].tolist() for k in self.keys), strict=True))
@@ -84,16 +85,19 @@ class PredictionTable:
                  "scored_at": now}
                 for key, value in zip(key_rows, predictions.tolist(), strict=True)
             ]  # fmt: skip
-            columns = [table.c[k] for k in self.keys]
+            upsert = _upsert(table, self.keys, self._engine.dialect.name)
             with self._engine.begin() as conn:
-                for start in range(0, len(key_rows), 500):  # bounded statements
+                if upsert is not None:
+                    if records:
+                        conn.execute(upsert, records)
+                    return
+                columns = [table.c[k] for k in self.keys]
+                for start in range(0, len(key_rows), 500):  # another database: delete, then insert
                     part = key_rows[start : start + 500]
                     if len(columns) == 1:
                         match = columns[0].in_([key[0] for key in part])
-                    elif self._engine.dialect.name == "sqlite":
-                        match = or_(*(and_(*(c == v for c, v in zip(columns, key, strict=True))) for key in part))
                     else:
-                        match = tuple_(*columns).in_(part)
+                        match = or_(*(and_(*(c == v for c, v in zip(columns, key, strict=True))) for key in part))
                     conn.execute(table.delete().where(match))
                 if records:
                     conn.execute(table.insert(), records)
@@ -125,6 +129,23 @@ class PredictionTable:
         )
         metadata.create_all(self._engine, checkfirst=True)
         return table
+
+
+def _upsert(table: Any, keys: Sequence[str], dialect: str) -> Any:
+    """The database's own insert-or-update on the key, where it has one (SQLite, PostgreSQL, MySQL/MariaDB)."""
+    if dialect in ("sqlite", "postgresql"):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        statement: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+        return statement.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys], set_={c: statement.excluded[c] for c in RESERVED}
+        )
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
+        statement = mysql.insert(table)
+        return statement.on_duplicate_key_update({c: statement.inserted[c] for c in RESERVED})
+    return None
 
 
 def _key_type(values: NDArray[Any]) -> Any:

@@ -18,7 +18,7 @@ $(VENV)/.installed-core: pyproject.toml | $(BIN)/python
 # range is already satisfied and nothing large is downloaded.
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[torch,opacus,dev]'
+	$(BIN)/pip install -q -e '.[torch,opacus,mlflow,pandas,polars,dev]'
 	touch $@ $(VENV)/.installed-core
 
 demo: $(VENV)/.installed-core

@@ -12,8 +12,9 @@ import fedlearn.simulation
 
 def test_top_level_api_is_pinned() -> None:
     assert sorted(fedlearn.__all__) == [
-        "ConfigError", "Engine", "EngineConfig", "FaultPlan", "FedlearnError", "ParamSet", "Reply", "RunState",
-        "Strategy", "Task", "__version__", "build_strategy", "decode", "encode", "load_model", "simulate",
+        "ConfigError", "Engine", "EngineConfig", "FaultPlan", "FedlearnError", "ParamSet", "Registry", "Reply",
+        "RunState", "ScoringJob", "Strategy", "Task", "__version__", "build_strategy", "builtin_learner", "decode",
+        "encode", "load_model", "score", "serving", "simulate",
     ]  # fmt: skip
 
 
@@ -47,3 +48,12 @@ def test_runtime_api_is_pinned() -> None:
         "ClientTLS", "Coordinator", "GrpcFleet", "NodeAgent", "ServerTLS", "TransferStats", "load_client_tls",
         "load_server_tls", "serve",
     ]  # fmt: skip
+
+
+def test_lazy_top_level_names_resolve_to_their_home_modules() -> None:
+    from fedlearn.registry import Registry, ScoringJob, score
+    from fedlearn.web.model_server import serving
+
+    assert (fedlearn.Registry, fedlearn.ScoringJob, fedlearn.score, fedlearn.serving) == (
+        Registry, ScoringJob, score, serving,
+    )  # fmt: skip

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from fedlearn.core.errors import ConfigError
+from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.data.sources import load_csv, load_sql
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -53,11 +53,11 @@ def test_csv_unknown_column_lists_the_real_ones(csv_file: Path) -> None:
         load_csv(csv_file, target="outcome", n_classes=3)
 
 
-def test_csv_non_numeric_value_names_the_row(tmp_path: Path) -> None:
+def test_csv_text_column_is_refused_at_load_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("a,label\n1,0\nabc,1\n")
 
-    with pytest.raises(ConfigError, match="row 3"):
+    with pytest.raises(SchemaError, match="column 'a' is text; declare it as a category"):
         load_csv(path, target="label", n_classes=2)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,8 @@ def test_learner_spec_matches_what_each_builtin_learner_initialises(model: str) 
         ({"options": [1]}, "`options` must be a JSON dict"),
         ({"lineage": {"round": "five"}}, "lineage `round` must be int"),
         ({"created": "yesterday"}, "`created` must be a Unix time"),
+        ({"created": 1e300}, "`created` must be a Unix time"),
+        ({"kind": "analytics", "model": ["linear"]}, "`model` must be a learner or analytics model name"),
         ({"schema": {"a": "float"}}, "an input schema is a list"),
         ({"options": {"hidden": [10**12]}, "model": "numpy.mlp"}, "do not match learner 'numpy.mlp'"),
     ],
@@ -161,6 +164,25 @@ def test_oversized_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
 def test_oversized_description_is_refused() -> None:
     with pytest.raises(CodecError, match="package description is"):
         ModelPackage.from_bytes(_hostile({"lineage": {"config": {"pad": "x" * (17 * 2**20)}}}))
+
+
+def test_description_with_endless_columns_is_refused_in_bounded_time() -> None:
+    columns = [{"name": f"c{i}", "type": "float"} for i in range(100_001)]
+    data = _hostile({"schema": columns})
+
+    started = time.perf_counter()
+    with pytest.raises(CodecError, match="100001 input columns; the limit is 100000"):
+        ModelPackage.from_bytes(data)
+    assert time.perf_counter() - started < 5.0  # parsing the JSON only: no column is built
+
+
+def test_long_schema_of_repeated_names_is_checked_in_linear_time() -> None:
+    data = _hostile({"schema": [{"name": "same", "type": "float"}] * 30_000})
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"names column\(s\) \['same'\] more than once"):
+        ModelPackage.from_bytes(data)
+    assert time.perf_counter() - started < 5.0  # a quadratic check took about 30 s here
 
 
 def test_user_learner_named_by_a_file_is_never_imported_without_trust() -> None:

@@ -178,6 +178,17 @@ def test_analytics_package_predicts_as_the_fitted_estimator(make: Any, task: str
     assert loaded.lineage["run_id"] == "a1"
 
 
+def test_analytics_classifier_fitted_on_text_labels_keeps_them_as_its_classes() -> None:
+    data = blobs(2)
+    labels = np.array(["stay", "leave"])[data.y]
+    estimator = FederatedGaussianNB().fit(data.x.astype(np.float64), labels)
+
+    loaded = load_package(analytics_package(estimator, name="churn", schema=schema_of(data)))
+
+    assert loaded.classes == ("leave", "stay")
+    assert np.array_equal(np.array(loaded.classes)[loaded.predict(data.x)], estimator.predict(data.x))
+
+
 def test_analytics_package_of_an_unfitted_or_non_predicting_estimator_is_refused() -> None:
     from fedlearn.analytics import FederatedPCA
 

@@ -4,6 +4,8 @@ discloses to analytics tasks, and where it records every task."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from fedlearn.runtime.node_config import load_node_config
 from fedlearn.runtime.node_runtime import build_node, secure_aggregation_setup
 from fedlearn.simulation import plan_simulation
 
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BUILTIN = """
 [datasets.digits]
 source = "builtin"
@@ -241,3 +244,149 @@ def test_a_lone_node_estimates_benign_statistics_from_shards_of_its_own_rows(tmp
 def test_a_bad_attack_section_fails_at_start_up_with_one_line(tmp_path: Path, attack: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_node_config(_config(tmp_path, "", f"\n[attack]\n{attack}\n"))
+
+
+def test_a_parquet_dataset_with_declared_categories_loads(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"age": [30, 40], "smoker": ["never", "current"], "y": [0, 1]}), tmp_path / "v.parquet")
+    path = tmp_path / "node.toml"
+    path.write_text(
+        f"[datasets.visits]\nsource = 'parquet'\npath = '{tmp_path / 'v.parquet'}'\ntarget = 'y'\nn_classes = 2\n"
+        "batch_rows = 1\n[datasets.visits.columns]\nsmoker = ['never', 'former', 'current']\nage = 'int'\n"
+    )
+
+    visits = load_node_config(path).load_datasets()["visits"]
+
+    assert visits.feature_names == ("age", "smoker=never", "smoker=former", "smoker=current")
+    np.testing.assert_array_equal(visits.x, [[30, 1, 0, 0], [40, 0, 0, 1]])
+
+
+def test_an_undeclared_text_column_fails_when_the_node_loads_its_data(tmp_path: Path) -> None:
+    (tmp_path / "v.csv").write_text("age,smoker\n30,never\n")
+    path = tmp_path / "node.toml"
+    path.write_text(f"[datasets.visits]\nsource = 'csv'\npath = '{tmp_path / 'v.csv'}'\n")
+
+    with pytest.raises(ConfigError, match=r"dataset 'visits': .*column 'smoker' is text; declare it as a category"):
+        load_node_config(path).load_datasets()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "words"),
+    [
+        ("source = 'sql'\nurl = 'sqlite://'\nquery = 'SELECT 1'\ntable = 't'", "exactly one of `query` and `table`"),
+        ("source = 'parquet'\npath = 'v.parquet'\nrows = 5", "unknown key"),
+        (
+            "source = 'csv'\npath = 'v.csv'\ncolumns = { smoker = { type = 'category' } }",
+            "needs its list of categories",
+        ),
+    ],
+)
+def test_a_bad_dataset_declaration_fails_when_the_config_is_read(tmp_path: Path, dataset: str, words: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(f"[datasets.visits]\n{dataset}\n")
+
+    with pytest.raises(ConfigError, match=words):
+        load_node_config(path)
+
+
+def _sql_node(tmp_path: Path, table: str, learner: bool) -> Path:
+    path = tmp_path / "node.toml"
+    node = "[node]\nlearner = 'numpy.softmax'\ndataset = 'train'\n" if learner else ""
+    train = f"[datasets.train]\nsource = 'csv'\npath = '{tmp_path / 't.csv'}'\ntarget = 'y'\nn_classes = 2\n"
+    path.write_text(
+        f"{node}{train}[datasets.visits]\nsource = 'sql'\nurl = '{PG_URL}'\ntable = '{table}'\ntarget = 'y'\n"
+        "n_classes = 2\n[datasets.visits.columns]\nsmoker = ['never', 'current']\n"
+    )
+    (tmp_path / "t.csv").write_text("a,y\n1,0\n2,1\n")
+    return path
+
+
+@pytest.fixture
+def pg_visits() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"visits_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {name} (age integer, smoker text, y integer)"))
+        conn.execute(text(f"INSERT INTO {name} VALUES (30, 'never', 0), (61, 'current', 1)"))
+    yield name
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {name}"))
+    engine.dispose()
+
+
+def test_a_node_loads_what_it_trains_on_and_reads_the_rest_at_each_analytics_task(
+    tmp_path: Path, pg_visits: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from fedlearn.analytics import SummarySpec, accumulate
+    from fedlearn.data.dataset_table import DatasetTable
+
+    config = load_node_config(_sql_node(tmp_path, pg_visits, learner=True))
+    loaded = config.load_datasets(config.trained_datasets())
+    data = config.analytics_data(loaded)
+    spec = SummarySpec(columns=("age", "smoker=current"), target="y")
+    before = accumulate(data["visits"], spec).count
+    engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO {pg_visits} VALUES (45, 'current', 1)"))
+    engine.dispose()
+
+    assert list(loaded) == ["train"] and data["train"] is loaded["train"]
+    assert isinstance(data["visits"], DatasetTable)
+    assert data["visits"].schema() == {"age": "float", "smoker=never": "float", "smoker=current": "float", "y": "int"}
+    assert (before, accumulate(data["visits"], spec).count) == (2, 3)
+
+
+def test_a_streamed_dataset_summarises_exactly_as_its_loaded_twin(tmp_path: Path, pg_visits: str) -> None:
+    from fedlearn.analytics import SummarySpec, accumulate
+
+    config = load_node_config(_sql_node(tmp_path, pg_visits, learner=False))
+    streamed = config.analytics_data({})["visits"]
+    loaded = config.load_datasets()["visits"]
+    spec = SummarySpec(columns=("smoker=current", "age"), target="y")
+
+    np.testing.assert_array_equal(accumulate(streamed, spec).moments.mean, accumulate(loaded, spec).moments.mean)
+
+
+def test_a_streamed_dataset_with_an_undeclared_text_column_fails_when_the_node_starts(
+    tmp_path: Path, pg_visits: str
+) -> None:
+    path = _sql_node(tmp_path, pg_visits, learner=False)
+    path.write_text(path.read_text().replace("smoker = ['never', 'current']", ""))
+
+    with pytest.raises(ConfigError, match=r"dataset 'visits': .*column 'smoker' is text"):
+        load_node_config(path).analytics_data({})
+
+
+def test_a_node_answers_analytics_tasks_on_a_parquet_dataset_it_never_loads(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.linear_model import LinearRegression
+
+    from fedlearn.analytics import AnalyticsJob, FederatedLinearRegression, analytics_handlers
+    from fedlearn.client.node_app import NodeApp
+    from fedlearn.simulation.inprocess import InProcessFleet
+
+    rng = np.random.default_rng(0)
+    age, smoker = rng.uniform(20, 80, 60), rng.choice(["never", "current"], 60)
+    y = 0.5 * age + 3 * (smoker == "current") + rng.normal(size=60)
+    pq.write_table(pa.table({"age": age, "smoker": smoker, "y": y}), tmp_path / "v.parquet", row_group_size=16)
+    path = tmp_path / "node.toml"
+    path.write_text(
+        f"[datasets.visits]\nsource = 'parquet'\npath = '{tmp_path / 'v.parquet'}'\ntarget = 'y'\n"
+        "task = 'regression'\nbatch_rows = 8\n[datasets.visits.columns]\nsmoker = ['never', 'current']\n"
+    )
+    config = load_node_config(path)
+    handlers = analytics_handlers(config.analytics_data({}), policy=DisclosurePolicy(min_rows=0))
+    fleet = InProcessFleet(["n"], lambda node_id: NodeApp(node_id=node_id, handlers=handlers))
+    job = AnalyticsJob(columns=("age", "smoker=current"), target="y", fleet=fleet)
+
+    assert job.join("n", "visits") == 60
+    model = job.fit(FederatedLinearRegression())
+    expected = LinearRegression().fit(np.column_stack([age, smoker == "current"]), y)
+    np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-4)

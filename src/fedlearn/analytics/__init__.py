@@ -16,6 +16,8 @@ milliseconds.
   :class:`FederatedQuadraticDiscriminantAnalysis`, :class:`FederatedCovariance` and
   :class:`FederatedLogisticRegression` (federated Newton rounds on features standardized by a
   :class:`FeatureScaling`); :func:`describe`.
+* Data: any :class:`Table`: :class:`ArrayTable`, :class:`CsvTable`, :class:`FrameTable` (pandas, polars),
+  :class:`ParquetTable`, :class:`SqlTable`; a DataFrame is accepted wherever data is.
 * Workflow: :class:`AnalyticsJob` over any ``Fleet`` or simulated, and
   :class:`SecureAnalyticsJob`, whose statistics are summed under secure aggregation, and
   :class:`PrivateAnalyticsJob`, whose nodes release differentially private statistics
@@ -54,8 +56,17 @@ if TYPE_CHECKING:  # the real names and types, for mypy and IDEs; at run time th
     from fedlearn.analytics.rfactor import RFactor
     from fedlearn.analytics.scan import accumulate, rescan, summarize
     from fedlearn.analytics.secure_job import SecureAnalyticsJob
-    from fedlearn.analytics.sources import ArrayTable, ConcatTable, CsvTable, Table, table_from_dataset
+    from fedlearn.analytics.sources import (
+        ArrayTable,
+        ConcatTable,
+        CsvTable,
+        ReaderTable,
+        Table,
+        table_from_dataset,
+    )
+    from fedlearn.analytics.sql_table import SqlTable
     from fedlearn.analytics.summary import Summary, SummarySpec
+    from fedlearn.analytics.tables import FrameTable, ParquetTable
 
 # Names resolve on first use (PEP 562), so ``import fedlearn.analytics`` (and the CLI that mounts
 # its commands) does not pay for scikit-learn until an estimator is actually needed. The imports
@@ -83,6 +94,10 @@ _LOCATIONS = {
     "FederatedPCA": "fedlearn.analytics.pca",
     "FederatedQuadraticDiscriminantAnalysis": "fedlearn.analytics.discriminant",
     "FederatedRidge": "fedlearn.analytics.linear",
+    "FrameTable": "fedlearn.analytics.tables",
+    "ParquetTable": "fedlearn.analytics.tables",
+    "ReaderTable": "fedlearn.analytics.sources",
+    "SqlTable": "fedlearn.analytics.sql_table",
     "Histogram": "fedlearn.analytics.histogram",
     "HistogramSpec": "fedlearn.analytics.histogram",
     "JobDir": "fedlearn.analytics.jobdir",
@@ -144,6 +159,7 @@ __all__ = [
     "FederatedPCA",
     "FederatedQuadraticDiscriminantAnalysis",
     "FederatedRidge",
+    "FrameTable",
     "Histogram",
     "HistogramSpec",
     "JobDir",
@@ -152,11 +168,14 @@ __all__ = [
     "Moments",
     "NewtonStats",
     "NoisyStatistics",
+    "ParquetTable",
     "PrivacyBudget",
     "PrivateAnalyticsJob",
     "RFactor",
+    "ReaderTable",
     "Release",
     "SecureAnalyticsJob",
+    "SqlTable",
     "Summary",
     "SummarySpec",
     "Table",

@@ -67,6 +67,19 @@ def learned_arrays(estimator: Any) -> dict[str, NDArray[Any]]:
     return arrays
 
 
+def estimator_from_arrays(model: str, arrays: Mapping[str, Any], **options: Any) -> Any:
+    """A fitted estimator for ``model`` rebuilt from its :func:`learned_arrays`, to use locally.
+
+    ``options`` are :func:`build_estimator`'s. Scalars learned as Python numbers (``n_samples_seen_``)
+    come back as numbers, every other attribute as an array.
+    """
+    estimator = build_estimator(model, **options)
+    for name, value in arrays.items():
+        array = np.asarray(value)
+        setattr(estimator, name, array.item() if array.ndim == 0 else array)
+    return estimator
+
+
 def description_arrays(rows: Iterable[Mapping[str, Any]]) -> dict[str, NDArray[np.float64]]:
     """A ``describe`` table (one mapping per column; None or NaN where unknown) as one array per statistic."""
     rows = list(rows)

@@ -144,7 +144,7 @@ class AnalyticsJob:
         """Add a node and its summary; returns its row count.
 
         ``data`` names a dataset on the node when the job runs over a fleet; in simulation it is
-        the node's data itself (``Dataset``, table or mapping of columns), and ``policy`` is that
+        the node's data itself (``Dataset``, table, DataFrame or mapping of columns), and ``policy`` is that
         simulated node's :class:`~fedlearn.analytics.policy.DisclosurePolicy` (a real node's is its own).
         """
         if node_id in self._members:

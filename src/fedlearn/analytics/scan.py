@@ -25,10 +25,11 @@ from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.checks import check_int
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.params import ParamSet
+from fedlearn.data.arrow_reader import is_arrow_like
 from fedlearn.data.dataset import Dataset
 
 Data = Table | Dataset | Mapping[str, ArrayLike] | Iterable[ArrayLike]
-"""A table-like source, or chunks whose columns are already in ``spec.all_columns`` order."""
+"""A table-like source (a DataFrame too), or chunks whose columns are already in ``spec.all_columns`` order."""
 
 
 def chunks_of(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[Any]]:
@@ -37,7 +38,7 @@ def chunks_of(data: Data, spec: SummarySpec, *, chunk_rows: int = DEFAULT_CHUNK_
     if isinstance(data, np.ndarray):
         yield _checked(data, spec)
         return
-    if isinstance(data, (Table, Dataset, Mapping)):
+    if isinstance(data, (Table, Dataset, Mapping)) or is_arrow_like(data):
         table = as_table(data, target=spec.target or "y")
         for chunk in table.chunks(spec.all_columns, chunk_rows):
             yield _checked(chunk, spec)

@@ -4,15 +4,13 @@ A ``Table`` answers two questions: which columns it has and of what type (the sc
 is all a schema check ever shares), and the values of some columns, chunk by chunk, as float64.
 Reading in chunks is what keeps summarising at constant memory whatever the row count.
 
-Two tables are built in: :class:`ArrayTable` over in-memory columns (and ``Dataset``), and
-:class:`CsvTable`, which streams a CSV file without loading it. They are deliberately small;
-SQL and Parquet sources belong to :mod:`fedlearn.data` and only need these two methods.
+:class:`ArrayTable` holds columns in memory (and ``Dataset``). :class:`ReaderTable` reads any
+connector of :mod:`fedlearn.data` in its batches: :class:`CsvTable` here, DataFrames and Parquet
+in :mod:`.tables`, SQL in :mod:`.sql_table`.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +21,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from fedlearn.core.checks import name_mismatch
 from fedlearn.core.errors import ConfigError
+from fedlearn.data.arrow_reader import is_arrow_like, open_csv
 from fedlearn.data.dataset import Dataset
+from fedlearn.data.reader import Reader
 
 DEFAULT_CHUNK_ROWS = 65_536
 TYPES = ("missing", "int", "float", "bool", "str")
@@ -45,7 +45,7 @@ def dtype_type(dtype: np.dtype[Any]) -> str:
     return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(dtype.kind, "str")
 
 
-def _check_columns(schema: Mapping[str, str], columns: Sequence[str], where: str) -> None:
+def check_columns(schema: Mapping[str, str], columns: Sequence[str], where: str) -> None:
     missing = name_mismatch(schema, columns).missing  # the table's other columns are not asked for
     if missing:
         names = ", ".join(repr(name) for name in missing)
@@ -82,7 +82,7 @@ class ArrayTable:
         return {k: dtype_type(v.dtype) for k, v in self._columns.items()}
 
     def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
-        _check_columns(self.schema(), columns, self._name)
+        check_columns(self.schema(), columns, self._name)
         for start in range(0, len(self), chunk_rows):
             yield np.column_stack([self._columns[c][start : start + chunk_rows] for c in columns]).astype(np.float64)
 
@@ -125,68 +125,67 @@ def table_from_dataset(dataset: Dataset, *, target: str = "y") -> ArrayTable:
     return ArrayTable(columns, name=f"dataset {dataset.name!r}" if dataset.name else "dataset")
 
 
-class CsvTable:
-    """A CSV file with a header row, streamed chunk by chunk and never loaded whole.
+class ReaderTable:
+    """Any data connector as a ``Table``; ``reader`` is a :class:`~fedlearn.data.reader.Reader`.
 
-    Column types come from the first ``sample_rows`` rows: ``int`` when every value parses as
-    an integer, ``float`` when every value parses as a number, ``str`` otherwise. A value that
-    is not a number further down is reported with its line when the column is read.
+    The schema comes from the source's metadata (a Parquet footer, a frame's dtypes, a CSV file's
+    first block) without reading the rows, and chunks stream through the connector's batches.
+    Text columns report ``"str"`` and are refused by name when asked for; a missing value reaches
+    the scan as NaN, which refuses it naming the column.
     """
 
-    def __init__(self, path: str | Path, *, delimiter: str = ",", sample_rows: int = 1000) -> None:
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reader.where!r})"
+
+    def schema(self) -> Mapping[str, str]:
+        return {name: "str" if raw == "other" else raw for name, raw in self.reader.types().items()}
+
+    def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
+        check_columns(self.schema(), columns, self.reader.where)
+        for batch in self.reader.batches(columns, chunk_rows):
+            yield np.column_stack([_floats(batch[name]) for name in columns])
+
+
+def _floats(values: NDArray[Any]) -> NDArray[np.float64]:
+    if values.dtype == object:  # booleans or numbers with nulls: a null is NaN, which the scan refuses by name
+        return np.array([np.nan if value is None else value for value in values], dtype=np.float64)
+    return values.astype(np.float64)
+
+
+class CsvTable(ReaderTable):
+    """A CSV file with a header row, parsed by pyarrow block by block and never loaded whole.
+
+    Column types come from the first block (:data:`~fedlearn.data.arrow_reader.CSV_BLOCK_BYTES`):
+    ``int``, ``float``, ``bool`` or ``str``. Numbers are read as float64 throughout, so a fraction
+    further down an ``int`` column reads; a value that is not a number is reported with its line.
+    """
+
+    def __init__(self, path: str | Path, *, delimiter: str = ",") -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"CSV file {str(self.path)!r} does not exist")
-        self._delimiter = delimiter
-        self._sample_rows = sample_rows
-
-    def __repr__(self) -> str:
-        return f"CsvTable({str(self.path)!r})"
-
-    def _rows(self) -> Iterator[list[str]]:
-        with self.path.open(newline="") as handle:
-            yield from csv.reader(handle, delimiter=self._delimiter)
-
-    def header(self) -> list[str]:
-        first = next(self._rows(), None)
-        if not first:
-            raise ConfigError(f"CSV file {str(self.path)!r} is empty; it needs a header row")
-        return [h.strip() for h in first]
-
-    def schema(self) -> Mapping[str, str]:
-        header = self.header()
-        kinds = ["int"] * len(header)
-        for row in itertools.islice(self._rows(), 1, self._sample_rows + 1):
-            for i, value in enumerate(row[: len(header)]):
-                kinds[i] = _widen(kinds[i], value.strip())
-        return dict(zip(header, kinds, strict=True))
+        super().__init__(open_csv(self.path, delimiter=delimiter))
 
     def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
-        header = self.header()
-        _check_columns(dict.fromkeys(header, "float"), columns, f"CSV file {str(self.path)!r}")
-        index = [header.index(c) for c in columns]
-        rows = self._rows()
-        next(rows)
-        buffer = np.empty((chunk_rows, len(columns)))
-        filled = 0
-        for line, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ConfigError(f"{self.path}:{line}: {len(row)} fields but the header has {len(header)}")
-            for j, i in enumerate(index):
+        schema = self.schema()
+        for name in columns:
+            if schema.get(name) == "str":
+                self._refuse_text(name)
+        yield from super().chunks(columns, chunk_rows)
+
+    def _refuse_text(self, name: str) -> None:
+        """Name the line of the first value of ``name`` that is not a number, when there is one."""
+        line = 2  # the header is line 1
+        for batch in self.reader.batches([name], DEFAULT_CHUNK_ROWS):
+            for value in batch[name]:
                 try:
-                    buffer[filled, j] = float(row[i])
+                    float(value if value is not None else 0.0)
                 except ValueError:
-                    raise ConfigError(
-                        f"{self.path}:{line}: column {columns[j]!r} holds {row[i]!r}, not a number"
-                    ) from None
-            filled += 1
-            if filled == chunk_rows:
-                yield buffer.copy()
-                filled = 0
-        if filled:
-            yield buffer[:filled].copy()
+                    raise ConfigError(f"{self.path}:{line}: column {name!r} holds {value!r}, not a number") from None
+                line += 1
 
 
 class ConcatTable:
@@ -205,30 +204,22 @@ class ConcatTable:
             yield from table.chunks(columns, chunk_rows)
 
 
-def _widen(kind: str, value: str) -> str:
-    if kind == "str" or value == "":
-        return kind
-    if kind == "int":
-        try:
-            int(value)
-            return "int"
-        except ValueError:
-            pass
-    try:
-        float(value)
-        return "float"
-    except ValueError:
-        return "str"
-
-
 def as_table(data: object, *, target: str = "y") -> Table:
-    """Accept what users naturally have: a ``Table``, a ``Dataset`` or a mapping of columns."""
+    """Accept what users naturally have: a ``Table``, a ``Dataset``, a mapping of columns, a data
+    connector's ``Reader``, or a pandas or polars DataFrame or pyarrow Table (a
+    :class:`~fedlearn.analytics.tables.FrameTable`)."""
+    if is_arrow_like(data):
+        from fedlearn.analytics.tables import FrameTable
+
+        return FrameTable(data)
     if isinstance(data, Dataset):
         return table_from_dataset(data, target=target)
     if isinstance(data, Table):
         return data
+    if isinstance(data, Reader):
+        return ReaderTable(data)
     if isinstance(data, Mapping):
         return ArrayTable(data)
     raise ConfigError(
-        f"data must be a Dataset, a Table or a mapping of column name to array; got {type(data).__name__}"
+        f"data must be a Dataset, a Table, a DataFrame or a mapping of column name to array; got {type(data).__name__}"
     )

@@ -153,6 +153,7 @@ def node(
     from fedlearn.analytics.handlers import analytics_handlers, audit_fields
     from fedlearn.analytics.policy import DisclosurePolicy
     from fedlearn.core.errors import ConfigError
+    from fedlearn.data.dataset import Dataset
     from fedlearn.registry.node_scoring import audit_fields as scoring_audit_fields
     from fedlearn.registry.node_scoring import scoring_handlers
     from fedlearn.runtime.agent import NodeAgent
@@ -168,11 +169,12 @@ def node(
         raise ConfigError("--tls-cert needs --tls-ca, the CA that signed the coordinator's certificate")
     configure_logging(log_level, log_format)
     node_config = load_node_config(config)
-    datasets = node_config.load_datasets()
+    datasets = node_config.load_datasets(node_config.trained_datasets())  # the others are read at each task
     policy = DisclosurePolicy(**node_config.policy.model_dump(exclude={"audit_log"}))
     privacy = node_privacy(name, node_config, config.parent)  # one budget, charged by training and analytics alike
+    analysed = node_config.analytics_data(datasets)
     analytics = analytics_handlers(
-        datasets, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
+        analysed, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
     )
     scoring = scoring_handlers(node_config, datasets, policy=policy)
     secure = secure_aggregation_setup(name, node_config, config.parent)
@@ -189,7 +191,8 @@ def node(
     agent = NodeAgent(handler, coordinator=coordinator, name=name, token=token, tls=tls,
                       max_message_bytes=max_message_bytes,
                       identity_key=secure.identity_key if secure else b"")  # fmt: skip
-    rows = ", ".join(f"{k}: {len(v)} rows" for k, v in datasets.items())
+    rows = ", ".join(f"{k}: {len(v)} rows" if isinstance(v, Dataset) else f"{k}: read at each task"
+                     for k, v in analysed.items())  # fmt: skip
     logger.info("node %s: starting, connecting to %s (%s); datasets %s", name, coordinator,
                 "TLS" if tls else "no TLS", rows)  # fmt: skip
     stop = _stop_on_signals()

@@ -14,9 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from fedlearn.cli.options import DEFAULT_API, AdminToken, ApiOption
-from fedlearn.cli.reporting import command_group
-
-app = command_group(help="Score and evaluate registered model versions on the nodes' own data.")
 
 NodesOption = Annotated[
     list[str] | None, typer.Option("--node", help="A connected node to ask; repeat (default: every connected node).")
@@ -26,7 +23,6 @@ WaitOption = Annotated[float, typer.Option(help="Seconds to wait for a training 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the coordinator's JSON answer.")]
 
 
-@app.command("score-remote")
 def score_remote(
     ref: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME@VERSION or NAME (its newest version).")],
     dataset: Annotated[str, typer.Option(help="The dataset to score, by its name on the nodes.")],
@@ -51,17 +47,16 @@ def score_remote(
     rows = []
     for name, entry in answer.nodes.items():
         summary = entry.get("predicted") or entry.get("prediction_mean")
-        rows.append([name, _count(entry, "rows_scored"), _count(entry, "rows_refused"),
+        rows.append([name, _count(entry, "rows_scored"), _count(entry, "rows_skipped"),
                      "-" if summary is None else json.dumps(summary), entry.get("error") or ""])  # fmt: skip
     pooled = answer.pooled
-    rows.append(["(all)", str(pooled["rows_scored"]), str(pooled["rows_refused"]), "", ""])
+    rows.append(["(all)", str(pooled["rows_scored"]), str(pooled["rows_skipped"]), "", ""])
     _table(f"{answer.model} scored {answer.dataset!r} into {answer.table!r}",
-           ["node", "scored", "refused", "predictions", "error"], rows)  # fmt: skip
+           ["node", "scored", "skipped", "predictions", "error"], rows)  # fmt: skip
     if pooled["nodes_failed"]:
         raise typer.Exit(1)
 
 
-@app.command("evaluate-remote")
 def evaluate_remote(
     ref: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME@VERSION or NAME (its newest version).")],
     dataset: Annotated[str, typer.Option(help="The dataset to evaluate on (its held-out rows), by its name.")],
@@ -95,6 +90,12 @@ def evaluate_remote(
             typer.echo("  " + " ".join(f"{v:>8}" for v in line))
     if any(not entry.get("ok") for entry in answer.nodes.values()):
         raise typer.Exit(1)
+
+
+def register(group: typer.Typer) -> None:
+    """Add ``score-remote`` and ``evaluate-remote`` to the ``fedlearn models`` group."""
+    group.command("score-remote")(score_remote)
+    group.command("evaluate-remote")(evaluate_remote)
 
 
 def _count(entry: dict[str, Any], key: str) -> str:

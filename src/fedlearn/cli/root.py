@@ -10,8 +10,11 @@ from typing import Annotated
 
 import typer
 
-from fedlearn.cli import analytics, certs, deployment, models_remote, operations, robustness, simulate
+from fedlearn.cli import analytics, analytics_federation, certs, deployment, models, operations, robustness, simulate
+from fedlearn.cli.models_remote import register as register_remote_models
 from fedlearn.cli.reporting import command_group
+from fedlearn.cli.score import app as score_app
+from fedlearn.cli.serve import app as serve_app
 
 app = command_group(help="Federated learning and exact federated analytics over data that never moves.")
 app.add_typer(simulate.app)
@@ -19,9 +22,13 @@ app.add_typer(robustness.app)
 app.add_typer(deployment.app)
 app.add_typer(operations.nodes, name="nodes")
 app.add_typer(operations.runs, name="runs")
-app.add_typer(models_remote.app, name="models")  # merges into the registry's `fedlearn models` group
+app.add_typer(models.app, name="models")
+register_remote_models(models.app)
 app.add_typer(analytics.app, name="analytics")
+analytics.app.add_typer(analytics_federation.app, name="federation")
 app.add_typer(certs.app, name="certs")
+app.add_typer(score_app)
+app.add_typer(serve_app)
 
 
 def _print_version(requested: bool) -> None:

@@ -10,6 +10,7 @@ do not know about us. The CLI turns any ``FedlearnError`` into one line and ``ex
     ├── ConfigError(ValueError)          a config, argument or TOML file is wrong
     ├── ValidationError(ValueError)      a received update breaks the expected spec
     ├── SchemaError(ValueError)          input rows do not match a model's or dataset's declared columns
+    ├── LimitExceeded(ValueError)        a request is over one of its bounds (bytes, rows)
     ├── CodecError(ValueError)           bytes on the wire cannot be decoded
     ├── TrainerError(RuntimeError)       a node's local training or evaluation failed
     ├── PrivacyError(PermissionError)    a node refuses: a privacy threshold is not met
@@ -57,6 +58,12 @@ class SchemaError(FedlearnError, ValueError):
     def __init__(self, message: str, *, column: str = "") -> None:
         super().__init__(message)
         self.column = column
+
+
+class LimitExceeded(FedlearnError, ValueError):
+    """A request is over one of its bounds, such as the rows one scoring request may hold; HTTP answers 413."""
+
+    exit_code = 2
 
 
 class CodecError(FedlearnError, ValueError):

@@ -56,3 +56,15 @@ DEFAULT_UPLOAD_BUFFER_BYTES = 2**30
 
 DEFAULT_NODE_UPLOAD_BYTES = 2**28
 """256 MiB of replies one node may be sending at once; a single larger reply is still accepted."""
+
+DEFAULT_MAX_INVOCATION_BYTES = 2**22
+"""4 MiB: the largest body the model server reads for one ``/invocations`` request, before parsing it.
+
+A batch of 1,000 rows of 20 numeric columns is about 200 KiB of JSON. The bound is also the bound
+on a request's parsing: a body takes up to about 25 times its size in Python objects while it is
+parsed (a body of one-value rows is the worst case), and holds the interpreter for up to about
+0.15 s per MiB on a slow core."""
+
+DEFAULT_MAX_INVOCATION_ROWS = 100_000
+"""The most rows one ``/invocations`` request may hold; counted once the body is parsed, before any row is
+encoded or scored, so one request cannot hold the model, or the server's threads, for minutes."""

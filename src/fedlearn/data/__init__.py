@@ -1,4 +1,9 @@
-"""Data: the ``Dataset`` container, CSV/SQL sources, partitioners and built-in offline datasets.
+"""Data: the ``Dataset`` container, connectors, partitioners and built-in offline datasets.
+
+Connectors read a node's data where it lives, in batches: CSV and Parquet files (through pyarrow),
+SQL databases (through SQLAlchemy) and pandas or polars DataFrames, each encoded through the one
+:class:`~fedlearn.data.schema.InputSchema` encoder (``load_*`` into a ``Dataset``; ``iter_batches``
+batch by batch against a model's schema, for scoring).
 
 A simulated federation starts from one pooled dataset and splits it across virtual nodes the way
 real data is split: evenly (``iid``), by label (``dirichlet``, ``shards``), by volume
@@ -18,22 +23,31 @@ from fedlearn.data.partition import (
     quantity_skew,
     shards,
 )
-from fedlearn.data.sources import load_csv, load_sql
+from fedlearn.data.reader import Batch, Reader, iter_batches, open_reader
+from fedlearn.data.sources import load_csv, load_frame, load_parquet, load_sql
 from fedlearn.data.split import split_over_nodes
+from fedlearn.data.sql import SqlReader
 from fedlearn.data.synthetic import make_synthetic
 
 __all__ = [
     "DATASETS",
     "PARTITIONERS",
+    "Batch",
     "Dataset",
+    "Reader",
+    "SqlReader",
     "TaskType",
     "dirichlet",
     "iid",
+    "iter_batches",
     "load_csv",
     "load_dataset",
+    "load_frame",
+    "load_parquet",
     "load_sql",
     "make_synthetic",
     "natural",
+    "open_reader",
     "partition",
     "quantity_skew",
     "shards",

@@ -7,6 +7,10 @@ coordinator to build a matching model without ever seeing a row.
 ``groups`` optionally labels each row with the unit it naturally belongs to (a device, a
 hospital, a user). Simulations use it to split a pooled dataset the way it was really
 collected, via :func:`fedlearn.data.natural`; it is metadata about rows, never a feature.
+
+``schema`` is the :class:`~fedlearn.data.schema.InputSchema` the rows were encoded with, so a
+model trained on them records which columns it takes and how (a category's one-hot order); a
+dataset built from bare arrays gets the numeric schema of its feature names (``x0``, ``x1``, …).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedlearn.core.errors import ConfigError
+from fedlearn.data.schema import InputSchema
 
 TaskType = Literal["classification", "regression"]
 
@@ -33,6 +38,7 @@ class Dataset:
     feature_names: tuple[str, ...] = field(default=())
     name: str = ""
     groups: NDArray[Any] | None = None
+    schema: InputSchema | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim != 2:
@@ -49,6 +55,18 @@ class Dataset:
             raise ConfigError(
                 f"dataset {self.name!r}: groups must be 1-D with one entry per row ({len(self.x)}); "
                 f"got shape {self.groups.shape}"
+            )
+        if self.schema is None:
+            if self.n_features:  # a schema has at least one column
+                names = self.feature_names or tuple(f"x{i}" for i in range(self.n_features))
+                object.__setattr__(self, "schema", InputSchema.numeric(names))
+            return
+        if not self.feature_names:
+            object.__setattr__(self, "feature_names", self.schema.feature_names)
+        if self.schema.feature_names != self.feature_names:
+            raise ConfigError(
+                f"dataset {self.name!r}: the schema's features {list(self.schema.feature_names)} do not match "
+                f"its {self.n_features} feature column(s) {list(self.feature_names)}"
             )
 
     def __len__(self) -> int:
@@ -68,4 +86,5 @@ class Dataset:
             feature_names=self.feature_names,
             name=self.name,
             groups=None if self.groups is None else self.groups[indices],
+            schema=self.schema,
         )

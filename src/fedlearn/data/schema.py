@@ -18,6 +18,7 @@ target may travel alongside the features.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -85,8 +86,8 @@ class InputSchema:
     def __post_init__(self) -> None:
         if not self.columns:
             raise ConfigError("an input schema needs at least one column")
-        names = [column.name for column in self.columns]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        counts = Counter(column.name for column in self.columns)  # linear: a hostile schema may be long
+        repeated = sorted(name for name, count in counts.items() if count > 1)
         if repeated:
             raise ConfigError(f"an input schema names column(s) {repeated} more than once")
 
@@ -116,8 +117,12 @@ class InputSchema:
             raise ConfigError("an input schema is a list of column objects")
         return cls(tuple(Column.from_json(item) for item in data))
 
-    def encode(self, columns: Mapping[str, Any], *, where: str = "input") -> NDArray[np.float32]:
-        """The feature matrix (rows × ``n_features``, float32) of named columns of equal length."""
+    def encode(self, columns: Mapping[str, Any], *, where: str = "input", first_row: int = 0) -> NDArray[np.float32]:
+        """The feature matrix (rows × ``n_features``, float32) of named columns of equal length.
+
+        ``first_row`` is the number of the first row in errors, so a source read in batches names
+        the row in the whole source rather than in the batch.
+        """
         present = {str(key): value for key, value in columns.items()}
         blocks: list[NDArray[np.float32]] = []
         rows: int | None = None
@@ -126,7 +131,7 @@ class InputSchema:
                 raise SchemaError(
                     f"{where} has no column {column.name!r}; the model takes {list(self.names)}", column=column.name
                 )
-            block = _encode_column(column, present[column.name], where)
+            block = _encode_column(column, present[column.name], where, first_row)
             if rows is not None and len(block) != rows:
                 raise SchemaError(
                     f"{where}: column {column.name!r} has {len(block)} rows, others have {rows}", column=column.name
@@ -136,23 +141,24 @@ class InputSchema:
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((0, 0), np.float32)
 
 
-def _encode_column(column: Column, values: Any, where: str) -> NDArray[np.float32]:
+def _encode_column(column: Column, values: Any, where: str, first_row: int) -> NDArray[np.float32]:
     array = np.asarray(values, dtype=object if column.type == "category" else None)
     if array.ndim != 1:
         raise SchemaError(f"{where}: column {column.name!r} must be one value per row", column=column.name)
     if column.type == "category":
-        return _one_hot(column, array, where)
-    return _numeric(column, array, where)[:, None]
+        return _one_hot(column, array, where, first_row)
+    return _numeric(column, array, where, first_row)[:, None]
 
 
-def _numeric(column: Column, array: NDArray[Any], where: str) -> NDArray[np.float32]:
+def _numeric(column: Column, array: NDArray[Any], where: str, first_row: int) -> NDArray[np.float32]:
     if array.dtype.kind not in "biuf":
         converted = np.empty(len(array), np.float64)
         for row, value in enumerate(array.astype(object)):  # Python objects: text shows as 'old', not np.str_
             if not isinstance(value, bool | int | float | np.number | np.bool_):
                 what = "a missing value" if value is None else f"{value!r}"
                 raise SchemaError(
-                    f"{where}: column {column.name!r} must be {column.type}; row {row} holds {what}", column=column.name
+                    f"{where}: column {column.name!r} must be {column.type}; row {first_row + row} holds {what}",
+                    column=column.name,
                 )
             converted[row] = value
         array = converted
@@ -160,7 +166,7 @@ def _numeric(column: Column, array: NDArray[Any], where: str) -> NDArray[np.floa
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         raise SchemaError(
-            f"{where}: column {column.name!r} holds a missing or infinite value at row {int(bad[0])}",
+            f"{where}: column {column.name!r} holds a missing or infinite value at row {first_row + int(bad[0])}",
             column=column.name,
         )
     if column.type in ("int", "bool"):
@@ -168,20 +174,23 @@ def _numeric(column: Column, array: NDArray[Any], where: str) -> NDArray[np.floa
         off = np.flatnonzero(~allowed)
         if len(off):
             raise SchemaError(
-                f"{where}: column {column.name!r} must be {column.type}; row {int(off[0])} holds {values[off[0]]!r}",
+                f"{where}: column {column.name!r} must be {column.type}; row {first_row + int(off[0])} "
+                f"holds {values[off[0]]!r}",
                 column=column.name,
             )
     return values.astype(np.float32)
 
 
-def _one_hot(column: Column, array: NDArray[Any], where: str) -> NDArray[np.float32]:
+def _one_hot(column: Column, array: NDArray[Any], where: str, first_row: int) -> NDArray[np.float32]:
     index = {category: position for position, category in enumerate(column.categories)}
     codes = np.empty(len(array), np.int64)
     for row, value in enumerate(array):
         code = index.get(value) if isinstance(value, str) else None
         if code is None:
+            missing = value is None or (isinstance(value, float) and np.isnan(value))
+            what = "a missing value" if missing else repr(value)
             raise SchemaError(
-                f"{where}: column {column.name!r}, row {row}: {value!r} is not one of its categories "
+                f"{where}: column {column.name!r}, row {first_row + row}: {what} is not one of its categories "
                 f"{list(column.categories)}",
                 column=column.name,
             )

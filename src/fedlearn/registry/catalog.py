@@ -177,7 +177,7 @@ def register_analytics(
         "metrics": {"rows": result.get("rows")},
         "config": {"options": given},
     }
-    return register_estimator(store, estimator, name=name, schema=schema, lineage=_finite(lineage))
+    return register_estimator(store, estimator, name=name, schema=schema, lineage=json_ready(lineage))
 
 
 def _arrays(attributes: object) -> dict[str, np.ndarray]:
@@ -227,17 +227,17 @@ def _run_lineage(
             "central": dict(last.central_metrics),
         },
     }  # fmt: skip
-    return _finite(lineage)
+    return json_ready(lineage)
 
 
-def _finite(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-ready: non-finite floats become None and TOML dates text, so lineage always survives the file."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_ready(v) for v in value]
     if value is None or isinstance(value, str | int | bool):
         return value
     return str(value)

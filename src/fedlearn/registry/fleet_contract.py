@@ -6,14 +6,35 @@ imports pydantic and nothing of the node side.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fedlearn.registry.node_sink import check_keys, check_table_name
+from fedlearn.core.errors import ConfigError
 
 DEFAULT_BINS = 1000
 """Equal bins over [0, 1] of each class probability, for the AUC's score histograms."""
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+RESERVED = ("prediction", "model_version", "scored_at")
+"""The prediction table's own columns (batch scoring's layout), which no key may be named."""
+
+
+def check_table_name(name: object, what: str = "write table") -> str:
+    """A table or column name that cannot carry SQL: letters, digits and _, at most 63, not starting with a digit."""
+    if not isinstance(name, str) or not _SQL_NAME.fullmatch(name):
+        raise ConfigError(f"`{what}` must be letters, digits and _ (at most 63, no digit first); got {name!r}")
+    return name
+
+
+def check_keys(keys: object) -> tuple[str, ...]:
+    if not isinstance(keys, list | tuple) or not keys or len(set(keys)) != len(keys):
+        raise ConfigError(f"`keys` must name one or more distinct key columns; got {keys!r}")
+    for key in keys:
+        check_table_name(key, "keys")
+        if key in RESERVED or key.startswith("probability_"):
+            raise ConfigError(f"`keys` must not use the prediction table's own columns {list(RESERVED)}; got {key!r}")
+    return tuple(keys)
 
 
 class _Strict(BaseModel):
@@ -32,6 +53,7 @@ class ScoreRequest(_FleetRequest):
 
     write: str = Field(description="the prediction table each node writes into its own database")
     keys: list[str] = Field(min_length=1, max_length=16, description="the key column(s) of a row")
+    restart: bool = Field(default=False, description="score every row again, ignoring an interrupted run's progress")
 
     def check(self) -> None:
         check_table_name(self.write)
@@ -45,7 +67,7 @@ class EvaluateRequest(_FleetRequest):
 
 
 class ScoringAnswer(BaseModel):
-    """``POST /api/models/{ref}/score``: per node ``ok``, ``error``, ``rows_scored``, ``rows_refused`` and
+    """``POST /api/models/{ref}/score``: per node ``ok``, ``error``, ``rows_scored``, ``rows_skipped`` and
     ``predicted`` (label -> count) or ``prediction_mean``; ``pooled`` the totals."""
 
     model: str

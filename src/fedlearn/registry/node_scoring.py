@@ -8,11 +8,13 @@ code (``pkg.mod:fn``) is refused, since a node never imports code a coordinator 
 
 ``score`` (config ``dataset``, ``write``: the table, ``keys``: JSON list of key columns)
     Refused unless the node's ``[scoring] allow`` is true. Reads the dataset from its source in
-    chunks, encodes each with the package's schema, predicts, and writes one row per key with the
+    chunks, encodes each with the package's schema, predicts, and upserts one row per key with the
     model version into the node's own database (``[scoring] write_url``, else the SQL dataset's
-    own), idempotently (:mod:`~fedlearn.registry.node_sink`). A row with a missing key or a value
-    the schema refuses is skipped and counted; a chunk whose every row is refused fails the task.
-    Replies counts only: ``rows_scored``, ``rows_refused``, and the predicted class counts
+    own), through batch scoring (:func:`fedlearn.registry.scoring.score`): idempotent, resumed
+    after an interruption (``restart`` in the config scores everything again), and a chunk the
+    schema refuses fails the task naming its first key, the chunks before it kept.
+    Replies counts only: ``rows_scored``, ``rows_skipped`` (already written by an interrupted run
+    of the same job), and the predicted class counts
     (``predicted/<index>``) or the mean prediction, each only when it covers at least ``min_rows``
     rows; ``suppressed`` counts the classes withheld.
 ``evaluate_model`` (config ``dataset``, ``bins``)
@@ -27,7 +29,7 @@ Columns outside the node's ``[policy] columns`` are refused as if absent.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -36,16 +38,18 @@ from numpy.typing import NDArray
 from fedlearn.analytics.handlers import config_list, config_str
 from fedlearn.analytics.policy import DisclosurePolicy, not_available
 from fedlearn.client.node_app import Handler, NodeApp
-from fedlearn.core.errors import CodecError, ConfigError, PrivacyError, SchemaError
+from fedlearn.core.errors import CodecError, ConfigError, PrivacyError
 from fedlearn.core.messages import EVALUATE_MODEL, HELDOUT_METRIC, MODEL_PACKAGE_KEY, SCORE, Reply, Task
-from fedlearn.data.dataset import Dataset
+from fedlearn.data.dataset import Dataset, TaskType
+from fedlearn.data.schema import InputSchema
 from fedlearn.data.split import hold_out
+from fedlearn.registry import scoring as batch_scoring
 from fedlearn.registry.federated_metrics import EvaluationSums, check_bins, node_sums
-from fedlearn.registry.node_rows import read_chunks
-from fedlearn.registry.node_sink import PredictionTable, check_keys, check_table_name
+from fedlearn.registry.fleet_contract import check_keys, check_table_name
 from fedlearn.registry.package import MAX_DESCRIPTION_CHARS, ModelPackage
 from fedlearn.registry.predictors import RegisteredModel, load_package
-from fedlearn.runtime.node_config import NodeConfig, SqlSource
+from fedlearn.registry.scoring import ScoringJob
+from fedlearn.runtime.node_config import BuiltinSource, CsvSource, NodeConfig, ParquetSource, SqlSource
 
 _HOW = "the node's operator can change it with `min_rows` in its [policy]"
 
@@ -111,20 +115,12 @@ def scoring_handlers(
         keys = check_keys(config_list(task, "keys"))
         model = package_from_task(task, max_bytes=section.max_package_bytes)
         check_columns([*model.schema.names, *keys])
-        source = config.datasets[name]
-        url = section.write_url or (source.url if isinstance(source, SqlSource) else None)
-        if url is None:
-            raise ConfigError(f"dataset {name!r} is not in a database; set [scoring] write_url for its predictions")
-        columns = list(dict.fromkeys([*keys, *model.schema.names]))
-        chunks = read_chunks(source, columns, model.schema, keys=keys, chunk_rows=section.chunk_rows, dataset=name)
-        sink = PredictionTable(url, table, keys, numeric_prediction=_numeric_labels(model))
-        try:
-            counts = _score_all(model, chunks, keys, sink)
-        finally:
-            sink.close()
-        metrics = _released(model, counts, threshold(model))
+        job = _job(config, name, table=table, keys=keys, restart=task.config.get("restart", False) is True)
+        counting = _Counting(model)
+        report = batch_scoring.score(counting, job)
+        metrics = _released(model, counting, report.rows_scored, report.rows_skipped, threshold(model))
         return Reply(node_id=app.node_id, kind=task.kind, round=task.round, metrics=metrics,
-                     num_examples=counts["rows_scored"])  # fmt: skip
+                     num_examples=report.rows_scored)  # fmt: skip
 
     def evaluate(task: Task, app: NodeApp) -> Reply:
         name = dataset_name(task)
@@ -167,90 +163,90 @@ def audit_fields(task: Task, reply: Reply) -> dict[str, Any]:
     return fields
 
 
-def _numeric_labels(model: RegisteredModel) -> bool:
-    return model.task == "regression" or all(isinstance(c, int | float) for c in model.classes)
+class _Counting:
+    """The model behind the ``Predictor`` protocol, counting what it predicts: the scoring reply's summaries."""
 
+    def __init__(self, model: RegisteredModel) -> None:
+        self.model = model
+        self.class_counts = np.zeros(len(model.classes), np.int64)
+        self.total = 0.0
 
-def _score_all(
-    model: RegisteredModel, chunks: Iterator[dict[str, NDArray[Any]]], keys: tuple[str, ...], sink: PredictionTable
-) -> dict[str, Any]:
-    scored = refused = 0
-    class_counts = np.zeros(len(model.classes), np.int64)
-    total = 0.0
-    labels = np.array(model.classes, dtype=object)
-    for chunk in chunks:
-        keyed = _keyed_rows(chunk, keys)
-        good = _usable_rows(model, chunk, keyed)
-        refused += int((~good).sum())
-        if not good.any():
-            if keyed.any():  # every keyed row refused by the schema: the first one's reason fails the task
-                model.schema.encode({k: v[keyed] for k, v in chunk.items()}, where="the dataset")
-            continue
-        kept = {k: v[good] for k, v in chunk.items()}
-        predictions = np.asarray(model.predict(model.schema.encode(kept)))
-        if model.task == "classification":
-            class_counts += np.bincount(predictions.astype(np.int64), minlength=len(model.classes))
-            written = labels[predictions.astype(np.int64)]
+    @property
+    def schema(self) -> InputSchema:
+        return self.model.schema
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def task(self) -> TaskType:
+        return self.model.task
+
+    def predict(self, features: NDArray[np.float32]) -> NDArray[Any]:
+        predictions = np.asarray(self.model.predict(features))
+        if self.task == "classification":
+            self.class_counts += np.bincount(predictions.astype(np.int64), minlength=len(self.class_counts))
         else:
-            if not np.isfinite(predictions).all():
-                raise ConfigError(f"model {model.version} predicted a missing or infinite value")
-            total += float(predictions.astype(np.float64).sum())
-            written = predictions.astype(np.float64)
-        sink.write({k: kept[k] for k in keys}, written, model.version)
-        scored += len(predictions)
-    return {"rows_scored": scored, "rows_refused": refused, "class_counts": class_counts, "total": total}
+            self.total += float(predictions.astype(np.float64).sum())
+        return predictions
+
+    def predict_proba(self, features: NDArray[np.float32]) -> NDArray[np.float64]:
+        return self.model.predict_proba(features)
 
 
-def _keyed_rows(chunk: dict[str, NDArray[Any]], keys: tuple[str, ...]) -> NDArray[np.bool_]:
-    rows = len(next(iter(chunk.values())))
-    keyed = np.ones(rows, bool)
-    for key in keys:
-        keyed &= np.array([v is not None and v != "" for v in chunk[key].tolist()], bool)
-    return keyed
+def _job(config: NodeConfig, name: str, *, table: str, keys: tuple[str, ...], restart: bool) -> ScoringJob:
+    """Batch scoring's job for the node's dataset ``name``, written where the node says."""
+    source = config.datasets[name]
+    write_url = config.scoring.write_url
+    chunk_rows = config.scoring.chunk_rows
+    if isinstance(source, SqlSource):
+        return ScoringJob(source=source.url, query=source.query, table=source.table, keys=keys, write=table,
+                          write_url=write_url, chunk_rows=chunk_rows, restart=restart)  # fmt: skip
+    if isinstance(source, CsvSource | ParquetSource):
+        if write_url is None:
+            raise ConfigError(f"dataset {name!r} is a file; set [scoring] write_url, the database for its predictions")
+        return ScoringJob(source=str(source.path), keys=keys, write=table, write_url=write_url, chunk_rows=chunk_rows,
+                          restart=restart)  # fmt: skip
+    assert isinstance(source, BuiltinSource)
+    raise ConfigError(f"dataset {name!r} is a built-in dataset; it has no key column, so it cannot be scored")
 
 
-def _usable_rows(model: RegisteredModel, chunk: dict[str, NDArray[Any]], keyed: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Keyed rows whose values the schema encodes; one encode per chunk unless one fails."""
-    good = keyed.copy()
-    try:
-        model.schema.encode({k: v[good] for k, v in chunk.items()})
-        return good
-    except SchemaError:
-        pass
-    for row in np.flatnonzero(good):  # a bad value: find its rows one by one
-        try:
-            model.schema.encode({k: v[row : row + 1] for k, v in chunk.items()})
-        except SchemaError:
-            good[row] = False
-    return good
-
-
-def _released(model: RegisteredModel, counts: dict[str, Any], min_rows: int) -> dict[str, float]:
+def _released(
+    model: RegisteredModel, counting: _Counting, scored: int, skipped: int, min_rows: int
+) -> dict[str, float]:
     """The reply's metrics: totals, then each summary only where it covers at least ``min_rows`` rows."""
-    metrics = {"rows_scored": float(counts["rows_scored"]), "rows_refused": float(counts["rows_refused"])}
+    metrics = {"rows_scored": float(scored), "rows_skipped": float(skipped)}
     if model.task == "classification":
         suppressed = 0
-        for index, count in enumerate(counts["class_counts"].tolist()):
+        for index, count in enumerate(counting.class_counts.tolist()):
             if count >= min_rows:
                 metrics[f"predicted/{index}"] = float(count)
             elif count > 0:
                 suppressed += 1
         metrics["suppressed"] = float(suppressed)
-    elif counts["rows_scored"] >= min_rows:
-        metrics["prediction_mean"] = counts["total"] / counts["rows_scored"]
+    elif scored >= min_rows:
+        metrics["prediction_mean"] = counting.total / scored
     return metrics
 
 
 def _evaluation_rows(config: NodeConfig, datasets: Mapping[str, Dataset], name: str) -> tuple[Dataset, bool]:
-    """The rows to evaluate on, and whether the node held them out of training."""
+    """The rows to evaluate on, and whether the node held them out of training.
+
+    A dataset the node did not load at start (it trains on others) is read whole for this task.
+    """
     node = config.node
+
+    def rows(dataset: str) -> Dataset:
+        return datasets[dataset] if dataset in datasets else config.datasets[dataset].load()
+
     if name != config.training_dataset():
-        return datasets[name], True
+        return rows(name), True
     if node.holdout_fraction is not None:
-        return hold_out(datasets[name], node.holdout_fraction, node.holdout_seed)[1], True
+        return hold_out(rows(name), node.holdout_fraction, node.holdout_seed)[1], True
     if node.evaluation_dataset is not None:
-        return datasets[node.evaluation_dataset], True
-    return datasets[name], False
+        return rows(node.evaluation_dataset), True
+    return rows(name), False
 
 
 def _class_indices(model: RegisteredModel, y: NDArray[Any], dataset: str) -> NDArray[np.int64]:

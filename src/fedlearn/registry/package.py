@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -63,6 +62,8 @@ DEFAULT_MAX_PACKAGE_BYTES = 2**32
 """Largest package read by default: 4 GiB, far past any model the built-in learners train."""
 MAX_DESCRIPTION_CHARS = 16 * 2**20
 """The JSON description is names, options and lineage; megabytes of it mean a hostile file."""
+MAX_COLUMNS = 100_000
+"""Input columns a package may declare; checked before any column is built."""
 
 Kind = Literal["learner", "analytics"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -95,6 +96,7 @@ _LEARNER_TASK: dict[str, TaskType | None] = {
     "sklearn.mlp": "classification",
     "torch.mlp": "classification",
 }
+_LAST_TIME = 32_503_680_000  # 3000-01-01: a later `created` is a corrupt or hostile file
 _DESCRIPTION_KEYS = frozenset(
     {"format", "format_version", "name", "version", "kind", "model", "options", "task", "classes", "schema"}
     | {"lineage", "created"}
@@ -125,10 +127,12 @@ class ModelPackage:
             raise ConfigError(f"`kind` must be one of {list(KINDS)}; got {self.kind!r}")
         if self.format_version != FORMAT_VERSION:
             raise ConfigError(f"`format_version` must be {FORMAT_VERSION}; got {self.format_version!r}")
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"`model` must be a learner or analytics model name; got {self.model!r}")
         if (
             not isinstance(self.created, int | float)
             or isinstance(self.created, bool)
-            or not math.isfinite(self.created)
+            or not 0 <= self.created < _LAST_TIME
         ):
             raise ConfigError(f"`created` must be a Unix time in seconds; got {self.created!r}")
         if not isinstance(self.schema, InputSchema):
@@ -212,6 +216,9 @@ class ModelPackage:
         if found:
             raise CodecError(f"package description: missing {list(found.missing)}, unexpected {list(found.unexpected)}")
         options, lineage, classes = description["options"], description["lineage"], description["classes"]
+        schema = description["schema"]
+        if isinstance(schema, list) and len(schema) > MAX_COLUMNS:
+            raise CodecError(f"package declares {len(schema)} input columns; the limit is {MAX_COLUMNS}")
         for key, value, kind in (("options", options, dict), ("lineage", lineage, dict), ("classes", classes, list)):
             if not isinstance(value, kind):
                 raise ConfigError(f"package `{key}` must be a JSON {kind.__name__}; got {type(value).__name__}")
@@ -223,7 +230,7 @@ class ModelPackage:
             options=options,
             task=description["task"],
             classes=tuple(classes),
-            schema=InputSchema.from_json(description["schema"]),
+            schema=InputSchema.from_json(schema),
             params=params,
             lineage=lineage,
             created=description["created"],

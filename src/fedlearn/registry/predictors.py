@@ -174,7 +174,10 @@ def analytics_package(
     arrays = learned_arrays(estimator)
     if "n_features_in_" not in arrays:
         raise ConfigError(f"the {type(estimator).__name__} is not fitted; fit it before registering it")
-    classes = arrays["classes_"].tolist() if ANALYTICS_MODELS[model] == "classification" else []
+    classes: list[Any] = []
+    if ANALYTICS_MODELS[model] == "classification":
+        classes = np.asarray(estimator.classes_).tolist()
+        arrays["classes_"] = np.arange(len(classes))  # labels such as "churned" travel in `classes`, not as arrays
     options = {
         key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in estimator.get_params().items()
     }
@@ -246,8 +249,8 @@ def _mlp(coefs: list[NDArray[Any]], intercepts: list[NDArray[Any]], *, activatio
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import LabelBinarizer
 
-    coefs = [c.astype(np.float64) for c in coefs]
-    intercepts = [b.astype(np.float64) for b in intercepts]
+    coefs = [np.array(c) for c in coefs]  # writable copies in the trained dtype: float32 stays float32, as trained
+    intercepts = [np.array(b) for b in intercepts]
     if n_classes == 2 and coefs[-1].shape[1] == 2:
         coefs[-1] = coefs[-1][:, 1:] - coefs[-1][:, :1]
         intercepts[-1] = intercepts[-1][1:] - intercepts[-1][:1]

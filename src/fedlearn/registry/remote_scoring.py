@@ -45,10 +45,10 @@ def run_scoring(package: ModelPackage, request: ScoreRequest, fleet: Fleet, node
     """Ask every node to score; per-node counts and metrics, and their totals."""
     request.check()
     config = {**model_task_config(package), "dataset": request.dataset, "write": request.write,
-              "keys": json.dumps(request.keys)}  # fmt: skip
+              "keys": json.dumps(request.keys), "restart": request.restart}  # fmt: skip
     replies, failures = _ask(fleet, nodes, SCORE, package, config, request.timeout, _check_score_reply)
     per_node: dict[str, Any] = {}
-    totals = {"rows_scored": 0, "rows_refused": 0}
+    totals = {"rows_scored": 0, "rows_skipped": 0}
     for node in nodes:
         if node in replies:
             metrics = dict(replies[node].metrics)
@@ -113,14 +113,14 @@ def _check_score_reply(reply: Reply) -> None:
     metrics = reply.metrics
     if len(metrics) > MAX_SCORE_METRICS:
         raise ValidationError(f"a scoring reply carries {len(metrics)} metrics; at most {MAX_SCORE_METRICS}")
-    for key in ("rows_scored", "rows_refused"):
+    for key in ("rows_scored", "rows_skipped"):
         value = metrics.get(key)
         if value is None or value < 0 or value != int(value):
             raise ValidationError(f"a scoring reply's `{key}` must be a count; got {value!r}")
 
 
 def _scoring_entry(package: ModelPackage, metrics: dict[str, float]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"rows_scored": int(metrics["rows_scored"]), "rows_refused": int(metrics["rows_refused"])}
+    entry: dict[str, Any] = {"rows_scored": int(metrics["rows_scored"]), "rows_skipped": int(metrics["rows_skipped"])}
     if package.task == "classification":
         counts = {}
         for index, label in enumerate(package.classes):

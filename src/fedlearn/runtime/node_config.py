@@ -2,8 +2,11 @@
 
 Data sources are declared here, on the node, and never in a run config: the coordinator only
 ever refers to a dataset by name. Sources are a built-in dataset partitioned exactly as
-``fedlearn simulate`` would (for rehearsals and parity checks), a CSV file, or an SQL query that
-runs inside the data's own database.
+``fedlearn simulate`` would (for rehearsals and parity checks), a CSV file, a Parquet file or
+directory, or an SQL query (or table) that runs inside the data's own database. ``[datasets.NAME.columns]``
+declares column types and the category list of each text column, the same on every node
+(docs/data-sources.md). The datasets the node trains and evaluates on are read when it starts; the
+others are checked then and read from their source, in chunks, at each analytics task.
 
 ``[privacy]`` is the node's differential-privacy policy and its lifetime privacy budget, kept in a
 ledger file that survives restarts and crashes (:mod:`fedlearn.client.budget`).
@@ -61,28 +64,43 @@ message saying where it moved, so a node never runs with a threshold it did not 
     [datasets.visits]
     source = "sql"
     url = "postgresql://reader@db.internal/clinic"
-    query = "SELECT age, bmi, bp, outcome FROM visits WHERE consent"
+    query = "SELECT age, bmi, bp, smoker, outcome FROM visits WHERE consent"   # or table = "visits"
     target = "outcome"
     task = "classification"
     n_classes = 2
+    batch_rows = 65536                 # rows fetched at a time
+
+    [datasets.visits.columns]          # undeclared numeric columns are float; text must be a category
+    smoker = ["never", "former", "current"]   # one-hot in this order on every node
+    age = "int"
+
+    [datasets.labs]
+    source = "parquet"                 # or "csv" (with delimiter = ","), read through pyarrow in batches
+    path = "labs/"                     # a file or a directory of files, relative to where the node starts
+    target = "glucose"
+    task = "regression"
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fedlearn.client.attacks import Attack, build_attack
 from fedlearn.core.config_files import read_toml, validate
-from fedlearn.core.errors import ConfigError
+from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.core.limits import DEFAULT_MAX_BINS
+from fedlearn.data.arrow_reader import open_csv, open_parquet
+from fedlearn.data.columns import category_names, declared_columns
 from fedlearn.data.dataset import Dataset
-from fedlearn.data.sources import load_csv, load_sql
+from fedlearn.data.dataset_table import DatasetTable
+from fedlearn.data.reader import DEFAULT_BATCH_ROWS, Reader, dataset_layout, read_dataset
 from fedlearn.data.split import hold_out, split_over_nodes
+from fedlearn.data.sql import SqlReader
 from fedlearn.privacy.statistics import DEFAULT_MAX_RELEASE_EPSILON
 
 
@@ -117,34 +135,92 @@ class BuiltinSource(_Section):
         )
         return parts[self.index]
 
+    def streamed(self) -> Dataset:
+        """A built-in dataset is generated in memory, so analytics reads it loaded."""
+        return self.load()
+
 
 class _TabularSource(_Section):
+    """A source read through a data connector; ``load`` reads it whole, ``streamed`` chunk by chunk at each read."""
+
     target: str | None = None
     features: list[str] | None = None
+    columns: dict[str, str | list[str] | dict[str, Any]] | None = None
     task: Literal["classification", "regression"] = "classification"
     n_classes: int = Field(0, ge=0)
+    batch_rows: int = Field(DEFAULT_BATCH_ROWS, ge=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _declared(cls, columns: dict[str, Any] | None) -> dict[str, Any] | None:
+        declared_columns(columns)  # a bad declaration fails when the config is read
+        return columns
+
+    def reader(self) -> Reader:
+        raise NotImplementedError  # each source opens its own
+
+    def name(self) -> str:
+        raise NotImplementedError
+
+    def load(self) -> Dataset:
+        return read_dataset(
+            self.reader(), target=self.target, features=self.features, columns=self.columns, task=self.task,
+            n_classes=self.n_classes, name=self.name(), batch_rows=self.batch_rows,
+        )  # fmt: skip
+
+    def streamed(self) -> DatasetTable:
+        """The rows as :meth:`load` lays them out, read at each task; the column types are checked now."""
+        reader = self.reader()
+        layout = dataset_layout(
+            reader, target=self.target, features=self.features, columns=self.columns, task=self.task,
+            n_classes=self.n_classes,
+        )  # fmt: skip
+        return DatasetTable(reader, layout)
 
 
 class CsvSource(_TabularSource):
     source: Literal["csv"]
     path: Path
+    delimiter: str = Field(",", min_length=1, max_length=1)
 
-    def load(self) -> Dataset:
-        return load_csv(self.path, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes)
+    def reader(self) -> Reader:
+        return open_csv(self.path, delimiter=self.delimiter, text_columns=category_names(self.columns))
+
+    def name(self) -> str:
+        return self.path.stem
+
+
+class ParquetSource(_TabularSource):
+    source: Literal["parquet"]
+    path: Path
+
+    def reader(self) -> Reader:
+        return open_parquet(self.path)
+
+    def name(self) -> str:
+        return self.path.stem
 
 
 class SqlSource(_TabularSource):
     source: Literal["sql"]
     url: str
-    query: str
+    query: str | None = None
+    table: str | None = None
 
-    def load(self) -> Dataset:
-        return load_sql(
-            self.url, self.query, target=self.target, features=self.features, task=self.task, n_classes=self.n_classes
-        )
+    @model_validator(mode="after")
+    def _query_or_table(self) -> SqlSource:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("an sql source needs exactly one of `query` and `table`")
+        return self
+
+    def reader(self) -> Reader:
+        return SqlReader(self.url, self.query, table=self.table)
+
+    def name(self) -> str:
+        return self.table or "sql"
 
 
-Source = Annotated[BuiltinSource | CsvSource | SqlSource, Field(discriminator="source")]
+Source = Annotated[BuiltinSource | CsvSource | ParquetSource | SqlSource, Field(discriminator="source")]
 
 
 class NodeSection(_Section):
@@ -294,9 +370,25 @@ class NodeConfig(_Section):
             name, declared = node.evaluation_dataset, sorted(self.datasets)
             raise ConfigError(f"[node] evaluation_dataset {name!r} is not declared; declared: {declared}")
 
-    def load_datasets(self) -> Mapping[str, Dataset]:
-        """Read every declared dataset; runs once when the node starts."""
-        return _load_all(self.datasets)
+    def trained_datasets(self) -> list[str]:
+        """The datasets fit and evaluate tasks read, which the node loads when it starts."""
+        names = [self.training_dataset(), self.node.evaluation_dataset] if self.node.learner is not None else []
+        return [name for name in names if name is not None]
+
+    def load_datasets(self, names: Collection[str] | None = None) -> Mapping[str, Dataset]:
+        """Read the declared datasets, or those in ``names``, whole; runs once when the node starts."""
+        return _load_all({k: v for k, v in self.datasets.items() if names is None or k in names})
+
+    def analytics_data(self, loaded: Mapping[str, Dataset]) -> dict[str, Dataset | DatasetTable]:
+        """What analytics tasks read: a dataset in ``loaded`` as loaded, any other from its source in chunks at
+        each task (a database's current rows), never held in memory. Its column types are checked now."""
+        data: dict[str, Dataset | DatasetTable] = {}
+        for name, source in self.datasets.items():
+            try:
+                data[name] = loaded[name] if name in loaded else source.streamed()
+            except (ConfigError, SchemaError) as exc:
+                raise ConfigError(f"dataset {name!r}: {exc}") from None
+        return data
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
@@ -360,6 +452,6 @@ def _load_all(sources: Mapping[str, Source]) -> dict[str, Dataset]:
     for name, source in sources.items():
         try:
             loaded[name] = source.load()
-        except ConfigError as exc:
+        except (ConfigError, SchemaError) as exc:
             raise ConfigError(f"dataset {name!r}: {exc}") from None
     return loaded

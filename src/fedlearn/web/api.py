@@ -8,6 +8,7 @@ before the app reads a byte of the body. Errors carry the same one-line messages
 and a node that is not connected or does not answer a 503. Those statuses, and the models every
 route takes and answers, are the contract in :mod:`fedlearn.web.contract`, which the client reads too.
 A run's detail carries its differential privacy, ε spent and the ledger behind it, under ``privacy``.
+Standing analytics federations live under ``/api/federations`` (:mod:`fedlearn.web.federation_api`).
 
 The model registry lives under ``/api/models``: list, show a model or one version, register a
 completed run or an analytics answer as a new version, point and remove aliases, and download a
@@ -28,6 +29,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from fedlearn.analytics.federation import Federations
+from fedlearn.analytics.federation_schedule import DEFAULT_POLL_SECONDS, FederationScheduler
 from fedlearn.analytics.remote import AnalyticsRequest, check_connected, run_request
 from fedlearn.config import DifferentialPrivacySection
 from fedlearn.core.checks import POSITIVE, check_int, check_real
@@ -59,6 +62,7 @@ from fedlearn.web.contract import (
     RunSummary,
     status_of,
 )
+from fedlearn.web.federation_api import federation_routes, scheduling
 from fedlearn.web.guard import RequestGuard
 
 
@@ -167,16 +171,20 @@ def create_app(
     admin_token: str,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     body_timeout: float = DEFAULT_REQUEST_SECONDS,
+    federation_poll: float = DEFAULT_POLL_SECONDS,
 ) -> FastAPI:
     """The API bound to one coordinator; ``admin_token`` guards every route but health.
 
     A request body may hold at most ``max_request_bytes`` and must arrive within ``body_timeout``
-    seconds of its headers; see :mod:`fedlearn.web.guard`.
+    seconds of its headers; see :mod:`fedlearn.web.guard`. While the app is served, due federation
+    refreshes run every ``federation_poll`` seconds (:mod:`fedlearn.analytics.federation_schedule`).
     """
     if len(admin_token) < 16:
         raise ConfigError("the admin token must be at least 16 characters; generate one with `fedlearn token`")
     store = coordinator.store
-    app = FastAPI(title="fedlearn coordinator", version="1", docs_url=None, redoc_url=None)
+    federations = Federations(coordinator)
+    lifespan = scheduling(FederationScheduler(federations, poll=federation_poll))
+    app = FastAPI(title="fedlearn coordinator", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.add_middleware(
         RequestGuard,
         admin_token=admin_token,
@@ -302,4 +310,5 @@ def create_app(
             keys = coordinator.store.identity_keys() if request.secure else None
             return AnalyticsResult.model_validate(run_request(request, fleet, identity_keys=keys))
 
+    app.include_router(federation_routes(federations))  # standing analytics federations
     return app

@@ -318,3 +318,87 @@ class ModelDetail(_Answer):
     name: str
     versions: list[ModelVersion]
     aliases: dict[str, int]
+
+
+# -- federations: standing analytics federations (``/api/federations``) ---------------------------
+# Their requests, like the analytics request, are validated where they run:
+# :class:`fedlearn.analytics.federation.FederationRequest` and ``BatchRequest``.
+
+
+class FederationBatch(_Answer):
+    """One dataset a member contributes; ``rows`` is None until the node has summarised it."""
+
+    id: str
+    node: str
+    dataset: str
+    rows: int | None
+    added_at: Timestamp | None = None
+    summarised_at: Timestamp | None = None
+
+
+class FederationMember(_Answer):
+    """A member's rows in the federation's summary; ``stale`` says why the last refresh kept its old summary."""
+
+    node: str
+    rows: int
+    stale: str | None
+    updated_at: Timestamp
+
+
+class FittedModel(_Answer):
+    """A model the federation keeps fitted, or the ``error`` that kept it from being fitted on ``rows`` rows."""
+
+    model: str
+    rows: int
+    error: str | None
+    fitted_at: Timestamp
+
+
+class FederationSummary(_Answer):
+    """A federation as ``GET /api/federations`` lists it: what it summarises, its models and schedule."""
+
+    name: str
+    columns: list[str]
+    target: str | None
+    task: Literal["regression", "classification"]
+    histograms: list[dict[str, JsonValue]]
+    models: list[str]
+    options: dict[str, JsonValue]
+    refresh_seconds: float | None
+    created_at: Timestamp
+    refreshed_at: Timestamp | None
+    rows: int
+
+
+class FederationDetail(FederationSummary):
+    """``GET /api/federations/{name}``: the summary, its members, batches, fitted models and last refresh.
+
+    ``report`` is what the last refresh from the nodes found: ``scheduled`` (or asked for) and
+    ``stale``, each member it could not refresh with the reason; None before the first refresh.
+    """
+
+    timeout: float
+    wait: float
+    members: list[FederationMember]
+    batches: list[FederationBatch]
+    fitted: list[FittedModel]
+    report: dict[str, JsonValue] | None
+
+
+class FederationModel(_Answer):
+    """``GET /api/federations/{name}/models/{model}``: a kept model's learned arrays, as the analytics answer has them.
+
+    ``attributes`` are the arrays as nested lists (None where a value is not finite); ``fitted_at``
+    is when they were fitted, ``refreshed_at`` when the summaries were last read from the nodes.
+    """
+
+    federation: str
+    model: str
+    columns: list[str]
+    target: str | None
+    task: Literal["regression", "classification"]
+    options: dict[str, JsonValue]
+    rows: int
+    fitted_at: Timestamp
+    refreshed_at: Timestamp | None
+    attributes: dict[str, JsonValue]

@@ -15,11 +15,16 @@ wraps the app as plain ASGI and refuses, with the contract's one-line :class:`Re
 Whenever an answer starts before the request's body was read in full, whether it is one of these
 refusals or a route that ignores its body, the answer says ``Connection: close``, and the server
 closes the connection after it instead of reading the rest of the body.
+
+The model server (:mod:`fedlearn.web.model_server`) reuses the guard with its own open paths, an
+optional token, its own name in the messages and its own shape of refusal body.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import anyio
 from starlette.exceptions import HTTPException
@@ -36,28 +41,62 @@ UNAUTHORISED = "missing or wrong admin token: send 'Authorization: Bearer <token
 _CLOSE = (b"connection", b"close")
 
 
-class RequestGuard:
-    """ASGI middleware that checks the admin token and bounds each request body in size and time."""
+def detail_body(status: int, detail: str) -> Mapping[str, Any]:
+    """The coordinator's refusal body: the contract's :class:`Refusal`."""
+    return Refusal(detail=detail).model_dump()
 
-    def __init__(self, app: ASGIApp, *, admin_token: str, max_body_bytes: int, body_timeout: float) -> None:
+
+class RequestGuard:
+    """ASGI middleware that checks the admin token and bounds each request body in size and time.
+
+    ``admin_token=None`` admits every request (the model server without ``--bearer-token``);
+    ``server`` and ``limit_option`` name the process and its size option in the messages, and
+    ``refusal`` shapes a refusal's JSON body from its status and one-line message.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        admin_token: str | None,
+        max_body_bytes: int,
+        body_timeout: float,
+        open_paths: frozenset[str] = OPEN_PATHS,
+        server: str = "coordinator",
+        limit_option: str = "`fedlearn coordinator` with a larger --max-request-bytes",
+        refusal: Callable[[int, str], Mapping[str, Any]] = detail_body,
+    ) -> None:
         self.app = app
-        self._token = admin_token.encode()
+        self._token = admin_token.encode() if admin_token is not None else None
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.open_paths = open_paths
+        self.server = server
+        self.limit_option = limit_option
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan, or a websocket, which no route of this API accepts
             await self.app(scope, receive, send)
             return
-        body = _Body(scope, receive, send, limit=self.max_body_bytes, timeout=self.body_timeout)
-        if scope["path"] not in OPEN_PATHS and not self._admitted(scope):
-            await _refuse(scope, body, 401, UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
+        body = _Body(scope, receive, send, guard=self)
+        if scope["path"] not in self.open_paths and not self._admitted(scope):
+            await self._refuse(scope, body, 401, UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
         elif body.length is not None and body.length > self.max_body_bytes:
-            await _refuse(scope, body, 413, body.too_large())
+            await self._refuse(scope, body, 413, body.too_large())
         else:
             await self.app(scope, body.receive, body.send)
 
+    async def _refuse(
+        self, scope: Scope, body: _Body, status: int, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer ``status`` with ``detail`` without running the app; the answer never reads the body."""
+        response = JSONResponse(self.refusal(status, detail), status_code=status, headers=headers)
+        await response(scope, body.receive, body.send)
+
     def _admitted(self, scope: Scope) -> bool:
+        if self._token is None:
+            return True
         value = _header(scope, b"authorization") or b""
         scheme, _, credentials = value.partition(b" ")
         # compare_digest takes as long for a wrong token as for a right one, whatever their common prefix
@@ -67,12 +106,13 @@ class RequestGuard:
 class _Body:
     """One request's body as the app reads it: counted against the limit, timed against the deadline."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, *, limit: int, timeout: float) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, *, guard: RequestGuard) -> None:
         self._receive = receive
         self._send = send
-        self.limit = limit
-        self.timeout = timeout
-        self.deadline = anyio.current_time() + timeout
+        self.guard = guard
+        self.limit = guard.max_body_bytes
+        self.timeout = guard.body_timeout
+        self.deadline = anyio.current_time() + self.timeout
         length = _header(scope, b"content-length")
         self.length = int(length) if length is not None and length.isdigit() else None
         chunked = _header(scope, b"transfer-encoding") is not None
@@ -81,8 +121,8 @@ class _Body:
 
     def too_large(self) -> str:
         return (
-            f"the request body is larger than this coordinator's limit of {self.limit} bytes; send less, "
-            "or start `fedlearn coordinator` with a larger --max-request-bytes"
+            f"the request body is larger than this {self.guard.server}'s limit of {self.limit} bytes; send less, "
+            f"or start {self.guard.limit_option}"
         )
 
     async def receive(self) -> Message:
@@ -93,7 +133,8 @@ class _Body:
                 message = await self._receive()
         except TimeoutError:
             late = f"the request body did not arrive within {self.timeout:g} s of its headers"
-            raise HTTPException(408, f"{late}; check the network between the client and the coordinator") from None
+            check = f"check the network between the client and the {self.guard.server}"
+            raise HTTPException(408, f"{late}; {check}") from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.limit:
@@ -107,12 +148,6 @@ class _Body:
         if message["type"] == "http.response.start" and self.pending:
             message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
         await self._send(message)
-
-
-async def _refuse(scope: Scope, body: _Body, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-    """Answer ``status`` with ``detail`` without running the app; the answer never reads the body."""
-    response = JSONResponse(Refusal(detail=detail).model_dump(), status_code=status, headers=headers)
-    await response(scope, body.receive, body.send)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

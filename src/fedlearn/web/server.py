@@ -13,6 +13,11 @@ peer opens: limiting connections per peer is the job of a reverse proxy or firew
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import h11
 import uvicorn
@@ -33,6 +38,31 @@ def api_server(
         header_timeout = deadline
 
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, http=Protocol, log_level="warning"))
+
+
+@contextmanager
+def running_in_thread(server: uvicorn.Server, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[int]:
+    """Run ``server`` from a daemon thread of this process on ``host:port``; yield the bound port, then stop it.
+
+    For a notebook, a script or a test that serves and calls in one process. The socket is bound
+    before the thread starts, so port 0 (any free port) is safe from races, and the port is known
+    before the first request.
+    """
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listening.bind((host, port))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        if not server.started:
+            raise RuntimeError(f"the HTTP server on {host}:{port} did not start within 10 s")
+        yield int(listening.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listening.close()
 
 
 class _HeaderDeadline(H11Protocol):

@@ -146,7 +146,7 @@ def test_scoring_through_the_api_writes_each_nodes_table_and_answers_counts(tmp_
     answer = ScoringAnswer.model_validate_json(response.content)
     for name, count in NODES.items():
         assert len(table_rows(tmp_path / name / "node.db", "churn_scores")) == count
-        assert set(answer.nodes[name]) == {"ok", "error", "rows_scored", "rows_refused", "predicted", "suppressed"}
+        assert set(answer.nodes[name]) == {"ok", "error", "rows_scored", "rows_skipped", "predicted", "suppressed"}
     assert answer.pooled["rows_scored"] == sum(NODES.values())
 
 

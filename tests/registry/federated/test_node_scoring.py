@@ -38,7 +38,7 @@ def test_scoring_writes_one_row_per_key_with_the_version_and_replies_counts_only
     assert [r[0] for r in written] == list(range(120))
     assert [int(r[1]) for r in written] == expected.tolist()
     assert {r[2] for r in written} == {"churn/1"}
-    assert reply.metrics["rows_scored"] == 120 and reply.metrics["rows_refused"] == 0
+    assert reply.metrics["rows_scored"] == 120 and reply.metrics["rows_skipped"] == 0
     assert not reply.params and not reply.extras
     assert sum(v for k, v in reply.metrics.items() if k.startswith("predicted/")) == 120
 
@@ -64,14 +64,7 @@ def test_regression_scoring_releases_the_mean_prediction(tmp_path, database) -> 
     assert reply.metrics["prediction_mean"] == pytest.approx(np.mean(values), rel=1e-6)
 
 
-def test_csv_rows_with_a_bad_value_or_no_key_are_refused_and_counted(tmp_path) -> None:
-    x, y = rows(30, seed=2)
-    data = write_csv(tmp_path / "rows.csv", x, y)
-    lines = data.read_text().splitlines()
-    lines[3] = lines[3].replace(lines[3].split(",")[1], "oops", 1)  # a text value in f0
-    lines[5] = "," + lines[5].split(",", 1)[1]  # no key
-    data.write_text("\n".join(lines) + "\n")
-    out = tmp_path / "out.db"
+def _csv_node(tmp_path: Path, data: Path, out: Path, *, load: bool = True) -> object:
     toml = f"""[scoring]
 allow = true
 write_url = "sqlite:///{out}"
@@ -82,11 +75,26 @@ target = "label"
 features = {list(FEATURES)!r}
 n_classes = 2
 """.replace("'", '"')
-    app = node(tmp_path, toml, load=False)
-    reply = score(app, softmax_package())
+    return node(tmp_path, toml, load=load)
+
+
+def test_a_csv_dataset_is_scored_into_the_nodes_write_url(tmp_path) -> None:
+    x, y = rows(30, seed=2)
+    data = write_csv(tmp_path / "rows.csv", x, y)
+    out = tmp_path / "out.db"
+    reply = score(_csv_node(tmp_path, data, out), softmax_package())
     assert reply.ok, reply.error
-    assert reply.metrics["rows_scored"] == 28 and reply.metrics["rows_refused"] == 2
-    assert len(table_rows(out)) == 28
+    assert reply.metrics["rows_scored"] == 30 and [r[0] for r in table_rows(out)] == list(range(30))
+
+
+def test_a_csv_value_that_is_not_a_number_fails_the_task_with_its_reason(tmp_path) -> None:
+    x, y = rows(30, seed=2)
+    data = write_csv(tmp_path / "rows.csv", x, y)
+    lines = data.read_text().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[1], "oops", 1)  # a text value in f0
+    data.write_text("\n".join(lines) + "\n")
+    reply = score(_csv_node(tmp_path, data, tmp_path / "out.db", load=False), softmax_package())
+    assert not reply.ok and "'oops'" in reply.error, reply.error
 
 
 def test_small_predicted_classes_are_suppressed_under_min_rows(tmp_path, database) -> None:
@@ -125,15 +133,14 @@ def test_many_chunks_write_back_into_the_same_sqlite_file_they_are_read_from(tmp
     assert [r[0] for r in table_rows(path)] == list(range(120))
 
 
-def test_rows_without_a_key_are_counted_as_refused(tmp_path, database) -> None:
+def test_a_row_without_a_key_fails_the_task_and_keeps_the_chunks_before_it(tmp_path, database) -> None:
     path, url = database
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE loose AS SELECT CASE WHEN id % 10 = 0 THEN NULL ELSE id END AS id, f0, f1, f2, "
+        conn.execute("CREATE TABLE loose AS SELECT CASE WHEN id = 100 THEN NULL ELSE id END AS id, f0, f1, f2, "
                      "label FROM customers")  # fmt: skip
     app = node(tmp_path, ALLOW + "chunk_rows = 7\n" + dataset_toml("customers", url, "SELECT * FROM loose"))
     reply = score(app, softmax_package())
-    assert reply.ok, reply.error
-    assert (reply.metrics["rows_scored"], reply.metrics["rows_refused"]) == (108, 12)
+    assert not reply.ok and "missing value" in reply.error, reply.error
 
 
 def test_a_key_repeated_across_a_chunk_boundary_fails_the_task(tmp_path, database) -> None:
@@ -143,4 +150,4 @@ def test_a_key_repeated_across_a_chunk_boundary_fails_the_task(tmp_path, databas
                      "UNION ALL SELECT 6, f0, f1, f2, label FROM customers WHERE id = 6")  # fmt: skip
     app = node(tmp_path, ALLOW + "chunk_rows = 7\n" + dataset_toml("customers", url, "SELECT * FROM twice"))
     reply = score(app, softmax_package())
-    assert not reply.ok and "repeat the key [6]" in reply.error, reply.error
+    assert not reply.ok and "holds the key 6 more than once" in reply.error, reply.error

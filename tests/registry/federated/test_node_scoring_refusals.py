@@ -48,7 +48,7 @@ def test_a_table_name_that_is_sql_injection_is_refused(tmp_path, database) -> No
 def test_a_data_table_of_the_node_is_never_overwritten(tmp_path, database) -> None:
     path, url = database
     app = node(tmp_path, ALLOW + dataset_toml("customers", url, QUERY))
-    _refused(score(app, softmax_package(), write="customers"), "not a prediction table")
+    _refused(score(app, softmax_package(), write="customers"), "does not fit these predictions")
     assert len(node_rows(path)) == 60
 
 

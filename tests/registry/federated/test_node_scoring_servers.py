@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from fedlearn.data.sources import _driver_url
+from fedlearn.data.sql import driver_url
 from tests.registry.federated.models import FEATURES, rows, softmax_package
 from tests.registry.federated.node import dataset_toml, node, score
 
@@ -25,7 +25,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
     url = SERVERS[request.param]
     suffix = uuid.uuid4().hex[:10]
     data, predictions = f"fedscore_rows_{suffix}", f"fedscore_pred_{suffix}"
-    engine = create_engine(_driver_url(url))
+    engine = create_engine(driver_url(url))
     x, y = rows(50, seed=9)
     try:
         with engine.begin() as conn:
@@ -51,7 +51,7 @@ def test_predictions_land_in_the_nodes_own_server_once_per_composite_key(tmp_pat
         reply = score(app, softmax_package(), write=predictions, keys=("region", "id"))
         assert reply.ok, reply.error
         assert reply.metrics["rows_scored"] == 50
-    engine = create_engine(_driver_url(url))
+    engine = create_engine(driver_url(url))
     try:
         with engine.connect() as conn:
             written = conn.execute(text(f"SELECT region, id, model_version FROM {predictions}")).fetchall()

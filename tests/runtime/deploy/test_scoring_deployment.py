@@ -17,7 +17,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from sqlalchemy import create_engine, text
 
-from fedlearn.data.sources import _driver_url
+from fedlearn.data.sql import driver_url
 from fedlearn.data.split import hold_out
 from fedlearn.registry.catalog import register
 from fedlearn.registry.predictors import load_package
@@ -38,7 +38,7 @@ def postgres_table() -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL data table (id, f0.., label) and the name of the node's prediction table; dropped after."""
     suffix = uuid.uuid4().hex[:10]
     data, predictions = f"fedscore_deploy_{suffix}", f"fedscore_deploy_pred_{suffix}"
-    engine = create_engine(_driver_url(POSTGRES_URL))
+    engine = create_engine(driver_url(POSTGRES_URL))
     x, y = rows(90, seed=21)
     try:
         with engine.begin() as conn:
@@ -58,7 +58,7 @@ def postgres_table() -> Iterator[tuple[str, str]]:
 
 
 def _count(url: str, sql: str) -> list[tuple[object, ...]]:
-    engine = create_engine(_driver_url(url))
+    engine = create_engine(driver_url(url))
     try:
         with engine.connect() as conn:
             return [tuple(row) for row in conn.execute(text(sql)).fetchall()]
@@ -93,8 +93,8 @@ def test_nodes_score_into_their_own_databases_and_evaluation_pools_exactly(
         written = _count(url, f"SELECT id, model_version FROM {pg_predictions}")
         assert len(written) == count and len({r[0] for r in written}) == count
         assert {r[1] for r in written} == {"churn/1"}
-    assert scored.pooled == {"rows_scored": 210, "rows_refused": 0, "nodes_ok": 2, "nodes_failed": 0}
-    assert all(set(entry) == {"ok", "error", "rows_scored", "rows_refused", "predicted", "suppressed"}
+    assert scored.pooled == {"rows_scored": 210, "rows_skipped": 0, "nodes_ok": 2, "nodes_failed": 0}
+    assert all(set(entry) == {"ok", "error", "rows_scored", "rows_skipped", "predicted", "suppressed"}
                for entry in scored.nodes.values())  # fmt: skip
 
     held = [hold_out(load_node_config(deployment.tmp / f"{n}.toml").load_datasets()["customers"], 0.3, 1)[1]

@@ -44,12 +44,12 @@ def test_honest_run_completes_while_a_node_holds_a_thousand_silent_streams(deplo
     log = _start(deployment, "mallory", "--silent", "1000")
     deployment.wait_for_nodes(3)
     deployment.wait_until(lambda: "RESOURCE_EXHAUSTED" in log.read_text(), "the attack to be under way", timeout=30)
-    config = run_toml(rounds=2, nodes=3).replace("round_timeout = 30", "round_timeout = 15")
+    config = run_toml(rounds=1, nodes=3).replace("round_timeout = 30", "round_timeout = 15")
 
     run = deployment.wait_for_run(deployment.submit(config), timeout=60)
 
     assert run.status == "completed", run.message
-    assert [r.replies for r in run.history] == [3, 3]
+    assert [r.replies for r in run.history] == [3]
     assert deployment.coordinator is not None
     assert psutil.Process(deployment.coordinator.pid).memory_info().rss < 400 * MiB
     assert "Traceback" not in deployment.log("coordinator")
@@ -61,14 +61,14 @@ def test_duplicate_uploads_of_one_task_buffer_one_reply(deployment: Deployment) 
     deployment.wait_for_nodes(4)
     assert deployment.coordinator is not None
     before = _peak_rss(deployment.coordinator.pid)
-    config = run_toml(rounds=2, nodes=4, extra="min_reply_fraction = 0.7").replace("min_reply_fraction = 0.6\n", "")
+    config = run_toml(rounds=1, nodes=4, extra="min_reply_fraction = 0.7").replace("min_reply_fraction = 0.6\n", "")
 
     run = deployment.wait_for_run(deployment.submit(config), timeout=90)
     grown = _peak_rss(deployment.coordinator.pid) - before
 
     assert run.status == "completed", run.message
-    assert [r.replies for r in run.history] == [3, 3]
+    assert [r.replies for r in run.history] == [3]
     assert grown < 2.5 * size, f"the coordinator grew by {grown / MiB:.0f} MiB for one {size / MiB:.0f} MiB reply"
     attempts = [line for line in log.read_text().splitlines() if line.startswith("duplicates")]
-    assert len(attempts) == 2 and all(line.count("unreadable reply") == 1 for line in attempts), attempts  # read once
+    assert len(attempts) == 1 and all(line.count("unreadable reply") == 1 for line in attempts), attempts  # read once
     assert "Traceback" not in deployment.log("coordinator")

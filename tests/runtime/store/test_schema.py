@@ -1,4 +1,4 @@
-"""Schema versions: creation, migration from versions 0, 1, 2, 4 and 5, refusal of newer or foreign databases."""
+"""Schema versions: creation, migration from versions 0, 1, 2, 4, 5 and 6, refusal of newer or foreign databases."""
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,6 +22,20 @@ from fedlearn.runtime.store.schema import metadata
 _T = "2024-05-01 12:00:00"
 
 
+def _drop_federations(sql):
+    """Remove what version 7 added: the federation tables, children before parents."""
+    for table in ("federation_models", "federation_members", "federation_batches", "federations"):
+        sql(f"DROP TABLE {table}")
+
+
+def _make_version_6(url, sql):
+    """A store as fedlearn left it before federations, holding one node."""
+    with open_store(url) as store:
+        store.add_node("v6-node")
+    _drop_federations(sql)
+    sql("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+
+
 def _drop_registry(sql):
     """Remove what version 6 added: the model registry's tables."""
     sql("DROP TABLE model_aliases")
@@ -34,6 +48,7 @@ def _make_version_5(url, sql) -> str:
         run_id = store.create_run("v5-run", "", seed=3, rounds=2)
         store.save_checkpoint(run_id, _v4_state())
         store.set_run_status(run_id, "completed")
+    _drop_federations(sql)
     _drop_registry(sql)
     sql("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     return run_id
@@ -45,6 +60,7 @@ def _make_version_1(url, sql):
     Version 1 had no ``runs.error``. Built by creating today's schema and removing what versions 2 to 5 added.
     """
     open_store(url).close()
+    _drop_federations(sql)
     _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
@@ -64,6 +80,7 @@ def _make_version_1(url, sql):
 def _make_version_2(url, sql):
     """A store as fedlearn left it before nodes could declare their rows, holding one node."""
     open_store(url).close()
+    _drop_federations(sql)
     _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
@@ -81,6 +98,7 @@ def _make_version_0(url, sql):
     (``runs.stop_requested``). Built by creating today's schema and removing what versions 1 to 5 added.
     """
     open_store(url).close()
+    _drop_federations(sql)
     _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
@@ -116,6 +134,7 @@ def _make_version_4(url, sql) -> str:
         run_id = store.create_run("v4-run", "", seed=3, rounds=5)
         store.save_checkpoint(run_id, _v4_state())
         store.set_run_status(run_id, "failed", "coordinator lost", error="StoreError")
+    _drop_federations(sql)
     _drop_registry(sql)
     sql("ALTER TABLE checkpoints DROP COLUMN ledger")
     sql("ALTER TABLE runs DROP COLUMN privacy_reserved")
@@ -143,7 +162,7 @@ def _columns(url):
 
 
 def test_migrations_cover_every_version():
-    assert len(MIGRATIONS) == SCHEMA_VERSION == 6
+    assert len(MIGRATIONS) == SCHEMA_VERSION == 7
 
 
 def test_new_store_records_the_current_schema_version(store, sql):
@@ -226,6 +245,26 @@ def test_store_from_version_5_is_migrated_keeping_its_runs_and_registers_models(
     assert _version(sql) == str(SCHEMA_VERSION)
     assert state is not None and state.params.bitwise_equal(_v4_state().params)
     assert (empty, record.version, package) == ([], 1, b"package 1")
+
+
+def test_store_from_version_6_is_migrated_keeping_its_nodes_with_no_federations(store_url, sql):
+    _make_version_6(store_url, sql)
+
+    with open_store(store_url) as store:
+        [node] = store.list_nodes()
+        federations = store.list_federations()
+
+    assert _version(sql) == str(SCHEMA_VERSION)
+    assert (node.name, federations) == ("v6-node", [])
+
+
+def test_store_migrated_from_version_6_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):
+    _make_version_6(store_url, sql)
+    open_store(store_url).close()
+    fresh = new_store_url()
+    open_store(fresh).close()
+
+    assert _columns(store_url) == _columns(fresh)
 
 
 def test_store_migrated_from_version_5_has_the_same_columns_as_a_new_store(new_store_url, sql, store_url):

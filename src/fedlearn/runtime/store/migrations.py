@@ -26,6 +26,10 @@ Version history:
   short by a crash is charged even though no checkpoint records it.
 - 6: the model registry: ``models``, one immutable row per registered version with its package
   blob, lineage and input schema, and ``model_aliases``, names such as ``champion`` for versions.
+- 7: standing analytics federations: ``federations`` (definition, schedule, last refresh),
+  ``federation_batches`` (each dataset a member added, with its summary blob, so a removal is
+  exact), ``federation_members`` (each member's merged summary and staleness) and
+  ``federation_models`` (each kept model's learned arrays).
 """
 
 from __future__ import annotations
@@ -98,7 +102,44 @@ def _v5_to_v6(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6)
+# -- version 7: standing analytics federations ----------------------------------------------------
+def _v6_to_v7(conn: Connection) -> None:
+    """Add the federation tables; no store had federations before, so they start empty."""
+    postgres = conn.dialect.name == "postgresql"
+    timestamp = "TIMESTAMP WITH TIME ZONE" if postgres else "DATETIME"
+    conn.exec_driver_sql(
+        f"CREATE TABLE federations (name VARCHAR(64) NOT NULL, definition TEXT NOT NULL, refresh_seconds FLOAT, "
+        f"created_at {timestamp} NOT NULL, refreshed_at {timestamp}, report TEXT, "
+        "CONSTRAINT pk_federations PRIMARY KEY (name))"
+    )
+    conn.exec_driver_sql(
+        "CREATE TABLE federation_batches (id VARCHAR(32) NOT NULL, federation VARCHAR(64) NOT NULL, "
+        "node VARCHAR(64) NOT NULL, dataset VARCHAR(200) NOT NULL, summary_digest VARCHAR(64), row_count BIGINT, "
+        f"added_at {timestamp} NOT NULL, summarised_at {timestamp}, "
+        "CONSTRAINT pk_federation_batches PRIMARY KEY (id), "
+        "CONSTRAINT fk_federation_batches_federation FOREIGN KEY(federation) REFERENCES federations (name) "
+        "ON DELETE CASCADE, "
+        "CONSTRAINT fk_federation_batches_summary_digest FOREIGN KEY(summary_digest) REFERENCES blobs (digest))"
+    )
+    conn.exec_driver_sql(
+        "CREATE TABLE federation_members (federation VARCHAR(64) NOT NULL, node VARCHAR(64) NOT NULL, "
+        f"summary_digest VARCHAR(64), row_count BIGINT NOT NULL, stale TEXT, updated_at {timestamp} NOT NULL, "
+        "CONSTRAINT pk_federation_members PRIMARY KEY (federation, node), "
+        "CONSTRAINT fk_federation_members_federation FOREIGN KEY(federation) REFERENCES federations (name) "
+        "ON DELETE CASCADE, "
+        "CONSTRAINT fk_federation_members_summary_digest FOREIGN KEY(summary_digest) REFERENCES blobs (digest))"
+    )
+    conn.exec_driver_sql(
+        "CREATE TABLE federation_models (federation VARCHAR(64) NOT NULL, model VARCHAR(32) NOT NULL, "
+        f"params_digest VARCHAR(64), row_count BIGINT NOT NULL, error TEXT, fitted_at {timestamp} NOT NULL, "
+        "CONSTRAINT pk_federation_models PRIMARY KEY (federation, model), "
+        "CONSTRAINT fk_federation_models_federation FOREIGN KEY(federation) REFERENCES federations (name) "
+        "ON DELETE CASCADE, "
+        "CONSTRAINT fk_federation_models_params_digest FOREIGN KEY(params_digest) REFERENCES blobs (digest))"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7)
 
 
 def ensure_schema(db: Database) -> None:

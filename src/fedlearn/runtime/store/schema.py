@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -150,4 +150,55 @@ model_aliases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.ForeignKeyConstraint(["name", "version"], ["models.name", "models.version"]),
+)
+
+# -- added in version 7: standing analytics federations (see ``federations``) ---------------------
+
+federations = sa.Table(
+    "federations",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),  # JSON: columns, target, task, histograms, models, options
+    sa.Column("refresh_seconds", sa.Float),  # NULL: refreshed on demand only
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("refreshed_at", UTCDateTime),  # the last refresh from the nodes; NULL before the first
+    sa.Column("report", sa.Text),  # JSON: what the last refresh found (members it could not reach)
+)
+
+# One row per batch of data a member contributes: a dataset on that node, summarised on its own.
+federation_batches = sa.Table(
+    "federation_batches",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("federation", sa.String(64), sa.ForeignKey("federations.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("dataset", sa.String(200), nullable=False),
+    sa.Column("summary_digest", sa.String(64), sa.ForeignKey("blobs.digest")),  # NULL until first summarised
+    sa.Column("row_count", sa.BigInteger),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+    sa.Column("summarised_at", UTCDateTime),
+)
+
+# One row per member: the merge of its batches' summaries, and why the last refresh missed it.
+federation_members = sa.Table(
+    "federation_members",
+    metadata,
+    sa.Column("federation", sa.String(64), sa.ForeignKey("federations.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("node", sa.String(64), primary_key=True),
+    sa.Column("summary_digest", sa.String(64), sa.ForeignKey("blobs.digest")),  # NULL: no batch summarised yet
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("stale", sa.Text),  # NULL when current; else why the last refresh kept its previous summary
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per model a federation keeps fitted: its learned arrays (safetensors), or why it could not be fitted.
+federation_models = sa.Table(
+    "federation_models",
+    metadata,
+    sa.Column("federation", sa.String(64), sa.ForeignKey("federations.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("model", sa.String(32), primary_key=True),
+    sa.Column("params_digest", sa.String(64), sa.ForeignKey("blobs.digest")),  # NULL when ``error`` says why
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("fitted_at", UTCDateTime, nullable=False),
 )

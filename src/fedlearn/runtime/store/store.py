@@ -17,7 +17,7 @@ from fedlearn.core.codec import encode_parts
 from fedlearn.engine.engine import RunState
 from fedlearn.engine.history import RoundRecord
 from fedlearn.privacy.ledger import PrivacyLedger
-from fedlearn.runtime.store import blobs, models, nodes, runs
+from fedlearn.runtime.store import blobs, federations, models, nodes, runs
 from fedlearn.runtime.store.connection import Database, parse_store_url
 from fedlearn.runtime.store.migrations import ensure_schema
 from fedlearn.runtime.store.records import ModelRecord, NodeRecord, RunRecord, RunStatus
@@ -309,6 +309,43 @@ class Store:
     def delete_model_alias(self, name: str, alias: str) -> None:
         with self._db.write() as conn:
             models.delete_alias(conn, name, alias)
+
+    # Federations (schema version 7): standing analytics federations, see ``federations``
+
+    def create_federation(
+        self, name: str, definition: str, *, refresh_seconds: float | None, batches: list[tuple[str, str]]
+    ) -> None:
+        """Record a new federation and its first ``(node, dataset)`` batches, none summarised yet."""
+        with self._db.write() as conn:
+            federations.create_federation(conn, name, definition, refresh_seconds=refresh_seconds, batches=batches)
+
+    def list_federations(self) -> list[federations.FederationRecord]:
+        with self._db.read() as conn:
+            return federations.list_federations(conn)
+
+    def federation_state(self, name: str) -> federations.FederationState:
+        """A federation with its batches, members and models, read from one snapshot so that they agree."""
+        with self._db.read() as conn:
+            return federations.FederationState(
+                federation=federations.get_federation(conn, name),
+                batches=federations.list_batches(conn, name),
+                members=federations.list_members(conn, name),
+                models=federations.list_models(conn, name),
+            )
+
+    def due_federations(self) -> list[str]:
+        """Scheduled federations whose refresh is due now."""
+        with self._db.read() as conn:
+            return federations.due_federations(conn)
+
+    def update_federation(self, name: str, update: federations.FederationUpdate) -> None:
+        """Apply one change to a federation atomically: after a crash, all of it or none."""
+        with self._db.write() as conn:
+            federations.update_federation(conn, name, update, chunk_size=self._chunk_size)
+
+    def delete_federation(self, name: str) -> None:
+        with self._db.write() as conn:
+            federations.delete_federation(conn, name)
 
 
 def open_store(url: str | os.PathLike[str], *, chunk_size: int = blobs.DEFAULT_CHUNK_SIZE) -> Store:

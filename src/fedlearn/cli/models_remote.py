@@ -29,6 +29,9 @@ def score_remote(
     write: Annotated[str, typer.Option(help="The table each node writes its predictions to, in its own database.")],
     key: Annotated[list[str], typer.Option(help="A key column of a row; repeat for a composite key.")],
     node: NodesOption = None,
+    restart: Annotated[bool, typer.Option(help="Score every row again, ignoring an interrupted run's progress.")] = (
+        False
+    ),
     timeout: TimeoutOption = 300.0,
     wait: WaitOption = 10.0,
     as_json: JsonOption = False,
@@ -40,7 +43,7 @@ def score_remote(
 
     with CoordinatorClient(api, admin_token=admin_token) as client:
         answer = client.score_remote(ref, dataset=dataset, write=write, keys=key, nodes=node, timeout=timeout,
-                                     wait=wait)  # fmt: skip
+                                     wait=wait, restart=restart)  # fmt: skip
     if as_json:
         typer.echo(answer.model_dump_json(indent=2))
         return

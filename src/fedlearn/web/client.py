@@ -172,10 +172,11 @@ class CoordinatorClient:
         nodes: Sequence[str] | None = None,
         timeout: float = 300.0,
         wait: float = 10.0,
+        restart: bool = False,
     ) -> ScoringAnswer:
         """Each node scores its ``dataset`` with ``ref`` into its own table ``write`` (``POST .../score``)."""
         body = {"dataset": dataset, "write": write, "keys": list(keys), "timeout": timeout, "wait": wait,
-                "nodes": None if nodes is None else list(nodes)}  # fmt: skip
+                "nodes": None if nodes is None else list(nodes), "restart": restart}  # fmt: skip
         return self._call(_SCORING, "POST", f"/api/models/{_segment(ref)}/score", json=body,
                           timeout=self._deadline(timeout, wait))  # fmt: skip
 

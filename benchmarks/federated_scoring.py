@@ -1,7 +1,7 @@
 """Federated scoring and evaluation on one node, against the plain code a user would write instead.
 
 * scoring: the node's ``score`` handler (read its SQLite dataset in chunks, encode with the
-  package's schema, predict, replace the keys' rows in its prediction table) against a baseline
+  package's schema, predict, upsert through batch scoring's job and sink) against a baseline
   that selects the same rows, predicts with the same model and inserts them with ``executemany``
   into a fresh table (no idempotence, no checks).
 * evaluation: the ``evaluate_model`` handler (encode, predict probabilities, confusion matrix and
@@ -147,7 +147,7 @@ def main() -> None:
 
         handler_score()  # warm: the table exists from here on, as for every run after the first
         results = {
-            "score (handler, idempotent upsert)": _median(handler_score, args.repeats),
+            "score (handler: batch scoring job)": _median(handler_score, args.repeats),
             "score (baseline: select, predict, executemany)": _median(baseline_score, args.repeats),
             "evaluate (handler sums + pooled metrics)": _median(handler_evaluate, args.repeats),
             "evaluate (baseline: scikit-learn on the rows)": _median(baseline_evaluate, args.repeats),

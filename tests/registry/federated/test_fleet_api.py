@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from fedlearn.cli import app as cli_app
 from fedlearn.client.node_app import NodeApp
-from fedlearn.core.messages import EVALUATE_MODEL, Reply, Task
+from fedlearn.core.messages import EVALUATE_MODEL, SCORE, Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.registry.catalog import register
 from fedlearn.registry.fleet_contract import EvaluationAnswer, ScoringAnswer
@@ -196,3 +196,27 @@ def test_cli_scores_and_evaluates_through_a_coordinator_on_loopback(tmp_path: Pa
     assert json.loads(evaluated.output)["pooled"]["rows"] == sum(NODES.values())
     assert again.pooled["rows_scored"] == sum(NODES.values())
     assert len(table_rows(tmp_path / "node-b" / "node.db", "churn_scores")) == NODES["node-b"]
+
+
+def _lying_counts(task: Task, app: NodeApp) -> Reply:
+    """A scoring reply claiming a negative row count and a flood of metrics."""
+    metrics = {"rows_scored": -5.0, "rows_skipped": 0.0, **{f"predicted/{i}": 1.0 for i in range(20_000)}}
+    return Reply(node_id=app.node_id, kind=task.kind, round=task.round, metrics=metrics)
+
+
+def test_a_scoring_reply_that_lies_about_its_counts_is_rejected(tmp_path: Path, store: Store) -> None:
+    fleet = Fleet(tmp_path)
+    fleet.apps["liar"] = NodeApp(node_id="liar", handlers={SCORE: _lying_counts})
+    _registered(store, softmax_package())
+    body = {"dataset": "customers", "write": "churn_scores", "keys": ["id"]}
+    response = _api(store, fleet, ["node-a", "liar"]).post("/api/models/churn/score", json=body, headers=AUTH)
+    answer = ScoringAnswer.model_validate_json(response.content)
+    assert answer.nodes["node-a"]["ok"] and not answer.nodes["liar"]["ok"]
+    assert "rejected" in answer.nodes["liar"]["error"]
+    assert answer.pooled["rows_scored"] == NODES["node-a"]
+
+
+def test_an_oversized_request_is_refused_unread(tmp_path: Path, store: Store) -> None:
+    body = {"dataset": "customers", "write": "scores", "keys": ["id"], "nodes": ["n" * 1000] * 2000}
+    response = _api(store, Fleet(tmp_path), list(NODES)).post("/api/models/churn/score", json=body, headers=AUTH)
+    assert response.status_code == 413, response.text

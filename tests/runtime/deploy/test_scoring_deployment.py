@@ -8,6 +8,7 @@ equals the metrics of the nodes' pooled held-out rows, rebuilt here from their o
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,40 @@ def test_a_node_that_does_not_allow_scoring_refuses_and_writes_nothing(deploymen
         answer = client.score_remote("churn", dataset="customers", write="scores", keys=["id"], timeout=60)
     assert not answer.nodes["closed"]["ok"] and "[scoring] allow is false" in answer.nodes["closed"]["error"]
     assert _count(url, "SELECT name FROM sqlite_master WHERE type = 'table'") == [("customers",)]
+
+
+def test_a_node_killed_while_scoring_resumes_its_job_without_duplicates(deployment: Deployment, tmp_path: Path) -> None:
+    rows_total = 60_000
+    x, y = rows(rows_total, seed=23)
+    path = tmp_path / "big.db"
+    url = sqlite_table(path, x, y)
+    with open_store(deployment.store_url) as store:
+        register(store, softmax_package())
+    deployment.register("big")
+    deployment.start_coordinator()
+    config = "[scoring]\nallow = true\nchunk_rows = 200\n" + dataset_toml("customers", url, "SELECT * FROM customers")
+    deployment.start_node("big", config)
+    deployment.wait_for_nodes(1)
+
+    def ask(results: list[object]) -> None:
+        with deployment.client() as client:
+            results.append(client.score_remote("churn", dataset="customers", write="scores", keys=["id"], timeout=20))
+
+    first: list[object] = []
+    asking = threading.Thread(target=ask, args=(first,))
+    asking.start()
+    deployment.wait_until(lambda: _count(url, "SELECT COUNT(*) FROM scores")[0][0] > 0, "a first chunk", timeout=30)
+    deployment.kill(deployment.nodes["big"])  # SIGKILL, mid-job
+    asking.join(timeout=60)
+    [killed] = first
+    assert not killed.nodes["big"]["ok"]  # type: ignore[attr-defined]
+
+    deployment.start_node("big", config)
+    deployment.wait_for_nodes(1)
+    with deployment.client() as client:
+        resumed = client.score_remote("churn", dataset="customers", write="scores", keys=["id"], timeout=60)
+    entry = resumed.nodes["big"]
+    assert entry["ok"], entry["error"]
+    assert entry["rows_skipped"] > 0 and entry["rows_scored"] + entry["rows_skipped"] == rows_total
+    written = _count(url, "SELECT COUNT(*), COUNT(DISTINCT id) FROM scores")
+    assert written == [(rows_total, rows_total)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,7 @@ def test_scoring_again_updates_rows_without_duplicates(tmp_path, database) -> No
     path, url = database
     app = node(tmp_path, ALLOW + dataset_toml("customers", url, "SELECT * FROM customers"))
     score(app, softmax_package(seed=0))
-    newer = softmax_package(seed=5)
-    object.__setattr__(newer, "version", 2)
+    newer = replace(softmax_package(seed=5), version=2)
     reply = score(app, newer)
     assert reply.ok, reply.error
     written = table_rows(path)

@@ -156,6 +156,8 @@ def node(
     from fedlearn.analytics.pushdown import InDatabase
     from fedlearn.core.errors import ConfigError
     from fedlearn.data.dataset import Dataset
+    from fedlearn.registry.node_scoring import audit_fields as scoring_audit_fields
+    from fedlearn.registry.node_scoring import scoring_handlers
     from fedlearn.runtime.agent import NodeAgent
     from fedlearn.runtime.node_config import load_node_config
     from fedlearn.runtime.node_runtime import build_node, node_privacy, secure_aggregation_setup
@@ -176,13 +178,14 @@ def node(
     analytics = analytics_handlers(
         analysed, policy=policy, budget=privacy, require_dp=privacy.requires_differential_privacy
     )
+    scoring = scoring_handlers(node_config, datasets, policy=policy)
     secure = secure_aggregation_setup(name, node_config, config.parent)
     handler = build_node(
         name,
         node_config,
         datasets,
-        handlers={**analytics, **(secure.handlers if secure else {})},
-        describe=dict.fromkeys(analytics, audit_fields),
+        handlers={**analytics, **scoring, **(secure.handlers if secure else {})},
+        describe={**dict.fromkeys(analytics, audit_fields), **dict.fromkeys(scoring, scoring_audit_fields)},
         config_dir=config.parent,
         privacy=privacy,
     )

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from fedlearn.cli import analytics, analytics_federation, certs, deployment, models, operations, robustness, simulate
+from fedlearn.cli.models_remote import register as register_remote_models
 from fedlearn.cli.reporting import command_group
 from fedlearn.cli.score import app as score_app
 from fedlearn.cli.serve import app as serve_app
@@ -22,6 +23,7 @@ app.add_typer(deployment.app)
 app.add_typer(operations.nodes, name="nodes")
 app.add_typer(operations.runs, name="runs")
 app.add_typer(models.app, name="models")
+register_remote_models(models.app)
 app.add_typer(analytics.app, name="analytics")
 analytics.app.add_typer(analytics_federation.app, name="federation")
 app.add_typer(certs.app, name="certs")

@@ -27,6 +27,15 @@ ANALYTICS_SUMMARIZE = "analytics.summarize"
 ANALYTICS_LOGISTIC_STEP = "analytics.logistic_step"
 ANALYTICS_SECURE_MOMENTS = "analytics.secure_moments"
 """A node's moments as one vector of plain sums, only ever sent masked (the masked-input stage runs it)."""
+SCORE = "score"
+"""Score a dataset with a registered model and write the predictions into the node's own database;
+the reply holds counts and summary metrics only (``fedlearn.registry.node_scoring``)."""
+EVALUATE_MODEL = "evaluate_model"
+"""Evaluate a registered model on the node's held-out rows; the reply holds sums only: a confusion
+matrix and score histograms, or error sums for a regression (``fedlearn.registry.federated_metrics``)."""
+MODEL_PACKAGE_KEY = "model.package"
+"""Config of ``score`` and ``evaluate_model``: the model package's JSON description; its arrays are the
+task's params. The node checks the pair exactly as it checks a package file."""
 
 # Secure aggregation (SecAgg+): the six stages of one securely aggregated round, in order; nodes
 # built for a secure run mount their handlers (docs/secure-aggregation.md, "The protocol").

@@ -51,6 +51,12 @@ message saying where it moved, so a node never runs with a threshold it did not 
     identity_key = "hospital-a.identity.key"   # made on first start (default: NAME.identity.key beside this file)
     peers = "federation.toml"          # pinned identity keys of every node (absent: the coordinator vouches)
 
+    [scoring]                          # federated scoring (docs/federated-scoring.md)
+    allow = true                       # write predictions into this node's database (default: false)
+    write_url = "postgresql://writer@db.internal/clinic"  # where (default: an SQL dataset's own database)
+    tables = ["churn_scores"]          # the only tables a coordinator may name (absent: any new or
+                                       # prediction-shaped table)
+
     [attack]                           # RED-TEAM EXERCISES ONLY: this node attacks the federation
     name = "sign_flip"                 # any attack of fedlearn.client.attacks.ATTACKS
     scale = 4.0                        # ... and its options
@@ -275,6 +281,20 @@ class PrivacySection(_Section):
         return self.ledger if self.ledger is not None else directory / f"{node_name}.privacy-ledger.json"
 
 
+class ScoringSection(_Section):
+    """``[scoring]``: whether and where a coordinator's scoring tasks may write predictions on this node.
+
+    The coordinator names only a table; the node decides the database (``write_url``, else the
+    scored SQL dataset's own) and may refuse scoring altogether (``allow``, off by default).
+    """
+
+    allow: bool = Field(False, strict=True)
+    write_url: str | None = Field(None, min_length=1)
+    tables: list[Annotated[str, Field(min_length=1)]] | None = None
+    max_package_bytes: int = Field(2**30, ge=1, strict=True)
+    chunk_rows: int = Field(10_000, ge=1, le=1_000_000, strict=True)
+
+
 class SecureAggregationSection(_Section):
     """How the node takes part in secure aggregation (docs/secure-aggregation.md, "In a deployment")."""
 
@@ -315,6 +335,7 @@ class NodeConfig(_Section):
     policy: PolicySection = Field(default_factory=PolicySection)
     privacy: PrivacySection = Field(default_factory=PrivacySection)
     secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
+    scoring: ScoringSection = Field(default_factory=ScoringSection)
     datasets: dict[str, Source] = Field(default_factory=dict)
     attack: AttackSection | None = None
 

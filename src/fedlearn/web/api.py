@@ -41,6 +41,9 @@ from fedlearn.data.schema import InputSchema
 from fedlearn.engine.history import RoundRecord
 from fedlearn.privacy.ledger import PrivacyLedger
 from fedlearn.registry.catalog import package_bytes, register_analytics, register_run, resolve
+from fedlearn.registry.fleet_contract import EvaluateRequest, EvaluationAnswer, ScoreRequest, ScoringAnswer
+from fedlearn.registry.package import ModelPackage
+from fedlearn.registry.remote_scoring import run_evaluation, run_scoring, target_nodes
 from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import ModelRecord, NodeRecord, RunRecord
 from fedlearn.web.contract import (
@@ -281,6 +284,23 @@ def create_app(
                 "X-Fedlearn-Model": f"{record.name}/{record.version}",
             },
         )
+
+    @app.post("/api/models/{ref}/score")
+    def score(ref: str, request: ScoreRequest) -> ScoringAnswer:
+        """Each node scores its own dataset into its own table; counts come back, never rows."""
+        request.check()
+        package = ModelPackage.from_bytes(package_bytes(store, resolve(store, ref)))
+        nodes = target_nodes(request.nodes, coordinator.fleet.available())
+        with coordinator.fleet_access(wait=request.wait, purpose="a scoring request") as fleet:
+            return ScoringAnswer.model_validate(run_scoring(package, request, fleet, nodes))
+
+    @app.post("/api/models/{ref}/evaluate")
+    def evaluate(ref: str, request: EvaluateRequest) -> EvaluationAnswer:
+        """Per-node and pooled metrics of a version on the nodes' held-out rows, from their sums."""
+        package = ModelPackage.from_bytes(package_bytes(store, resolve(store, ref)))
+        nodes = target_nodes(request.nodes, coordinator.fleet.available())
+        with coordinator.fleet_access(wait=request.wait, purpose="an evaluation request") as fleet:
+            return EvaluationAnswer.model_validate(run_evaluation(package, request, fleet, nodes))
 
     @app.post("/api/analytics")
     def analytics(request: AnalyticsRequest) -> AnalyticsResult:

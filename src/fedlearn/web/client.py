@@ -20,6 +20,7 @@ from pydantic import ValidationError as AnswerInvalid
 
 from fedlearn.core.checks import check_name
 from fedlearn.core.errors import ConfigError, CoordinatorUnavailable
+from fedlearn.registry.fleet_contract import EvaluationAnswer, ScoringAnswer
 from fedlearn.web.contract import (
     AliasRequest,
     AnalyticsResult,
@@ -42,6 +43,8 @@ _RUNS = TypeAdapter(list[RunSummary])
 _RUN_DETAIL = TypeAdapter(RunDetail)
 _NODES = TypeAdapter(list[NodeSummary])
 _ANALYTICS = TypeAdapter(AnalyticsResult)
+_SCORING = TypeAdapter(ScoringAnswer)
+_EVALUATION = TypeAdapter(EvaluationAnswer)
 _REFUSAL = TypeAdapter(Refusal)
 _MODELS = TypeAdapter(list[ModelSummary])
 _MODEL_DETAIL = TypeAdapter(ModelDetail)
@@ -158,6 +161,45 @@ class CoordinatorClient:
         base = self._http.timeout.read
         deadline = None if base is None else wait + timeout * stages + base
         return self._call(_ANALYTICS, "POST", "/api/analytics", json=body, timeout=deadline)
+
+    def score_remote(
+        self,
+        ref: str,
+        *,
+        dataset: str,
+        write: str,
+        keys: Sequence[str],
+        nodes: Sequence[str] | None = None,
+        timeout: float = 300.0,
+        wait: float = 10.0,
+        restart: bool = False,
+    ) -> ScoringAnswer:
+        """Each node scores its ``dataset`` with ``ref`` into its own table ``write`` (``POST .../score``)."""
+        body = {"dataset": dataset, "write": write, "keys": list(keys), "timeout": timeout, "wait": wait,
+                "nodes": None if nodes is None else list(nodes), "restart": restart}  # fmt: skip
+        return self._call(_SCORING, "POST", f"/api/models/{_segment(ref)}/score", json=body,
+                          timeout=self._deadline(timeout, wait))  # fmt: skip
+
+    def evaluate_remote(
+        self,
+        ref: str,
+        *,
+        dataset: str,
+        bins: int = 1000,
+        nodes: Sequence[str] | None = None,
+        timeout: float = 300.0,
+        wait: float = 10.0,
+    ) -> EvaluationAnswer:
+        """Per-node and pooled metrics of ``ref`` on each node's held-out ``dataset`` rows."""
+        body = {"dataset": dataset, "bins": bins, "timeout": timeout, "wait": wait,
+                "nodes": None if nodes is None else list(nodes)}  # fmt: skip
+        return self._call(_EVALUATION, "POST", f"/api/models/{_segment(ref)}/evaluate", json=body,
+                          timeout=self._deadline(timeout, wait))  # fmt: skip
+
+    def _deadline(self, timeout: float, wait: float) -> float | None:
+        """Long enough for the coordinator to wait for the nodes, then for their one answer."""
+        base = self._http.timeout.read
+        return None if base is None else wait + timeout + base
 
     def _call(self, answer: TypeAdapter[T], method: str, path: str, **kwargs: Any) -> T:
         response = self._request(method, path, **kwargs)

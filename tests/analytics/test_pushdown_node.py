@@ -194,6 +194,27 @@ def test_a_pushdown_dataset_naming_a_missing_column_fails_when_the_node_starts(t
         analytics_data(config, {})
 
 
+def test_a_pushdown_dataset_with_a_text_feature_fails_when_the_node_starts_naming_it(
+    tmp_path: Path, visits: str
+) -> None:
+    engine = sa.create_engine(driver_url(POSTGRES_URL))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {visits} ADD COLUMN ward text DEFAULT 'east'")
+    engine.dispose()
+    config = _node_toml(tmp_path, f"[datasets.visits]\n{_sql_source(visits)}")
+    with pytest.raises(ConfigError, match=r"dataset 'visits': column 'ward' is text; declare it as a category"):
+        analytics_data(config, {})
+
+
+def test_a_pushdown_classification_dataset_without_its_class_count_fails_when_the_node_starts(
+    tmp_path: Path, visits: str
+) -> None:
+    source = _sql_source(visits).replace('task = "regression"', 'task = "classification"')
+    config = _node_toml(tmp_path, f"[datasets.visits]\n{source}")
+    with pytest.raises(ConfigError, match=r"dataset 'visits': classification needs `n_classes` >= 2"):
+        analytics_data(config, {})
+
+
 def test_a_node_toml_csv_dataset_that_opts_in_is_summarised_by_duckdb_with_its_delimiter(tmp_path: Path) -> None:
     path = tmp_path / "labs.csv"
     path.write_text("age;hba1c\n30;5.5\n40;6.5\n50;7.5\n")

@@ -39,15 +39,32 @@ def analytics_data(config: NodeConfig, loaded: Mapping[str, Dataset]) -> dict[st
     node trains on, in ``loaded``), every other one as :meth:`NodeConfig.analytics_data` reads it.
 
     A dataset that stays in its database is checked now without reading a row: the database is
-    reached and its columns named in NODE.toml exist (its schema comes from ``LIMIT 0``).
+    reached, its columns named in NODE.toml exist and are numbers, and a classification target has its
+    ``n_classes`` (its schema comes from ``LIMIT 0``).
     """
     kept: dict[str, Table] = {}
     for name, source in config.datasets.items():
         try:
-            if (table := in_database(source)) is not None:
-                table.schema()
+            if isinstance(source, SqlSource | CsvSource) and (table := in_database(source)) is not None:
+                _check_numeric(table.schema(), source)
                 kept[name] = table
         except ConfigError as exc:
             raise ConfigError(f"dataset {name!r}: {exc}") from None
     others = config.analytics_data(loaded, names=[name for name in config.datasets if name not in kept])
     return {name: kept[name] if name in kept else others[name] for name in config.datasets}
+
+
+def _check_numeric(schema: Mapping[str, str], source: SqlSource | CsvSource) -> None:
+    """Refuse at start-up what the streamed path refuses when it opens the data: text, and classes left uncounted.
+
+    The database's own column types say it without a row: a text (or date) feature would fail
+    every task, and a classification target without ``n_classes`` would give models of another shape.
+    """
+    text = [name for name, kind in schema.items() if kind == "str"]
+    if text:
+        raise ConfigError(
+            f"column {text[0]!r} is text; declare it as a category with its list of categories under "
+            "[datasets.NAME.columns] (the dataset is then read on the node), or leave it out of `features`"
+        )
+    if source.task == "classification" and source.target is not None and source.n_classes < 2:
+        raise ConfigError(f"classification needs `n_classes` >= 2 in the dataset config; got {source.n_classes}")

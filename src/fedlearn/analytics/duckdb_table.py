@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from sqlalchemy.dialects import postgresql
 
 from fedlearn.analytics.pushdown import Runner, fetch_bounded
-from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS
+from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, check_columns
 from fedlearn.analytics.sql_pushdown import exposed_columns
 from fedlearn.core.errors import ConfigError
 
@@ -132,12 +132,7 @@ class DuckDBTable:
 
     def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
         """The rows of ``columns`` read from the file ``chunk_rows`` at a time, as float64."""
-        schema = self.schema()
-        for name in columns:
-            if name not in schema:
-                raise ConfigError(f"{self!r} has no column {name!r}; its columns are {sorted(schema)}")
-            if schema[name] == "str":
-                raise ConfigError(f"{self!r}: column {name!r} is text; only numeric columns can be summarised")
+        check_columns(self.schema(), columns, repr(self))
         relation = self.relation()
         with self._connection() as conn:
             cursor = self._execute(conn, sa.select(*(relation.c[name] for name in columns)))

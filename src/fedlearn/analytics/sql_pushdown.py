@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from sqlalchemy.exc import SQLAlchemyError
 
 from fedlearn.analytics.pushdown import Runner, fetch_bounded
-from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS
+from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, check_columns
 from fedlearn.core.errors import ConfigError
 from fedlearn.data.sql import driver_url, hide_password
 
@@ -169,12 +169,7 @@ class SqlPushdownTable:
 
     def chunks(self, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
         """The rows of ``columns`` streamed from the database, ``chunk_rows`` at a time, as float64."""
-        schema = self.schema()
-        for name in columns:
-            if name not in schema:
-                raise ConfigError(f"{self!r} has no column {name!r}; its columns are {sorted(schema)}")
-            if schema[name] == "str":
-                raise ConfigError(f"{self!r}: column {name!r} is text; only numeric columns can be summarised")
+        check_columns(self.schema(), columns, repr(self))
         relation = self.relation()
         statement = sa.select(*(relation.c[name] for name in columns))
         with self._errors(), self._engine.connect() as conn:

@@ -2,7 +2,7 @@
 
 Both task kinds carry the model package: its arrays as the task's params and its JSON description
 in the config (:data:`~fedlearn.core.messages.MODEL_PACKAGE_KEY`). The node checks the pair exactly
-as it checks a package file (:meth:`~fedlearn.registry.package.ModelPackage.from_description`),
+as it checks a package file (:meth:`~fedlearn.registry.package.ModelPackage.from_json`),
 bounded in size first, and loads only built-in learners and analytics models: a package naming user
 code (``pkg.mod:fn``) is refused, since a node never imports code a coordinator names.
 
@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from fedlearn.analytics.handlers import config_list, config_str
 from fedlearn.analytics.policy import DisclosurePolicy, not_available
 from fedlearn.client.node_app import Handler, NodeApp
-from fedlearn.core.errors import CodecError, ConfigError, PrivacyError
+from fedlearn.core.errors import ConfigError, PrivacyError
 from fedlearn.core.messages import EVALUATE_MODEL, HELDOUT_METRIC, MODEL_PACKAGE_KEY, SCORE, Reply, Task
 from fedlearn.data.dataset import Dataset, TaskType
 from fedlearn.data.schema import InputSchema
@@ -46,7 +46,7 @@ from fedlearn.data.split import hold_out
 from fedlearn.registry import scoring as batch_scoring
 from fedlearn.registry.federated_metrics import EvaluationSums, check_bins, node_sums
 from fedlearn.registry.fleet_contract import check_keys, check_table_name
-from fedlearn.registry.package import MAX_DESCRIPTION_CHARS, ModelPackage
+from fedlearn.registry.package import ModelPackage
 from fedlearn.registry.predictors import RegisteredModel, load_package
 from fedlearn.registry.scoring import ScoringJob
 from fedlearn.runtime.node_config import BuiltinSource, CsvSource, NodeConfig, ParquetSource, SqlSource
@@ -64,13 +64,7 @@ def package_from_task(task: Task, *, max_bytes: int) -> RegisteredModel:
     text = task.config.get(MODEL_PACKAGE_KEY)
     if not isinstance(text, str) or not text:
         raise ConfigError(f"task {task.kind!r} needs config {MODEL_PACKAGE_KEY!r}, the package's JSON description")
-    if len(text) > MAX_DESCRIPTION_CHARS:
-        raise CodecError(f"package description is {len(text)} characters; the limit is {MAX_DESCRIPTION_CHARS}")
-    try:
-        description = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise CodecError(f"package description is not valid JSON: {exc}") from exc
-    package = ModelPackage.from_description(description, task.params)
+    package = ModelPackage.from_json(text, task.params)
     if package.trusted_code:
         raise ConfigError(
             f"model {package.ref} names user code {package.model!r}; a node runs only built-in learners and "

@@ -192,6 +192,11 @@ class ModelPackage:
         text = metadata.get(METADATA_KEY)
         if text is None:
             raise CodecError(f"not a fedlearn model package: the safetensors metadata has no {METADATA_KEY!r} entry")
+        return cls.from_json(text, params)
+
+    @classmethod
+    def from_json(cls, text: str, params: ParamSet) -> ModelPackage:
+        """A package from its description as JSON text (bounded in size before it is parsed) and its arrays."""
         if len(text) > MAX_DESCRIPTION_CHARS:
             raise CodecError(f"package description is {len(text)} characters; the limit is {MAX_DESCRIPTION_CHARS}")
         try:

@@ -2,14 +2,14 @@
 
 :func:`put` writes named columns (float64 or int64 arrays, NaN as NULL) into a fresh, uniquely
 named table or file and returns the :class:`~fedlearn.analytics.InDatabase` table over it and a
-function that drops it.
+function that drops it; :func:`storing` is the fixture body that drops every table a test made.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +99,17 @@ def put(backend: str, columns: Columns, directory: Path, **options: Any) -> tupl
     if backend == "sqlite":
         return _sql(f"sqlite:///{directory / 'data.sqlite'}", columns, **options)
     return _duckdb(directory, columns, backend.removeprefix("duckdb-"), **options)
+
+
+def storing(backend: str, directory: Path, default: Columns) -> Iterator[Callable[..., Any]]:
+    """A fixture's body: ``store(columns=default, **options)`` puts columns in ``backend``; all are dropped after."""
+    drops = []
+
+    def store(columns: Columns = default, **options: Any) -> Any:
+        table, drop = put(backend, columns, directory, **options)
+        drops.append(drop)
+        return table
+
+    yield store
+    for drop in drops:
+        drop()

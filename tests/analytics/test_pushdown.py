@@ -26,7 +26,7 @@ from fedlearn.analytics.pushdown import can_push_down, fetch_bounded, summarize_
 from fedlearn.core import ConfigError
 
 from .conftest import assert_close
-from .databases import BACKENDS, put
+from .databases import BACKENDS, storing
 
 SOME = ("postgresql", "sqlite", "duckdb-parquet")
 """Backends for the checks that do not depend on a dialect's arithmetic: one of each kind, to keep the suite fast."""
@@ -54,28 +54,14 @@ BY_CLASS = SummarySpec(columns=("a", "b", "y"), target="k", by_class=True, histo
 Put = Callable[..., Any]
 
 
-def _storing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Put]:
-    """Store columns in the backend under test; every table made is dropped afterwards."""
-    drops = []
-
-    def store(columns: dict[str, np.ndarray] = DATA, **options: Any) -> Any:
-        table, drop = put(request.param, columns, tmp_path, **options)
-        drops.append(drop)
-        return table
-
-    yield store
-    for drop in drops:
-        drop()
-
-
 @pytest.fixture(params=BACKENDS)
 def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Put]:
-    yield from _storing(request, tmp_path)
+    yield from storing(request.param, tmp_path, DATA)
 
 
 @pytest.fixture(params=SOME)
 def stored_some(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Put]:
-    yield from _storing(request, tmp_path)
+    yield from storing(request.param, tmp_path, DATA)
 
 
 def assert_same_summary(ours: Summary, scanned: Summary) -> None:

@@ -30,7 +30,7 @@ from fedlearn.data.dataset_table import DatasetTable
 from fedlearn.data.sql import driver_url
 from fedlearn.runtime.node_config import load_node_config
 
-from .databases import POSTGRES_URL, SERVERS, put
+from .databases import POSTGRES_URL, SERVERS, put, storing
 
 ROWS = 120
 RNG = np.random.default_rng(5)
@@ -72,16 +72,7 @@ def _rows_of(table: SqlPushdownTable) -> int:
 
 @pytest.fixture(params=SERVERS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    drops = []
-
-    def store(columns: dict[str, np.ndarray] = DATA, **options: Any) -> Any:
-        table, drop = put(request.param, columns, tmp_path, **options)
-        drops.append(drop)
-        return table
-
-    yield store
-    for drop in drops:
-        drop()
+    yield from storing(request.param, tmp_path, DATA)
 
 
 def test_a_nodes_reply_from_the_database_equals_its_reply_from_scanning(server: Any) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from fedlearn.registry.scoring import ScoringJob
+
 POSTGRES_URL = os.environ.get("FEDLEARN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("FEDLEARN_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 
@@ -50,6 +52,14 @@ class ScratchDatabase:
                     [{f"c{i}": value for i, value in enumerate(row)} for row in rows],
                 )
         return table
+
+    def job(self, table: str, /, **options: object) -> ScoringJob:
+        """A job scoring ``table`` into fresh ``scores`` and ``progress`` tables here, by ``id``, 8 rows a chunk."""
+        settings: dict[str, object] = {
+            "source": self.url, "table": table, "keys": ("id",), "write": self.name("scores"),
+            "progress_table": self.name("progress"), "chunk_rows": 8,
+        }  # fmt: skip
+        return ScoringJob(**(settings | options))  # type: ignore[arg-type]
 
     def drop(self) -> None:
         for table in self.tables:

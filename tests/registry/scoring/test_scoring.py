@@ -11,17 +11,9 @@ from tests.registry.scoring.databases import ScratchDatabase, rows_of
 from tests.registry.scoring.models import LinearModel, expected
 
 
-def _job(db: ScratchDatabase, source: str, **options: object) -> ScoringJob:
-    settings: dict[str, object] = {
-        "source": db.url, "table": source, "keys": ("id",), "write": db.name("scores"),
-        "progress_table": db.name("progress"), "chunk_rows": 8,
-    }  # fmt: skip
-    return ScoringJob(**(settings | options))  # type: ignore[arg-type]
-
-
 def test_scoring_writes_one_row_per_key_with_the_version(database: ScratchDatabase) -> None:
     rows = rows_of(50)
-    job = _job(database, database.source(rows))
+    job = database.job(database.source(rows))
 
     report = score(LinearModel(), job)
 
@@ -31,7 +23,7 @@ def test_scoring_writes_one_row_per_key_with_the_version(database: ScratchDataba
 
 
 def test_scoring_again_updates_rows_and_adds_none(database: ScratchDatabase) -> None:
-    job = _job(database, database.source(rows_of(20)))
+    job = database.job(database.source(rows_of(20)))
     score(LinearModel(), job)
     before = {row.id: row for row in database.sql(f"SELECT * FROM {job.write}")}
 
@@ -44,7 +36,7 @@ def test_scoring_again_updates_rows_and_adds_none(database: ScratchDatabase) -> 
 
 
 def test_a_new_model_version_starts_fresh_and_overwrites_the_rows(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source(rows_of(20)))
+    job = sqlite_db.job(sqlite_db.source(rows_of(20)))
     score(LinearModel(version="churn/1"), job)
 
     report = score(LinearModel(version="churn/2"), job)
@@ -55,7 +47,7 @@ def test_a_new_model_version_starts_fresh_and_overwrites_the_rows(sqlite_db: Scr
 
 
 def test_probabilities_are_written_beside_the_prediction(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source([(1, 2.0, 2.0), (2, 9.0, 1.0)]), probabilities=True)
+    job = sqlite_db.job(sqlite_db.source([(1, 2.0, 2.0), (2, 9.0, 1.0)]), probabilities=True)
 
     score(LinearModel(), job)
 
@@ -65,7 +57,7 @@ def test_probabilities_are_written_beside_the_prediction(sqlite_db: ScratchDatab
 
 
 def test_regression_writes_the_value(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source([(1, 2.0, 0.5)]))
+    job = sqlite_db.job(sqlite_db.source([(1, 2.0, 0.5)]))
 
     score(LinearModel(version="price/1", task="regression"), job)
 
@@ -77,7 +69,7 @@ def test_a_query_source_with_text_and_composite_keys(database: ScratchDatabase) 
         [("eu", 1, 3.0, 1.0), ("eu", 2, 0.0, 1.0), ("us", 1, 5.0, 1.0)],
         columns="region VARCHAR(8), n INT, x1 FLOAT, x2 FLOAT",
     )
-    job = _job(database, "", table=None, query=f"SELECT * FROM {table} WHERE x2 > 0", keys=("region", "n"))
+    job = database.job("", table=None, query=f"SELECT * FROM {table} WHERE x2 > 0", keys=("region", "n"))
     job_chunks_of_one = ScoringJob(**{**_fields(job), "chunk_rows": 1})
 
     score(LinearModel(), job_chunks_of_one)
@@ -90,7 +82,7 @@ def test_a_chunk_that_breaks_the_schema_is_refused_whole_and_the_rerun_continues
     rows = rows_of(20)
     table = database.source(rows)
     database.sql(f"UPDATE {table} SET x1 = NULL WHERE id = 13")
-    job = _job(database, table)
+    job = database.job(table)
 
     with pytest.raises(SchemaError, match=r"chunk from key 9: column 'x1' must be float; row 4 holds a missing value"):
         score(LinearModel(), job)
@@ -104,7 +96,7 @@ def test_a_chunk_that_breaks_the_schema_is_refused_whole_and_the_rerun_continues
 
 def test_a_text_column_is_refused_naming_it_and_the_first_key(database: ScratchDatabase) -> None:
     table = database.source([(5, "1.5", 2.0)], columns="id BIGINT, x1 VARCHAR(8), x2 FLOAT")
-    job = _job(database, table)
+    job = database.job(table)
 
     with pytest.raises(SchemaError, match=r"chunk from key 5: column 'x1' must be float; row 0 holds '1.5'"):
         score(LinearModel(), job)
@@ -112,7 +104,7 @@ def test_a_text_column_is_refused_naming_it_and_the_first_key(database: ScratchD
 
 
 def test_restart_ignores_the_progress(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source(rows_of(10)))
+    job = sqlite_db.job(sqlite_db.source(rows_of(10)))
     progress: list[ScoringReport] = []
     score(LinearModel(), job)
 
@@ -126,7 +118,7 @@ def _fields(job: ScoringJob) -> dict[str, object]:
 
 
 def test_an_empty_source_scores_nothing_and_creates_no_table(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source([]))
+    job = sqlite_db.job(sqlite_db.source([]))
 
     report = score(LinearModel(), job)
 
@@ -137,7 +129,7 @@ def test_an_empty_source_scores_nothing_and_creates_no_table(sqlite_db: ScratchD
 
 def test_write_url_writes_to_another_database(database: ScratchDatabase, sqlite_db: ScratchDatabase) -> None:
     rows = rows_of(10)
-    job = _job(database, database.source(rows), write_url=sqlite_db.url, write=sqlite_db.name("scores"),
+    job = database.job(database.source(rows), write_url=sqlite_db.url, write=sqlite_db.name("scores"),
                progress_table=sqlite_db.name("progress"))  # fmt: skip
 
     score(LinearModel(), job)

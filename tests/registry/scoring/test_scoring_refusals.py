@@ -16,16 +16,8 @@ from tests.registry.scoring.databases import MARIADB_URL, ScratchDatabase, rows_
 from tests.registry.scoring.models import LinearModel
 
 
-def _job(db: ScratchDatabase, source: str, **options: object) -> ScoringJob:
-    settings: dict[str, object] = {
-        "source": db.url, "table": source, "keys": ("id",), "write": db.name("scores"),
-        "progress_table": db.name("progress"), "chunk_rows": 8,
-    }  # fmt: skip
-    return ScoringJob(**(settings | options))  # type: ignore[arg-type]
-
-
 def test_a_missing_key_column_is_named_with_the_real_ones(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source(rows_of(3)), keys=("customer",))
+    job = sqlite_db.job(sqlite_db.source(rows_of(3)), keys=("customer",))
 
     with pytest.raises(
         ConfigError, match=r"the source has no column\(s\) \['customer'\]; its columns are \['id', 'x1', 'x2'\]"
@@ -34,7 +26,7 @@ def test_a_missing_key_column_is_named_with_the_real_ones(sqlite_db: ScratchData
 
 
 def test_a_key_repeated_within_a_chunk_is_refused_before_writing(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source([(1, 1.0, 0.0), (2, 1.0, 0.0), (2, 0.0, 1.0)]))
+    job = sqlite_db.job(sqlite_db.source([(1, 1.0, 0.0), (2, 1.0, 0.0), (2, 0.0, 1.0)]))
 
     with pytest.raises(ConfigError, match=r"the source holds the key 2 more than once"):
         score(LinearModel(), job)
@@ -44,7 +36,7 @@ def test_a_key_repeated_within_a_chunk_is_refused_before_writing(sqlite_db: Scra
 def test_a_key_repeated_across_chunks_is_refused_and_earlier_chunks_stay(database: ScratchDatabase) -> None:
     rows = rows_of(12)
     table = database.source([*rows[:8], (8, 0.0, 1.0), *rows[8:]])  # key 8 ends chunk one and starts chunk two
-    job = _job(database, table)
+    job = database.job(table)
 
     with pytest.raises(ConfigError, match=r"the source holds the key 8 more than once"):
         score(LinearModel(), job)
@@ -74,11 +66,11 @@ def test_a_dead_sink_loses_nothing_and_a_rerun_elsewhere_scores_all(
 
     with pytest.raises(ConfigError, match=r"cannot connect to postgresql://postgres@127\.0\.0\.1:1/test"):
         score(LinearModel(), dead)
-    assert score(LinearModel(), _job(sqlite_db, source)).rows_scored == 5
+    assert score(LinearModel(), sqlite_db.job(source)).rows_scored == 5
 
 
 def test_an_existing_table_with_other_columns_is_refused_naming_them(database: ScratchDatabase) -> None:
-    job = _job(database, database.source(rows_of(3)))
+    job = database.job(database.source(rows_of(3)))
     database.sql(f"CREATE TABLE {job.write} (id BIGINT PRIMARY KEY, score FLOAT, model_version VARCHAR(20))")
     database.sql(f"INSERT INTO {job.write} VALUES (1, 0.5, 'old/1')")
 
@@ -89,7 +81,7 @@ def test_an_existing_table_with_other_columns_is_refused_naming_them(database: S
 
 
 def test_an_existing_table_keyed_otherwise_is_refused(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source(rows_of(3)))
+    job = sqlite_db.job(sqlite_db.source(rows_of(3)))
     sqlite_db.sql(f"CREATE TABLE {job.write} (id BIGINT, prediction BIGINT, model_version TEXT, scored_at TIMESTAMP)")
 
     with pytest.raises(ConfigError, match=r"must have the primary key \['id'\]; it has none"):
@@ -109,7 +101,7 @@ def test_an_existing_table_keyed_otherwise_is_refused(sqlite_db: ScratchDatabase
 )
 def test_bad_options_are_refused(sqlite_db: ScratchDatabase, options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        score(LinearModel(), _job(sqlite_db, sqlite_db.source(rows_of(1)), **options))
+        score(LinearModel(), sqlite_db.job(sqlite_db.source(rows_of(1)), **options))
 
 
 @pytest.mark.parametrize(
@@ -125,11 +117,11 @@ def test_keys_that_cannot_identify_a_row_are_refused(sqlite_db: ScratchDatabase,
     sqlite_db.sql(f"INSERT INTO {table} VALUES ({key}, 1.0, 2.0)")
 
     with pytest.raises(ConfigError, match=message):
-        score(LinearModel(), _job(sqlite_db, table))
+        score(LinearModel(), sqlite_db.job(table))
 
 
 def test_probabilities_of_a_regression_model_are_refused(sqlite_db: ScratchDatabase) -> None:
-    job = _job(sqlite_db, sqlite_db.source(rows_of(1)), probabilities=True)
+    job = sqlite_db.job(sqlite_db.source(rows_of(1)), probabilities=True)
 
     with pytest.raises(ConfigError, match=r"`probabilities` needs a classification model; price/1 is regression"):
         score(LinearModel(version="price/1", task="regression"), job)
@@ -157,7 +149,7 @@ class _BrokenModel(LinearModel):
 def test_a_model_giving_unusable_predictions_is_refused_before_writing(
     sqlite_db: ScratchDatabase, output: tuple[object, ...], message: str
 ) -> None:
-    job = _job(sqlite_db, sqlite_db.source(rows_of(2)))
+    job = sqlite_db.job(sqlite_db.source(rows_of(2)))
 
     with pytest.raises(ConfigError, match=message):
         score(_BrokenModel(output=output), job)

@@ -18,9 +18,8 @@ from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.web.api import create_app
 from fedlearn.web.client import CoordinatorClient
 from fedlearn.web.contract import ModelDetail, ModelSummary, ModelVersion, RegisterRequest
-from fedlearn.web.server import api_server
 from tests.registry.conftest import blobs, completed_run
-from tests.web.serving import served_on_loopback
+from tests.web.serving import client_over_loopback
 from tests.web.test_api import ADMIN, AUTH, _no_node
 
 LIMIT = 20_000
@@ -41,11 +40,7 @@ def api(store: Store) -> TestClient:
 @pytest.fixture
 def client(store: Store) -> Iterator[CoordinatorClient]:
     """The client over TCP to the app served on loopback, as ``fedlearn models`` talks to a coordinator."""
-    app = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN)
-    with (
-        served_on_loopback(api_server(app, host="127.0.0.1", port=0)) as port,
-        CoordinatorClient(f"http://127.0.0.1:{port}", admin_token=ADMIN) as opened,
-    ):
+    with client_over_loopback(store) as opened:
         yield opened
 
 

@@ -10,16 +10,11 @@ import pytest
 from fedlearn.core.errors import NotFoundError
 from fedlearn.registry.catalog import register
 from fedlearn.registry.serving import predict
-from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import Store, open_store
-from fedlearn.simulation.inprocess import InProcessFleet
-from fedlearn.web.api import create_app
 from fedlearn.web.client import CoordinatorClient
 from fedlearn.web.registry_source import RegistrySource
-from fedlearn.web.server import api_server
 from tests.registry.linear import linear_package
-from tests.web.serving import served_on_loopback
-from tests.web.test_api import ADMIN, _no_node
+from tests.web.serving import client_over_loopback
 
 ROW = {"age": [30.0], "visits": [2.0], "plan": ["a"]}
 
@@ -35,11 +30,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def client(store: Store) -> Iterator[CoordinatorClient]:
-    app = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN)
-    with (
-        served_on_loopback(api_server(app, host="127.0.0.1", port=0)) as port,
-        CoordinatorClient(f"http://127.0.0.1:{port}", admin_token=ADMIN) as opened,
-    ):
+    with client_over_loopback(store) as opened:
         yield opened
 
 

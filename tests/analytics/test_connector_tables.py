@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LinearRegression
-from sqlalchemy import create_engine, text
 
 from fedlearn.analytics import (
     AnalyticsJob,
@@ -24,8 +22,8 @@ from fedlearn.analytics import (
     accumulate,
 )
 from fedlearn.core import ConfigError
-from fedlearn.data.sql import driver_url
 from tests.analytics.conftest import OPEN, assert_close
+from tests.sql_tables import scratch_table
 
 SPEC = SummarySpec(columns=("a", "b"), target="y")
 DATABASES = {
@@ -81,19 +79,9 @@ def test_a_null_in_a_parquet_column_is_refused_by_name(tmp_path: Path) -> None:
 @pytest.fixture(params=sorted(DATABASES))
 def sql_table(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     url = DATABASES[request.param]
-    name = f"summary_{uuid.uuid4().hex[:10]}"
-    columns = _columns()
-    engine = create_engine(driver_url(url))
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE TABLE {name} (a double precision, b double precision, y double precision)"))
-        conn.execute(
-            text(f"INSERT INTO {name} VALUES (:a, :b, :y)"),
-            [{"a": float(a), "b": float(b), "y": float(y)} for a, b, y in zip(*columns.values(), strict=True)],
-        )
-    yield url, name
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE {name}"))
-    engine.dispose()
+    rows = [(float(a), float(b), float(y)) for a, b, y in zip(*_columns().values(), strict=True)]
+    with scratch_table(url, "summary", "a double precision, b double precision, y double precision", rows) as name:
+        yield url, name
 
 
 def test_sql_table_summarises_in_chunks_like_arrays(sql_table: tuple[str, str]) -> None:

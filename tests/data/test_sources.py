@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
 
 from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.data.sources import load_csv, load_sql
+from tests.sql_tables import scratch_table
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -23,15 +22,9 @@ def csv_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def pg_table() -> Iterator[str]:
-    table = f"visits_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE TABLE {table} (age int, weight double precision, label int)"))
-        conn.execute(text(f"INSERT INTO {table} VALUES (30, 70.5, 1), (45, 80, 0), (52, 65.25, 2)"))
-    yield table
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE {table}"))
-    engine.dispose()
+    rows = [(30, 70.5, 1), (45, 80.0, 0), (52, 65.25, 2)]
+    with scratch_table(PG_URL, "visits", "age int, weight double precision, label int", rows) as table:
+        yield table
 
 
 def test_csv_reads_features_and_labels(csv_file: Path) -> None:

@@ -13,6 +13,7 @@ from fedlearn.core.errors import ConfigError, SchemaError
 from fedlearn.data import SqlReader, iter_batches, load_sql
 from fedlearn.data.schema import InputSchema
 from fedlearn.data.sql import driver_url
+from tests.sql_tables import scratch_table
 
 DATABASES = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
@@ -25,24 +26,15 @@ COLORS = ["red", "green", "blue"]
 def table(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """A table of visits with a text, a numeric(5,2) and an integer column, dropped afterwards."""
     url = DATABASES[request.param]
-    name = f"visits_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(driver_url(url))
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"CREATE TABLE {name} (id integer, age integer, color varchar(10), bmi numeric(5, 2), outcome integer)"
-            )
-        )
-        conn.execute(
-            text(
-                f"INSERT INTO {name} VALUES (1, 30, 'red', 20.50, 1), (2, 45, 'blue', 31.00, 0), "
-                "(3, 52, 'red', 25.25, 1), (4, 61, 'green', 22.00, 0)"
-            )
-        )
-    yield url, name
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE {name}"))
-    engine.dispose()
+    columns = "id integer, age integer, color varchar(10), bmi numeric(5, 2), outcome integer"
+    rows = [
+        (1, 30, "red", 20.5, 1),
+        (2, 45, "blue", 31.0, 0),
+        (3, 52, "red", 25.25, 1),
+        (4, 61, "green", 22.0, 0),
+    ]
+    with scratch_table(url, "visits", columns, rows) as name:
+        yield url, name
 
 
 def test_query_reads_categories_and_decimals_in_batches(table: tuple[str, str]) -> None:

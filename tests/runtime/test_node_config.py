@@ -4,7 +4,6 @@ discloses to analytics tasks, and where it records every task."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from fedlearn.runtime.identity import load_or_create_identity, public_key_hex, r
 from fedlearn.runtime.node_config import load_node_config
 from fedlearn.runtime.node_runtime import build_node, secure_aggregation_setup
 from fedlearn.simulation import plan_simulation
+from tests.sql_tables import scratch_table
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BUILTIN = """
@@ -305,17 +305,10 @@ def _sql_node(tmp_path: Path, table: str, learner: bool) -> Path:
 
 @pytest.fixture
 def pg_visits() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-
-    name = f"visits_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE TABLE {name} (age integer, smoker text, y integer)"))
-        conn.execute(text(f"INSERT INTO {name} VALUES (30, 'never', 0), (61, 'current', 1)"))
-    yield name
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE {name}"))
-    engine.dispose()
+    with scratch_table(
+        PG_URL, "visits", "age integer, smoker text, y integer", [(30, "never", 0), (61, "current", 1)]
+    ) as name:
+        yield name
 
 
 def test_a_node_loads_what_it_trains_on_and_reads_the_rest_at_each_analytics_task(

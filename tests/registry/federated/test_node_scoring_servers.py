@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from fedlearn.data.sql import driver_url
 from tests.registry.federated.models import FEATURES, rows, softmax_package
 from tests.registry.federated.node import dataset_toml, node, score
+from tests.sql_tables import scratch_table
 
 SERVERS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
@@ -23,25 +24,13 @@ SERVERS = {
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
     """A server's URL with a fresh data table (region, id, f0.., label) and the name for a prediction table."""
     url = SERVERS[request.param]
-    suffix = uuid.uuid4().hex[:10]
-    data, predictions = f"fedscore_rows_{suffix}", f"fedscore_pred_{suffix}"
-    engine = create_engine(driver_url(url))
+    predictions = f"fedscore_pred_{uuid.uuid4().hex[:10]}"
     x, y = rows(50, seed=9)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE TABLE {data} (region VARCHAR(10), id INTEGER, "
-                              f"{', '.join(f'{f} FLOAT' for f in FEATURES)}, label INTEGER)"))  # fmt: skip
-            conn.execute(
-                text(f"INSERT INTO {data} VALUES (:region, :id, :f0, :f1, :f2, :label)"),
-                [{"region": "north" if i % 2 else "south", "id": i // 2, "f0": float(r[0]), "f1": float(r[1]),
-                  "f2": float(r[2]), "label": int(label)} for i, (r, label) in enumerate(zip(x, y, strict=True))],
-            )  # fmt: skip
+    columns = f"region VARCHAR(10), id INTEGER, {', '.join(f'{f} FLOAT' for f in FEATURES)}, label INTEGER"
+    values = [("north" if i % 2 else "south", i // 2, *map(float, r), int(label))
+              for i, (r, label) in enumerate(zip(x, y, strict=True))]  # fmt: skip
+    with scratch_table(url, "fedscore_rows", columns, values, also_drop=(predictions,)) as data:
         yield url, data, predictions
-    finally:
-        with engine.begin() as conn:
-            for table in (data, predictions):
-                conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
-        engine.dispose()
 
 
 def test_predictions_land_in_the_nodes_own_server_once_per_composite_key(tmp_path: Path, server) -> None:

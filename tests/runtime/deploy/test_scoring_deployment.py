@@ -18,8 +18,8 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from sqlalchemy import create_engine, text
 
-from fedlearn.data.sql import driver_url
 from fedlearn.data.split import hold_out
+from fedlearn.data.sql import driver_url
 from fedlearn.registry.catalog import register
 from fedlearn.registry.predictors import load_package
 from fedlearn.runtime.node_config import load_node_config
@@ -27,6 +27,7 @@ from fedlearn.runtime.store import open_store
 from tests.registry.federated.models import FEATURES, rows, softmax_package
 from tests.registry.federated.node import dataset_toml, sqlite_table
 from tests.runtime.deploy.conftest import Deployment
+from tests.sql_tables import scratch_table
 
 pytestmark = pytest.mark.slow
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -37,25 +38,12 @@ BINS = 100
 @pytest.fixture
 def postgres_table() -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL data table (id, f0.., label) and the name of the node's prediction table; dropped after."""
-    suffix = uuid.uuid4().hex[:10]
-    data, predictions = f"fedscore_deploy_{suffix}", f"fedscore_deploy_pred_{suffix}"
-    engine = create_engine(driver_url(POSTGRES_URL))
+    predictions = f"fedscore_deploy_pred_{uuid.uuid4().hex[:10]}"
     x, y = rows(90, seed=21)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE TABLE {data} (id INTEGER, {', '.join(f'{f} FLOAT' for f in FEATURES)}, "
-                              "label INTEGER)"))  # fmt: skip
-            conn.execute(
-                text(f"INSERT INTO {data} VALUES (:id, :f0, :f1, :f2, :label)"),
-                [{"id": 5000 + i, "f0": float(r[0]), "f1": float(r[1]), "f2": float(r[2]), "label": int(t)}
-                 for i, (r, t) in enumerate(zip(x, y, strict=True))],
-            )  # fmt: skip
+    columns = f"id INTEGER, {', '.join(f'{f} FLOAT' for f in FEATURES)}, label INTEGER"
+    values = [(5000 + i, *map(float, r), int(t)) for i, (r, t) in enumerate(zip(x, y, strict=True))]
+    with scratch_table(POSTGRES_URL, "fedscore_deploy", columns, values, also_drop=(predictions,)) as data:
         yield data, predictions
-    finally:
-        with engine.begin() as conn:
-            for table in (data, predictions):
-                conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
-        engine.dispose()
 
 
 def _count(url: str, sql: str) -> list[tuple[object, ...]]:

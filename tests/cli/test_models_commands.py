@@ -17,14 +17,10 @@ import fedlearn
 from fedlearn.analytics import FederatedLogisticRegression
 from fedlearn.analytics.catalog import learned_arrays
 from fedlearn.cli.root import app
-from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import Store, open_store
-from fedlearn.simulation.inprocess import InProcessFleet
-from fedlearn.web.api import create_app
-from fedlearn.web.server import api_server
 from tests.registry.conftest import blobs, completed_run
-from tests.web.serving import served_on_loopback
-from tests.web.test_api import ADMIN, _no_node
+from tests.web.serving import coordinator_on_loopback
+from tests.web.test_api import ADMIN
 
 runner = CliRunner()
 
@@ -38,11 +34,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def url(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The coordinator's API on a loopback port; the CLI finds it, and its token, in the environment."""
-    app_ = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN)
-    with served_on_loopback(api_server(app_, host="127.0.0.1", port=0)) as port:
-        monkeypatch.setenv("FEDLEARN_COORDINATOR", f"http://127.0.0.1:{port}")
+    with coordinator_on_loopback(store) as api:
+        monkeypatch.setenv("FEDLEARN_COORDINATOR", api)
         monkeypatch.setenv("FEDLEARN_ADMIN_TOKEN", ADMIN)
-        yield f"http://127.0.0.1:{port}"
+        yield api
 
 
 def _fedlearn(*args: object) -> tuple[int, str]:

@@ -13,13 +13,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from fedlearn.cli.root import app
-from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import Store, open_store
-from fedlearn.simulation.inprocess import InProcessFleet
-from fedlearn.web.api import create_app
-from fedlearn.web.server import api_server
-from tests.web.serving import served_on_loopback
-from tests.web.test_api import ADMIN, CONFIG, DP_CONFIG, _no_node, dp_checkpoint
+from tests.web.serving import coordinator_on_loopback
+from tests.web.test_api import ADMIN, CONFIG, DP_CONFIG, dp_checkpoint
 
 runner = CliRunner()
 
@@ -33,10 +29,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def api(store: Store) -> Iterator[str]:
     """The API of a coordinator that is never started, served in a thread; yields its URL."""
-    server = api_server(create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN),
-                        host="127.0.0.1", port=0)  # fmt: skip
-    with served_on_loopback(server) as port:
-        yield f"http://127.0.0.1:{port}"
+    with coordinator_on_loopback(store) as url:
+        yield url
 
 
 def _runs(api: str, *args: str) -> Result:

@@ -17,15 +17,11 @@ from fedlearn.cli import app
 from fedlearn.data.schema import InputSchema
 from fedlearn.registry.catalog import register
 from fedlearn.registry.package import ModelPackage
-from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import open_store
-from fedlearn.simulation.inprocess import InProcessFleet
-from fedlearn.web.api import create_app
-from fedlearn.web.server import api_server
 from tests.registry.scoring.databases import ScratchDatabase, rows_of
 from tests.registry.scoring.models import expected
-from tests.web.serving import served_on_loopback
-from tests.web.test_api import ADMIN, _no_node
+from tests.web.serving import coordinator_on_loopback
+from tests.web.test_api import ADMIN
 
 runner = CliRunner()
 
@@ -76,9 +72,8 @@ def test_score_by_alias_loads_the_model_from_the_coordinator(db: ScratchDatabase
     with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         register(store, _package()), register(store, _package())
         store.set_model_alias("churn", "production", 2)
-        app_ = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN)
-        with served_on_loopback(api_server(app_, host="127.0.0.1", port=0)) as port:
-            coordinator = ["--coordinator", f"http://127.0.0.1:{port}", "--admin-token", ADMIN]
+        with coordinator_on_loopback(store) as url:
+            coordinator = ["--coordinator", url, "--admin-token", ADMIN]
             result = runner.invoke(app, [*_args("churn@production", db, db.source(rows)), *coordinator])
 
     assert result.exit_code == 0, result.output

@@ -17,16 +17,12 @@ from typer.testing import CliRunner
 
 from fedlearn.cli.root import app
 from fedlearn.registry.catalog import register
-from fedlearn.runtime.coordinator import Coordinator
 from fedlearn.runtime.store import open_store
-from fedlearn.simulation.inprocess import InProcessFleet
-from fedlearn.web.api import create_app
 from fedlearn.web.model_server import VERSION_HEADER
-from fedlearn.web.server import api_server
 from tests.registry.linear import linear_package
 from tests.runtime.deploy.conftest import ROOT, free_port
-from tests.web.serving import served_on_loopback
-from tests.web.test_api import ADMIN, _no_node
+from tests.web.serving import coordinator_on_loopback
+from tests.web.test_api import ADMIN
 
 ROWS = {"inputs": [[30, 2, "a"]]}
 runner = CliRunner()
@@ -92,10 +88,9 @@ def test_serves_an_alias_on_the_coordinator_and_follows_it(tmp_path: Path) -> No
         register(store, linear_package(1))
         register(store, linear_package(1, bias=1000.0))
         store.set_model_alias("churn", "champion", 1)
-        api = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN)
         with (
-            served_on_loopback(api_server(api, host="127.0.0.1", port=0)) as port,
-            _serving("churn@champion", "--coordinator", f"http://127.0.0.1:{port}") as (url, _),
+            coordinator_on_loopback(store) as api,
+            _serving("churn@champion", "--coordinator", api) as (url, _),
         ):
             before = httpx.get(f"{url}/version").json()
             store.set_model_alias("churn", "champion", 2)

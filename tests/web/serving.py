@@ -18,11 +18,15 @@ served_on_loopback = running_in_thread
 
 
 @contextmanager
-def client_over_loopback(store: Store) -> Iterator[CoordinatorClient]:
-    """A client over TCP to the API of a node-less coordinator on ``store``, as the CLI talks to a coordinator."""
+def coordinator_on_loopback(store: Store) -> Iterator[str]:
+    """The URL of the API of a coordinator on ``store`` that has no node and is never started, served on loopback."""
     app = create_app(Coordinator(store, InProcessFleet([], _no_node)), admin_token=ADMIN)
-    with (
-        served_on_loopback(api_server(app, host="127.0.0.1", port=0)) as port,
-        CoordinatorClient(f"http://127.0.0.1:{port}", admin_token=ADMIN) as opened,
-    ):
+    with served_on_loopback(api_server(app, host="127.0.0.1", port=0)) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def client_over_loopback(store: Store) -> Iterator[CoordinatorClient]:
+    """A client over TCP to :func:`coordinator_on_loopback`, as the CLI talks to a coordinator."""
+    with coordinator_on_loopback(store) as url, CoordinatorClient(url, admin_token=ADMIN) as opened:
         yield opened

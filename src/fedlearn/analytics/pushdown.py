@@ -45,7 +45,7 @@ from fedlearn.analytics.histogram import Histogram, HistogramSpec
 from fedlearn.analytics.moments import Moments
 from fedlearn.analytics.rfactor import RFactor, triangular
 from fedlearn.analytics.scan import accumulate, rescan
-from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table
+from fedlearn.analytics.sources import DEFAULT_CHUNK_ROWS, Table, check_columns
 from fedlearn.analytics.summary import Summary, SummarySpec
 from fedlearn.core.errors import ConfigError
 from fedlearn.core.limits import DEFAULT_MAX_BINS
@@ -131,12 +131,7 @@ def summarize_in_database(source: InDatabase, spec: SummarySpec, *, max_classes:
     text; then, as a scan would, a column holding NULL, NaN or infinite values and fractional class
     codes, and a per-class summary of more than ``max_classes`` classes.
     """
-    schema = source.schema()
-    for name in spec.all_columns:
-        if name not in schema:
-            raise ConfigError(f"the dataset has no column {name!r}; its columns are {sorted(schema)}")
-        if schema[name] not in ("int", "float", "bool"):
-            raise ConfigError(f"the dataset: column {name!r} is text; only numeric columns can be summarised")
+    check_columns(source.schema(), spec.all_columns, "the dataset")
     relation = source.relation()
     columns = [relation.c[name] for name in spec.all_columns]
     with source.snapshot() as run:

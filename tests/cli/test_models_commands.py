@@ -17,18 +17,12 @@ import fedlearn
 from fedlearn.analytics import FederatedLogisticRegression
 from fedlearn.analytics.catalog import learned_arrays
 from fedlearn.cli.root import app
-from fedlearn.runtime.store import Store, open_store
+from fedlearn.runtime.store import Store
 from tests.registry.conftest import blobs, completed_run
 from tests.web.serving import coordinator_on_loopback
 from tests.web.test_api import ADMIN
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as opened:
-        yield opened
 
 
 @pytest.fixture

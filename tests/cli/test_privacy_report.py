@@ -7,23 +7,16 @@ as the engine leaves them under DP, so the commands read the privacy through the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from fedlearn.cli.root import app
-from fedlearn.runtime.store import Store, open_store
+from fedlearn.runtime.store import Store
 from tests.web.serving import coordinator_on_loopback
 from tests.web.test_api import ADMIN, CONFIG, DP_CONFIG, dp_checkpoint
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as opened:
-        yield opened
 
 
 @pytest.fixture

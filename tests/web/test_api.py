@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from fedlearn.engine.history import RoundRecord
 from fedlearn.privacy.accountant import PoissonSampling
 from fedlearn.privacy.ledger import Charge, PrivacyLedger
 from fedlearn.runtime.coordinator import Coordinator
-from fedlearn.runtime.store import Store, open_store
+from fedlearn.runtime.store import Store
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.web.api import create_app
 from fedlearn.web.client import CoordinatorClient
@@ -44,12 +42,6 @@ RUN_FIELDS = {
 
 def _no_node(name: str) -> NodeApp:
     raise AssertionError(f"this fleet has no nodes, yet node {name!r} was asked for")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as opened:
-        yield opened
 
 
 @pytest.fixture

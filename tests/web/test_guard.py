@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from fedlearn.core.errors import ConfigError
 from fedlearn.runtime.coordinator import Coordinator
-from fedlearn.runtime.store import Store, open_store
+from fedlearn.runtime.store import Store
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.web.api import create_app
 from tests.web.test_api import ADMIN, AUTH, _no_node
@@ -29,12 +28,6 @@ TOO_LARGE = (
     f"the request body is larger than this coordinator's limit of {LIMIT} bytes; send less, "
     "or start `fedlearn coordinator` with a larger --max-request-bytes"
 )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as opened:
-        yield opened
 
 
 def _app(store: Store, *, body_timeout: float = 30.0) -> FastAPI:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from fedlearn.core.errors import ConfigError, NotFoundError
 from fedlearn.registry.package import ModelPackage
 from fedlearn.registry.predictors import load_package
 from fedlearn.runtime.coordinator import Coordinator
-from fedlearn.runtime.store import Store, open_store
+from fedlearn.runtime.store import Store
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.web.api import create_app
 from fedlearn.web.client import CoordinatorClient
@@ -23,12 +22,6 @@ from tests.web.serving import client_over_loopback
 from tests.web.test_api import ADMIN, AUTH, _no_node
 
 LIMIT = 20_000
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ demo: $(VENV)/.installed-core
 
 test: $(VENV)/.installed-all
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2  # two workers: most tests wait on processes and sockets, not on a core
 
 lint: $(VENV)/.installed-all
 	$(BIN)/ruff check .

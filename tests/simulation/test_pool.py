@@ -12,6 +12,7 @@ from fedlearn.core.params import ParamSet
 from fedlearn.engine import Engine, EngineConfig
 from fedlearn.simulation.inprocess import InProcessFleet
 from fedlearn.simulation.pool import ProcessPoolFleet
+from fedlearn.simulation.shared import SHM_DIR, SHM_PREFIX
 from fedlearn.strategies import fedavg
 
 
@@ -49,7 +50,8 @@ class SlowNode(CountingNode):
 
 
 def _shm_entries() -> set[str]:
-    return {name for name in os.listdir("/dev/shm") if name.startswith("psm_")}
+    """This process's pools' blocks, whatever other processes (other test workers) have in /dev/shm."""
+    return {name for name in os.listdir(SHM_DIR) if name.startswith(f"{SHM_PREFIX}{os.getpid()}_")}
 
 
 @pytest.fixture
@@ -159,8 +161,8 @@ class _AnswersOnceThenHangs(CountingNode):
 
 
 def _reply_slots() -> set[str]:
-    """Workers' reply slots (``psm_`` and 16 hex digits), not the parent's published blocks."""
-    return {name for name in _shm_entries() if len(name) == len("psm_") + 16}
+    """Workers' reply slots, not the parent's published blocks."""
+    return {name for name in _shm_entries() if "_reply_" in name}
 
 
 def test_closing_a_pool_whose_worker_hangs_in_a_task_leaves_no_reply_slot_behind(params: ParamSet) -> None:

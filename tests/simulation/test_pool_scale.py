@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from fedlearn.core.messages import FIT, Reply, Task
 from fedlearn.core.params import ParamSet
 from fedlearn.engine.stage import Gather
 from fedlearn.simulation.pool import ProcessPoolFleet
+from fedlearn.simulation.shared import SHM_DIR, SHM_PREFIX
 
 
 class ShiftNode:
@@ -61,34 +61,34 @@ simulate(builtin_learner("numpy.softmax", data), parts, build_strategy("fedavg")
 """
 
 
-def _shm_entries() -> set[str]:
-    return {name for name in os.listdir("/dev/shm") if name.startswith("psm_")}
+def _blocks_of(pid: int) -> set[str]:
+    """The blocks of the pool whose parent is ``pid``, whatever other processes have in /dev/shm."""
+    return {name for name in os.listdir(SHM_DIR) if name.startswith(f"{SHM_PREFIX}{pid}_")}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_parent_leaves_no_worker_and_no_shared_memory(sig: signal.Signals) -> None:
-    before = _shm_entries()
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
         assert parent.stdout.readline().startswith("round")  # workers are running and blocks are published
         children = psutil.Process(parent.pid).children(recursive=True)
-        during = _shm_entries() - before
+        during = _blocks_of(parent.pid)
         assert children and during
 
         parent.send_signal(sig)
         parent.wait(timeout=10)
         _, alive = psutil.wait_procs(children, timeout=30)
         deadline = time.monotonic() + 30  # Python's resource tracker unlinks them; it may be slow on a busy machine
-        while _shm_entries() & during and time.monotonic() < deadline:
+        while _blocks_of(parent.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         parent.kill()
         parent.wait()
 
     assert not alive, f"{len(alive)} worker process(es) outlived their parent"
-    assert not _shm_entries() & during, "shared-memory blocks outlived the pool"
+    assert not _blocks_of(parent.pid), "shared-memory blocks outlived the pool"
 
 
 DIES_WHILE_PUBLISHING = """
@@ -97,8 +97,8 @@ import numpy as np
 from fedlearn.core.params import ParamSet
 from fedlearn.simulation import shared
 
-def die(fd, size):  # the block's file exists now, and nothing of the parent will run again
-    print(sorted(n for n in os.listdir("/dev/shm") if n.startswith("psm_")), flush=True)
+def die(fd, size):  # the block's file exists now, and nothing of this process will run again
+    print(sum(name.startswith(f"fedlearn_{os.getpid()}_") for name in os.listdir("/dev/shm")), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 
 shared.publish(ParamSet({"w": np.zeros(10, np.float32)}))  # starts the resource tracker
@@ -110,14 +110,10 @@ shared.publish(ParamSet({"w": np.zeros(10, np.float32)}))
 @pytest.mark.timeout(60)
 def test_a_parent_killed_while_it_creates_a_block_leaks_nothing() -> None:
     """The kill lands after the block's file exists and before anything else: the tracker still unlinks it."""
-    before = _shm_entries()
-    done = subprocess.run(
-        [sys.executable, "-c", DIES_WHILE_PUBLISHING], check=False, capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    during = set(ast.literal_eval(done.stdout.strip())) - before
-    assert during, "the block was not created before the kill"
+    child = subprocess.Popen([sys.executable, "-c", DIES_WHILE_PUBLISHING], stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL and out.strip() == "2"  # both blocks existed when it died
     deadline = time.monotonic() + 20
-    while _shm_entries() & during and time.monotonic() < deadline:
+    while _blocks_of(child.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _shm_entries() & during, "a block created just before the parent died outlived it"
+    assert not _blocks_of(child.pid), "a block created just before the parent died outlived it"

@@ -5,6 +5,8 @@ Both sides run in this process here; the pool tests cover them across real proce
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from fedlearn.core.params import ParamSet
@@ -16,7 +18,7 @@ def model(value: float, size: int = 100) -> ParamSet:
 
 
 def test_parent_view_equals_what_the_worker_wrote_and_is_read_only() -> None:
-    worker, parent = WorkerSlots(), ParentSlots()
+    worker, parent = WorkerSlots(owner=os.getpid()), ParentSlots()
 
     view = parent.view(worker.write(model(2.5)))
 
@@ -26,7 +28,7 @@ def test_parent_view_equals_what_the_worker_wrote_and_is_read_only() -> None:
 
 
 def test_slot_is_released_only_when_the_last_view_is_gone() -> None:
-    worker, parent = WorkerSlots(), ParentSlots()
+    worker, parent = WorkerSlots(owner=os.getpid()), ParentSlots()
     view = parent.view(worker.write(model(1.0)))
     first_array = view["w"][:10]  # a view of a view still holds the slot
 
@@ -41,7 +43,7 @@ def test_slot_is_released_only_when_the_last_view_is_gone() -> None:
 
 
 def test_released_slot_is_reused_for_the_next_reply() -> None:
-    worker, parent = WorkerSlots(), ParentSlots()
+    worker, parent = WorkerSlots(owner=os.getpid()), ParentSlots()
     first = worker.write(model(1.0))
     parent.view(first)  # dropped at once
     for name in parent.take_released():
@@ -55,7 +57,7 @@ def test_released_slot_is_reused_for_the_next_reply() -> None:
 
 
 def test_slot_in_use_is_not_reused() -> None:
-    worker, parent = WorkerSlots(), ParentSlots()
+    worker, parent = WorkerSlots(owner=os.getpid()), ParentSlots()
     held = parent.view(worker.write(model(1.0)))
 
     second = parent.view(worker.write(model(2.0)))
@@ -66,7 +68,7 @@ def test_slot_in_use_is_not_reused() -> None:
 
 
 def test_larger_reply_retires_free_slots_that_are_too_small() -> None:
-    worker, parent = WorkerSlots(), ParentSlots()
+    worker, parent = WorkerSlots(owner=os.getpid()), ParentSlots()
     small = worker.write(model(1.0, size=10))
     parent.view(small)
     for name in parent.take_released():
@@ -81,7 +83,7 @@ def test_larger_reply_retires_free_slots_that_are_too_small() -> None:
 
 
 def test_empty_reply_needs_no_slot() -> None:
-    worker, parent = WorkerSlots(), ParentSlots()
+    worker, parent = WorkerSlots(owner=os.getpid()), ParentSlots()
 
     header = worker.write(ParamSet())
 

@@ -283,7 +283,7 @@ def _raise_system_exit(signum: int, frame: object) -> None:
 
 def _serve(conn: Connection, nodes: NodeCache) -> None:
     """Answer tasks until told to stop or the parent goes away."""
-    slots = WorkerSlots()
+    slots = WorkerSlots(owner=os.getppid())
     mapped: dict[str, ParamSet] = {}  # global-parameter blocks by name, oldest first
     inbox: deque[bytes] = deque()  # tasks read early while looking for released slots
     try:

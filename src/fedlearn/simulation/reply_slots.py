@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import secrets
 import weakref
 from collections import deque
 from typing import Any
@@ -31,13 +30,17 @@ from typing import Any
 import numpy as np
 
 from fedlearn.core.params import ParamSet
-from fedlearn.simulation.shared import SHM_DIR, Layout, plan_layout, view_layout, write_layout
+from fedlearn.simulation.shared import SHM_DIR, Layout, block_name, plan_layout, view_layout, write_layout
 
 
 class WorkerSlots:
-    """A worker's slots: it writes each reply into a free one and learns of releases by name."""
+    """A worker's slots: it writes each reply into a free one and learns of releases by name.
 
-    def __init__(self) -> None:
+    ``owner`` is the pool's parent process, whose pid names the slots (see ``block_name``).
+    """
+
+    def __init__(self, owner: int) -> None:
+        self._owner = owner
         self._slots: dict[str, _Slot] = {}
         self._free: set[str] = set()
         self._retired: list[str] = []
@@ -75,7 +78,7 @@ class WorkerSlots:
             self._slots.pop(name).buf.close()
             self._retired.append(name)
         self._free.clear()
-        slot = _Slot.create(size)
+        slot = _Slot.create(size, owner=self._owner)
         self._slots[slot.name] = slot
         return slot
 
@@ -91,8 +94,8 @@ class _Slot:
         self.size = len(buf)
 
     @classmethod
-    def create(cls, size: int) -> _Slot:
-        name = f"psm_{secrets.token_hex(8)}"
+    def create(cls, size: int, *, owner: int) -> _Slot:
+        name = block_name("reply", owner=owner)
         fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
             os.ftruncate(fd, size)

@@ -23,6 +23,18 @@ from fedlearn.core.params import ParamSet
 
 _ALIGN = 64
 SHM_DIR = "/dev/shm"
+SHM_PREFIX = "fedlearn_"
+
+
+def block_name(role: str, *, owner: int | None = None) -> str:
+    """``fedlearn_<owner pid>_<role>_<random>``: whose pool a block serves, and what it holds.
+
+    ``owner`` is the pool's parent process (default: this one); its workers name their reply
+    slots after it too. A block left in ``/dev/shm`` then says which process to look at, and
+    each test can watch its own pool's blocks alone, whatever else runs on the machine.
+    """
+    return f"{SHM_PREFIX}{os.getpid() if owner is None else owner}_{role}_{secrets.token_hex(8)}"
+
 
 Layout = list[tuple[str, str, list[int], int]]
 
@@ -85,7 +97,7 @@ def publish(params: ParamSet) -> SharedBlock:
     worst a name the tracker finds already gone.
     """
     layout, size = plan_layout(params)
-    name = f"psm_{secrets.token_hex(8)}"
+    name = block_name("model")
     resource_tracker.register(f"/{name}", "shared_memory")
     try:
         fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)

@@ -9,7 +9,7 @@ from fedlearn.core.codec import decode, encode
 from fedlearn.core.errors import ConfigError, QuorumError
 from fedlearn.core.messages import Reply, Task
 from fedlearn.core.params import ParamSet
-from fedlearn.engine import Engine, EngineConfig, RunState
+from fedlearn.engine import Engine, EngineConfig, RunState, history_from_json, history_to_json
 from fedlearn.strategies import fedadam, fedavg
 from tests.engine.conftest import ScriptedFleet, shift_fleet
 
@@ -52,6 +52,8 @@ def test_nan_reply_is_rejected_with_reason_and_round_goes_on(params: ParamSet) -
 
     assert "NaN" in state.history[0].failures["bad"]
     assert state.history[0].replies == 2
+    assert state.history[0].contributors == ("a", "c")
+    assert history_from_json(history_to_json(state.history)) == list(state.history)  # contributors survive JSON
     np.testing.assert_allclose(state.params["b"], 1.0)
 
 

@@ -31,6 +31,7 @@ def test_fedavg_over_secure_rounds_with_30_percent_dropped_at_late_stages():
         np.testing.assert_allclose(final.params[name], value + 2 * mean[name], atol=1e-9)
     assert [(r.secure, r.survived, r.dropped, r.num_examples) for r in final.history] == [(True, 8, 2, total)] * 2
     assert {"n01", "n05", "n08"} <= set(final.history[0].failures)
+    assert final.history[0].contributors == tuple(sorted(survivors))  # n08 left at unmasking; its input is summed
 
 
 def test_a_round_beyond_the_dropout_fraction_fails_and_changes_nothing():

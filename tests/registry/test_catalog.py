@@ -47,6 +47,7 @@ def test_completed_run_registers_with_its_lineage(store: Store) -> None:
     assert lineage["config"]["model"]["learner"] == "numpy.softmax"
     assert lineage["nodes"]["enrolled"] == ["node-a"]
     assert lineage["nodes"]["replies_per_round"] == [3, 3]
+    assert lineage["nodes"]["contributed"] == ["node-000", "node-001", "node-002"]  # who trained it, not who enrolled
     assert lineage["privacy"] == {"secure_aggregation": False, "differential_privacy": None, "epsilon": None}
     assert "loss" in lineage["metrics"]["fit"]
     assert record.lineage == dict(lineage)

@@ -30,6 +30,7 @@ def test_a_simulated_model_registers_with_its_lineage_and_loads_back_predicting_
 
     assert record.version == 1 and model.version == "blobs/1"
     assert package.lineage["source"] == "simulation" and package.lineage["nodes"]["replies_per_round"] == [3, 3]
+    assert package.lineage["nodes"]["contributed"] == ["node-000", "node-001", "node-002"]
     logits = data.x @ run.params["weight"] + run.params["bias"]
     np.testing.assert_array_equal(model.predict(data.x), logits.argmax(axis=1))
 

@@ -249,10 +249,11 @@ class Engine:
             buffer_bytes=self.config.reorder_buffer_bytes,
         )
         capped: dict[str, str] = {}
+        contributors: list[str] = []
         update = self.strategy.aggregate(
             state.params,
             state.strategy_state,
-            self._counted(gather, capped),
+            self._counted(gather, capped, contributors),
             num_nodes=len(available),
             rng=seeding.round_rng(seed, number, seeding.AGGREGATE),
             private=self._private_round(number, available, len(sampled), state.params),
@@ -272,6 +273,7 @@ class Engine:
             central_metrics=central,
             failures=dict(report.failures),
             capped=capped,
+            contributors=tuple(sorted(contributors)),
         )
         charge = self._charge(state, len(available), len(sampled), update.num_replies)
         return self._finish(state, number, update.params, update.state, record, charge)
@@ -338,6 +340,7 @@ class Engine:
             secure=True,
             survived=outcome.survived,
             dropped=outcome.dropped,
+            contributors=outcome.survivors,
         )
         charge = self._charge(state, len(available), len(sampled), outcome.survived)
         return self._finish(state, number, update.params, update.state, record, charge)
@@ -452,19 +455,18 @@ class Engine:
                 )
             self._sleep(min(0.05, max(0.0, deadline - self._clock())))
 
-    def _counted(self, replies: Iterable[Reply], capped: dict[str, str]) -> Iterator[Reply]:
-        """The replies, any example count above ``max_examples_per_reply`` counted at it and noted.
+    def _counted(self, replies: Iterable[Reply], capped: dict[str, str], contributors: list[str]) -> Iterator[Reply]:
+        """The replies, each noted in ``contributors``, any example count above ``max_examples_per_reply``
+        counted at it and noted in ``capped``.
 
         Steps the iterator by hand so that no reply stays referenced here while the next one is
         awaited: the fold holds one reply at a time (see ``Strategy._fold``).
         """
         cap = self.config.max_examples_per_reply
-        if cap is None:
-            yield from replies
-            return
         iterator = iter(replies)
         while (reply := next(iterator, None)) is not None:
-            if reply.num_examples > cap:
+            contributors.append(reply.node_id)
+            if cap is not None and reply.num_examples > cap:
                 capped[reply.node_id] = f"claimed {reply.num_examples} examples; counted as {cap}"
                 reply = replace(reply, num_examples=cap)
             yield reply

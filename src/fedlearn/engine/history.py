@@ -14,7 +14,9 @@ class RoundRecord:
     """Everything measured in one round.
 
     ``failures`` maps each node left out of the round to the reason; ``capped`` maps each node
-    whose reply counted for fewer examples than it claimed to what it claimed.
+    whose reply counted for fewer examples than it claimed to what it claimed; ``contributors``
+    names the nodes whose update went into the aggregate (under secure aggregation, the survivors
+    whose masked input is in the sum), so a model's lineage can say exactly who trained it.
     """
 
     round: int
@@ -37,6 +39,11 @@ class RoundRecord:
     """Under secure aggregation, the sampled nodes whose input is not in the sum; None otherwise."""
     epsilon: float | None = None
     """Under differential privacy, ε spent by the run so far (at its δ), this round included; None otherwise."""
+    contributors: tuple[str, ...] = ()
+    """The nodes whose update is in this round's aggregate, sorted; empty in records from before it was kept."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "contributors", tuple(self.contributors))  # JSON gives a list
 
     def to_json(self) -> dict[str, object]:
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()}

@@ -83,6 +83,7 @@ class SecureTally:
 
     survived: int
     dropped: int
+    survivors: tuple[str, ...] = ()
     failures: dict[str, str] = field(default_factory=dict)
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -583,6 +584,7 @@ def _tally(n: int, survivors: Sequence[str], stages: _Stages) -> dict[str, Any]:
     return {
         "survived": len(survivors),
         "dropped": n - len(survivors),
+        "survivors": tuple(sorted(survivors)),
         "failures": stages.failures,
         "bytes_sent": stages.bytes_sent,
         "bytes_received": stages.bytes_received,

@@ -213,6 +213,7 @@ def _run_lineage(
         "strategy": {"name": config.strategy.name, **config.strategy.options()},
         "nodes": {
             "enrolled": sorted(node.name for node in store.list_nodes() if not node.revoked),
+            "contributed": contributed(history),
             "replies_per_round": [record.replies for record in history],
             "left_out": left_out,
         },
@@ -228,6 +229,11 @@ def _run_lineage(
         },
     }  # fmt: skip
     return json_ready(lineage)
+
+
+def contributed(history: list[RoundRecord] | tuple[RoundRecord, ...]) -> list[str]:
+    """Every node whose update went into some round's aggregate, sorted."""
+    return sorted({node for record in history for node in record.contributors})
 
 
 def json_ready(value: Any) -> Any:

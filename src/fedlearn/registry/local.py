@@ -22,7 +22,7 @@ from fedlearn.core.errors import ConfigError
 from fedlearn.data.dataset import Dataset
 from fedlearn.data.schema import InputSchema
 from fedlearn.engine.history import RoundRecord
-from fedlearn.registry.catalog import json_ready, package_bytes, register, resolve
+from fedlearn.registry.catalog import contributed, json_ready, package_bytes, register, resolve
 from fedlearn.registry.package import ModelPackage
 from fedlearn.registry.predictors import RegisteredModel, analytics_package, load_package
 from fedlearn.runtime.store import ModelRecord, Store, open_store
@@ -119,7 +119,11 @@ def simulation_lineage(history: Sequence[RoundRecord]) -> dict[str, Any]:
     return json_ready({
         "source": "simulation",
         "round": len(history),
-        "nodes": {"replies_per_round": [record.replies for record in history], "left_out": left_out},
+        "nodes": {
+            "contributed": contributed(tuple(history)),
+            "replies_per_round": [record.replies for record in history],
+            "left_out": left_out,
+        },
         "privacy": {"epsilon": last.epsilon if last is not None else None},
         "metrics": {} if last is None else {
             "fit": dict(last.fit_metrics), "federated": dict(last.federated_metrics),

@@ -6,54 +6,57 @@
 # source: fedlearn/runtime/proto/fleet.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "fedlearn/runtime/proto/fleet.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'fedlearn/runtime/proto/fleet.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n"fedlearn/runtime/proto/fleet.proto\x12\x11\x66\x65\x64learn.fleet.v1"s\n\x0bNodeMessage\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.fedlearn.fleet.v1.HelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.fedlearn.fleet.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody"/\n\x05Hello\x12\x10\n\x08protocol\x18\x01 \x01(\r\x12\x14\n\x0cidentity_key\x18\x02 \x01(\x0c"\x0b\n\tHeartbeat"z\n\x12\x43oordinatorMessage\x12-\n\x07welcome\x18\x01 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.WelcomeH\x00\x12-\n\x04task\x18\x02 \x01(\x0b\x32\x1d.fedlearn.fleet.v1.TaskHeaderH\x00\x42\x06\n\x04\x62ody"[\n\x07Welcome\x12\x1a\n\x12heartbeat_interval\x18\x01 \x01(\x01\x12\x19\n\x11heartbeat_timeout\x18\x02 \x01(\x01\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04"\'\n\x07\x42lobRef\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04"\xb7\x01\n\nTaskHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12*\n\x06params\x18\x06 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.BlobRef\x12*\n\x06\x65xtras\x18\x07 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.BlobRef"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c"Z\n\rUploadMessage\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.fedlearn.fleet.v1.ReplyHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody"\x95\x01\n\x0bReplyHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x03\x12\x14\n\x0cmetrics_json\x18\x03 \x01(\t\x12\x12\n\x05\x65rror\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\x07payload\x18\x05 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.BlobRefB\x08\n\x06_error"-\n\tUploadAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\xf1\x01\n\x05\x46leet\x12T\n\x07Session\x12\x1e.fedlearn.fleet.v1.NodeMessage\x1a%.fedlearn.fleet.v1.CoordinatorMessage(\x01\x30\x01\x12\x46\n\x08\x44ownload\x12\x1e.fedlearn.fleet.v1.BlobRequest\x1a\x18.fedlearn.fleet.v1.Chunk0\x01\x12J\n\x06Upload\x12 .fedlearn.fleet.v1.UploadMessage\x1a\x1c.fedlearn.fleet.v1.UploadAck(\x01\x62\x06proto3'
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fedlearn/runtime/proto/fleet.proto\x12\x11\x66\x65\x64learn.fleet.v1\"s\n\x0bNodeMessage\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.fedlearn.fleet.v1.HelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.fedlearn.fleet.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"/\n\x05Hello\x12\x10\n\x08protocol\x18\x01 \x01(\r\x12\x14\n\x0cidentity_key\x18\x02 \x01(\x0c\"\x0b\n\tHeartbeat\"z\n\x12\x43oordinatorMessage\x12-\n\x07welcome\x18\x01 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.WelcomeH\x00\x12-\n\x04task\x18\x02 \x01(\x0b\x32\x1d.fedlearn.fleet.v1.TaskHeaderH\x00\x42\x06\n\x04\x62ody\"[\n\x07Welcome\x12\x1a\n\x12heartbeat_interval\x18\x01 \x01(\x01\x12\x19\n\x11heartbeat_timeout\x18\x02 \x01(\x01\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04\"\'\n\x07\x42lobRef\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\xb7\x01\n\nTaskHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12*\n\x06params\x18\x06 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.BlobRef\x12*\n\x06\x65xtras\x18\x07 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.BlobRef\"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"Z\n\rUploadMessage\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.fedlearn.fleet.v1.ReplyHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"\x95\x01\n\x0bReplyHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x03\x12\x14\n\x0cmetrics_json\x18\x03 \x01(\t\x12\x12\n\x05\x65rror\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\x07payload\x18\x05 \x01(\x0b\x32\x1a.fedlearn.fleet.v1.BlobRefB\x08\n\x06_error\"-\n\tUploadAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\xf1\x01\n\x05\x46leet\x12T\n\x07Session\x12\x1e.fedlearn.fleet.v1.NodeMessage\x1a%.fedlearn.fleet.v1.CoordinatorMessage(\x01\x30\x01\x12\x46\n\x08\x44ownload\x12\x1e.fedlearn.fleet.v1.BlobRequest\x1a\x18.fedlearn.fleet.v1.Chunk0\x01\x12J\n\x06Upload\x12 .fedlearn.fleet.v1.UploadMessage\x1a\x1c.fedlearn.fleet.v1.UploadAck(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "fedlearn.runtime.proto.fleet_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedlearn.runtime.proto.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_NODEMESSAGE"]._serialized_start = 57
-    _globals["_NODEMESSAGE"]._serialized_end = 172
-    _globals["_HELLO"]._serialized_start = 174
-    _globals["_HELLO"]._serialized_end = 221
-    _globals["_HEARTBEAT"]._serialized_start = 223
-    _globals["_HEARTBEAT"]._serialized_end = 234
-    _globals["_COORDINATORMESSAGE"]._serialized_start = 236
-    _globals["_COORDINATORMESSAGE"]._serialized_end = 358
-    _globals["_WELCOME"]._serialized_start = 360
-    _globals["_WELCOME"]._serialized_end = 451
-    _globals["_BLOBREF"]._serialized_start = 453
-    _globals["_BLOBREF"]._serialized_end = 492
-    _globals["_TASKHEADER"]._serialized_start = 495
-    _globals["_TASKHEADER"]._serialized_end = 678
-    _globals["_BLOBREQUEST"]._serialized_start = 680
-    _globals["_BLOBREQUEST"]._serialized_end = 709
-    _globals["_CHUNK"]._serialized_start = 711
-    _globals["_CHUNK"]._serialized_end = 732
-    _globals["_UPLOADMESSAGE"]._serialized_start = 734
-    _globals["_UPLOADMESSAGE"]._serialized_end = 824
-    _globals["_REPLYHEADER"]._serialized_start = 827
-    _globals["_REPLYHEADER"]._serialized_end = 976
-    _globals["_UPLOADACK"]._serialized_start = 978
-    _globals["_UPLOADACK"]._serialized_end = 1023
-    _globals["_FLEET"]._serialized_start = 1026
-    _globals["_FLEET"]._serialized_end = 1267
+  DESCRIPTOR._loaded_options = None
+  _globals['_NODEMESSAGE']._serialized_start=57
+  _globals['_NODEMESSAGE']._serialized_end=172
+  _globals['_HELLO']._serialized_start=174
+  _globals['_HELLO']._serialized_end=221
+  _globals['_HEARTBEAT']._serialized_start=223
+  _globals['_HEARTBEAT']._serialized_end=234
+  _globals['_COORDINATORMESSAGE']._serialized_start=236
+  _globals['_COORDINATORMESSAGE']._serialized_end=358
+  _globals['_WELCOME']._serialized_start=360
+  _globals['_WELCOME']._serialized_end=451
+  _globals['_BLOBREF']._serialized_start=453
+  _globals['_BLOBREF']._serialized_end=492
+  _globals['_TASKHEADER']._serialized_start=495
+  _globals['_TASKHEADER']._serialized_end=678
+  _globals['_BLOBREQUEST']._serialized_start=680
+  _globals['_BLOBREQUEST']._serialized_end=709
+  _globals['_CHUNK']._serialized_start=711
+  _globals['_CHUNK']._serialized_end=732
+  _globals['_UPLOADMESSAGE']._serialized_start=734
+  _globals['_UPLOADMESSAGE']._serialized_end=824
+  _globals['_REPLYHEADER']._serialized_start=827
+  _globals['_REPLYHEADER']._serialized_end=976
+  _globals['_UPLOADACK']._serialized_start=978
+  _globals['_UPLOADACK']._serialized_end=1023
+  _globals['_FLEET']._serialized_start=1026
+  _globals['_FLEET']._serialized_end=1267
 # @@protoc_insertion_point(module_scope)

@@ -13,9 +13,7 @@ class NodeMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
-    def __init__(
-        self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...
-    ) -> None: ...
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("protocol", "identity_key")
@@ -35,9 +33,7 @@ class CoordinatorMessage(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     task: TaskHeader
-    def __init__(
-        self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., task: _Optional[_Union[TaskHeader, _Mapping]] = ...
-    ) -> None: ...
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., task: _Optional[_Union[TaskHeader, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("heartbeat_interval", "heartbeat_timeout", "max_message_bytes")
@@ -47,12 +43,7 @@ class Welcome(_message.Message):
     heartbeat_interval: float
     heartbeat_timeout: float
     max_message_bytes: int
-    def __init__(
-        self,
-        heartbeat_interval: _Optional[float] = ...,
-        heartbeat_timeout: _Optional[float] = ...,
-        max_message_bytes: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, heartbeat_interval: _Optional[float] = ..., heartbeat_timeout: _Optional[float] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
 
 class BlobRef(_message.Message):
     __slots__ = ("digest", "size")
@@ -78,16 +69,7 @@ class TaskHeader(_message.Message):
     config_json: str
     params: BlobRef
     extras: BlobRef
-    def __init__(
-        self,
-        task_id: _Optional[str] = ...,
-        kind: _Optional[str] = ...,
-        round: _Optional[int] = ...,
-        run_id: _Optional[str] = ...,
-        config_json: _Optional[str] = ...,
-        params: _Optional[_Union[BlobRef, _Mapping]] = ...,
-        extras: _Optional[_Union[BlobRef, _Mapping]] = ...,
-    ) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[str] = ..., round: _Optional[int] = ..., run_id: _Optional[str] = ..., config_json: _Optional[str] = ..., params: _Optional[_Union[BlobRef, _Mapping]] = ..., extras: _Optional[_Union[BlobRef, _Mapping]] = ...) -> None: ...
 
 class BlobRequest(_message.Message):
     __slots__ = ("digest",)
@@ -107,9 +89,7 @@ class UploadMessage(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     header: ReplyHeader
     chunk: bytes
-    def __init__(
-        self, header: _Optional[_Union[ReplyHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...
-    ) -> None: ...
+    def __init__(self, header: _Optional[_Union[ReplyHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class ReplyHeader(_message.Message):
     __slots__ = ("task_id", "num_examples", "metrics_json", "error", "payload")
@@ -123,14 +103,7 @@ class ReplyHeader(_message.Message):
     metrics_json: str
     error: str
     payload: BlobRef
-    def __init__(
-        self,
-        task_id: _Optional[str] = ...,
-        num_examples: _Optional[int] = ...,
-        metrics_json: _Optional[str] = ...,
-        error: _Optional[str] = ...,
-        payload: _Optional[_Union[BlobRef, _Mapping]] = ...,
-    ) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics_json: _Optional[str] = ..., error: _Optional[str] = ..., payload: _Optional[_Union[BlobRef, _Mapping]] = ...) -> None: ...
 
 class UploadAck(_message.Message):
     __slots__ = ("accepted", "detail")

@@ -29,6 +29,7 @@ from tests.web.test_api import _no_node
 
 LIMIT = 65536
 READ_TIMEOUT = 0.5
+TIMER_SLACK = 0.02  # asyncio fires a timer up to its clock resolution early; seen 0.4990 s for 0.5 s
 ATTACK_SECONDS = 1.5
 ANNOUNCED = 256 << 20  # what each hostile POST claims it will send
 
@@ -139,7 +140,7 @@ def test_body_trickled_forever_is_cut_off_at_the_deadline(served: int) -> None:
         answer, after = _answer_and_close(sock, trickle=b" ", within=READ_TIMEOUT + 2)
 
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert READ_TIMEOUT <= after < READ_TIMEOUT + 1
+    assert READ_TIMEOUT - TIMER_SLACK <= after < READ_TIMEOUT + 1
 
 
 def test_token_less_request_is_answered_and_closed_without_waiting_for_its_body(served: int) -> None:
@@ -157,7 +158,7 @@ def test_connection_that_sends_nothing_is_closed_at_the_deadline(served: int) ->
         answer, after = _answer_and_close(sock, within=READ_TIMEOUT + 2)
 
     assert answer == b""
-    assert READ_TIMEOUT <= after < READ_TIMEOUT + 1
+    assert READ_TIMEOUT - TIMER_SLACK <= after < READ_TIMEOUT + 1
 
 
 def test_headers_trickled_forever_are_cut_off_at_the_deadline(served: int) -> None:
@@ -167,7 +168,7 @@ def test_headers_trickled_forever_are_cut_off_at_the_deadline(served: int) -> No
         answer, after = _answer_and_close(sock, trickle=b"X-Slow: 1\r\n", within=READ_TIMEOUT + 2)
 
     assert answer == b""
-    assert READ_TIMEOUT <= after < READ_TIMEOUT + 1
+    assert READ_TIMEOUT - TIMER_SLACK <= after < READ_TIMEOUT + 1
 
 
 def test_connection_kept_alive_gets_a_fresh_deadline_for_each_request(served: int) -> None:
